@@ -1,0 +1,618 @@
+"""Build the interface model from the child's raw interface and the parsed annotations.
+
+    raw interface (JSON from introspect.py) ─┐
+    ModuleScope of sources/stubs (libcst) ───┼─▶ ModuleModel per generated module
+    options (policies) ──────────────────────┘
+
+Signature merge, per member: the runtime signature decides parameter kinds and
+literal defaults when it names the same parameters as the stub/source; the
+stub/source decides annotations (stubs first, as mypy would); runtime annotation
+objects fill in what neither has; `*args: Any, **kwargs: Any` only when nothing
+says anything. Forwarding: positional-only arguments go positionally, the others
+positionally until the first default that cannot be written out (`MISSING`), and
+by keyword from there on, so an omitted argument is never sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import libcst as cst
+
+from . import annotations as ann
+from .model import Batch, ClassAttribute, Method, ModuleModel, Property, ProxyClass, Signature
+
+__all__ = ["BuildOptions", "build_modules", "generated_module_name", "GenerationError"]
+
+JSON = dict[str, Any]
+
+_HELPERS = frozenset({"_xd_MISSING", "_xd_GeneratedProxy", "_xd_split", "_XdClassAttribute", "_xd_V"})
+_OBJECT_DUNDERS = {"__eq__", "__ne__"}
+_FIXED_RETURNS = {"__repr__": "str", "__str__": "str", "__hash__": "int", "__bool__": "bool", "__len__": "int",
+                  "__eq__": "bool", "__ne__": "bool", "__format__": "str", "__bytes__": "bytes",
+                  "__int__": "int", "__float__": "float", "__index__": "int", "__complex__": "complex",
+                  "__contains__": "bool"}
+
+
+class GenerationError(Exception):
+    """A target could not be generated; `kind` selects the exit code and message."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    policies: Mapping[str, Mapping[str, str]]  # class name -> method -> policy
+
+
+def generated_module_name(module: str) -> str:
+    """A top-level module name outside every target's package tree."""
+    return module.replace(".", "_") + "_xdproxy"
+
+
+@dataclass(frozen=True)
+class _P:
+    name: str
+    kind: str
+    annotation: str
+    default_pyi: str | None
+    default_py: str | None
+
+
+def _quote(text: str) -> str:
+    """A double-quoted string literal (annotations may themselves contain quotes)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _doc_literal(doc: str | None) -> str | None:
+    if not doc:
+        return None
+    text = doc.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    if text.endswith('"'):
+        text = text[:-1] + '\\"'
+    return f'"""{text}"""' if "\n" not in text else f'"""{text}\n"""'
+
+
+class _ClassBuilder:
+    def __init__(self, raw: JSON, *, emitter: ann.Emitter, resolver: ann.Resolver, proxy_name: str,
+                 policies: Mapping[str, str], member_names: frozenset[str]) -> None:
+        self.raw = raw
+        self.emitter = emitter
+        self.resolver = resolver
+        self.proxy_name = proxy_name
+        self.explicit_policies = policies
+        self.member_names = member_names
+        found = resolver.find_class(raw["class_module"], raw["class_qualname"]) or resolver.find_class(
+            raw["module"], raw["qualname"])
+        self.decl, self.scope = found if found is not None else (None, None)
+        self.class_typevars: list[str] = []
+        self.inferred: dict[str, str] = {}
+
+    # -- names
+
+    def t(self, name: str) -> str:
+        return self.emitter.import_ref("typing", name)
+
+    def b(self, name: str) -> str:
+        return self.emitter._render_target(ann.Target("builtin", "builtins", name))
+
+    # -- declarations
+
+    def _class_chain(self) -> list[tuple[ann.ClassDecl, ann.ModuleScope]]:
+        """The target's class declaration and its declared bases (breadth first)."""
+        out: list[tuple[ann.ClassDecl, ann.ModuleScope]] = []
+        queue: list[tuple[ann.ClassDecl, ann.ModuleScope]] = []
+        if self.decl is not None and self.scope is not None:
+            queue.append((self.decl, self.scope))
+        seen: set[int] = set()
+        while queue and len(out) < 12:
+            decl, scope = queue.pop(0)
+            if id(decl) in seen:
+                continue
+            seen.add(id(decl))
+            out.append((decl, scope))
+            for base in decl.bases:
+                node = base.value if isinstance(base, cst.Subscript) else base
+                parts = ann._dotted(node)
+                if not parts:
+                    continue
+                target = self.resolver.resolve(parts, scope)
+                if target.kind == "ref":
+                    found = self.resolver.find_class(target.module, target.path)
+                    if found is not None:
+                        queue.append(found)
+        return out
+
+    def member_decl(self, name: str, owner: Sequence[str] | None) -> tuple[list[ann.FunctionDecl], ann.ClassDecl | None, ann.ModuleScope | None]:
+        candidates: list[tuple[ann.ClassDecl, ann.ModuleScope]] = []
+        if owner is not None:
+            found = self.resolver.find_class(owner[0], owner[1])
+            if found is not None:
+                candidates.append(found)
+        candidates.extend(self._class_chain())
+        for decl, scope in candidates:
+            if name in decl.functions or name in decl.attributes:
+                return decl.functions.get(name, []), decl, scope
+        return [], None, None
+
+    # -- type parameters
+
+    def type_params(self) -> list[str]:
+        names: list[str] = []
+        if self.decl is not None and self.scope is not None:
+            generic: list[str] | None = None
+            for base in self.decl.bases:
+                before = set(self.emitter.typevars.values())
+                text = self.emitter.cst_text(base, self.scope) or ""
+                found = [n for n in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text) if n in set(self.emitter.typevars.values())]
+                ordered = list(dict.fromkeys(found))
+                del before
+                head = text.split("[", 1)[0]
+                if head.endswith((".Generic", ".Protocol")):
+                    generic = ordered
+                for n in ordered:
+                    if n not in names:
+                        names.append(n)
+            if generic is not None:
+                names = generic
+        else:
+            for param in self.raw.get("type_params", []):
+                refs = param["refs"]
+                dotted = next(iter(refs), None)
+                if dotted is None:
+                    continue
+                text = self.emitter.runtime_text({"text": dotted, "refs": refs})
+                if text and text in self.emitter.typevars.values():
+                    names.append(text)
+        self.class_typevars = names
+        return names
+
+    # -- signatures
+
+    def _params(self, fn: ann.FunctionDecl | None, scope: ann.ModuleScope | None, rt: JSON | None) -> list[_P]:
+        any_t = self.emitter.any()
+        rt_params: list[JSON] = list(rt["params"]) if rt else []
+        rt_by_name = {p["name"]: p for p in rt_params}
+        if fn is None:
+            if rt is None:
+                return [_P("args", "VAR_POSITIONAL", any_t, None, None), _P("kwargs", "VAR_KEYWORD", any_t, None, None)]
+            return [self._rt_param(p) for p in rt_params]
+        decl_names = [p.name for p in fn.params]
+        rt_names = [p["name"] for p in rt_params]
+        use_rt = rt is not None and decl_names == rt_names
+        out: list[_P] = []
+        for param in fn.params:
+            text = self.emitter.cst_text(param.annotation, scope)
+            rt_param = rt_by_name.get(param.name)
+            if text is None and rt_param is not None:
+                text = self.emitter.runtime_text(rt_param.get("annotation"))
+            text = text or any_t
+            if use_rt and rt_param is not None:
+                kind = rt_param["kind"]
+                default = rt_param.get("default")
+                if default is None:
+                    d_pyi = d_py = None
+                elif "literal" in default:
+                    d_pyi = d_py = default["literal"]
+                else:
+                    d_pyi, d_py = "...", "_xd_MISSING"
+            else:
+                kind = param.kind
+                if param.default is None:
+                    d_pyi = d_py = None
+                elif param.default == "...":
+                    d_pyi, d_py = "...", "_xd_MISSING"
+                else:
+                    d_pyi = d_py = param.default
+            out.append(_P(param.name, kind, text, d_pyi, d_py))
+        return out
+
+    def _rt_param(self, p: JSON) -> _P:
+        text = self.emitter.runtime_text(p.get("annotation")) or self.emitter.any()
+        default = p.get("default")
+        if default is None:
+            return _P(p["name"], p["kind"], text, None, None)
+        if "literal" in default:
+            return _P(p["name"], p["kind"], text, default["literal"], default["literal"])
+        return _P(p["name"], p["kind"], text, "...", "_xd_MISSING")
+
+    def _returns(self, fn: ann.FunctionDecl | None, scope: ann.ModuleScope | None, rt: JSON | None) -> str:
+        if fn is not None and fn.returns is not None:
+            return self.emitter.cst_text(fn.returns, scope) or self.emitter.any()
+        if rt is not None and rt.get("return") is not None:
+            return self.emitter.runtime_text(rt["return"]) or self.emitter.any()
+        return self.emitter.any()
+
+    def _returns_protected(self, fn: ann.FunctionDecl | None, scope: ann.ModuleScope | None, rt: JSON | None) -> bool:
+        if fn is not None and fn.returns is not None:
+            return self.emitter.cst_returns_protected(fn.returns, scope)
+        if rt is not None:
+            return self.emitter.runtime_returns_protected(rt.get("return"))
+        return False
+
+    def signature(self, params: list[_P], returns: str, first: str | None) -> Signature:
+        params = [self._optional_fix(p) for p in params]
+        py_parts: list[str] = [first] if first else []
+        pyi_parts: list[str] = [first] if first else []
+        has_var = any(p.kind == "VAR_POSITIONAL" for p in params)
+        star_done = has_var
+        last_posonly = max((i for i, p in enumerate(params) if p.kind == "POSITIONAL_ONLY"), default=-1)
+        for i, p in enumerate(params):
+            if p.kind == "KEYWORD_ONLY" and not star_done:
+                py_parts.append("*")
+                pyi_parts.append("*")
+                star_done = True
+            prefix = "*" if p.kind == "VAR_POSITIONAL" else "**" if p.kind == "VAR_KEYWORD" else ""
+            base = f"{prefix}{p.name}: {p.annotation}"
+            py_parts.append(base + (f" = {p.default_py}" if p.default_py is not None else ""))
+            pyi_parts.append(base + (f" = {p.default_pyi}" if p.default_pyi is not None else ""))
+            if i == last_posonly:
+                py_parts.append("/")
+                pyi_parts.append("/")
+        args: list[str] = []
+        kwargs: list[str] = []
+        by_keyword = False
+        for p in params:
+            if p.kind == "POSITIONAL_ONLY":
+                args.append(p.name)
+            elif p.kind == "POSITIONAL_OR_KEYWORD":
+                if p.default_py == "_xd_MISSING" and not has_var:
+                    by_keyword = True
+                if by_keyword:
+                    kwargs.append(f"{p.name!r}: {p.name}")
+                else:
+                    args.append(p.name)
+            elif p.kind == "VAR_POSITIONAL":
+                args.append(f"*{p.name}")
+            elif p.kind == "KEYWORD_ONLY":
+                kwargs.append(f"{p.name!r}: {p.name}")
+            else:
+                kwargs.append(f"**{p.name}")
+        args_text = "(" + ", ".join(args) + ("," if len(args) == 1 else "") + ")"
+        if len(args) == 1 and args[0].startswith("*"):
+            args_text = args[0][1:]  # `*args` alone: forward the tuple itself
+        kwargs_text = "{" + ", ".join(kwargs).replace("'", '"') + "}"
+        if len(kwargs) == 1 and kwargs[0].startswith("**"):
+            kwargs_text = kwargs[0][2:]
+        return Signature(
+            params_py=", ".join(py_parts),
+            params_pyi=", ".join(pyi_parts),
+            returns=returns,
+            args=args_text,
+            kwargs=kwargs_text,
+        )
+
+    def _optional_fix(self, p: _P) -> _P:
+        # `x: int = None` (implicit Optional) is rejected by mypy --strict; say what the target means.
+        if p.default_py == "None" and not re.search(r"\bNone\b|Optional|\bAny\b|object", p.annotation):
+            return _P(p.name, p.kind, f"{p.annotation} | None", p.default_pyi, p.default_py)
+        return p
+
+    def batch_item(self, params: list[_P]) -> tuple[str, str] | None:
+        """(item type, split arguments) for the batch helper, None when only raw items fit."""
+        if any(p.kind == "VAR_KEYWORD" for p in params):
+            return None
+        has_var = any(p.kind == "VAR_POSITIONAL" for p in params)
+        named = [p for p in params if p.kind != "VAR_POSITIONAL"]
+        if has_var and any(p.kind == "KEYWORD_ONLY" for p in params):
+            return None
+        required = max((i + 1 for i, p in enumerate(named) if p.default_py is None), default=0)
+        tup = self.b("tuple")
+        shapes = []
+        for arity in range(required, len(named) + 1):
+            types = [p.annotation for p in named[:arity]]
+            if arity == len(named) and has_var:
+                var = next(p for p in params if p.kind == "VAR_POSITIONAL")
+                types.append(f"*{tup}[{var.annotation}, ...]")
+            if types and len(types) == 1 and types[0].startswith("*"):
+                shapes.append(f"{tup}[{var.annotation}, ...]")
+            else:
+                shapes.append(f"{tup}[{', '.join(types)}]" if types else f"{tup}[()]")
+        npos = -1 if has_var else sum(1 for p in named if p.kind != "KEYWORD_ONLY")
+        kwnames = tuple(p.name for p in named if p.kind == "KEYWORD_ONLY")
+        return " | ".join(shapes), f"{npos}, {kwnames!r}".replace("'", '"')
+
+    # -- members
+
+    def method(self, member: JSON) -> Method:
+        name = member["name"]
+        kind = member["kind"]
+        decorator = kind if kind in ("classmethod", "staticmethod") else None
+        first = {"classmethod": "cls", "staticmethod": None}.get(kind, "self")
+        fns, _decl, scope = self.member_decl(name, member.get("owner"))
+        overload_fns = [f for f in fns if any(d.rsplit(".", 1)[-1] == "overload" for d in f.decorators)]
+        impl_fns = [f for f in fns if f not in overload_fns]
+        impl = impl_fns[-1] if impl_fns else None
+        rt = member.get("signature")
+        is_async = kind == "async_method" or bool(impl is not None and impl.is_async and scope is not None and not scope.is_stub)
+        if impl is None and not overload_fns and fns == [] and scope is None:
+            impl = None
+        overloads: list[Signature] = []
+        batch_shapes: list[tuple[str, str, str]] = []
+        protected = False
+        for fn in overload_fns:
+            params = self._params(fn, scope, None)
+            returns = self._dunder_return(name, self._returns(fn, scope, None))
+            params = self._dunder_params(name, params)
+            overloads.append(self.signature(params, returns, first))
+            item = self.batch_item(params)
+            if item is not None:
+                batch_shapes.append((item[0], item[1], returns))
+            protected = protected or self._returns_protected(fn, scope, None)
+        if overloads:
+            any_t = self.emitter.any()
+            generic = [_P("args", "VAR_POSITIONAL", any_t, None, None), _P("kwargs", "VAR_KEYWORD", any_t, None, None)]
+            sig = self.signature(generic, any_t, first)
+        else:
+            params = self._dunder_params(name, self._params(impl, scope, rt))
+            returns = self._dunder_return(name, self._returns(impl, scope, rt))
+            sig = self.signature(params, returns, first)
+            item = self.batch_item(params)
+            if item is not None:
+                batch_shapes.append((item[0], item[1], returns))
+            protected = self._returns_protected(impl, scope, rt)
+        if protected:
+            self.inferred[name] = "reference"
+        doc = member.get("doc") or (impl.doc if impl is not None else None) or (overload_fns[0].doc if overload_fns else None)
+        if name.startswith("__"):
+            doc = None
+        body = self._body(name, kind, sig, is_async)
+        batch = None
+        batch_name = f"{name}_batch"
+        if not name.startswith("__") and not is_async and batch_name not in self.member_names:
+            batch = self._batch(name, kind, batch_name, batch_shapes, overloaded=bool(overloads))
+        return Method(name=name, decorator=decorator, is_async=is_async, doc=_doc_literal(doc),
+                      overloads=tuple(overloads), signature=sig, body=body, batch=batch)
+
+    def _dunder_params(self, name: str, params: list[_P]) -> list[_P]:
+        if name in _OBJECT_DUNDERS:
+            return [_P("other", "POSITIONAL_ONLY", self.b("object"), None, None)]
+        return params
+
+    def _dunder_return(self, name: str, returns: str) -> str:
+        fixed = _FIXED_RETURNS.get(name)
+        if fixed is not None and returns == self.emitter.any():
+            return self.b(fixed)
+        if name in ("__eq__", "__ne__", "__hash__", "__repr__", "__str__"):
+            return self.b(_FIXED_RETURNS[name])
+        return returns
+
+    def _cast(self, returns: str, expr: str) -> str:
+        if returns == self.emitter.any():
+            return expr
+        return f"{self.t('cast')}({_quote(returns)}, {expr})"
+
+    def _body(self, name: str, kind: str, sig: Signature, is_async: bool) -> tuple[str, ...]:
+        if kind in ("classmethod", "staticmethod"):
+            call = f"cls._xd_class_call({name!r}, {sig.args}, {sig.kwargs})"
+        elif is_async:
+            call = f"await self._xd_call_async({name!r}, {sig.args}, {sig.kwargs})"
+        else:
+            call = f"self._xd_call({name!r}, {sig.args}, {sig.kwargs})"
+        call = call.replace("'", '"')
+        if kind == "staticmethod":
+            call = call.replace("cls._xd_class_call", f"{self.proxy_name}._xd_class_call")
+        if sig.returns == "None":
+            return (call,)
+        return ("return " + self._cast(sig.returns, call),)
+
+    def _batch(self, name: str, kind: str, batch_name: str, shapes: list[tuple[str, str, str]],
+               overloaded: bool) -> Batch:
+        owner = "cls._xd_class_batch" if kind in ("classmethod", "staticmethod") else "self._xd_batch"
+        lst = self.b("list")
+        if not shapes or (overloaded and len(set(s[1] for s in shapes)) > 1):
+            tup, dct, string = self.b("tuple"), self.b("dict"), self.b("str")
+            item = f"{tup}[{tup}[{self.emitter.any()}, ...], {dct}[{string}, {self.emitter.any()}]]"
+            returns = shapes[0][2] if len(shapes) == 1 else self.emitter.any()
+            result = f"{lst}[{returns}]"
+            body = self._cast(result, f'{owner}("{name}", calls)')
+            return Batch(name=batch_name, item_type=item, calls_type=self._iterable(item), returns=result, body=body)
+        items = " | ".join(dict.fromkeys(s[0] for s in shapes))
+        returns_union = " | ".join(dict.fromkeys(s[2] for s in shapes))
+        result = f"{lst}[{returns_union}]"
+        split_args = shapes[0][1]
+        call = f'{owner}("{name}", (_xd_split(item, {split_args}) for item in calls))'
+        return Batch(name=batch_name, item_type=items, calls_type=self._iterable(items), returns=result,
+                     body=self._cast(result, call))
+
+    def _iterable(self, item: str) -> str:
+        return self.emitter.import_ref("collections.abc", "Iterable") + f"[{item}]"
+
+    def init(self) -> Method:
+        raw_init = self.raw.get("init") or {}
+        rt = raw_init.get("signature")
+        fn = None
+        scope = None
+        for key, owner_key in (("__init__", "owner"), ("__new__", "new_owner")):
+            fns, _decl, found_scope = self.member_decl(key, raw_init.get(owner_key))
+            impls = [f for f in fns if not any(d.rsplit(".", 1)[-1] == "overload" for d in f.decorators)]
+            overloads = [f for f in fns if f not in impls]
+            if impls or overloads:
+                if overloads and not impls:
+                    fn = None
+                    scope = found_scope
+                    return self._init_overloaded(overloads, found_scope)
+                fn = impls[-1]
+                scope = found_scope
+                if key == "__init__" and not fn.params and rt and rt["params"]:
+                    continue  # `object.__init__` from a base stub says less than the runtime
+                break
+        params = self._params(fn, scope, rt)
+        sig = self.signature(params, "None", "self")
+        body = (f"self._xd_init({sig.args}, {sig.kwargs})",)
+        return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=(),
+                      signature=sig, body=body, batch=None)
+
+    def _init_overloaded(self, overloads: list[ann.FunctionDecl], scope: ann.ModuleScope | None) -> Method:
+        sigs = tuple(self.signature(self._params(f, scope, None), "None", "self") for f in overloads)
+        any_t = self.emitter.any()
+        generic = self.signature([_P("args", "VAR_POSITIONAL", any_t, None, None),
+                                  _P("kwargs", "VAR_KEYWORD", any_t, None, None)], "None", "self")
+        return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=sigs,
+                      signature=generic, body=("self._xd_init(args, kwargs)",), batch=None)
+
+    def prop(self, member: JSON) -> Property:
+        name = member["name"]
+        fns, decl, scope = self.member_decl(name, member.get("owner"))
+        text = None
+        protected = False
+        getter = next((f for f in fns if "property" in {d.rsplit(".", 1)[-1] for d in f.decorators}), None)
+        if getter is None and fns:
+            getter = fns[0]
+        if getter is not None and getter.returns is not None:
+            text = self.emitter.cst_text(getter.returns, scope)
+            protected = self.emitter.cst_returns_protected(getter.returns, scope)
+        elif decl is not None and name in decl.attributes:
+            node = _strip_wrappers(decl.attributes[name])
+            text = self.emitter.cst_text(node, scope)
+            protected = self.emitter.cst_returns_protected(node, scope)
+        elif member.get("value_type") is not None:
+            text = self.emitter.runtime_text(member["value_type"])
+            protected = self.emitter.runtime_returns_protected(member["value_type"])
+        if protected:
+            self.inferred[name] = "reference"
+        text = text or self.emitter.any()
+        doc = member.get("doc") or (getter.doc if getter is not None else None)
+        return Property(name=name, type=text, doc=_doc_literal(doc), settable=member["kind"] == "property_rw",
+                        deletable=bool(member.get("deletable")),
+                        getter=self._cast(text, f'self._xd_get("{name}")'))
+
+    def attribute(self, member: JSON) -> ClassAttribute:
+        name = member["name"]
+        _fns, decl, scope = self.member_decl(name, member.get("owner"))
+        text = None
+        if decl is not None and name in decl.attributes:
+            text = self.emitter.cst_text(_strip_wrappers(decl.attributes[name]), scope)
+        elif member.get("value_type") is not None:
+            text = self.emitter.runtime_text(member["value_type"])
+        text = text or self.emitter.any()
+        if any(re.search(rf"\b{re.escape(v)}\b", text) for v in self.class_typevars):
+            text = self.emitter.any()  # a ClassVar cannot mention the class's type variables
+        return ClassAttribute(name=name, type=text, type_py=f"_XdClassAttribute[{text}]")
+
+
+def _strip_wrappers(node: cst.BaseExpression) -> cst.BaseExpression:
+    """`ClassVar[T]`/`Final[T]` -> `T` (the proxy adds its own wrapper)."""
+    if isinstance(node, cst.Subscript) and ann.code(node.value).rsplit(".", 1)[-1] in ("ClassVar", "Final"):
+        first = node.slice[0].slice
+        if isinstance(first, cst.Index):
+            return first.value
+    return node
+
+
+def build_modules(results: list[JSON], *, python: Sequence[int], platform: str,
+                  options: BuildOptions) -> list[ModuleModel]:
+    """One model per generated module, in target-module order."""
+    roots = frozenset(r["protected_root"] for r in results)
+    files: dict[str, dict[str, str | None]] = {}
+    for r in results:
+        files.update(r["files"])
+    resolver = ann.Resolver(roots=roots, files=files, version=tuple(python[:2]), platform=platform)
+    proxies: dict[tuple[str, str], ann.ProxyName] = {}
+    by_module: dict[str, list[JSON]] = {}
+    for r in results:
+        gen = generated_module_name(r["module"])
+        proxy = ann.ProxyName(gen, r["qualname"].replace(".", "_"))
+        proxies[(r["module"], r["qualname"])] = proxy
+        proxies[(r["class_module"], r["class_qualname"])] = proxy
+        by_module.setdefault(r["module"], []).append(r)
+    known_classes = {r["qualname"].replace(".", "_") for r in results}
+    for class_name, methods in options.policies.items():
+        if class_name not in known_classes:
+            raise GenerationError("bad_policy", f"--policy names class {class_name!r}, which is not a target "
+                                  f"(targets: {', '.join(sorted(known_classes))})")
+        del methods
+    models = []
+    for module in sorted(by_module):
+        models.append(_build_module(module, sorted(by_module[module], key=lambda r: r["qualname"]),
+                                    resolver=resolver, proxies=proxies, options=options))
+    return models
+
+
+def _build_module(module: str, raws: list[JSON], *, resolver: ann.Resolver,
+                  proxies: dict[tuple[str, str], ann.ProxyName], options: BuildOptions) -> ModuleModel:
+    name = generated_module_name(module)
+    reserved: set[str] = set(_HELPERS)
+    for raw in raws:
+        reserved.add(raw["qualname"].replace(".", "_"))
+        for m in raw["members"]:
+            reserved.add(m["name"])
+            reserved.add(m["name"] + "_batch")
+    emitter = ann.Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies)
+    typing_name = emitter.import_ref("typing", "")
+    classes = []
+    uses_split = False
+    uses_attr = False
+    for raw in raws:
+        proxy_name = raw["qualname"].replace(".", "_")
+        member_names = frozenset(m["name"] for m in raw["members"])
+        explicit = dict(options.policies.get(proxy_name, {}))
+        for method_name, policy in explicit.items():
+            if method_name not in member_names:
+                raise GenerationError("bad_policy", f"--policy {proxy_name}.{method_name}: {raw['target']} has no "
+                                      f"public member {method_name!r}")
+            if policy not in ("value", "reference"):
+                raise GenerationError("bad_policy", f"--policy {proxy_name}.{method_name}={policy}: the policy "
+                                      "must be 'value' or 'reference'")
+        builder = _ClassBuilder(raw, emitter=emitter, resolver=resolver, proxy_name=proxy_name,
+                                policies=explicit, member_names=member_names)
+        params = builder.type_params()
+        bases = "_xd_GeneratedProxy" + (f", {typing_name}.Generic[{', '.join(params)}]" if params else "")
+        methods, props, attrs = [], [], []
+        unhashable = False
+        for member in raw["members"]:
+            kind = member["kind"]
+            if kind in ("method", "async_method", "classmethod", "staticmethod"):
+                if member["name"] in ("__init__", "__new__"):
+                    continue
+                methods.append(builder.method(member))
+            elif kind in ("property", "property_rw"):
+                props.append(builder.prop(member))
+            elif kind == "attribute" and not member["name"].startswith("__"):
+                attrs.append(builder.attribute(member))
+            elif kind == "unhashable":
+                unhashable = True
+        init = builder.init()
+        policies = {**builder.inferred, **explicit}
+        uses_split = uses_split or any(m.batch is not None and "_xd_split" in m.batch.body for m in methods)
+        uses_attr = uses_attr or bool(attrs)
+        classes.append(ProxyClass(
+            name=proxy_name,
+            target=raw["target"],
+            fingerprint=raw["fingerprint"],
+            bases=bases,
+            doc=_doc_literal(raw.get("doc")),
+            digests=tuple(sorted(raw["digests"].items())),
+            policies=tuple(sorted(policies.items())),
+            init=init,
+            methods=tuple(methods),
+            properties=tuple(props),
+            attributes=tuple(attrs),
+            unhashable=unhashable,
+        ))
+    runtime_imports, typing_imports = _imports(emitter.imports)
+    return ModuleModel(
+        name=name,
+        targets=tuple((c.target, c.fingerprint) for c in classes),
+        runtime_imports=runtime_imports,
+        typing_imports=typing_imports,
+        typevars=tuple(emitter.typevar_defs[k] for k in emitter.typevar_defs),
+        classes=tuple(classes),
+        typing_module=typing_name,
+        uses_split=uses_split,
+        uses_class_attribute=uses_attr,
+    )
+
+
+def _imports(imports: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    runtime, typing_only = [], []
+    for module in sorted(imports):
+        alias = imports[module]
+        line = f"import {module}" + (f" as {alias}" if alias else "")
+        (runtime if module == "typing" else typing_only).append(line)
+    return tuple(runtime), tuple(typing_only)

@@ -1,0 +1,248 @@
+"""`extradite-gen`: command line, pyproject configuration and the generation pipeline.
+
+    targets ──▶ introspection child (python -m extradite.gen.introspect, JSON on stdout)
+            ──▶ build.build_modules (libcst annotations, interface model)
+            ──▶ render.render_module (Jinja2)  ──▶ write.write_files | write.stale_diff
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .build import BuildOptions, GenerationError, build_modules
+from .render import render_module
+from .write import OutputError, stale_diff, write_files
+
+__all__ = ["main", "generate", "GenerateOptions", "EXIT_CODES"]
+
+EXIT_OK = 0
+EXIT_STALE = 1
+EXIT_USAGE = 2
+EXIT_TARGET = 3
+EXIT_OUTPUT = 4
+EXIT_INTROSPECTION = 5
+
+EXIT_CODES = {
+    EXIT_OK: "success; with --check: the output is fresh",
+    EXIT_STALE: "--check only: the output is stale (a unified diff is printed)",
+    EXIT_USAGE: "bad command line or [tool.extradite-gen] configuration (target string, --policy, --python)",
+    EXIT_TARGET: "a target cannot be introspected (missing module, syntax error, import raised, not a class)",
+    EXIT_OUTPUT: "the output directory cannot be created or written",
+    EXIT_INTROSPECTION: "the introspection child failed (crashed or printed no result)",
+}
+
+_TARGET_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_POLICY_RE = re.compile(r"^(?P<cls>[A-Za-z_]\w*)\.(?P<member>[A-Za-z_]\w*)=(?P<policy>\w+)$")
+_TARGET_ERROR_LABELS = {
+    "module_not_found": "module not found",
+    "syntax_error": "syntax error in the target module",
+    "import_raised": "importing the target module raised",
+    "not_a_class": "not a class",
+    "attribute_missing": "no such class",
+}
+
+
+class UsageError(Exception):
+    """The command line or configuration is wrong."""
+
+
+@dataclass(frozen=True)
+class GenerateOptions:
+    targets: tuple[str, ...]
+    policies: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    python: str | None = None
+
+
+def parse_target(text: str) -> str:
+    if not _TARGET_RE.match(text):
+        raise UsageError(f"target {text!r} must look like 'package.module:Class' (a module path, a colon, a class name)")
+    return text
+
+
+def parse_policies(items: Sequence[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        match = _POLICY_RE.match(item)
+        if not match:
+            raise UsageError(f"--policy {item!r} must look like 'Class.method=value' or 'Class.method=reference'")
+        if match["policy"] not in ("value", "reference"):
+            raise UsageError(f"--policy {item!r}: the policy must be 'value' or 'reference', not {match['policy']!r}")
+        out.setdefault(match["cls"], {})[match["member"]] = match["policy"]
+    return out
+
+
+def _child_env(python: str | None) -> dict[str, str]:
+    package_parent = str(Path(__file__).resolve().parents[2])  # the directory holding `extradite/`
+    env = dict(os.environ)
+    paths = [package_parent]
+    if python is None:
+        paths.extend(p for p in sys.path if p)  # same interpreter: the child sees what we see
+    else:
+        paths.append(os.getcwd())
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return env
+
+
+def introspect(targets: Sequence[str], python: str | None) -> dict[str, Any]:
+    """Run the throwaway introspection child and return its JSON document."""
+    executable = python or sys.executable
+    cmd = [executable, "-m", "extradite.gen.introspect", *targets]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(python), timeout=600,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise UsageError(f"--python {executable!r}: no such interpreter") from None
+    except PermissionError:
+        raise UsageError(f"--python {executable!r}: not executable") from None
+    except subprocess.TimeoutExpired:
+        raise GenerationError("introspection", f"the introspection child ({executable}) did not finish within 600 s") from None
+    try:
+        document = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-12:])
+        raise GenerationError("introspection", f"the introspection child ({executable}) exited with status "
+                              f"{proc.returncode} and printed no result:\n{tail}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("results"), list):
+        raise GenerationError("introspection", "the introspection child printed an unexpected document")
+    return document
+
+
+def generate(options: GenerateOptions) -> dict[str, str]:
+    """File name -> text for every generated module. The targets are imported only in a child."""
+    targets = tuple(parse_target(t) for t in options.targets)
+    if not targets:
+        raise UsageError("no targets: name at least one 'package.module:Class' (or set targets in [tool.extradite-gen])")
+    document = introspect(targets, options.python)
+    errors = [r for r in document["results"] if "error" in r]
+    if errors:
+        lines = []
+        for r in errors:
+            label = _TARGET_ERROR_LABELS.get(r["error"]["kind"], r["error"]["kind"])
+            lines.append(f"{r['target']}: {label}: {r['error']['message']}")
+        raise GenerationError("target", "\n".join(lines))
+    models = build_modules(document["results"], python=document["python"], platform=document["platform"],
+                           options=BuildOptions(policies=options.policies))
+    files: dict[str, str] = {}
+    for model in models:
+        files.update(render_module(model))
+    return files
+
+
+def _load_pyproject(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+    section = data.get("tool", {}).get("extradite-gen", {})
+    if not isinstance(section, dict):
+        raise UsageError(f"{path}: [tool.extradite-gen] must be a table")
+    allowed = {"targets", "output", "policy", "python"}
+    unknown = set(section) - allowed
+    if unknown:
+        raise UsageError(f"{path}: unknown key(s) in [tool.extradite-gen]: {', '.join(sorted(unknown))} "
+                         f"(allowed: {', '.join(sorted(allowed))})")
+    for key in ("targets", "policy"):
+        value = section.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"{path}: [tool.extradite-gen] {key} must be a list of strings")
+    for key in ("output", "python"):
+        if key in section and not isinstance(section[key], str):
+            raise UsageError(f"{path}: [tool.extradite-gen] {key} must be a string")
+    return section
+
+
+_EPILOG = """\
+example:
+  extradite-gen extradite.demo.counter:Counter decimal:Context -o generated/
+  extradite-gen --check            # targets and output from [tool.extradite-gen]
+
+pyproject.toml (used when no targets are given; paths relative to it):
+  [tool.extradite-gen]
+  targets = ["extradite.demo.counter:Counter"]
+  output = "generated"
+  policy = ["Counter.snapshot=reference"]
+
+exit codes:
+""" + "".join(f"  {code}  {text}\n" for code, text in EXIT_CODES.items())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="extradite-gen",
+        description="Generate typed proxy modules (.py + .pyi) for classes that must not be imported here. "
+                    "Each target is imported only in a throwaway child interpreter.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("targets", nargs="*", metavar="TARGET", help="a class as 'package.module:Class'")
+    parser.add_argument("-o", "--output", metavar="DIR", help="directory for the generated modules")
+    parser.add_argument("--policy", action="append", default=[], metavar="Class.method=value|reference",
+                        help="default transport policy of one method's results (repeatable)")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 and print a unified diff when DIR is stale")
+    parser.add_argument("--python", metavar="PATH", help="introspect with this interpreter (it must import extradite)")
+    parser.add_argument("--config", metavar="PYPROJECT", default="pyproject.toml",
+                        help="pyproject.toml to read [tool.extradite-gen] from when no targets are given")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        targets = list(args.targets)
+        output = args.output
+        policies = list(args.policy)
+        python = args.python
+        if not targets:
+            config_path = Path(args.config)
+            section = _load_pyproject(config_path)
+            base = config_path.resolve().parent
+            targets = list(section.get("targets", []))
+            if output is None and "output" in section:
+                output = str(base / section["output"])
+            policies = list(section.get("policy", [])) + policies
+            if python is None and "python" in section:
+                python = section["python"]
+            if not targets:
+                raise UsageError(f"no targets given and none in [tool.extradite-gen] of {config_path}")
+        if output is None:
+            raise UsageError("no output directory: pass -o DIR (or set output in [tool.extradite-gen])")
+        options = GenerateOptions(targets=tuple(targets), policies=parse_policies(policies), python=python)
+        files = generate(options)
+        directory = Path(output)
+        if args.check:
+            diff = stale_diff(directory, files)
+            if diff:
+                sys.stdout.write(diff)
+                print(f"extradite-gen: {directory} is stale; regenerate with: extradite-gen "
+                      f"{' '.join(targets)} -o {output}", file=sys.stderr)
+                return EXIT_STALE
+            return EXIT_OK
+        written = write_files(directory, files)
+        for name in written:
+            print(f"wrote {directory / name}", file=sys.stderr)
+        return EXIT_OK
+    except UsageError as exc:
+        print(f"extradite-gen: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except GenerationError as exc:
+        print(f"extradite-gen: error: {exc}", file=sys.stderr)
+        return {"target": EXIT_TARGET, "bad_policy": EXIT_USAGE}.get(exc.kind, EXIT_INTROSPECTION)
+    except OutputError as exc:
+        print(f"extradite-gen: error: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT

@@ -1,0 +1,62 @@
+"""Write generated files atomically, or compare them with what is on disk (`--check`)."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["OutputError", "write_files", "stale_diff"]
+
+
+class OutputError(Exception):
+    """The output directory cannot be created or written."""
+
+
+def write_files(directory: Path, files: Mapping[str, str]) -> list[str]:
+    """Write each file whose text differs; return the names written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output directory {str(directory)!r}: {exc.strerror or exc}") from exc
+    written = []
+    for name in sorted(files):
+        path = directory / name
+        text = files[name]
+        try:
+            if path.exists() and path.read_text(encoding="utf-8") == text:
+                continue
+            # A reader never sees half a file: write beside it, then rename over it.
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+                    handle.write(text)
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            raise OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
+        written.append(name)
+    return written
+
+
+def stale_diff(directory: Path, files: Mapping[str, str]) -> str:
+    """A unified diff from what is on disk to what would be generated ("" when fresh)."""
+    chunks = []
+    for name in sorted(files):
+        path = directory / name
+        try:
+            old = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            old = ""
+        except OSError as exc:
+            raise OutputError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from exc
+        if old != files[name]:
+            chunks.extend(difflib.unified_diff(
+                old.splitlines(keepends=True), files[name].splitlines(keepends=True),
+                fromfile=str(path) if old else "/dev/null", tofile=str(path)))
+    return "".join(chunks)
