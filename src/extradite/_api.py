@@ -1,0 +1,353 @@
+"""`extradite()`, shared sessions, prewarming and shutdown.
+
+    extradite("pkg.mod:Cls")  -> validate (no process yet) -> SessionHandle (child + Session)
+                              -> OP_IMPORT in the child   -> class proxy
+                              -> a per-call subclass carrying its ClassHandle (close())
+
+A `SessionHandle` owns one child process and its `Session`. Without `share_key`
+every `extradite()` gets its own; with one, classes share it and it stops when
+the last class handle closes (after `share_keepalive_seconds`, if given).
+Everything still open is closed at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+import types
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from . import _codec
+from ._errors import (
+    ExtraditeClosedError,
+    ExtraditeError,
+    ExtraditeModuleLeakError,
+    ExtraditeProcessError,
+    ExtraditeProtocolError,
+    ExtraditeRemoteError,
+    ExtraditeSessionConflictError,
+)
+from ._policy import PolicyConfig
+from ._process import ChildProcess, socketpair
+from ._proxy import RemoteClass, ProxyFactory
+from ._session import Session
+from ._transport import ChannelEOF
+from ._wire import EXTRA_RESULT_BY_REF, OP_CONFIGURE, OP_IMPORT, OP_STATS
+
+_lock = threading.RLock()
+_shared: dict[str, SessionHandle] = {}
+_live: weakref.WeakSet[SessionHandle] = weakref.WeakSet()
+_atexit_registered = False
+
+
+def _is_dotted(text: str) -> bool:
+    return all(part.isidentifier() for part in text.split("."))
+
+
+def parse_target(target: object) -> tuple[str, str]:
+    """Split "pkg.mod:Cls" (or "pkg.mod:Outer.Inner") into module and attribute path."""
+    if not isinstance(target, str):
+        raise TypeError(f"target must be a string like 'pkg.module:ClassName', not {type(target).__name__}")
+    module, sep, qualname = target.partition(":")
+    if not sep:
+        raise ValueError(f"target {target!r} has no ':'; write it as 'pkg.module:ClassName'")
+    if not module or not qualname:
+        part = "module" if not module else "class"
+        raise ValueError(f"target {target!r} has an empty {part} part; write it as 'pkg.module:ClassName'")
+    if not _is_dotted(module) or not _is_dotted(qualname) or ":" in qualname:
+        raise ValueError(
+            f"target {target!r} is not 'pkg.module:ClassName' (dotted Python identifiers on each side)")
+    return module, qualname
+
+
+def protected_tree(module: str) -> str:
+    """The module tree that must never be imported here: the top-level package.
+
+    Targets inside extradite itself (its demos) protect their own subpackage,
+    since the top-level `extradite` package is always loaded.
+    """
+    parts = module.split(".")
+    if parts[0] == "extradite" and len(parts) > 1:
+        return ".".join(parts[:2])
+    return parts[0]
+
+
+def _check_keepalive(share_key: str | None, seconds: float | None) -> None:
+    if seconds is None:
+        return
+    if share_key is None:
+        raise ValueError("share_keepalive_seconds requires share_key (only a shared session can stay warm)")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise ValueError(f"share_keepalive_seconds must be a number >= 0, not {seconds!r}")
+
+
+def _rule_for_wire(rule_type: type) -> Any:
+    """A type rule's type as the child can load it (builtin types without a name via `types`)."""
+    module = sys.modules.get(rule_type.__module__)
+    if module is not None and getattr(module, rule_type.__qualname__, None) is rule_type:
+        return rule_type
+    for name in dir(types):
+        if getattr(types, name) is rule_type:
+            return ("types", name)
+    return rule_type
+
+
+class SessionHandle:
+    """One child process and its session."""
+
+    def __init__(self, config: PolicyConfig, *, python: str | None, label: str,
+                 share_key: str | None = None, keepalive: float | None = None) -> None:
+        parent_end, child_end = socketpair()
+        try:
+            self.process = ChildProcess(child_end.fileno(), python=python, label=label)
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()
+        self.config = config
+        self.python = python
+        self.share_key = share_key
+        self.keepalive = keepalive
+        self.users = 0
+        self.trees: list[str] = []
+        self._timer: threading.Timer | None = None
+        self.session = Session(parent_end, is_child=False, factory=ProxyFactory, name=label)
+        self.session.codec.config = config
+        self.session.on_broken = self._describe_failure
+        _live.add(self)
+        _register_atexit()
+        if config.rules or config.default != "value":
+            self.session.call(OP_CONFIGURE, None, None, (
+                config.default, [(_rule_for_wire(t), p) for t, p in config.rules], ()))
+
+    def _describe_failure(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, (ChannelEOF, OSError)):
+            return self.process.death_error(exc)
+        self.process.kill()
+        error = ExtraditeProtocolError(f"{exc}; the child process (pid {self.process.pid}) was stopped")
+        error.__cause__ = exc
+        return error
+
+    def import_class(self, module: str, qualname: str, target: str) -> type:
+        tree = protected_tree(module)
+        leaked = tree in sys.modules
+        if leaked:
+            raise ExtraditeModuleLeakError(
+                f"extradite({target!r}) refused: the module tree {tree!r} is already imported in "
+                f"this interpreter ({sorted(m for m in sys.modules if m == tree or m.startswith(tree + '.'))[:5]}); "
+                "the target must never be loaded here, so remove that import")
+        if tree not in self.trees:
+            self.trees.append(tree)
+            _codec.protect(tree)
+            self.session.protected = self.session.codec.protected = tuple(self.trees)
+        try:
+            cls = self.session.call(OP_IMPORT, module, qualname, (tree,), None, None, EXTRA_RESULT_BY_REF)
+        except ExtraditeRemoteError as exc:
+            exc.remote_message = f"extradite({target!r}) could not load the target in the child: {exc.remote_message}"
+            exc.args = (exc.remote_message,) if not isinstance(exc, ImportError) else exc.args
+            raise
+        if not isinstance(cls, RemoteClass):
+            kind = type(cls).__qualname__
+            raise TypeError(f"extradite({target!r}): {qualname!r} is a {kind}, not a class; extradite() takes classes")
+        return cls
+
+    def acquire(self) -> None:
+        with _lock:
+            self.users += 1
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def release_user(self) -> None:
+        with _lock:
+            self.users -= 1
+            if self.users > 0:
+                return
+            if self.keepalive:
+                self._timer = threading.Timer(self.keepalive, self._expire)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+        self.close()
+
+    def _expire(self) -> None:
+        with _lock:
+            if self.users > 0:
+                return
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        return not self.session.closed and self.session.broken is None
+
+    def stats(self) -> dict[str, Any]:
+        """Handle-table sizes on both sides (for tests and diagnostics)."""
+        self.session.flush_releases()
+        child = self.session.call(OP_STATS, None)
+        return {"parent": self.session.stats(), "child": child}
+
+    def close(self) -> None:
+        with _lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self.share_key is not None and _shared.get(self.share_key) is self:
+                del _shared[self.share_key]
+            trees, self.trees = self.trees, []
+        self.session.close()
+        self.process.stop()
+        for tree in trees:
+            _codec.unprotect(tree)
+        _live.discard(self)
+
+
+class ClassHandle:
+    """What one `extradite()` call returned; `Class.close()` ends it."""
+
+    def __init__(self, handle: SessionHandle, target: str) -> None:
+        self.handle = handle
+        self.target = target
+        self.closed = False
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise ExtraditeClosedError(
+                f"the proxy class for {self.target!r} was closed; call extradite({self.target!r}) again")
+
+    def close(self) -> None:
+        with _lock:
+            if self.closed:
+                return
+            self.closed = True
+        self.handle.release_user()
+
+
+def _session_for(share_key: str | None, config: PolicyConfig, keepalive: float | None,
+                 python: str | None, label: str) -> tuple[SessionHandle, bool]:
+    """The session to use and whether it was started now."""
+    if share_key is None:
+        return SessionHandle(config, python=python, label=label), True
+    with _lock:
+        existing = _shared.get(share_key)
+        if existing is not None and existing.running:
+            problems = []
+            if not existing.config.same_as(config):
+                problems.append(f"it runs with {existing.config.describe()}, this call asks for {config.describe()}")
+            if existing.keepalive != keepalive:
+                problems.append(f"it has share_keepalive_seconds={existing.keepalive!r}, this call asks for {keepalive!r}")
+            if existing.python != python:
+                problems.append(f"it runs python={existing.python!r}, this call asks for {python!r}")
+            if problems:
+                raise ExtraditeSessionConflictError(
+                    f"share_key {share_key!r} is already in use with other options: {'; '.join(problems)}. "
+                    "Use the same options for every class sharing a key, or another key")
+            return existing, False
+        handle = SessionHandle(config, python=python, label=f"share_key {share_key!r}",
+                               share_key=share_key, keepalive=keepalive)
+        _shared[share_key] = handle
+        return handle, True
+
+
+def extradite(target: str, share_key: str | None = None, transport_policy: str = "value",
+              transport_type_rules: Mapping[type, str] | None = None, *,
+              share_keepalive_seconds: float | None = None, python: str | None = None) -> Any:
+    """Return a proxy class for `target` ("pkg.module:ClassName"), imported only in a child.
+
+    See the README for the full contract. `python=` runs the child with another
+    interpreter (which must be able to import extradite).
+    """
+    module, qualname = parse_target(target)
+    config = PolicyConfig(transport_policy, transport_type_rules)
+    if share_key is not None and not isinstance(share_key, str):
+        raise TypeError(f"share_key must be a string or None, not {type(share_key).__name__}")
+    _check_keepalive(share_key, share_keepalive_seconds)
+    tree = protected_tree(module)
+    if tree in sys.modules:
+        raise ExtraditeModuleLeakError(
+            f"extradite({target!r}) refused: the module tree {tree!r} is already imported in this "
+            "interpreter; the target must never be loaded here, so remove that import")
+    handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(target))
+    handle.acquire()
+    try:
+        root = handle.import_class(module, qualname, target)
+    except BaseException:
+        handle.release_user()
+        raise
+    api = ClassHandle(handle, target)
+    cls = RemoteClass(root.__name__, (root,), {
+        "__slots__": (), "_xd_api": api, "__module__": root.__module__, "__qualname__": root.__qualname__,
+    })
+    weakref.finalize(cls, api.close)
+    return cls
+
+
+def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value",
+                              transport_type_rules: Mapping[type, str] | None = None,
+                              share_keepalive_seconds: float | None = None,
+                              python: str | None = None) -> bool:
+    """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
+
+    Returns True when a child was started, False when one was already running
+    with the same options (different options raise `ExtraditeSessionConflictError`).
+    """
+    if not isinstance(share_key, str):
+        raise TypeError(f"share_key must be a string, not {type(share_key).__name__}")
+    config = PolicyConfig(transport_policy, transport_type_rules)
+    _check_keepalive(share_key, share_keepalive_seconds)
+    handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(share_key))
+    if started and share_keepalive_seconds:
+        handle.acquire()
+        handle.release_user()  # no users yet: the keepalive clock starts now
+    return started
+
+
+def close_extradite_session(share_key: str) -> bool:
+    """Stop the shared child of `share_key` now. True if one was running, else False.
+
+    Classes still using it raise `ExtraditeClosedError` on their next call.
+    """
+    with _lock:
+        handle = _shared.get(share_key)
+    if handle is None:
+        return False
+    handle.close()
+    return True
+
+
+def session_of(proxy: Any) -> SessionHandle:
+    """The `SessionHandle` behind a proxy class or object (diagnostics and tests)."""
+    cls = proxy if isinstance(proxy, type) else type(proxy)
+    for klass in cls.__mro__:
+        api = klass.__dict__.get("_xd_api")
+        if api is not None:
+            return api.handle  # type: ignore[no-any-return]
+    session = getattr(cls, "_xd_class_session", None)
+    for handle in list(_live):
+        if handle.session is session:
+            return handle
+    raise TypeError(f"{proxy!r} is not an extradite proxy")
+
+
+def _close_all() -> None:
+    for handle in list(_live):
+        try:
+            handle.close()
+        except Exception:
+            pass
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        _atexit_registered = True
+        atexit.register(_close_all)
+
+
+__all__ = [
+    "extradite", "prewarm_extradite_session", "close_extradite_session", "parse_target",
+    "protected_tree", "ExtraditeError", "ExtraditeProcessError",
+]

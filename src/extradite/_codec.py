@@ -1,0 +1,422 @@
+"""Turn messages into pickle streams and back, deciding value or handle per object.
+
+Encoding uses one of two picklers:
+
+* fast: only `reducer_override`, which the C pickler skips for None, bool, int,
+  float, str, bytes, list, tuple, dict, set, frozenset and bytearray. So plain
+  data costs nothing extra; every other object is checked (proxy? already lent?
+  type rule? protected? defined in `__main__`?).
+* general: adds `persistent_id`, called for every object, for reference mode and
+  for type rules that match the builtin containers.
+
+If the fast attempt fails because something is unpicklable, the message is
+encoded again in careful mode, where every non-builtin object is first test-
+pickled on its own and sent as a handle when that fails. Handles lent during a
+failed attempt are rolled back.
+
+Handles appear in the stream either as persistent ids or, from `reducer_override`,
+as a call of the marker global `extradite._codec._h`; the unpickler's
+`find_class` maps that marker to its own resolver, so both load the same way.
+On the parent side `find_class` refuses every global from a protected tree.
+"""
+
+from __future__ import annotations
+
+import _pickle
+import sys
+import types
+from typing import Any
+
+from ._errors import (
+    ExtraditeClosedError,
+    ExtraditeError,
+    ExtraditeModuleLeakError,
+    ExtraditeProcessError,
+    ExtraditeProtocolError,
+    ExtraditeRemoteError,
+    UnsupportedInteractionError,
+    remote_error_class,
+)
+from ._handles import Borrowed, BorrowedMeta, ExportTable, ImportTable
+from ._members import describe_type
+from ._policy import REFERENCE, SCALAR_TYPES, PolicyConfig
+from ._transport import BodyWriter, Frame
+from ._wire import PID_CLASS, PID_HOME, PID_OBJECT
+
+PROTOCOL = 5
+
+
+def _h(*pid: Any) -> Any:
+    """Marker global for handles encoded by `reducer_override`; never called directly."""
+    raise ExtraditeProtocolError("a handle was unpickled outside an extradite session")
+
+
+_MARKER = ("extradite._codec", "_h")
+_PROBE_ERRORS = (_pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError)
+
+
+class _UnpicklableInCareful(Exception):
+    pass
+
+
+class _FastPickler(_pickle.Pickler):
+    def __init__(self, file: BodyWriter, codec: Codec, call_policy: str | None,
+                 method_policy: str | None, careful: bool) -> None:
+        super().__init__(file, PROTOCOL)
+        self.codec = codec
+        self.call_policy = call_policy
+        self.method_policy = method_policy
+        self.careful = careful
+        self.envelope: set[int] = set()
+        self.keep: list[Any] = []   # pid tuples stay alive so their ids stay in `envelope`
+        self.exported: list[int] = []
+        self.new_classes: list[int] = []
+
+    def reducer_override(self, obj: Any) -> Any:
+        return self.codec.reduce(self, obj)
+
+
+class _RefPickler(_FastPickler):
+    def persistent_id(self, obj: Any) -> Any:
+        return self.codec.persistent_id(self, obj)
+
+
+class _Unpickler(_pickle.Unpickler):
+    def __init__(self, file: Any, codec: Codec) -> None:
+        super().__init__(file)
+        self.codec = codec
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self.codec.load_pid(pid)
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == _MARKER:
+            return self.codec.load_marker
+        self.codec.check_global(module, name)
+        return super().find_class(module, name)
+
+
+def _is_class_proxy(cls: type) -> bool:
+    """A class proxy, or the per-call subclass `extradite()` returns (not a user subclass)."""
+    return "_xd_class_hid" in cls.__dict__ or "_xd_api" in cls.__dict__
+
+
+def _mark_plain(value: Any, pickler: _FastPickler) -> None:
+    """Containers inside a persistent id are protocol data, never values to lend."""
+    if type(value) is tuple:
+        pickler.envelope.add(id(value))
+        pickler.keep.append(value)
+        for item in value:
+            _mark_plain(item, pickler)
+
+
+def _tree_of(module: str, trees: tuple[str, ...]) -> str | None:
+    for tree in trees:
+        if module == tree or module.startswith(tree + "."):
+            return tree
+    return None
+
+
+class Codec:
+    """Encoder and decoder for one session side.
+
+    `session` is the owning `Session` (typed loosely to keep imports pointing down);
+    `factory` builds proxies: `factory.make_class(session, hid, descriptor, bases)`
+    and `factory.make_instance(session, cls, hid)`.
+    """
+
+    def __init__(self, session: Any, factory: Any, *, is_child: bool) -> None:
+        self.session = session
+        self.factory = factory
+        self.is_child = is_child
+        self.exports = ExportTable()
+        self.imports = ImportTable()
+        self.config = PolicyConfig()
+        self.protected: tuple[str, ...] = ()
+
+    # -- encoding --------------------------------------------------------------------
+    def encode(self, body: tuple[Any, ...], envelope: tuple[Any, ...] = (), *,
+               call_policy: str | None = None, method_policy: str | None = None) -> BodyWriter:
+        """Pickle `body`; objects in `envelope` (containers of the message itself) never become handles."""
+        general = self.config.needs_persistent_id or REFERENCE in (call_policy, method_policy)
+        try:
+            return self._encode(body, envelope, call_policy, method_policy, general, careful=False)
+        except ExtraditeError:
+            raise
+        except _PROBE_ERRORS:
+            return self._encode(body, envelope, call_policy, method_policy, general, careful=True)
+
+    def _encode(self, body: tuple[Any, ...], envelope: tuple[Any, ...], call_policy: str | None,
+                method_policy: str | None, general: bool, *, careful: bool) -> BodyWriter:
+        writer = BodyWriter()
+        pickler = (_RefPickler if general else _FastPickler)(writer, self, call_policy, method_policy, careful)
+        if general:
+            ids = pickler.envelope
+            ids.add(id(body))
+            for container in envelope:
+                ids.add(id(container))
+            for release in body[0]:  # (hid, count) pairs of the releases riding on this frame
+                ids.add(id(release))
+        try:
+            pickler.dump(body)
+        except BaseException:
+            for hid in pickler.exported:
+                self.exports.release(hid, 1)
+            for hid in pickler.new_classes:
+                self.exports.unexport_class(hid)
+            raise
+        return writer
+
+    def _borrowed_pid(self, obj: Any) -> tuple[int, int]:
+        """A proxy going back to its owner."""
+        if isinstance(obj, Borrowed):
+            session, hid = obj._xd_session, obj._xd_hid
+        else:
+            root = next(k for k in obj.__mro__ if "_xd_class_hid" in k.__dict__)
+            session, hid = root.__dict__["_xd_class_session"], root.__dict__["_xd_class_hid"]
+        if session is not self.session:
+            raise UnsupportedInteractionError(
+                f"{obj!r} belongs to another extradite session; objects from two different "
+                "sessions cannot be mixed (use one share_key for classes that must exchange objects)")
+        if isinstance(obj, Borrowed) and obj._xd_closed:
+            raise ExtraditeClosedError(
+                f"this {type(obj).__qualname__} proxy was closed (released); it cannot be used or sent any more")
+        return (PID_HOME, hid)
+
+    def _class_pid(self, pickler: _FastPickler, cls: type) -> tuple[int, Any]:
+        hid, first = self.exports.export_class(cls)
+        if not first:
+            return (hid, None)
+        pickler.new_classes.append(hid)
+        bases = tuple(self._class_pid(pickler, base) for base in cls.__bases__ if base is not object)
+        descriptor = (
+            getattr(cls, "__module__", "builtins") or "builtins",
+            cls.__qualname__,
+            repr(cls),
+            tuple(describe_type(cls).items()),
+            bases,
+            isinstance(cls, type) and issubclass(cls, BaseException),
+        )
+        return (hid, descriptor)
+
+    def _lend(self, pickler: _FastPickler, obj: Any) -> tuple[Any, ...]:
+        """Persistent id lending `obj` (or its class) to the other side."""
+        if isinstance(obj, type):
+            return (PID_CLASS, *self._class_pid(pickler, obj))
+        hid, _ = self.exports.export(obj)
+        pickler.exported.append(hid)
+        return (PID_OBJECT, hid, self._class_pid(pickler, type(obj)))
+
+    def _must_lend(self, pickler: _FastPickler, obj: Any) -> bool:
+        """Checks for a non-scalar object that would otherwise be pickled by value."""
+        if self.exports.lookup(obj) is not None:
+            return True  # the other side already holds it: keep identity
+        cls = type(obj)
+        if self.is_child:
+            module = obj.__module__ if isinstance(obj, (type, types.FunctionType)) else cls.__module__
+            tree = _tree_of(module or "", self.protected) if isinstance(module, str) else None
+            if tree is not None:
+                what = obj.__qualname__ if isinstance(obj, type) else cls.__qualname__
+                raise UnsupportedInteractionError(
+                    f"cannot send a {module}.{what} by value: it belongs to the protected module "
+                    f"tree {tree!r}, which must never be imported by the parent; call with "
+                    "__extradite_policy__='reference' (or transport_policy='reference') to get a proxy")
+        else:
+            module = obj.__module__ if isinstance(obj, (type, types.FunctionType)) else cls.__module__
+            if module == "__main__":
+                return True  # the child cannot import the parent's __main__
+        if isinstance(obj, (type, types.FunctionType)) and "<locals>" in obj.__qualname__:
+            return True
+        if pickler.careful:
+            try:
+                _pickle.dumps(obj, PROTOCOL)
+            except Exception:
+                return True
+        return False
+
+    def reduce(self, pickler: _FastPickler, obj: Any) -> Any:
+        """`reducer_override`: objects the C pickler does not handle by itself."""
+        if isinstance(obj, Borrowed) or (isinstance(obj, BorrowedMeta) and _is_class_proxy(obj)):
+            return (_h, self._borrowed_pid(obj))
+        cls = type(obj)
+        if cls in SCALAR_TYPES:
+            return NotImplemented
+        policy = pickler.call_policy or pickler.method_policy
+        if policy is None:
+            for rule_type, rule_policy in self.config.rules:
+                if isinstance(obj, rule_type):
+                    policy = rule_policy
+                    break
+            else:
+                policy = self.config.default
+        if policy == REFERENCE or self._must_lend(pickler, obj):
+            return (_h, self._lend(pickler, obj))
+        return NotImplemented
+
+    def persistent_id(self, pickler: _FastPickler, obj: Any) -> Any:
+        """`persistent_id` of the general pickler: policy for builtin containers too."""
+        cls = type(obj)
+        if cls in SCALAR_TYPES or id(obj) in pickler.envelope:
+            return None
+        if isinstance(obj, Borrowed) or (isinstance(obj, BorrowedMeta) and _is_class_proxy(obj)):
+            return self._borrowed_pid(obj)
+        policy, _, _ = self.config.resolve(obj, pickler.call_policy, pickler.method_policy)
+        if policy == REFERENCE:
+            pid = self._lend(pickler, obj)
+            _mark_plain(pid, pickler)
+            return pid
+        return None
+
+    # -- decoding --------------------------------------------------------------------
+    def decode(self, frame: Frame) -> Any:
+        """Unpickle a frame's body and free its shared memory."""
+        try:
+            return _Unpickler(frame.open(), self).load()
+        finally:
+            frame.done()
+
+    def check_global(self, module: str, name: str) -> None:
+        if self.is_child:
+            return
+        tree = _tree_of(module, self.protected) or _tree_of(module, protected_everywhere())
+        if tree is not None:
+            raise ExtraditeModuleLeakError(
+                f"the child sent a value that needs {module}.{name} from the protected module tree "
+                f"{tree!r}; unpickling it would import that tree here. Ask for a proxy instead "
+                "(__extradite_policy__='reference' or transport_policy='reference')")
+
+    def load_marker(self, *pid: Any) -> Any:
+        return self.load_pid(pid)
+
+    def load_pid(self, pid: Any) -> Any:
+        tag = pid[0]
+        if tag == PID_HOME:
+            return self.exports.get(pid[1])
+        if tag == PID_OBJECT:
+            hid = pid[1]
+            proxy = self.imports.receipt(hid)
+            cls = self._load_class(pid[2])
+            if proxy is None:
+                proxy = self.factory.make_instance(self.session, cls, hid)
+            return proxy
+        if tag == PID_CLASS:
+            return self._load_class(pid[1:])
+        raise ExtraditeProtocolError(f"corrupt frame: unknown handle tag {tag!r}")
+
+    def _load_class(self, class_pid: Any) -> Any:
+        hid, descriptor = class_pid
+        known = self.imports.classes.get(hid)
+        if known is not None:
+            return known
+        if descriptor is None:
+            raise ExtraditeProtocolError(f"corrupt frame: class handle {hid} arrived without its descriptor")
+        bases = tuple(self._load_class(base) for base in descriptor[4])
+        cls = self.factory.make_class(self.session, hid, descriptor, bases)
+        self.imports.classes[hid] = cls
+        return cls
+
+
+# -- protected trees of every session in this process ------------------------------------
+_PROTECTED: dict[str, int] = {}
+
+
+def protected_everywhere() -> tuple[str, ...]:
+    return tuple(_PROTECTED)
+
+
+def protect(tree: str) -> None:
+    _PROTECTED[tree] = _PROTECTED.get(tree, 0) + 1
+
+
+def unprotect(tree: str) -> None:
+    left = _PROTECTED.get(tree, 0) - 1
+    if left > 0:
+        _PROTECTED[tree] = left
+    else:
+        _PROTECTED.pop(tree, None)
+
+
+def leaked_tree(trees: tuple[str, ...]) -> str | None:
+    modules = sys.modules
+    for tree in trees:
+        if tree in modules:
+            return tree
+    return None
+
+
+# -- errors across the channel -----------------------------------------------------------
+_LOCAL_KINDS: dict[str, type[ExtraditeError]] = {
+    "protocol": ExtraditeProtocolError,
+    "closed": ExtraditeClosedError,
+    "leak": ExtraditeModuleLeakError,
+    "unsupported": UnsupportedInteractionError,
+}
+
+
+class RemoteTraceback(Exception):
+    """Carries the other side's traceback text as the `__cause__` of a remote error."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "\n\n" + self.text.rstrip()
+
+
+def _scalar_args(args: tuple[Any, ...]) -> bool:
+    return all(type(a) in SCALAR_TYPES or (type(a) is tuple and _scalar_args(a)) for a in args)
+
+
+def _builtin_base(cls: type) -> str | None:
+    for klass in cls.__mro__:
+        if klass.__module__ == "builtins" and issubclass(klass, Exception) and klass is not Exception:
+            return klass.__name__
+    return None
+
+
+def error_record(exc: BaseException, batch_index: int | None = None) -> tuple[Any, ...]:
+    """A plain-data description of `exc` that any side can raise again."""
+    if isinstance(exc, ExtraditeRemoteError):
+        kind, type_name, message = "remote", exc.remote_type_name, exc.remote_message
+    else:
+        kind = "remote"
+        for name, local in _LOCAL_KINDS.items():
+            if isinstance(exc, local) and not isinstance(exc, ExtraditeProcessError):
+                kind = name
+        cls = type(exc)
+        type_name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+        try:
+            message = str(exc)
+        except Exception as inner:  # a broken __str__ must not lose the error
+            message = f"<str() failed: {inner!r}>"
+    if isinstance(exc, (StopIteration, StopAsyncIteration)):
+        tb_text = ""
+    else:
+        import traceback  # lazily: only failing calls pay for it
+
+        tb_text = "".join(traceback.format_exception(exc))
+    args = exc.args if _scalar_args(exc.args) else ()
+    return (kind, type_name, message, tb_text, _builtin_base(type(exc)), args, batch_index)
+
+
+def raise_record(record: tuple[Any, ...]) -> None:
+    kind, type_name, message, tb_text, builtin_name, args, batch_index = record
+    where = f" (batch item {batch_index})" if batch_index is not None else ""
+    local = _LOCAL_KINDS.get(kind)
+    if local is not None:
+        raise local(message + where)
+    cls = remote_error_class(builtin_name)
+    exc = cls.__new__(cls, *args)
+    base = cls.__bases__[1] if cls is not ExtraditeRemoteError else None
+    if base is not None:
+        try:
+            base.__init__(exc, *args)
+        except Exception:
+            pass
+    ExtraditeRemoteError.__init__(exc, type_name, message + where, tb_text)
+    exc.args = tuple(args) if args else (message + where,)
+    exc.batch_index = batch_index  # type: ignore[attr-defined]
+    if tb_text:
+        raise exc from RemoteTraceback(tb_text)
+    raise exc

@@ -1,0 +1,119 @@
+"""Exception types.
+
+Split by who is at fault, so callers can react to each:
+
+    ExtraditeError                      everything extradite raises
+    ├── ExtraditeProtocolError          the channel or a handle is unusable
+    │   ├── ExtraditeProcessError       the child died (exit code / signal, stderr tail)
+    │   └── ExtraditeClosedError        you closed it (instance, class or session)
+    ├── ExtraditeModuleLeakError        the protected module tree reached this interpreter
+    ├── UnsupportedInteractionError     the operation cannot cross the boundary
+    └── ExtraditeRemoteError            the other side raised; fields keep its type, text, traceback
+
+A remote exception whose type derives from a builtin exception is raised as a
+dynamic subclass of both `ExtraditeRemoteError` and that builtin, so
+`except KeyError` and `hasattr` keep working across the boundary.
+"""
+
+from __future__ import annotations
+
+import builtins
+
+__all__ = [
+    "ExtraditeError",
+    "ExtraditeProtocolError",
+    "ExtraditeProcessError",
+    "ExtraditeClosedError",
+    "ExtraditeModuleLeakError",
+    "UnsupportedInteractionError",
+    "ExtraditeRemoteError",
+    "ExtraditeSessionConflictError",
+    "ExtraditeStaleProxyWarning",
+    "remote_error_class",
+]
+
+
+class ExtraditeError(Exception):
+    """Base class of every error extradite raises."""
+
+
+class ExtraditeProtocolError(ExtraditeError):
+    """The channel, a frame or a handle is unusable (bad bytes, released handle, closed session)."""
+
+
+class ExtraditeProcessError(ExtraditeProtocolError):
+    """The child process died; the message names the exit status and quotes its stderr."""
+
+    def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+
+class ExtraditeClosedError(ExtraditeProtocolError):
+    """The instance, class or session was closed by this program and is used again."""
+
+
+class ExtraditeModuleLeakError(ExtraditeError):
+    """A protected module tree is (or would be) imported in this interpreter."""
+
+
+class UnsupportedInteractionError(ExtraditeError):
+    """The requested interaction cannot cross the process boundary."""
+
+
+class ExtraditeRemoteError(ExtraditeError):
+    """An exception raised on the other side of the channel.
+
+    `remote_type_name` is the qualified name of the original type,
+    `remote_message` its `str()`, `remote_traceback` the formatted remote traceback.
+    """
+
+    remote_type_name: str
+    remote_message: str
+    remote_traceback: str
+
+    def __init__(self, remote_type_name: str, remote_message: str, remote_traceback: str) -> None:
+        Exception.__init__(self, f"{remote_type_name}: {remote_message}")
+        self.remote_type_name = remote_type_name
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        return f"{self.remote_type_name}: {self.remote_message}"
+
+
+class ExtraditeSessionConflictError(ExtraditeError, ValueError):
+    """A shared session was asked for with options that differ from the running one."""
+
+
+class ExtraditeStaleProxyWarning(UserWarning):
+    """A generated proxy no longer matches the live target; changed members use the dynamic path."""
+
+
+_REMOTE_CLASSES: dict[str, type[ExtraditeRemoteError]] = {}
+
+
+def remote_error_class(builtin_name: str | None) -> type[ExtraditeRemoteError]:
+    """The `ExtraditeRemoteError` subclass that is also the named builtin exception.
+
+    Falls back to plain `ExtraditeRemoteError` for unknown names or builtins whose
+    C layout cannot be combined with it.
+    """
+    if not builtin_name:
+        return ExtraditeRemoteError
+    cached = _REMOTE_CLASSES.get(builtin_name)
+    if cached is not None:
+        return cached
+    base = getattr(builtins, builtin_name, None)
+    cls: type[ExtraditeRemoteError] = ExtraditeRemoteError
+    if isinstance(base, type) and issubclass(base, Exception) and base is not Exception:
+        try:
+            cls = type(f"ExtraditeRemoteError[{builtin_name}]", (ExtraditeRemoteError, base), {
+                "__module__": __name__,
+                "__str__": ExtraditeRemoteError.__str__,
+            })
+        except TypeError:
+            cls = ExtraditeRemoteError
+    _REMOTE_CLASSES[builtin_name] = cls
+    return cls

@@ -1,0 +1,190 @@
+"""Member tables: what a class offers, learned once so that a call is one round trip.
+
+Runs on the owning side (usually the child). Uses only the standard library
+and no `inspect` (it is slow to import and child start-up is on the critical path).
+
+A member table maps each proxied name to a short kind string:
+
+    "method" | "async_method" | "classmethod" | "staticmethod"
+    | "property" | "property_rw" | "attribute"
+
+Dunders appear only when they are in `SUPPORTED_DUNDERS` and the class defines
+them somewhere below `object` (so the proxy keeps cheap local defaults otherwise).
+
+`member_digests()` and `fingerprint()` summarise the table plus each member's
+call signature; generated proxies embed both and compare at connect time.
+"""
+
+from __future__ import annotations
+
+import types
+
+__all__ = [
+    "SUPPORTED_DUNDERS",
+    "describe_type",
+    "member_digests",
+    "fingerprint",
+    "diff_digests",
+]
+
+# Dunders a proxy forwards. `__hash__` and `__eq__` only when the target overrides
+# object's identity versions; `__repr__`/`__str__` always (see describe_type).
+SUPPORTED_DUNDERS: frozenset[str] = frozenset({
+    "__repr__", "__str__", "__bytes__", "__format__", "__bool__", "__len__", "__length_hint__",
+    "__iter__", "__next__", "__reversed__", "__getitem__", "__setitem__", "__delitem__",
+    "__contains__", "__missing__", "__call__", "__enter__", "__exit__",
+    "__aenter__", "__aexit__", "__aiter__", "__anext__", "__await__",
+    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__hash__",
+    "__int__", "__float__", "__complex__", "__index__", "__round__", "__trunc__",
+    "__floor__", "__ceil__", "__abs__", "__neg__", "__pos__", "__invert__",
+    "__add__", "__sub__", "__mul__", "__matmul__", "__truediv__", "__floordiv__",
+    "__mod__", "__divmod__", "__pow__", "__lshift__", "__rshift__", "__and__",
+    "__xor__", "__or__",
+    "__radd__", "__rsub__", "__rmul__", "__rmatmul__", "__rtruediv__", "__rfloordiv__",
+    "__rmod__", "__rdivmod__", "__rpow__", "__rlshift__", "__rrshift__", "__rand__",
+    "__rxor__", "__ror__",
+    "__iadd__", "__isub__", "__imul__", "__imatmul__", "__itruediv__", "__ifloordiv__",
+    "__imod__", "__ipow__", "__ilshift__", "__irshift__", "__iand__", "__ixor__", "__ior__",
+})
+
+_CO_COROUTINE = 0x0080
+_CO_ASYNC_GENERATOR = 0x0200
+_CO_VARARGS = 0x0004
+_CO_VARKEYWORDS = 0x0008
+
+_METHOD_TYPES = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.MethodDescriptorType,
+    types.WrapperDescriptorType,
+    types.MethodWrapperType,
+)
+_CLASSMETHOD_TYPES = (classmethod, types.ClassMethodDescriptorType)
+_DATA_DESCRIPTOR_TYPES = (types.GetSetDescriptorType, types.MemberDescriptorType)
+
+
+def _is_async(func: object) -> bool:
+    code = getattr(func, "__code__", None)
+    return isinstance(code, types.CodeType) and bool(code.co_flags & _CO_COROUTINE)
+
+
+def _classify(raw: object) -> str:
+    """Kind of one raw class-dict entry."""
+    if isinstance(raw, staticmethod):
+        return "staticmethod"
+    if isinstance(raw, _CLASSMETHOD_TYPES):
+        return "classmethod"
+    if isinstance(raw, property):
+        return "property_rw" if raw.fset is not None else "property"
+    if isinstance(raw, types.FunctionType):
+        return "async_method" if _is_async(raw) else "method"
+    if isinstance(raw, _METHOD_TYPES):
+        return "method"
+    if isinstance(raw, _DATA_DESCRIPTOR_TYPES):
+        return "property_rw"
+    raw_type = type(raw)
+    if isinstance(raw, type):
+        return "attribute"
+    if hasattr(raw_type, "__get__"):
+        if hasattr(raw_type, "__set__"):
+            return "property_rw"
+        if callable(raw):
+            return "async_method" if _is_async(getattr(raw, "func", raw)) else "method"
+        return "property"
+    return "attribute"
+
+
+def _raw_members(cls: type) -> dict[str, object]:
+    """Name -> raw class-dict entry, subclasses winning, `object` excluded."""
+    raw: dict[str, object] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object:
+            continue
+        raw.update(vars(klass))
+    return raw
+
+
+def describe_type(cls: type) -> dict[str, str]:
+    """The member table of `cls` (see module docstring)."""
+    table: dict[str, str] = {}
+    for name, raw in _raw_members(cls).items():
+        if name.startswith("__") and name.endswith("__"):
+            if name not in SUPPORTED_DUNDERS:
+                continue
+            if name == "__hash__" and raw is None:
+                table[name] = "unhashable"
+                continue
+        table[name] = _classify(raw)
+    # repr/str always cross the boundary so the proxy shows the remote object.
+    table.setdefault("__repr__", "method")
+    table.setdefault("__str__", "method")
+    return table
+
+
+def _signature_digest(raw: object) -> str:
+    """A stable description of how `raw` is called (no addresses, no annotations)."""
+    func = raw
+    if isinstance(raw, (staticmethod, classmethod)):
+        func = raw.__func__
+    elif isinstance(raw, property):
+        return f"set={raw.fset is not None},del={raw.fdel is not None}"
+    code = getattr(func, "__code__", None)
+    if isinstance(code, types.CodeType):
+        nargs = code.co_argcount + code.co_kwonlyargcount
+        names = code.co_varnames[: nargs + bool(code.co_flags & _CO_VARARGS) + bool(code.co_flags & _CO_VARKEYWORDS)]
+        defaults = getattr(func, "__defaults__", None) or ()
+        kwdefaults = getattr(func, "__kwdefaults__", None) or {}
+        flags = code.co_flags & (_CO_VARARGS | _CO_VARKEYWORDS | _CO_COROUTINE | _CO_ASYNC_GENERATOR)
+        return "|".join([
+            ",".join(names),
+            f"pos={code.co_posonlyargcount},args={code.co_argcount},kw={code.co_kwonlyargcount},flags={flags}",
+            ",".join(_default_text(d) for d in defaults),
+            ",".join(f"{k}={_default_text(v)}" for k, v in sorted(kwdefaults.items())),
+        ])
+    text_signature = getattr(func, "__text_signature__", None)
+    if isinstance(text_signature, str):
+        return text_signature
+    return type(raw).__name__
+
+
+def _default_text(value: object) -> str:
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return repr(value)
+    return f"<{type(value).__qualname__}>"
+
+
+def _sha256(text: str, length: int = 12) -> str:
+    import hashlib  # lazily: only generated proxies need digests, and _hashlib is slow to load
+
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def member_digests(cls: type) -> dict[str, str]:
+    """Name -> "kind:digest" for every member in `describe_type(cls)`, plus `__init__`."""
+    raw = _raw_members(cls)
+    table = describe_type(cls)
+    _hash = _sha256
+    out: dict[str, str] = {}
+    for name, kind in table.items():
+        entry = raw.get(name)
+        digest = _signature_digest(entry) if entry is not None else ""
+        out[name] = f"{kind}:{_hash(digest)}"
+    init = raw.get("__init__")
+    if init is not None:
+        out["__init__"] = "init:" + _hash(_signature_digest(init))
+    return out
+
+
+def fingerprint(digests: dict[str, str]) -> str:
+    """One short hash of a member digest table."""
+    text = "\n".join(f"{name}={digests[name]}" for name in sorted(digests))
+    return _sha256(text, 16)
+
+
+def diff_digests(expected: dict[str, str], actual: dict[str, str]) -> dict[str, list[str]]:
+    """What changed between a generated proxy's table and the live one."""
+    return {
+        "added": sorted(set(actual) - set(expected)),
+        "removed": sorted(set(expected) - set(actual)),
+        "changed": sorted(n for n in set(expected) & set(actual) if expected[n] != actual[n]),
+    }

@@ -1,0 +1,166 @@
+"""Start the child interpreter, watch it, and stop it.
+
+    Popen([python, -S, -c, bootstrap], pass_fds=[child end of socketpair])
+      stdin  <- /dev/null
+      stdout -> inherited (the target's prints show up as usual)
+      stderr -> pipe -> drain thread -> this process's sys.stderr, last lines kept
+
+The child is a plain `subprocess` (no `multiprocessing`): nothing re-imports
+`__main__`, so scripts without a main guard, `python -c`, REPLs and notebooks
+all work. With the same interpreter the child skips `site` and receives this
+process's `sys.path` verbatim; another interpreter keeps its own path and gets
+the directory holding `extradite` appended.
+
+Stopping is a ladder, each step bounded: close the channel (the child exits on
+EOF), wait, SIGTERM, wait, SIGKILL, wait.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import deque
+from typing import IO, Any
+
+from ._errors import ExtraditeProcessError
+
+_STDERR_LINES = 40
+_EXTRADITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _bootstrap(fd: int, path: list[str] | None, extra_path: str | None) -> str:
+    lines = ["import sys"]
+    if path is not None:
+        lines.append(f"sys.path[:] = {path!r}")
+    if extra_path is not None:
+        lines.append(f"sys.path.append({extra_path!r})")
+    lines.append("from extradite._child import main")
+    lines.append(f"main({fd})")
+    return "; ".join(lines)
+
+
+def child_command(fd: int, python: str | None) -> list[str]:
+    """The argv that starts a child serving the channel on descriptor `fd`."""
+    same = python is None or os.path.realpath(python) == os.path.realpath(sys.executable)
+    if same:
+        path = list(sys.path)
+        if _EXTRADITE_ROOT not in path:
+            path.append(_EXTRADITE_ROOT)
+        return [sys.executable, "-S", "-c", _bootstrap(fd, path, None)]
+    assert python is not None
+    return [python, "-c", _bootstrap(fd, None, _EXTRADITE_ROOT)]
+
+
+class ChildProcess:
+    """The child interpreter of one session."""
+
+    def __init__(self, child_fd: int, *, python: str | None, label: str) -> None:
+        import subprocess
+
+        self.label = label
+        self.tail: deque[str] = deque(maxlen=_STDERR_LINES)
+        argv = child_command(child_fd, python)
+        try:
+            self.popen = subprocess.Popen(
+                argv, pass_fds=(child_fd,), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                close_fds=True)
+        except OSError as exc:
+            raise ExtraditeProcessError(
+                f"could not start the child interpreter {argv[0]!r} for {label}: {exc}; "
+                "check the python= path") from exc
+        self.pid = self.popen.pid
+        assert self.popen.stderr is not None
+        self._drain = threading.Thread(target=self._drain_stderr, args=(self.popen.stderr,),
+                                       name=f"extradite-stderr-{self.pid}", daemon=True)
+        self._drain.start()
+
+    def _drain_stderr(self, pipe: IO[bytes]) -> None:
+        try:
+            for raw in iter(pipe.readline, b""):
+                line = raw.decode("utf-8", "replace")
+                self.tail.append(line.rstrip("\n"))
+                stream = sys.stderr
+                if stream is not None:
+                    try:
+                        stream.write(line)
+                        stream.flush()
+                    except (OSError, ValueError):
+                        pass
+        finally:
+            pipe.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def death_error(self, cause: BaseException | None = None, *, wait: float = 1.0) -> ExtraditeProcessError:
+        """Describe how the child ended (waits up to `wait` seconds for it to finish dying)."""
+        import subprocess
+
+        try:
+            returncode: int | None = self.popen.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        self._drain.join(timeout=0.5)
+        if returncode is None:
+            status = "closed the channel but is still running (it was killed)"
+            self.kill()
+        elif returncode < 0:
+            status = f"was killed by signal {-returncode} ({_signal_name(-returncode)})"
+        else:
+            status = f"exited with code {returncode}"
+        tail = "\n".join(self.tail)
+        message = f"the extradite child process (pid {self.pid}) serving {self.label} {status}"
+        if tail:
+            quoted = "\n".join("    " + line for line in tail.splitlines()[-15:])
+            message += f"; last lines of its stderr:\n{quoted}"
+        else:
+            message += "; it wrote nothing to stderr"
+        error = ExtraditeProcessError(message, returncode=returncode, stderr_tail=tail)
+        if cause is not None and not isinstance(cause, EOFError):
+            error.__cause__ = cause
+        return error
+
+    def kill(self) -> None:
+        try:
+            self.popen.kill()
+        except OSError:
+            pass
+        try:
+            self.popen.wait(timeout=5)
+        except Exception:
+            pass
+
+    def stop(self, grace: float = 2.0) -> None:
+        """After the channel is closed: wait, terminate, kill (each bounded)."""
+        import subprocess
+
+        for step in (None, self.popen.terminate, self.popen.kill):
+            if step is not None:
+                try:
+                    step()
+                except OSError:
+                    pass
+            try:
+                self.popen.wait(timeout=grace)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self._drain.join(timeout=1.0)
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
+def socketpair() -> tuple[Any, Any]:
+    """A connected AF_UNIX stream pair; both ends non-inheritable until passed on."""
+    import _socket
+
+    return _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)

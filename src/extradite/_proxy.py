@@ -1,0 +1,405 @@
+"""Dynamic proxies: local classes and objects that forward everything over a session.
+
+A remote class arrives once, with its member table, and becomes a real local
+class (`RemoteClass` metaclass) whose members are descriptors that each make one
+round trip. A remote object becomes an instance of the proxy class of its type,
+so `isinstance(proxy, ProxyClass)`, `issubclass` and subclassing work, and the
+same remote object is always the same proxy object (identity per session).
+
+    ProxyFactory.make_class(session, hid, descriptor, bases) -> proxy class
+    ProxyFactory.make_instance(session, cls, hid)           -> proxy object
+
+Names a proxy keeps for itself start with `_xd_`; everything else belongs to the
+remote object.
+"""
+
+from __future__ import annotations
+
+import types
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+from ._errors import ExtraditeClosedError, ExtraditeError, UnsupportedInteractionError
+from ._handles import Borrowed, BorrowedMeta
+from ._policy import REFERENCE, check_policy
+from ._wire import (
+    EXTRA_AWAIT,
+    EXTRA_RESULT_BY_REF,
+    OP_BATCH,
+    OP_CALL,
+    OP_CALL_METHOD,
+    OP_DELATTR,
+    OP_GETATTR,
+    OP_SETATTR,
+)
+
+POLICY_KEYWORD = "__extradite_policy__"
+
+
+def _pop_policy(kwargs: dict[str, Any]) -> str | None:
+    policy = kwargs.pop(POLICY_KEYWORD, None)
+    if policy is not None:
+        check_policy(policy, POLICY_KEYWORD)
+    return policy  # type: ignore[no-any-return]
+
+
+def _check_calls(calls: Iterable[Any]) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    out = []
+    for index, item in enumerate(calls):
+        try:
+            args, kwargs = item
+            out.append((tuple(args), dict(kwargs)))
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"batch item {index} must be an (args, kwargs) pair such as ([1], {{}}), not {item!r}") from None
+    return out
+
+
+class RemoteObject(Borrowed):
+    """Base of every instance proxy."""
+
+    __slots__ = ("_xd_session", "_xd_hid", "_xd_closed", "__weakref__")
+
+    _xd_session: Any
+    _xd_hid: int
+    _xd_closed: bool
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_xd_"):
+            raise AttributeError(name)
+        policy = REFERENCE if name == "__dict__" else None
+        return self._xd_session.call(OP_GETATTR, self, name, policy=policy)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_xd_"):
+            object.__setattr__(self, name, value)
+        else:
+            self._xd_session.call(OP_SETATTR, self, name, (value,))
+
+    def __delattr__(self, name: str) -> None:
+        self._xd_session.call(OP_DELATTR, self, name)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise UnsupportedInteractionError(
+            f"an extradite proxy ({type(self).__qualname__}) cannot be pickled or copied; "
+            "pass it to a call on its own session instead, or fetch a copy of the value with a "
+            "method that returns plain data")
+
+    def __dir__(self) -> Iterable[str]:
+        return self._xd_session.call(OP_CALL_METHOD, self, "__dir__")  # type: ignore[no-any-return]
+
+    @classmethod
+    def get_effective_policy(cls, value: Any, call_policy: str | None = None, method: str | None = None) -> str:
+        """The policy (`'value'` or `'reference'`) that `value` would travel with."""
+        return str(cls.get_effective_policy_trace(value, call_policy, method)["policy"])
+
+    @classmethod
+    def get_effective_policy_trace(cls, value: Any, call_policy: str | None = None,
+                                   method: str | None = None) -> dict[str, Any]:
+        """The chosen policy, its source and the matched type (see README, "Policies")."""
+        session = _root(cls).__dict__["_xd_class_session"]
+        method_policy = getattr(cls, "__extradite_method_policies__", {}).get(method) if method else None
+        return session.codec.config.trace(value, call_policy, method_policy)  # type: ignore[no-any-return]
+
+
+def _root(cls: type) -> Any:
+    """The class proxy that carries the handle (an API subclass or user subclass defers to it)."""
+    for klass in cls.__mro__:
+        if "_xd_class_hid" in klass.__dict__:
+            return klass
+    raise UnsupportedInteractionError(f"{cls.__qualname__} is not an extradite proxy class")
+
+
+class RemoteClass(BorrowedMeta):
+    """Metaclass of class proxies: construction, class attributes and repr go remote."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        if "_xd_class_hid" not in cls.__dict__ and "_xd_api" not in cls.__dict__:
+            return super().__call__(*args, **kwargs)  # a local subclass made in this process
+        api = cls.__dict__.get("_xd_api")
+        if api is not None:
+            api.check_open()
+        root = _root(cls)
+        policy = _pop_policy(kwargs) if kwargs else None
+        instance = root._xd_class_session.call(OP_CALL, root, None, args, kwargs, policy, EXTRA_RESULT_BY_REF)
+        if type(instance) is root and cls is not root:
+            object.__setattr__(instance, "__class__", cls)
+        return instance
+
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("_xd_") or name.startswith("__extradite"):
+            raise AttributeError(name)
+        root = _root(cls)
+        return root._xd_class_session.call(OP_GETATTR, root, name)
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        if name.startswith("_xd_") or "_xd_class_hid" not in cls.__dict__:
+            super().__setattr__(name, value)
+        else:
+            cls._xd_class_session.call(OP_SETATTR, cls, name, (value,))
+
+    def __delattr__(cls, name: str) -> None:
+        if name.startswith("_xd_") or "_xd_class_hid" not in cls.__dict__:
+            super().__delattr__(name)
+        else:
+            cls._xd_class_session.call(OP_DELATTR, cls, name)
+
+    def __repr__(cls) -> str:
+        for klass in cls.__mro__:
+            text = klass.__dict__.get("_xd_repr")
+            if text is not None:
+                return f"<extradite proxy of {text[1:-1]}>" if "_xd_api" in cls.__dict__ else str(text)
+        return super().__repr__()
+
+    def __reduce_ex__(cls, protocol: Any) -> Any:
+        raise UnsupportedInteractionError(
+            f"an extradite proxy class ({cls.__qualname__}) cannot be pickled; pass it to a call "
+            "on its own session instead")
+
+
+# -- member descriptors -------------------------------------------------------------------
+class BoundMethod:
+    """`proxy.name`: calling it is one round trip; `.batch(calls)` runs many in one."""
+
+    __slots__ = ("_target", "_name", "_extra")
+
+    def __init__(self, target: Any, name: str | None, extra: int = 0) -> None:
+        self._target = target
+        self._name = name
+        self._extra = extra
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        target = self._target
+        policy = _pop_policy(kwargs) if kwargs else None
+        session = _session(target)
+        method_policy = _method_policy(target, self._name)
+        if self._name is None:
+            return session.call(OP_CALL, target, None, args, kwargs, policy, self._extra, method_policy)
+        return session.call(OP_CALL_METHOD, target, self._name, args, kwargs, policy, self._extra, method_policy)
+
+    def batch(self, calls: Iterable[Any], call_policy: str | None = None) -> list[Any]:
+        """Run `fn(*args, **kwargs)` for each `(args, kwargs)` in one round trip, in order.
+
+        Stops at the first exception, which names the failing item (`batch_index`).
+        """
+        if call_policy is not None:
+            check_policy(call_policy, "call_policy")
+        target = self._target
+        return _session(target).call(  # type: ignore[no-any-return]
+            OP_BATCH, target, self._name, tuple(_check_calls(calls)), None, call_policy, self._extra,
+            _method_policy(target, self._name))
+
+    def __repr__(self) -> str:
+        return f"<extradite bound method {self._name or '__call__'} of {self._target!r}>"
+
+
+def _session(target: Any) -> Any:
+    """The session of an instance proxy or a class proxy."""
+    if isinstance(target, RemoteObject):
+        return target._xd_session
+    return _root(target).__dict__["_xd_class_session"]
+
+
+def _method_policy(target: Any, name: str | None) -> str | None:
+    policies = getattr(target, "__extradite_method_policies__", None)
+    if policies and name is not None:
+        return policies.get(name)  # type: ignore[no-any-return]
+    return None
+
+
+class BoundAsyncMethod(BoundMethod):
+    """An async remote method: the round trip runs in a worker thread, not on the event loop."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        call = super().__call__
+        return _in_thread(call, args, kwargs)
+
+
+async def _in_thread(call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    import asyncio
+    import functools
+
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, functools.partial(call, *args, **kwargs))
+
+
+class _Method:
+    __slots__ = ("name", "is_async")
+
+    def __init__(self, name: str, is_async: bool = False) -> None:
+        self.name = name
+        self.is_async = is_async
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        extra = EXTRA_AWAIT if self.is_async else 0
+        kind = BoundAsyncMethod if self.is_async else BoundMethod
+        if obj is None:
+            name = self.name
+            return lambda target, *args, **kwargs: kind(target, name, extra)(*args, **kwargs)
+        return kind(obj, self.name, extra)
+
+
+class _ClassMethod(_Method):
+    """classmethods and staticmethods: always called on the remote class."""
+
+    __slots__ = ()
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        extra = EXTRA_AWAIT if self.is_async else 0
+        kind = BoundAsyncMethod if self.is_async else BoundMethod
+        return kind(_root(owner), self.name, extra)
+
+
+class _Attribute:
+    """Properties and class attributes: a read, write or delete is one round trip."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            root = _root(owner)
+            return root._xd_class_session.call(OP_GETATTR, root, self.name)
+        return obj._xd_session.call(OP_GETATTR, obj, self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj._xd_session.call(OP_SETATTR, obj, self.name, (value,))
+
+    def __delete__(self, obj: Any) -> None:
+        obj._xd_session.call(OP_DELATTR, obj, self.name)
+
+
+class _Close:
+    """`Class.close()` ends the class handle; `instance.close()` releases the instance.
+
+    When the target itself defines `close`, the instance form calls it instead.
+    """
+
+    __slots__ = ("remote",)
+
+    def __init__(self, remote: bool) -> None:
+        self.remote = remote
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return lambda: close_class(owner)
+        if self.remote:
+            return BoundMethod(obj, "close")
+        return lambda: release(obj)
+
+
+_RESULT_BY_REF_DUNDERS = frozenset({"__iter__", "__aiter__"})
+_ASYNC_DUNDERS = frozenset({"__aenter__", "__aexit__", "__anext__"})
+
+
+def _dunder(name: str) -> Any:
+    extra = EXTRA_RESULT_BY_REF if name in _RESULT_BY_REF_DUNDERS else 0
+    if name in _ASYNC_DUNDERS:
+        def async_forward(self: Any, *args: Any) -> Any:
+            return BoundAsyncMethod(self, name, EXTRA_AWAIT)(*args)
+        async_forward.__name__ = name
+        return async_forward
+    if name == "__call__":
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return BoundMethod(self, None)(*args, **kwargs)
+        return call
+    if name in ("__repr__", "__str__"):
+        def text(self: Any) -> str:
+            try:
+                return self._xd_session.call(OP_CALL_METHOD, self, name)  # type: ignore[no-any-return]
+            except ExtraditeError as exc:
+                if name == "__str__" and not isinstance(exc, ExtraditeClosedError):
+                    raise
+                state = "closed" if self._xd_closed or self._xd_session.closed else "unreachable"
+                return f"<extradite proxy of {type(self).__qualname__} ({state})>"
+        text.__name__ = name
+        return text
+
+    def forward(self: Any, *args: Any) -> Any:
+        return self._xd_session.call(OP_CALL_METHOD, self, name, args, None, None, extra)
+    forward.__name__ = name
+    return forward
+
+
+def _member(name: str, kind: str) -> Any:
+    if kind == "unhashable":
+        return None
+    if name.startswith("__") and name.endswith("__"):
+        return _dunder(name)
+    if kind in ("method", "async_method"):
+        return _Method(name, kind == "async_method")
+    if kind in ("classmethod", "staticmethod"):
+        return _ClassMethod(name)
+    return _Attribute(name)
+
+
+class ProxyFactory:
+    """Builds proxies for the codec (see module docstring)."""
+
+    @staticmethod
+    def make_class(session: Any, hid: int, descriptor: tuple[Any, ...], bases: tuple[type, ...]) -> type:
+        module, qualname, repr_text, members, _base_pids, _is_exception = descriptor
+        namespace: dict[str, Any] = {
+            "__slots__": (),
+            "__module__": module,
+            "__qualname__": qualname,
+            "__doc__": None,
+            "_xd_class_session": session,
+            "_xd_class_hid": hid,
+            "_xd_repr": repr_text,
+            "_xd_members": dict(members),
+            "__class_getitem__": classmethod(types.GenericAlias),
+        }
+        for name, kind in members:
+            namespace[name] = _member(name, kind)
+        namespace["close"] = _Close(remote="close" in namespace)
+        proxy_bases = tuple(b for b in bases if isinstance(b, RemoteClass)) or (RemoteObject,)
+        try:
+            return RemoteClass(qualname.rpartition(".")[2], proxy_bases, namespace)
+        except TypeError:  # an MRO the proxies cannot reproduce: keep the members, drop the bases
+            return RemoteClass(qualname.rpartition(".")[2], (RemoteObject,), namespace)
+
+    @staticmethod
+    def make_instance(session: Any, cls: type, hid: int) -> Any:
+        obj = object.__new__(cls)
+        _set_session(obj, session)
+        _set_hid(obj, hid)
+        _set_closed(obj, False)
+        imports = session.codec.imports
+        ref = weakref.ref(obj, lambda r, hid=hid, imports=imports: imports.forget(hid, r))
+        imports.bind(hid, ref)
+        return obj
+
+
+_set_session = RemoteObject.__dict__["_xd_session"].__set__
+_set_hid = RemoteObject.__dict__["_xd_hid"].__set__
+_set_closed = RemoteObject.__dict__["_xd_closed"].__set__
+
+
+def release(proxy: Any) -> None:
+    """Release the remote object behind `proxy` now; later use raises `ExtraditeClosedError`.
+
+    Idempotent. (Proxies are also released when garbage-collected.)
+    """
+    if not isinstance(proxy, RemoteObject):
+        raise TypeError(f"release() takes an extradite proxy object, not {type(proxy).__qualname__}")
+    if proxy._xd_closed:
+        return
+    _set_closed(proxy, True)
+    session = proxy._xd_session
+    session.codec.imports.forget(proxy._xd_hid)
+    session.flush_releases()
+
+
+def close_class(cls: type) -> None:
+    """`Class.close()`: end this class handle (and its session, when it is the last user)."""
+    api = cls.__dict__.get("_xd_api")
+    if api is None:
+        raise UnsupportedInteractionError(
+            f"{cls.__qualname__} was not returned by extradite(); close the class that was")
+    api.close()

@@ -1,0 +1,428 @@
+"""One side of a channel: request ids, the re-entrant wait loop, serving requests.
+
+Both the parent and the child run this same class.
+
+    caller thread                      reader (whichever waiting thread reads)
+    call() -> encode -> send  ----->   ...
+      wait(waiter) <----- route <----  recv -> decode (in arrival order)
+        reply for me        -> return
+        request of my chain -> serve it here (callbacks run on the calling thread)
+
+Routing rules, applied by the thread that read the frame:
+
+* a reply goes to the waiter of its request id (a reply nobody waits for, e.g.
+  after KeyboardInterrupt, is dropped);
+* a request goes to the innermost waiter of its chain, so a callback runs on the
+  thread whose call caused it, to any depth;
+* a request of an unknown chain goes to the top-level server (the child's main
+  loop) if there is one, else it is served by the thread that read it.
+
+What is serialised: the child has one serving thread, so calls from several
+parent threads run one after another in the child (in arrival order), while
+their callbacks still run on their own parent threads. Sends are serialised by
+the channel's send lock (encoding happens under it so that class descriptors
+reach the other side before any frame that refers to them).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Any, Callable
+
+from ._codec import Codec, error_record, leaked_tree, raise_record
+from ._errors import (
+    ExtraditeClosedError,
+    ExtraditeError,
+    ExtraditeModuleLeakError,
+    ExtraditeProtocolError,
+)
+from ._policy import REFERENCE
+from ._transport import BodyWriter, ChannelEOF, Channel
+from ._wire import (
+    CHILD_CHAIN_BIT,
+    ERROR,
+    EXTRA_AWAIT,
+    EXTRA_RESULT_BY_REF,
+    OP_BATCH,
+    OP_CALL,
+    OP_CALL_METHOD,
+    OP_CONFIGURE,
+    OP_DELATTR,
+    OP_DIGESTS,
+    OP_GETATTR,
+    OP_IMPORT,
+    OP_SETATTR,
+    OP_STATS,
+    RELEASE,
+    REPLY,
+    REQUEST,
+)
+
+import _pickle
+
+
+class _Waiter:
+    __slots__ = ("chain", "reply", "inbox")
+
+    def __init__(self, chain: int) -> None:
+        self.chain = chain
+        self.reply: tuple[int, Any] | None = None   # (REPLY|ERROR|-1 local error, payload)
+        self.inbox: deque[tuple[Any, ...]] = deque()
+
+
+class _BatchFailure(Exception):
+    def __init__(self, index: int, error: BaseException) -> None:
+        self.index = index
+        self.error = error
+
+
+class Session:
+    """A channel plus its handle tables, used by proxies on one side."""
+
+    def __init__(self, sock: Any, *, is_child: bool, factory: Any, name: str = "") -> None:
+        self.channel = Channel(sock)
+        self.codec = Codec(self, factory, is_child=is_child)
+        self.is_child = is_child
+        self.name = name
+        self.broken: BaseException | None = None
+        self.closed = False
+        self.protected: tuple[str, ...] = ()
+        self.on_broken: Callable[[BaseException], BaseException] | None = None
+        self._cond = threading.Condition(threading.Lock())
+        self._reading = False
+        self._waiters: dict[int, _Waiter] = {}
+        self._chains: dict[int, list[_Waiter]] = {}
+        self._server: _Waiter | None = None
+        self._next_id = 0
+        self._local = threading.local()
+        self._loop: Any = None
+
+    # -- calling ---------------------------------------------------------------------
+    def _new_id(self) -> int:
+        with self._cond:
+            self._next_id = (self._next_id + 1) & 0x7FFFFFFF or 1
+            return self._next_id
+
+    def check_usable(self) -> None:
+        if self.broken is not None:
+            raise _fresh(self.broken)
+        if self.closed:
+            raise ExtraditeClosedError(f"the extradite session {self.name} was closed; create a new proxy class")
+        if self.protected and not self.is_child:
+            tree = leaked_tree(self.protected)
+            if tree is not None:
+                raise ExtraditeModuleLeakError(
+                    f"the protected module tree {tree!r} was imported in this interpreter after the "
+                    f"extradite session started; remove the import of {tree!r} (isolation is broken, "
+                    "so no more calls are made)")
+
+    def call(self, op: int, target: Any, name: str | None = None, args: tuple[Any, ...] = (),
+             kwargs: dict[str, Any] | None = None, policy: str | None = None, extra: int = 0,
+             method_policy: str | None = None) -> Any:
+        """Send one request and wait for its result, serving callbacks meanwhile."""
+        self.check_usable()
+        chains = getattr(self._local, "chains", None)
+        if chains:
+            chain = chains[-1]
+        else:
+            chain = self._new_id() | (CHILD_CHAIN_BIT if self.is_child else 0)
+        rid = self._new_id()
+        waiter = _Waiter(chain)
+        kwargs = kwargs or {}
+        effective = policy or method_policy
+        releases = self.codec.imports.take_releases()
+        body = (releases, op, target, name, args, kwargs, effective, extra)
+        with self._cond:
+            self._waiters[rid] = waiter
+            self._chains.setdefault(chain, []).append(waiter)
+        try:
+            with self.channel.send_lock:
+                try:
+                    writer = self.codec.encode(body, _envelope(op, args, kwargs, releases),
+                                               call_policy=policy, method_policy=method_policy)
+                except BaseException:
+                    self.codec.imports.pending.extendleft(reversed(releases))
+                    raise
+                self._send(REQUEST, rid, chain, writer)
+            kind, payload = self._wait(waiter)
+        finally:
+            with self._cond:
+                self._waiters.pop(rid, None)
+                stack = self._chains.get(chain)
+                if stack:
+                    stack.remove(waiter)
+                    if not stack:
+                        del self._chains[chain]
+        if kind == REPLY:
+            return payload[1]
+        if kind == ERROR:
+            raise_record(payload[1])
+        raise payload  # a local failure (decode error, broken channel)
+
+    def _send(self, kind: int, rid: int, chain: int, writer: BodyWriter) -> None:
+        """Send under the send lock; a failing socket breaks the session."""
+        try:
+            self.channel.send(kind, rid, chain, writer)
+        except OSError as exc:
+            self._fail(exc)
+            raise _fresh(self.broken or exc) from None
+
+    def flush_releases(self) -> None:
+        """Send queued handle releases now (normally they ride on the next frame)."""
+        if self.broken is not None or self.closed:
+            return
+        releases = self.codec.imports.take_releases()
+        if not releases:
+            return
+        with self.channel.send_lock:
+            try:
+                self.channel.send_bytes(RELEASE, 0, 0, _pickle.dumps((releases,), 5))
+            except OSError as exc:
+                self._fail(exc)
+
+    # -- the wait loop ---------------------------------------------------------------
+    def _wait(self, waiter: _Waiter | None) -> tuple[int, Any]:
+        """Wait for `waiter`'s reply (or, with None, serve until the channel ends)."""
+        me = waiter if waiter is not None else self._server
+        assert me is not None
+        cond = self._cond
+        cond.acquire()
+        try:
+            while True:
+                if me.reply is not None:
+                    return me.reply
+                if me.inbox:
+                    item = me.inbox.popleft()
+                    cond.release()
+                    try:
+                        self._serve(item)
+                    finally:
+                        cond.acquire()
+                    continue
+                if self.broken is not None:
+                    if waiter is None:
+                        return (-1, self.broken)
+                    return (-1, _fresh(self.broken))
+                if self._reading:
+                    cond.wait()
+                    continue
+                self._reading = True
+                cond.release()
+                try:
+                    item = self._read_one()
+                finally:
+                    cond.acquire()
+                    self._reading = False
+                    cond.notify_all()
+                if item is not None:
+                    self._route(item, me)
+        finally:
+            cond.release()
+
+    def _read_one(self) -> tuple[Any, ...] | None:
+        """Read and decode one frame; on channel failure break the session and return None."""
+        try:
+            frame = self.channel.recv()
+        except (ChannelEOF, OSError, ExtraditeProtocolError) as exc:
+            self._fail(exc)
+            return None
+        body: Any = None
+        problem: BaseException | None = None
+        try:
+            body = self.codec.decode(frame)
+        except Exception as exc:
+            problem = exc
+        if body is not None and body[0]:
+            exports = self.codec.exports
+            for hid, count in body[0]:
+                exports.release(hid, count)
+        return (frame.kind, frame.request_id, frame.chain, body, problem)
+
+    def _route(self, item: tuple[Any, ...], me: _Waiter) -> None:
+        """Deliver a decoded frame (called with the condition held)."""
+        kind, rid, chain, body, problem = item
+        if kind == REQUEST:
+            stack = self._chains.get(chain)
+            target = stack[-1] if stack else (self._server or me)
+            target.inbox.append(item)
+        elif kind in (REPLY, ERROR):
+            waiter = self._waiters.get(rid)
+            if waiter is not None:
+                waiter.reply = (-1, problem) if problem is not None else (kind, body)
+        elif kind != RELEASE:
+            self._fail(ExtraditeProtocolError(f"corrupt frame: unknown frame kind {kind}"))
+        self._cond.notify_all()
+
+    def _fail(self, exc: BaseException) -> None:
+        """The channel is unusable: every waiting and later call gets the same error."""
+        if self.broken is not None:
+            return
+        if self.on_broken is not None:
+            exc = self.on_broken(exc)
+        elif not isinstance(exc, ExtraditeError):
+            wrapped = ExtraditeProtocolError(f"the extradite channel failed: {exc!r}")
+            wrapped.__cause__ = exc
+            exc = wrapped
+        with self._cond:
+            self.broken = exc
+            self._cond.notify_all()
+
+    # -- serving ---------------------------------------------------------------------
+    def serve_forever(self) -> BaseException | None:
+        """Serve requests on this thread until the channel ends (the child's main loop)."""
+        self._server = _Waiter(0)
+        kind, payload = self._wait(None)
+        return payload if kind == -1 else None
+
+    def _serve(self, item: tuple[Any, ...]) -> None:
+        _kind, rid, chain, body, problem = item
+        chains = getattr(self._local, "chains", None)
+        if chains is None:
+            chains = self._local.chains = []
+        chains.append(chain)
+        try:
+            if problem is not None:
+                raise problem
+            _releases, op, target, name, args, kwargs, policy, extra = body
+            result = self._execute(op, target, name, args, kwargs, extra)
+            if extra & EXTRA_RESULT_BY_REF:
+                policy = REFERENCE
+            envelope: tuple[Any, ...] = (result,) if op == OP_BATCH else ()
+            releases = self.codec.imports.take_releases()
+            reply = (releases, result)
+            with self.channel.send_lock:
+                try:
+                    writer = self.codec.encode(reply, (releases, *envelope), call_policy=policy)
+                except BaseException:
+                    self.codec.imports.pending.extendleft(reversed(releases))
+                    raise
+                self._send(REPLY, rid, chain, writer)
+        except _BatchFailure as failure:
+            self._send_error(rid, chain, error_record(failure.error, failure.index))
+        except Exception as exc:
+            if self.broken is not None:
+                return
+            self._send_error(rid, chain, error_record(exc))
+        finally:
+            chains.pop()
+
+    def _send_error(self, rid: int, chain: int, record: tuple[Any, ...]) -> None:
+        body = _pickle.dumps(((), record), 5)
+        with self.channel.send_lock:
+            try:
+                self.channel.send_bytes(ERROR, rid, chain, body)
+            except OSError as exc:
+                self._fail(exc)
+
+    def _execute(self, op: int, target: Any, name: str | None, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], extra: int) -> Any:
+        if op == OP_CALL_METHOD:
+            result = getattr(target, name)(*args, **kwargs)  # type: ignore[arg-type]
+        elif op == OP_CALL:
+            result = target(*args, **kwargs)
+        elif op == OP_GETATTR:
+            return getattr(target, name)  # type: ignore[arg-type]
+        elif op == OP_SETATTR:
+            setattr(target, name, args[0])  # type: ignore[arg-type]
+            return None
+        elif op == OP_DELATTR:
+            delattr(target, name)  # type: ignore[arg-type]
+            return None
+        elif op == OP_BATCH:
+            func = target if name is None else getattr(target, name)
+            results = []
+            for index, (item_args, item_kwargs) in enumerate(args):
+                try:
+                    value = func(*item_args, **item_kwargs)
+                    if extra & EXTRA_AWAIT:
+                        value = self._run_awaitable(value)
+                except Exception as exc:
+                    raise _BatchFailure(index, exc) from exc
+                results.append(value)
+            return results
+        elif op == OP_IMPORT:
+            return self._import(target, name, args)
+        elif op == OP_CONFIGURE:
+            from ._policy import PolicyConfig
+
+            default, rules, protected = args
+            self.codec.config = PolicyConfig(default, dict(rules))
+            self.protected = self.codec.protected = tuple(protected)
+            return None
+        elif op == OP_STATS:
+            return {"exports": len(self.codec.exports), "imports": len(self.codec.imports),
+                    "classes": len(self.codec.exports.classes)}
+        elif op == OP_DIGESTS:
+            from ._members import member_digests
+
+            return member_digests(target)
+        else:
+            raise ExtraditeProtocolError(f"corrupt frame: unknown operation {op}")
+        if extra & EXTRA_AWAIT:
+            result = self._run_awaitable(result)
+        return result
+
+    def _import(self, module_name: str, path: str | None, args: tuple[Any, ...]) -> Any:
+        import importlib
+
+        protected = tuple(args)
+        if protected:
+            self.protected = self.codec.protected = tuple(dict.fromkeys(self.protected + protected))
+        obj: Any = importlib.import_module(module_name)
+        for part in (path or "").split("."):
+            if part:
+                obj = getattr(obj, part)
+        return obj
+
+    def _run_awaitable(self, value: Any) -> Any:
+        if not hasattr(value, "__await__"):
+            return value
+        import asyncio
+
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(value)
+
+    # -- lifecycle -------------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        return {"exports": len(self.codec.exports), "imports": len(self.codec.imports),
+                "classes": len(self.codec.exports.classes)}
+
+    def close(self) -> None:
+        """Close the channel; waiting and later calls raise `ExtraditeClosedError`."""
+        if self.closed:
+            return
+        self.closed = True
+        with self._cond:
+            if self.broken is None:
+                self.broken = ExtraditeClosedError(
+                    f"the extradite session {self.name} was closed; create a new proxy class")
+            self._cond.notify_all()
+        self.channel.close()
+        self.codec.exports.clear()
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+
+
+def _envelope(op: int, args: tuple[Any, ...], kwargs: dict[str, Any], releases: list[Any]) -> tuple[Any, ...]:
+    """The containers that make up a request (never lent as handles, whatever the policy)."""
+    if op != OP_BATCH:
+        return (releases, args, kwargs)
+    parts: list[Any] = [releases, args, kwargs]
+    for pair in args:
+        parts += [pair, pair[0], pair[1]]
+    return tuple(parts)
+
+
+def _fresh(exc: BaseException) -> BaseException:
+    """A new exception like `exc`, so repeated raises do not pile up tracebacks."""
+    try:
+        clone = type(exc).__new__(type(exc))
+        clone.__dict__.update(exc.__dict__)
+        clone.args = exc.args
+        clone.__cause__ = exc.__cause__
+        return clone
+    except Exception:
+        return exc

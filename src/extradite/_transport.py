@@ -1,0 +1,286 @@
+"""Frames over a stream socket, with big buffers detoured through shared memory.
+
+    send:  BodyWriter (pickler's file) -> inline parts + big chunks
+           -> big chunks copied into an arena -> one sendmsg(header, table, inline, fds)
+    recv:  recvmsg_into a reusable buffer -> header -> body (+ fds) -> BodyReader
+           (the unpickler's file; big chunks are read straight out of the arena)
+
+A clean EOF between frames raises `ChannelEOF`; an EOF inside a frame, a bad
+version byte or an impossible length raise `ExtraditeProtocolError`.
+"""
+
+from __future__ import annotations
+
+import _socket
+import _thread
+import io
+import struct
+from typing import Any
+
+from ._errors import ExtraditeProtocolError
+from ._shm import THRESHOLD, ArenaMaps, ArenaPool
+from ._wire import FLAG_SHM, HEADER, HEADER_SIZE, MAX_BODY, VERSION
+
+_RBUF_SIZE = 256 * 1024
+_MAX_FDS = 16
+_ANC_SIZE = _socket.CMSG_SPACE(_MAX_FDS * 4)
+_SOL_SOCKET = _socket.SOL_SOCKET
+_SCM_RIGHTS = _socket.SCM_RIGHTS
+
+
+class ChannelEOF(Exception):
+    """The other side closed the channel between two frames."""
+
+
+class BodyWriter:
+    """File object for a pickler: small writes are kept inline, big buffers set aside."""
+
+    __slots__ = ("parts", "size", "big")
+
+    def __init__(self) -> None:
+        self.parts: list[Any] = []
+        self.size = 0
+        self.big: list[tuple[int, memoryview]] = []
+
+    def write(self, data: Any) -> int:
+        if type(data) is bytes:
+            n = len(data)
+            if n < THRESHOLD:
+                self.parts.append(data)
+                self.size += n
+                return n
+        view = memoryview(data).cast("B")
+        n = view.nbytes
+        if n >= THRESHOLD:
+            self.big.append((self.size, view))
+        else:
+            self.parts.append(view)
+            self.size += n
+        return n
+
+
+class BodyReader(io.RawIOBase):
+    """File object for an unpickler over inline bytes with shared-memory chunks spliced in."""
+
+    def __init__(self, inline: memoryview, segments: list[tuple[int, memoryview, int]]) -> None:
+        super().__init__()
+        pieces: list[memoryview] = []
+        last = 0
+        for _, view, pos in segments:
+            if pos > last:
+                pieces.append(inline[last:pos])
+            pieces.append(view)
+            last = pos
+        if last < len(inline):
+            pieces.append(inline[last:])
+        self._pieces = pieces
+        self._index = 0
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        dest = memoryview(buffer).cast("B")
+        filled = 0
+        want = len(dest)
+        while filled < want and self._index < len(self._pieces):
+            piece = self._pieces[self._index]
+            take = min(want - filled, len(piece) - self._offset)
+            dest[filled:filled + take] = piece[self._offset:self._offset + take]
+            filled += take
+            self._offset += take
+            if self._offset == len(piece):
+                self._index += 1
+                self._offset = 0
+        return filled
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = sum(len(p) for p in self._pieces[self._index:]) - self._offset
+        out = bytearray(size)
+        got = self.readinto(out)
+        return bytes(out[:got])
+
+    def readline(self, size: int | None = -1) -> bytes:
+        out = bytearray()
+        while self._index < len(self._pieces):
+            chunk = self.read(1)
+            out += chunk
+            if chunk == b"\n" or (size is not None and 0 <= size <= len(out)):
+                break
+        return bytes(out)
+
+
+class Frame:
+    """One received frame; `open()` gives the unpickler's file, `done()` frees its arenas."""
+
+    __slots__ = ("kind", "flags", "request_id", "chain", "body", "fds", "_segments", "_maps")
+
+    def __init__(self, kind: int, flags: int, request_id: int, chain: int,
+                 body: memoryview, fds: list[int], maps: ArenaMaps) -> None:
+        self.kind = kind
+        self.flags = flags
+        self.request_id = request_id
+        self.chain = chain
+        self.body = body
+        self.fds = fds
+        self._segments: list[tuple[int, memoryview, int]] = []
+        self._maps = maps
+
+    def open(self) -> Any:
+        if not self.flags & FLAG_SHM:
+            return io.BytesIO(self.body)
+        segments, table_len = self._maps.parse(self.body, self.fds)
+        self._segments = segments
+        return BodyReader(self.body[table_len:], segments)
+
+    def done(self) -> None:
+        if self._segments:
+            self._maps.consumed(self._segments)
+            self._segments = []
+
+
+class Channel:
+    """One end of the socket pair. `send` is thread-safe; `recv` has one caller at a time."""
+
+    def __init__(self, sock: _socket.socket) -> None:
+        self.sock = sock
+        self.send_lock = _thread.allocate_lock()
+        self.pool = ArenaPool()
+        self.maps = ArenaMaps()
+        self._rbuf = bytearray(_RBUF_SIZE)
+        self._rview = memoryview(self._rbuf)
+        self._start = 0
+        self._end = 0
+        self._fds: list[int] = []
+        self.closed = False
+
+    # -- sending ---------------------------------------------------------------------
+    def send(self, kind: int, request_id: int, chain: int, writer: BodyWriter) -> None:
+        """Send one frame built by `writer`. Caller holds `send_lock`."""
+        parts = writer.parts
+        fds: list[int] = []
+        flags = 0
+        arena = None
+        if writer.big:
+            arena = self.pool.acquire(sum(v.nbytes for _, v in writer.big))
+            offset = 64
+            segments = []
+            for pos, view in writer.big:
+                n = view.nbytes
+                arena.view[offset:offset + n] = view
+                segments.append((offset, n, pos))
+                offset += n
+            table, fds = self.pool.build_table(arena, segments)
+            parts = [table, *parts]
+            flags = FLAG_SHM
+        size = sum(len(p) if type(p) is bytes else memoryview(p).nbytes for p in parts)
+        if size > MAX_BODY:
+            raise ExtraditeProtocolError(
+                f"a message of {size} bytes exceeds the frame limit of {MAX_BODY} bytes; "
+                "send large data as bytes, bytearray or buffers (they travel through shared memory)")
+        header = HEADER.pack(VERSION, kind, flags, request_id, chain, size)
+        self._sendmsg([header, *parts], fds)
+        if arena is not None:
+            self.pool.after_send(arena)
+
+    def send_bytes(self, kind: int, request_id: int, chain: int, body: bytes) -> None:
+        """Send a frame whose body is already encoded. Caller holds `send_lock`."""
+        self._sendmsg([HEADER.pack(VERSION, kind, 0, request_id, chain, len(body)), body], [])
+
+    def _sendmsg(self, parts: list[Any], fds: list[int]) -> None:
+        sock = self.sock
+        if fds:
+            anc = [(_SOL_SOCKET, _SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+            sent = sock.sendmsg(parts, anc)
+        elif len(parts) == 2 and len(parts[1]) < 4096:
+            sock.sendall(parts[0] + bytes(parts[1]))
+            return
+        else:
+            sent = sock.sendmsg(parts)
+        total = sum(len(p) if type(p) is bytes else memoryview(p).nbytes for p in parts)
+        if sent < total:
+            rest = b"".join(bytes(p) if type(p) is not bytes else p for p in parts)[sent:]
+            sock.sendall(rest)
+
+    # -- receiving -------------------------------------------------------------------
+    def _recv_into(self, view: memoryview) -> int:
+        n, anc, _flags, _addr = self.sock.recvmsg_into([view], _ANC_SIZE)
+        for level, kind, data in anc:
+            if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
+                count = len(data) // 4
+                self._fds.extend(struct.unpack(f"{count}i", data[: count * 4]))
+        return int(n)
+
+    def _fill(self, need: int, mid_frame: bool) -> None:
+        """Make at least `need` bytes available from `_start` (need <= buffer size)."""
+        if self._start + need > len(self._rbuf):
+            pending = self._end - self._start
+            self._rview[0:pending] = self._rview[self._start:self._end]
+            self._start, self._end = 0, pending
+        while self._end - self._start < need:
+            n = self._recv_into(self._rview[self._end:])
+            if n == 0:
+                if mid_frame or self._end > self._start:
+                    raise ExtraditeProtocolError(
+                        "the channel ended in the middle of a frame (truncated frame); "
+                        "the other side died or wrote garbage")
+                raise ChannelEOF()
+            self._end += n
+
+    def recv(self) -> Frame:
+        """Block until one whole frame has arrived."""
+        self._fill(HEADER_SIZE, False)
+        version, kind, flags, request_id, chain, body_len = HEADER.unpack_from(self._rbuf, self._start)
+        if version != VERSION:
+            raise ExtraditeProtocolError(
+                f"corrupt frame: version byte {version}, expected {VERSION}; "
+                "both sides must run the same extradite and nothing else may write to the channel")
+        self._start += HEADER_SIZE
+        if body_len <= len(self._rbuf):
+            self._fill(body_len, True)
+            body = memoryview(bytes(self._rview[self._start:self._start + body_len]))
+            self._start += body_len
+        else:
+            big = bytearray(body_len)
+            have = self._end - self._start
+            big[:have] = self._rview[self._start:self._end]
+            self._start = self._end = 0
+            view = memoryview(big)
+            while have < body_len:
+                n = self._recv_into(view[have:])
+                if n == 0:
+                    raise ExtraditeProtocolError(
+                        "the channel ended in the middle of a frame (truncated frame); "
+                        "the other side died or wrote garbage")
+                have += n
+            body = memoryview(big)
+        fds: list[int] = []
+        if flags & FLAG_SHM:
+            fds, self._fds = self._fds, []
+        return Frame(kind, flags, request_id, chain, body, fds, self.maps)
+
+    def forget_in_fork(self) -> None:
+        """In a forked copy of this process: drop the descriptor without shutting the socket down."""
+        self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            # shutdown first: it wakes a thread blocked in recv on this socket, close does not.
+            self.sock.shutdown(_socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.pool.close()
+        self.maps.close()

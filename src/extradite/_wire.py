@@ -1,0 +1,73 @@
+"""Frame format and message vocabulary shared by both ends of a channel.
+
+A frame on the socket is a fixed header followed by `body_len` bytes:
+
+    offset size field
+    0      1    version    VERSION; anything else is a protocol error
+    1      1    kind       REQUEST | REPLY | ERROR | RELEASE
+    2      2    flags      FLAG_SHM: the body starts with a segment table
+    4      4    request_id id of the request; a reply carries its request's id
+    8      4    chain      call chain: requests of one chain are served on one thread
+    12     4    body_len   number of body bytes that follow
+
+The body is a pickle (protocol 5) of a tuple whose first item is the list of
+handle releases riding on this frame. With FLAG_SHM, the body is prefixed by a
+segment table (see `_shm.py`) and the pickle stream has holes that are filled
+from shared memory; file descriptors for new shared-memory arenas ride on the
+same `sendmsg` as ancillary data.
+
+Request bodies: (releases, op, target, name, args, kwargs, policy, extra)
+Reply bodies:   (releases, value)
+Error bodies:   (releases, error_record) - see `_codec.error_record`
+Release bodies: (releases,)
+"""
+
+from __future__ import annotations
+
+import struct
+
+VERSION = 1
+
+HEADER = struct.Struct("<BBHIII")
+HEADER_SIZE = HEADER.size
+
+# Frame kinds.
+REQUEST = 1
+REPLY = 2
+ERROR = 3
+RELEASE = 4
+
+# Header flags.
+FLAG_SHM = 0x1
+
+# Request operations. Each is served by the handler of the same name in `_session`.
+OP_CALL = 1            # target(*args, **kwargs)
+OP_CALL_METHOD = 2     # getattr(target, name)(*args, **kwargs)
+OP_GETATTR = 3         # getattr(target, name)
+OP_SETATTR = 4         # setattr(target, name, args[0])
+OP_DELATTR = 5         # delattr(target, name)
+OP_BATCH = 6           # [target(*a, **k) or getattr(target, name)(*a, **k) for (a, k) in args]
+OP_IMPORT = 7          # import module `target`, return the attribute path `name` (by reference)
+OP_CONFIGURE = 8       # install policy configuration on the serving side
+OP_STATS = 9           # sizes of the serving side's handle tables (tests, diagnostics)
+OP_DIGESTS = 10        # member digests of a class handle (generated proxies' fingerprint check)
+
+OP_NAMES = {
+    OP_CALL: "call", OP_CALL_METHOD: "call_method", OP_GETATTR: "getattr",
+    OP_SETATTR: "setattr", OP_DELATTR: "delattr", OP_BATCH: "batch", OP_IMPORT: "import",
+    OP_CONFIGURE: "configure", OP_STATS: "stats", OP_DIGESTS: "digests",
+}
+
+# `extra` flags of a request.
+EXTRA_AWAIT = 0x1          # the result is awaitable: run it to completion on the serving side
+EXTRA_RESULT_BY_REF = 0x2  # the result travels by reference whatever the policy says
+
+# Persistent ids of handles inside a pickle stream (first item of the pid tuple).
+PID_HOME = 0     # (PID_HOME, hid): an object owned by the receiver, coming home
+PID_OBJECT = 1   # (PID_OBJECT, hid, class_pid): an object owned by the sender
+PID_CLASS = 2    # (PID_CLASS, hid, descriptor_or_None): a class owned by the sender
+
+# Chains started by the child side set this bit so the two sides never pick the same id.
+CHILD_CHAIN_BIT = 0x80000000
+
+MAX_BODY = 0xFFFFFFFF

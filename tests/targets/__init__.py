@@ -1,0 +1,1 @@
+"""Target modules for the runtime tests: imported only in child processes."""
