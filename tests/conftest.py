@@ -1,0 +1,97 @@
+"""Shared fixtures. Every test must leave no child process, no /dev/shm segment and no descriptor behind."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+# Target modules live in tests/targets and are imported only by children: the
+# children receive this sys.path, the parent never imports them.
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+
+def child_pids() -> set[int]:
+    """Live (or unreaped) direct children of this process."""
+    me = os.getpid()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # the command name may contain spaces: fields after the closing paren are fixed
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == me:
+            found.add(int(entry))
+    return found
+
+
+def shm_entries() -> set[str]:
+    try:
+        return {name for name in os.listdir("/dev/shm") if not name.startswith("sem.")}
+    except FileNotFoundError:
+        return set()
+
+
+def open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def describe_fds(fds: set[int]) -> list[str]:
+    out = []
+    for fd in sorted(fds):
+        try:
+            out.append(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            out.append(f"{fd} -> ?")
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail the test if it leaves child processes, /dev/shm segments or descriptors behind."""
+    children_before = child_pids()
+    shm_before = shm_entries()
+    gc.collect()
+    fds_before = open_fds()
+    yield
+    gc.collect()
+    deadline = time.monotonic() + 3.0
+    while True:
+        leaked_children = child_pids() - children_before
+        leaked_shm = shm_entries() - shm_before
+        leaked_fds = open_fds() - fds_before
+        if not (leaked_children or leaked_shm or leaked_fds) or time.monotonic() > deadline:
+            break
+        gc.collect()
+        time.sleep(0.05)
+    problems = []
+    if leaked_children:
+        problems.append(f"child processes still running: {sorted(leaked_children)}")
+        for pid in leaked_children:  # do not let one leak cascade into every later test
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except (OSError, ChildProcessError):
+                pass
+    if leaked_shm:
+        problems.append(f"/dev/shm segments left: {sorted(leaked_shm)}")
+    if leaked_fds and not request.node.get_closest_marker("allow_fd_growth"):
+        problems.append(f"descriptors left open: {describe_fds(leaked_fds)}")
+    if problems:
+        pytest.fail("resource leak: " + "; ".join(problems), pytrace=False)
+
+
+def stress_scale() -> float:
+    """Multiplier for stress loops: CI runs the slow tests short (EXTRADITE_STRESS_SCALE=0.1)."""
+    return float(os.environ.get("EXTRADITE_STRESS_SCALE", "1"))
