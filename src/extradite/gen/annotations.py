@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 import importlib.util
 import os
 import sys
@@ -64,6 +65,7 @@ class FunctionDecl:
     decorators: frozenset[str]
     is_async: bool
     doc: str | None
+    ignore: str | None = None  # a `# type: ignore[...]` comment the stub carries on this def
 
 
 @dataclass
@@ -352,12 +354,24 @@ class _ScopeBuilder:
                     decorators=decorators,
                     is_async=stmt.asynchronous is not None,
                     doc=_docstring(stmt.body),
+                    ignore=_ignore_comment(stmt),
                 ))
             elif isinstance(stmt, cst.AnnAssign) and isinstance(stmt.target, cst.Name):
                 decl.attributes[stmt.target.value] = stmt.annotation.annotation
             elif isinstance(stmt, cst.ClassDef):
                 decl.classes[stmt.name.value] = self.class_decl(stmt)
         return decl
+
+
+_IGNORE_RE = re.compile(r"#\s*type:\s*ignore(\[[^\]]*\])?")
+
+
+def _ignore_comment(fn: cst.FunctionDef) -> str | None:
+    """The stub's `# type: ignore[...]` on this def, kept because the same overlap recurs in the proxy."""
+    if not isinstance(fn.body, cst.SimpleStatementSuite):
+        return None
+    match = _IGNORE_RE.search(code(fn))
+    return match.group(0) if match else None
 
 
 def _typevar(name: str, kind: str, call: cst.Call) -> TypeVarDecl:
@@ -593,6 +607,10 @@ class Emitter:
         self.typevars: dict[tuple[str, str], str] = {}  # (module, name) -> local name
         self.typevar_defs: dict[str, str] = {}  # local name -> definition source (`T = TypeVar(...)`)
         self._alias_stack: list[tuple[str, str]] = []
+        self.typevar_texts: set[str] = set()  # every spelling of a type variable written so far
+        # Type variables imported from elsewhere (a stub base's `_KT`) are only kept when they are the
+        # proxy class's own parameters; we cannot substitute a base's arguments, and Any is never wrong.
+        self.class_params: frozenset[str] | None = None
 
     # -- public entry points
 
@@ -760,7 +778,14 @@ class Emitter:
             return self._protected(module, path)
         if not path:
             return self.any()  # a module used as a type
-        return self.import_ref(module, path)
+        text = self.import_ref(module, path)
+        if "." not in path and path.startswith("_"):
+            # Stub-private names are often type variables (`_queue._T`); remember them as such.
+            if any(path in scope.typevars for scope in self.resolver.scopes_for(module)):
+                self.typevar_texts.add(text)
+                if self.class_params is not None and text not in self.class_params:
+                    return self.any()
+        return text
 
     def _protected(self, module: str, path: str) -> str:
         proxy = self.proxies.get((module, path))
@@ -809,6 +834,7 @@ class Emitter:
         elif decl.variance == "contra":
             args.append("contravariant=True")
         factory = self.import_ref("typing", decl.kind)
+        self.typevar_texts.add(local)
         self.typevar_defs[local] = f"{local} = {factory}({', '.join(args)})"
         return local
 
@@ -831,6 +857,7 @@ class Emitter:
         elif variance == "contra":
             args.append("contravariant=True")
         factory = self.import_ref("typing", str(info.get("kind") or "TypeVar"))
+        self.typevar_texts.add(local)
         self.typevar_defs[local] = f"{local} = {factory}({', '.join(args)})"
         return local
 

@@ -29,6 +29,7 @@ __all__ = ["BuildOptions", "build_modules", "generated_module_name", "Generation
 
 JSON = dict[str, Any]
 
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _HELPERS = frozenset({"_xd_MISSING", "_xd_GeneratedProxy", "_xd_split", "_XdClassAttribute", "_xd_V"})
 _OBJECT_DUNDERS = {"__eq__", "__ne__"}
 _FIXED_RETURNS = {"__repr__": "str", "__str__": "str", "__hash__": "int", "__bool__": "bool", "__len__": "int",
@@ -147,11 +148,9 @@ class _ClassBuilder:
         if self.decl is not None and self.scope is not None:
             generic: list[str] | None = None
             for base in self.decl.bases:
-                before = set(self.emitter.typevars.values())
                 text = self.emitter.cst_text(base, self.scope) or ""
-                found = [n for n in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text) if n in set(self.emitter.typevars.values())]
+                found = [n for n in _NAME_RE.findall(text) if n in self.emitter.typevar_texts]
                 ordered = list(dict.fromkeys(found))
-                del before
                 head = text.split("[", 1)[0]
                 if head.endswith((".Generic", ".Protocol")):
                     generic = ordered
@@ -170,6 +169,7 @@ class _ClassBuilder:
                 if text and text in self.emitter.typevars.values():
                     names.append(text)
         self.class_typevars = names
+        self.emitter.class_params = frozenset(names)
         return names
 
     # -- signatures
@@ -195,6 +195,9 @@ class _ClassBuilder:
             if use_rt and rt_param is not None:
                 kind = rt_param["kind"]
                 default = rt_param.get("default")
+                if scope is not None and scope.is_stub and param.default is not None:
+                    # The stub's spelling wins (`report: bool = ...` where the runtime has 0).
+                    default = {"missing": True} if param.default == "..." else {"literal": param.default}
                 if default is None:
                     d_pyi = d_py = None
                 elif "literal" in default:
@@ -235,8 +238,9 @@ class _ClassBuilder:
             return self.emitter.runtime_returns_protected(rt.get("return"))
         return False
 
-    def signature(self, params: list[_P], returns: str, first: str | None) -> Signature:
+    def signature(self, params: list[_P], returns: str, first: str | None, ignore: str | None = None) -> Signature:
         params = [self._optional_fix(p) for p in params]
+        returns = self._unbound_return(params, returns)
         py_parts: list[str] = [first] if first else []
         pyi_parts: list[str] = [first] if first else []
         has_var = any(p.kind == "VAR_POSITIONAL" for p in params)
@@ -285,7 +289,16 @@ class _ClassBuilder:
             returns=returns,
             args=args_text,
             kwargs=kwargs_text,
+            comment=f"  {ignore}" if ignore else "",
         )
+
+    def _unbound_return(self, params: list[_P], returns: str) -> str:
+        """A type variable only in the return (a base's parameter we cannot substitute) becomes Any."""
+        used = {n for p in params for n in _NAME_RE.findall(p.annotation)}
+        for name in _NAME_RE.findall(returns):
+            if name in self.emitter.typevar_texts and name not in self.class_typevars and name not in used:
+                return self.emitter.any()
+        return returns
 
     def _optional_fix(self, p: _P) -> _P:
         # `x: int = None` (implicit Optional) is rejected by mypy --strict; say what the target means.
@@ -382,8 +395,8 @@ class _ClassBuilder:
             return self.b(_FIXED_RETURNS[name])
         return returns
 
-    def _cast(self, returns: str, expr: str) -> str:
-        if returns == self.emitter.any():
+    def _cast(self, returns: str, expr: str, *, batch: bool = False) -> str:
+        if returns == self.emitter.any() or (batch and returns == f"{self.b('list')}[{self.emitter.any()}]"):
             return expr
         return f"{self.t('cast')}({_quote(returns)}, {expr})"
 
@@ -399,6 +412,8 @@ class _ClassBuilder:
             call = call.replace("cls._xd_class_call", f"{self.proxy_name}._xd_class_call")
         if sig.returns == "None":
             return (call,)
+        if sig.returns.endswith((".NoReturn", ".Never")):
+            return (call, 'raise AssertionError("unreachable: the target declares that this never returns")')
         return ("return " + self._cast(sig.returns, call),)
 
     def _batch(self, name: str, kind: str, batch_name: str, shapes: list[tuple[str, str, str]],
@@ -410,15 +425,17 @@ class _ClassBuilder:
             item = f"{tup}[{tup}[{self.emitter.any()}, ...], {dct}[{string}, {self.emitter.any()}]]"
             returns = shapes[0][2] if len(shapes) == 1 else self.emitter.any()
             result = f"{lst}[{returns}]"
-            body = self._cast(result, f'{owner}("{name}", calls)')
+            body = self._cast(result, f'{owner}("{name}", calls)', batch=True)
             return Batch(name=batch_name, item_type=item, calls_type=self._iterable(item), returns=result, body=body)
         items = " | ".join(dict.fromkeys(s[0] for s in shapes))
         returns_union = " | ".join(dict.fromkeys(s[2] for s in shapes))
+        if any(s[2] == self.emitter.any() for s in shapes):
+            returns_union = self.emitter.any()
         result = f"{lst}[{returns_union}]"
         split_args = shapes[0][1]
         call = f'{owner}("{name}", (_xd_split(item, {split_args}) for item in calls))'
         return Batch(name=batch_name, item_type=items, calls_type=self._iterable(items), returns=result,
-                     body=self._cast(result, call))
+                     body=self._cast(result, call, batch=True))
 
     def _iterable(self, item: str) -> str:
         return self.emitter.import_ref("collections.abc", "Iterable") + f"[{item}]"
@@ -428,20 +445,18 @@ class _ClassBuilder:
         rt = raw_init.get("signature")
         fn = None
         scope = None
-        for key, owner_key in (("__init__", "owner"), ("__new__", "new_owner")):
-            fns, _decl, found_scope = self.member_decl(key, raw_init.get(owner_key))
+        for decl, decl_scope in self._class_chain():
+            if decl.name == "object":
+                continue
+            fns = decl.functions.get("__init__") or decl.functions.get("__new__")
+            if not fns:
+                continue
             impls = [f for f in fns if not any(d.rsplit(".", 1)[-1] == "overload" for d in f.decorators)]
             overloads = [f for f in fns if f not in impls]
-            if impls or overloads:
-                if overloads and not impls:
-                    fn = None
-                    scope = found_scope
-                    return self._init_overloaded(overloads, found_scope)
-                fn = impls[-1]
-                scope = found_scope
-                if key == "__init__" and not fn.params and rt and rt["params"]:
-                    continue  # `object.__init__` from a base stub says less than the runtime
-                break
+            if overloads and (decl_scope.is_stub or not impls):
+                return self._init_overloaded(overloads, decl_scope)
+            fn, scope = impls[-1], decl_scope
+            break
         params = self._params(fn, scope, rt)
         sig = self.signature(params, "None", "self")
         body = (f"self._xd_init({sig.args}, {sig.kwargs})",)

@@ -21,6 +21,7 @@ class Signature:
     returns: str
     args: str  # positional arguments the body forwards, e.g. "(x,)"
     kwargs: str  # keyword arguments the body forwards, e.g. '{"y": y}'
+    comment: str = ""  # "  # type: ignore[...]" carried over from the stub's overload
 
 
 @dataclass(frozen=True)
