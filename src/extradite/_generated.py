@@ -1,17 +1,36 @@
 """Runtime support for proxies written by `extradite-gen`.
 
-Generated modules subclass `GeneratedProxy` and call its `_xd_*` primitives from
-typed method bodies; everything else (sessions, handles, policies, errors) is the
-same runtime that `extradite()` uses. The class attributes below are written by
-the generator; the runtime reads them when the class first connects.
+A generated class (say `Counter(GeneratedProxy)`) holds typed methods whose
+bodies call the `_xd_*` primitives below. It is never instantiated itself: on
+first use it *binds* to a session, and the bound class
+
+    Bound = GeneratedMeta("Counter", (Counter, <dynamic proxy class of the target>), ...)
+
+becomes the proxy class of the target in that session. So typed generated
+methods come first in the MRO, and every name the generator did not know falls
+back to the dynamic proxy (members added since generation, instance attributes).
+
+At bind time the live target's member digests are compared with the generated
+`__extradite_members__`. Equal: nothing else happens. Different: one
+`ExtraditeStaleProxyWarning` names what changed; changed members use the dynamic
+path, removed members raise a clear `AttributeError` when used.
 """
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-__all__ = ["GeneratedProxy", "MISSING"]
+from ._errors import ExtraditeStaleProxyWarning
+from ._members import diff_digests, fingerprint
+from ._proxy import BoundMethod, RemoteClass, _in_thread, _pop_policy, _root, release
+from ._wire import EXTRA_AWAIT, OP_CALL_METHOD, OP_DELATTR, OP_DIGESTS, OP_GETATTR, OP_SETATTR
+
+__all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING"]
+
+_T = TypeVar("_T", bound="GeneratedProxy")
 
 
 class _Missing:
@@ -34,43 +53,193 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-class GeneratedProxy:
-    """Base class of generated proxies (placeholder until the runtime lands)."""
+def _strip(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Drop MISSING arguments: trailing positional ones and keyword ones."""
+    end = len(args)
+    while end and args[end - 1] is MISSING:
+        end -= 1
+    if end != len(args):
+        args = args[:end]
+    if kwargs and any(v is MISSING for v in kwargs.values()):
+        kwargs = {k: v for k, v in kwargs.items() if v is not MISSING}
+    return args, kwargs
+
+
+class _Removed:
+    """A member the generated proxy knows but the live target no longer has."""
+
+    __slots__ = ("owner", "name")
+
+    def __init__(self, owner: str, name: str) -> None:
+        self.owner = owner
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        raise AttributeError(
+            f"{self.owner}.{self.name} no longer exists in the live target (it was removed after the "
+            "proxy was generated); regenerate the proxy with extradite-gen")
+
+
+class GeneratedMeta(RemoteClass):
+    """Metaclass of generated proxies: binds to a session on first use."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        bound = cls._xd_bound()
+        return RemoteClass.__call__(bound, *args, **kwargs)
+
+    if not TYPE_CHECKING:  # unknown class attributes: dynamic path (hidden from type checkers)
+        def __getattr__(cls, name: str) -> Any:
+            if name.startswith("_xd_") or name.startswith("__"):
+                raise AttributeError(name)
+            return getattr(cls._xd_bound(), name)
+
+
+def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
+    """Connect `cls` to a session and build its bound class (see module docstring)."""
+    from ._api import ClassHandle, _session_for, parse_target, protected_tree
+    from ._policy import PolicyConfig
+
+    target = cls.__extradite_target__
+    module, qualname = parse_target(target)
+    share_key = options.get("share_key")
+    config = PolicyConfig(options.get("transport_policy", "value"), options.get("transport_type_rules"))
+    handle, _ = _session_for(share_key, config, options.get("share_keepalive_seconds"),
+                             options.get("python"), repr(target))
+    handle.acquire()
+    try:
+        root = handle.import_class(module, qualname, target)
+        live = handle.session.call(OP_DIGESTS, root)
+    except BaseException:
+        handle.release_user()
+        raise
+    namespace: dict[str, Any] = {"__slots__": (), "_xd_api": ClassHandle(handle, target),
+                                 "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    expected = dict(cls.__extradite_members__)
+    if fingerprint(live) != cls.__extradite_fingerprint__ or live != expected:
+        diff = diff_digests(expected, live)
+        for name in diff["removed"]:
+            namespace[name] = _Removed(cls.__qualname__, name)
+        for name in diff["changed"]:
+            dynamic = root.__dict__.get(name)
+            if dynamic is not None:
+                namespace[name] = dynamic
+        summary = "; ".join(f"{k}: {', '.join(v)}" for k, v in diff.items() if v)
+        warnings.warn(ExtraditeStaleProxyWarning(
+            f"the generated proxy {cls.__module__}.{cls.__qualname__} no longer matches {target} "
+            f"({summary}); changed and new members use the dynamic path, removed ones raise. "
+            "Regenerate with extradite-gen"), stacklevel=4)
+    bound: type[_T] = GeneratedMeta(cls.__name__, (cls, root), namespace)  # type: ignore[assignment]
+    handle.session.codec.imports.classes[root.__dict__["_xd_class_hid"]] = bound
+    weakref.finalize(bound, namespace["_xd_api"].close)
+    return bound
+
+
+class _GeneratedClose:
+    """`Proxy.close()` ends the class's binding; `proxy.close()` releases the instance."""
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return owner.close_proxy_class  # type: ignore[attr-defined]
+        return lambda: release(obj)
+
+
+class GeneratedProxy(metaclass=GeneratedMeta):
+    """Base class of generated proxies."""
 
     __extradite_target__: ClassVar[str]
     __extradite_fingerprint__: ClassVar[str]
     __extradite_members__: ClassVar[Mapping[str, str]]
     __extradite_method_policies__: ClassVar[Mapping[str, str]] = {}
 
-    def _xd_init(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:
+        _xd_session: Any
 
-    def _xd_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        def close(self) -> None:
+            """Release the remote instance now (class level: `close_proxy_class()`)."""
+    else:
+        close = _GeneratedClose()
 
-    async def _xd_call_async(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        raise NotImplementedError
-
-    def _xd_batch(self, name: str, calls: Iterable[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
-        raise NotImplementedError
-
-    def _xd_get(self, name: str) -> Any:
-        raise NotImplementedError
-
-    def _xd_set(self, name: str, value: Any) -> None:
-        raise NotImplementedError
-
-    def _xd_del(self, name: str) -> None:
-        raise NotImplementedError
+    # -- binding ---------------------------------------------------------------------
+    @classmethod
+    def extradite(cls: type[_T], *, share_key: str | None = None, transport_policy: str = "value",
+                  transport_type_rules: Mapping[type, str] | None = None,
+                  share_keepalive_seconds: float | None = None, python: str | None = None) -> type[_T]:
+        """A copy of this proxy class bound to its own session with these options (like `extradite()`)."""
+        return _bind(cls, {"share_key": share_key, "transport_policy": transport_policy,
+                           "transport_type_rules": transport_type_rules,
+                           "share_keepalive_seconds": share_keepalive_seconds, "python": python})
 
     @classmethod
+    def _xd_bound(cls: type[_T]) -> type[_T]:
+        if "_xd_api" in cls.__dict__:
+            return cls
+        bound: type[_T] | None = cls.__dict__.get("_xd_default")
+        if bound is None or bound.__dict__["_xd_api"].closed:
+            bound = _bind(cls, {})
+            type.__setattr__(cls, "_xd_default", bound)
+        return bound
+
+    # -- instance primitives ---------------------------------------------------------
+    def _xd_init(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Construction happens in the metaclass; generated `__init__` bodies only type-check."""
+
+    def _xd_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        args, kwargs = _strip(args, kwargs)
+        policy = _pop_policy(kwargs) if kwargs else None
+        return self._xd_session.call(OP_CALL_METHOD, self, name, args, kwargs, policy, 0,
+                                     self.__extradite_method_policies__.get(name))
+
+    async def _xd_call_async(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        args, kwargs = _strip(args, kwargs)
+        return await _in_thread(BoundMethod(self, name, EXTRA_AWAIT), args, kwargs)
+
+    def _xd_batch(self, name: str, calls: Iterable[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+        return BoundMethod(self, name).batch([_strip(tuple(a), dict(k)) for a, k in calls])
+
+    def _xd_get(self, name: str) -> Any:
+        return self._xd_session.call(OP_GETATTR, self, name)
+
+    def _xd_set(self, name: str, value: Any) -> None:
+        self._xd_session.call(OP_SETATTR, self, name, (value,))
+
+    def _xd_del(self, name: str) -> None:
+        self._xd_session.call(OP_DELATTR, self, name)
+
+    # -- class primitives ------------------------------------------------------------
+    @classmethod
     def _xd_class_call(cls, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        raise NotImplementedError
+        args, kwargs = _strip(args, kwargs)
+        root = _root(cls._xd_bound())
+        return BoundMethod(root, name)(*args, **kwargs)
 
     @classmethod
     def _xd_class_batch(cls, name: str, calls: Iterable[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
-        raise NotImplementedError
+        root = _root(cls._xd_bound())
+        return BoundMethod(root, name).batch([_strip(tuple(a), dict(k)) for a, k in calls])
 
     @classmethod
     def _xd_class_get(cls, name: str) -> Any:
-        raise NotImplementedError
+        root = _root(cls._xd_bound())
+        return root.__dict__["_xd_class_session"].call(OP_GETATTR, root, name)
+
+    # -- policies and lifecycle (same as dynamic proxies) ----------------------------
+    @classmethod
+    def get_effective_policy(cls, value: Any, call_policy: str | None = None, method: str | None = None) -> str:
+        """The policy (`'value'` or `'reference'`) that `value` would travel with."""
+        return str(cls.get_effective_policy_trace(value, call_policy, method)["policy"])
+
+    @classmethod
+    def get_effective_policy_trace(cls, value: Any, call_policy: str | None = None,
+                                   method: str | None = None) -> dict[str, Any]:
+        """The chosen policy, its source (`method_default` for generated defaults) and matched type."""
+        session = _root(cls._xd_bound()).__dict__["_xd_class_session"]
+        method_policy = cls.__extradite_method_policies__.get(method) if method else None
+        return session.codec.config.trace(value, call_policy, method_policy)  # type: ignore[no-any-return]
+
+    @classmethod
+    def close_proxy_class(cls) -> None:
+        """End this class's session binding (the default one for an unbound generated class)."""
+        bound = cls.__dict__.get("_xd_default") if "_xd_api" not in cls.__dict__ else cls
+        if bound is not None:
+            bound.__dict__["_xd_api"].close()
+
