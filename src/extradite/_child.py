@@ -14,7 +14,7 @@ import sys
 
 
 def main(fd: int) -> None:
-    import _signal
+    import _signal  # type: ignore[import-not-found]
     import _socket
     import faulthandler
 

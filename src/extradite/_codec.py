@@ -411,7 +411,7 @@ def raise_record(record: tuple[Any, ...]) -> None:
     base = cls.__bases__[1] if cls is not ExtraditeRemoteError else None
     if base is not None:
         try:
-            base.__init__(exc, *args)
+            base.__init__(exc, *args)  # type: ignore[misc]
         except Exception:
             pass
     ExtraditeRemoteError.__init__(exc, type_name, message + where, tb_text)

@@ -147,6 +147,10 @@ class Borrowed:
 
     __slots__ = ()
 
+    _xd_session: Any
+    _xd_hid: int
+    _xd_closed: bool
+
 
 class BorrowedMeta(type):
     """Marker metaclass of class proxies."""

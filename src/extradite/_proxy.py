@@ -366,12 +366,15 @@ class ProxyFactory:
 
     @staticmethod
     def make_instance(session: Any, cls: type, hid: int) -> Any:
-        obj = object.__new__(cls)
+        obj: Any = object.__new__(cls)
         _set_session(obj, session)
         _set_hid(obj, hid)
         _set_closed(obj, False)
         imports = session.codec.imports
-        ref = weakref.ref(obj, lambda r, hid=hid, imports=imports: imports.forget(hid, r))
+        def forget(ref: Any, hid: int = hid, imports: Any = imports) -> None:
+            imports.forget(hid, ref)
+
+        ref = weakref.ref(obj, forget)
         imports.bind(hid, ref)
         return obj
 

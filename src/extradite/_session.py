@@ -184,7 +184,7 @@ class Session:
     # -- the wait loop ---------------------------------------------------------------
     def _wait(self, waiter: _Waiter | None) -> tuple[int, Any]:
         """Wait for `waiter`'s reply (or, with None, serve until the channel ends)."""
-        me = waiter if waiter is not None else self._server
+        me: _Waiter | None = waiter if waiter is not None else self._server
         assert me is not None
         cond = self._cond
         cond.acquire()
@@ -193,10 +193,10 @@ class Session:
                 if me.reply is not None:
                     return me.reply
                 if me.inbox:
-                    item = me.inbox.popleft()
+                    request = me.inbox.popleft()
                     cond.release()
                     try:
-                        self._serve(item)
+                        self._serve(request)
                     finally:
                         cond.acquire()
                     continue
