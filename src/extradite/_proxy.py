@@ -202,7 +202,10 @@ def _session(target: Any) -> Any:
 
 
 def _method_policy(target: Any, name: str | None) -> str | None:
-    policies = getattr(target, "__extradite_method_policies__", None)
+    # looked up on the type: an instance lookup of a missing name would be a round trip
+    owner = target if isinstance(target, type) else type(target)
+    policies = owner.__dict__.get("__extradite_method_policies__") or getattr(
+        owner, "__extradite_method_policies__", None)
     if policies and name is not None:
         return policies.get(name)  # type: ignore[no-any-return]
     return None
