@@ -216,6 +216,14 @@ class Codec:
             module = obj.__module__ if isinstance(obj, (type, types.FunctionType)) else cls.__module__
             tree = _tree_of(module or "", self.protected) if isinstance(module, str) else None
             if tree is not None:
+                # An object that cannot be pickled at all (a closure, an instance of a
+                # function-local class, one holding a lock) travels as a handle, which
+                # never imports anything in the parent. One that could be copied is
+                # refused: a copy would need the protected tree on the parent side.
+                try:
+                    _pickle.dumps(obj, PROTOCOL)
+                except Exception:
+                    return True
                 what = obj.__qualname__ if isinstance(obj, type) else cls.__qualname__
                 raise UnsupportedInteractionError(
                     f"cannot send a {module}.{what} by value: it belongs to the protected module "
@@ -226,6 +234,12 @@ class Codec:
             if module == "__main__":
                 return True  # the child cannot import the parent's __main__
         if isinstance(obj, (type, types.FunctionType)) and "<locals>" in obj.__qualname__:
+            return True
+        if not isinstance(obj, type) and ("<locals>" in cls.__qualname__ or (
+                cls.__module__ != "builtins" and self.exports.lookup(cls) is not None)):
+            # Its class would travel as a handle (its state would be pickled against a
+            # class proxy, which cannot hold it): lend the instance too. Builtin types
+            # (function, ...) pickle their instances by name, never through the class.
             return True
         if pickler.careful:
             try:
@@ -239,7 +253,7 @@ class Codec:
         if isinstance(obj, Borrowed) or (isinstance(obj, BorrowedMeta) and _is_class_proxy(obj)):
             return (_h, self._borrowed_pid(obj))
         cls = type(obj)
-        if cls in SCALAR_TYPES:
+        if cls in SCALAR_TYPES or obj is _h:  # _h: the handle marker of this very stream
             return NotImplemented
         policy = pickler.call_policy or pickler.method_policy
         if policy is None:
