@@ -1,0 +1,731 @@
+"""extradite performance benchmark: direct vs `extradite()` vs generated proxies, beside the floors.
+
+    for each repetition:                      (interleaved: every column of every case,
+        for each case:                         in a rotating order, once per repetition)
+            for each column:  direct | extradite | generated | mp_manager | rpyc | floor
+                sample = seconds per operation over `ops` operations
+    report median, min and max per cell; a table on stdout, everything in --json-output
+
+Columns:
+  direct      the same target code loaded in this process (under another module name, so
+              the protected tree is never in sys.modules and `extradite()` still works)
+  extradite   the dynamic proxy returned by `extradite()`
+  generated   the proxies in generated/ (extradite-gen output for extradite.demo); shown as
+              "n/a (generated proxies unavailable)" when they cannot be imported or used
+  mp_manager  multiprocessing.managers.BaseManager (what a user would otherwise reach for)
+  rpyc        rpyc classic connection, only when rpyc is installed
+  floor       what the machine allows for the regime: raw os.pipe ping-pong between two
+              Python processes, `python -I -S -c pass`, a memory copy of the payload, or
+              pickling + unpickling the payload twice in-process (named per case)
+
+This suite measures and reports; it never asserts a time. The "targets" section compares
+the medians with the goals of issue 5 and says "met" or "not met".
+
+Usage:
+  python benchmarks/extradite_performance_benchmark.py [--quick] [--repetitions N]
+         [--cases a,b] [--json-output FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import pickle
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TARGETS = HERE / "targets"
+GENERATED = ROOT / "generated"
+for entry in (str(ROOT / "src"), str(TARGETS)):
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+
+import extradite  # noqa: E402
+from extradite import close_extradite_session, extradite as extradite_class, prewarm_extradite_session  # noqa: E402
+
+WORKLOAD = "extradite_bench_workload:Workload"
+COUNTER = "extradite.demo.counter:Counter"
+EVENTBUS = "extradite.demo.callbacks:EventBus"
+COLUMNS = ("direct", "extradite", "generated", "mp_manager", "rpyc", "floor")
+Runner = Callable[[int], float]  # runs `ops` operations, returns seconds per operation
+CALLBACK_FANOUT = 100
+BATCH = 1000
+
+
+def _load_direct(module_name: str, path: Path) -> Any:
+    """Load a target file in this process under a private name (its real tree stays unloaded)."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _timed(body: Callable[[int], None]) -> Runner:
+    def run(ops: int) -> float:
+        start = time.perf_counter()
+        body(ops)
+        return (time.perf_counter() - start) / ops
+    return run
+
+
+# -- floors ------------------------------------------------------------------------------
+_PONG = "import os,sys\nr,w=int(sys.argv[1]),int(sys.argv[2])\nwhile True:\n b=os.read(r,1)\n if not b: break\n os.write(w,b)\n"
+
+
+class PipePong:
+    """A second Python process echoing single bytes over two os.pipe()s."""
+
+    def __init__(self) -> None:
+        to_child_r, self.to_child = os.pipe()
+        self.from_child, from_child_w = os.pipe()
+        self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _PONG, str(to_child_r), str(from_child_w)],
+                                     pass_fds=(to_child_r, from_child_w))
+        os.close(to_child_r)
+        os.close(from_child_w)
+
+    def run(self, ops: int) -> float:
+        write, read, out, inp = os.write, os.read, self.to_child, self.from_child
+        start = time.perf_counter()
+        for _ in range(ops):
+            write(out, b"x")
+            read(inp, 1)
+        return (time.perf_counter() - start) / ops
+
+    def close(self) -> None:
+        os.close(self.to_child)
+        self.proc.wait(timeout=5)
+        os.close(self.from_child)
+
+
+def _bare_start(ops: int) -> float:
+    start = time.perf_counter()
+    for _ in range(ops):
+        subprocess.run([sys.executable, "-I", "-S", "-c", "pass"], check=True)
+    return (time.perf_counter() - start) / ops
+
+
+def _memcpy(size: int) -> Runner:
+    src = bytes(size)
+    dst = bytearray(size)
+    view = memoryview(dst)
+
+    def run(ops: int) -> float:
+        start = time.perf_counter()
+        for _ in range(ops):
+            view[:] = src
+        return (time.perf_counter() - start) / ops
+    return run
+
+
+def _pickle_twice(value: Any) -> Runner:
+    def run(ops: int) -> float:
+        start = time.perf_counter()
+        for _ in range(ops):
+            pickle.loads(pickle.dumps(pickle.loads(pickle.dumps(value, 5)), 5))
+        return (time.perf_counter() - start) / ops
+    return run
+
+
+# -- the environment: one of each thing, created once per run ----------------------------
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Env:
+    def __init__(self) -> None:
+        self.notes: dict[str, str] = {}
+        self.closers: list[Callable[[], None]] = []
+        self.direct = _load_direct("xdbench_direct_workload", TARGETS / "extradite_bench_workload.py")
+        demo = ROOT / "src" / "extradite" / "demo"
+        self.direct_counter = _load_direct("xdbench_direct_counter", demo / "counter.py")
+        self.direct_bus = _load_direct("xdbench_direct_callbacks", demo / "callbacks.py")
+        self.W = extradite_class(WORKLOAD)
+        self.C = extradite_class(COUNTER)
+        self.B = extradite_class(EVENTBUS)
+        self.closers += [self.W.close, self.C.close, self.B.close]
+        self.generated: Any = None
+        self.generated_reason = "n/a (generated proxies unavailable)"
+        self._load_generated()
+        self.manager: Any = None
+        self.mp_reason = ""
+        self.pong: PipePong | None = None
+        self.rpyc_reason = "n/a (rpyc not installed)"
+        self.pycache = ""
+
+    def _load_generated(self) -> None:
+        try:
+            if str(GENERATED) not in sys.path:
+                sys.path.insert(0, str(GENERATED))
+            counter_mod = importlib.import_module("extradite_demo_counter_xdproxy")
+            bus_mod = importlib.import_module("extradite_demo_callbacks_xdproxy")
+            probe = counter_mod.Counter(0)
+            if probe.increment(2) != 2:
+                raise RuntimeError("generated Counter.increment returned a wrong value")
+            self.generated = (counter_mod.Counter, bus_mod.EventBus)
+        except Exception as exc:  # the generated runtime may not exist yet: report, never fake
+            self.notes["generated"] = f"generated proxies unavailable: {type(exc).__name__}: {exc}"
+
+    def mp(self) -> Any:
+        if self.manager is None and not self.mp_reason:
+            try:
+                from multiprocessing.managers import BaseManager
+
+                class _Manager(BaseManager):
+                    pass
+
+                _Manager.register("Workload", self.direct.Workload)
+                manager = _Manager()
+                manager.start()
+                self.manager = manager
+                self.mp_workload = manager.Workload()  # type: ignore[attr-defined]
+                self.closers.append(manager.shutdown)
+            except Exception as exc:
+                self.mp_reason = f"n/a (multiprocessing manager failed: {exc})"
+        return self.manager
+
+    def pipe(self) -> PipePong:
+        if self.pong is None:
+            self.pong = PipePong()
+            self.closers.append(self.pong.close)
+        return self.pong
+
+    def close(self) -> None:
+        for closer in reversed(self.closers):
+            try:
+                closer()
+            except Exception as exc:
+                print(f"warning: cleanup failed: {exc!r}", file=sys.stderr)
+
+
+# -- cases -------------------------------------------------------------------------------
+@dataclass
+class Case:
+    name: str
+    title: str
+    ops: int                  # operations per sample (full run); --quick divides by 10
+    build: Callable[[Env, int], dict[str, Runner | str]]
+    per: int = 1              # divide seconds per operation by this (per item / per callback)
+    floor_label: str = ""
+    payload_bytes: int = 0    # > 0: also report MB/s (payload bytes / round-trip time)
+
+
+def _with_bytecode(pyc: bool, pycache: str, body: Callable[[], float]) -> float:
+    """Run `body` with children that may (pyc) or may not write/read a bytecode cache."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    if pyc:
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = pycache  # never write __pycache__ into the checkout
+    else:
+        os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    try:
+        return body()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _cold(env: Env, ops: int, *, pyc: bool) -> dict[str, Runner | str]:
+    """A fresh child per operation: start-up, import of the target, first call."""
+    def fresh(make_class: Callable[[], Any], close: Callable[[Any], None]) -> Runner:
+        def run(n: int) -> float:
+            def body() -> float:
+                total = 0.0
+                for _ in range(n):
+                    start = time.perf_counter()
+                    cls = make_class()
+                    cls(0).increment(1)
+                    total += time.perf_counter() - start
+                    close(cls)
+                return total / n
+            return _with_bytecode(pyc, env.pycache, body)
+        return run
+
+    def run_mp(n: int) -> float:
+        from multiprocessing.managers import BaseManager
+
+        total = 0.0
+        for _ in range(n):
+            class _M(BaseManager):
+                pass
+            _M.register("Workload", env.direct.Workload)
+            start = time.perf_counter()
+            manager = _M()
+            manager.start()
+            manager.Workload().inc(1)  # type: ignore[attr-defined]
+            total += time.perf_counter() - start
+            manager.shutdown()
+        return total / n
+
+    cells: dict[str, Runner | str] = {
+        "extradite": fresh(lambda: extradite_class(COUNTER), lambda cls: cls.close()),
+        "mp_manager": run_mp,
+        "floor": _bare_start,
+    }
+    if env.generated:
+        gen = env.generated[0]
+        cells["generated"] = fresh(gen.extradite, lambda cls: cls.close_proxy_class())
+    else:
+        cells["generated"] = env.generated_reason
+    return cells
+
+
+def _warm(env: Env, ops: int) -> dict[str, Runner | str]:
+    """A shared session already running (prewarm + keepalive): extradite() + first call."""
+    def warm(make_class: Callable[[str], Any], close: Callable[[Any], None]) -> Runner:
+        def run(n: int) -> float:
+            total = 0.0
+            for i in range(n):
+                key = f"xdbench-warm-{os.getpid()}-{i}"
+                prewarm_extradite_session(key, share_keepalive_seconds=30)
+                other = extradite_class(EVENTBUS, share_key=key, share_keepalive_seconds=30)
+                other().delivered  # the child is up and serving
+                other.close()
+                start = time.perf_counter()
+                cls = make_class(key)
+                cls(0).increment(1)
+                total += time.perf_counter() - start
+                close(cls)
+                close_extradite_session(key)
+            return total / n
+        return run
+
+    cells: dict[str, Runner | str] = {
+        "extradite": warm(lambda key: extradite_class(COUNTER, share_key=key, share_keepalive_seconds=30),
+                          lambda cls: cls.close()),
+    }
+    if env.generated:
+        gen = env.generated[0]
+        cells["generated"] = warm(lambda key: gen.extradite(share_key=key, share_keepalive_seconds=30),
+                                  lambda cls: cls.close_proxy_class())
+    else:
+        cells["generated"] = env.generated_reason
+    return cells
+
+
+def _tiny(env: Env, ops: int) -> dict[str, Runner | str]:
+    d = env.direct_counter.Counter(0)
+    c = env.C(0)
+    cells: dict[str, Runner | str] = {
+        "direct": _timed(lambda n: [d.increment(1) for _ in range(n)] and None),
+        "extradite": _timed(lambda n: [c.increment(1) for _ in range(n)] and None),
+        "floor": env.pipe().run,
+    }
+    if env.generated:
+        g = env.generated[0](0)
+        cells["generated"] = _timed(lambda n: [g.increment(1) for _ in range(n)] and None)
+    else:
+        cells["generated"] = env.generated_reason
+    if env.mp():
+        m = env.mp_workload
+        cells["mp_manager"] = _timed(lambda n: [m.inc(1) for _ in range(n)] and None)
+    return cells
+
+
+def _batch(env: Env, ops: int) -> dict[str, Runner | str]:
+    d = env.direct_counter.Counter(0)
+    c = env.C(0)
+    calls = [((1,), {})] * BATCH
+    cells: dict[str, Runner | str] = {
+        "direct": _timed(lambda n: [[d.increment(1) for _ in range(BATCH)] for _ in range(n)] and None),
+        "extradite": _timed(lambda n: [c.increment.batch(calls) for _ in range(n)] and None),
+    }
+    if env.generated:
+        g = env.generated[0](0)
+        items = [(1,)] * BATCH
+        cells["generated"] = _timed(lambda n: [g.increment_batch(items) for _ in range(n)] and None)
+    else:
+        cells["generated"] = env.generated_reason
+    return cells
+
+
+def _mutations(env: Env, ops: int) -> dict[str, Runner | str]:
+    d = env.direct_counter.Counter(0)
+    c = env.C(0)
+
+    def setter(obj: Any) -> Runner:
+        def body(n: int) -> None:
+            for i in range(n):
+                obj.value = i
+        return _timed(body)
+    cells: dict[str, Runner | str] = {"direct": setter(d), "extradite": setter(c)}
+    cells["generated"] = setter(env.generated[0](0)) if env.generated else env.generated_reason
+    if env.mp():
+        m = env.mp_workload
+        cells["mp_manager"] = _timed(lambda n: [m.set_item("k", i) for i in range(n)] and None)
+    return cells
+
+
+def _echo_cells(env: Env, payload: Any, floor: Runner | None) -> dict[str, Runner | str]:
+    d = env.direct.Workload()
+    w = env.W()
+    cells: dict[str, Runner | str] = {
+        "direct": _timed(lambda n: [d.echo(payload) for _ in range(n)] and None),
+        "extradite": _timed(lambda n: [w.echo(payload) for _ in range(n)] and None),
+        "generated": "n/a (no echo method in the generated demo proxies)",
+    }
+    if env.mp():
+        m = env.mp_workload
+        cells["mp_manager"] = _timed(lambda n: [m.echo(payload) for _ in range(n)] and None)
+    if floor is not None:
+        cells["floor"] = floor
+    return cells
+
+
+SMALL = {f"k{i}": v for i, v in enumerate([1, 2.5, "text", None, True, b"raw", -7, 3.25, "x" * 20, False] * 2)}
+BIG_LIST = list(range(100_000))
+
+
+def _callbacks(env: Env, ops: int) -> dict[str, Runner | str]:
+    def make(bus: Any) -> Runner:
+        def callback(topic: str, payload: bytes) -> None:
+            return None
+        for _ in range(CALLBACK_FANOUT):
+            bus.subscribe(callback)
+        return _timed(lambda n: [bus.publish("t", b"x") for _ in range(n)] and None)
+    cells: dict[str, Runner | str] = {"direct": make(env.direct_bus.EventBus()), "extradite": make(env.B())}
+    cells["generated"] = make(env.generated[1]()) if env.generated else env.generated_reason
+    cells["mp_manager"] = "n/a (manager proxies cannot call back into the caller)"
+    return cells
+
+
+def _simple(method: str, *args: Any) -> Callable[[Env, int], dict[str, Runner | str]]:
+    def build(env: Env, ops: int) -> dict[str, Runner | str]:
+        d = getattr(env.direct.Workload(), method)
+        w = getattr(env.W(), method)
+        cells: dict[str, Runner | str] = {
+            "direct": _timed(lambda n: [d(*args) for _ in range(n)] and None),
+            "extradite": _timed(lambda n: [w(*args) for _ in range(n)] and None),
+            "generated": "n/a (no such method in the generated demo proxies)",
+        }
+        if env.mp():
+            m = getattr(env.mp_workload, method)
+            cells["mp_manager"] = _timed(lambda n: [m(*args) for _ in range(n)] and None)
+        return cells
+    return build
+
+
+RECORDS = [{"key": f"k{i % 37}", "amount": i} for i in range(200)]
+
+
+def _pipeline(env: Env, ops: int) -> dict[str, Runner | str]:
+    blob = bytes(512 * 1024)
+
+    def make(obj: Any) -> Runner:
+        def body(n: int) -> None:
+            for i in range(n):
+                obj.inc(1)
+                obj.echo(SMALL)
+                obj.pipeline_stage(RECORDS)
+                obj.pbkdf2(b"pw", 1000)
+                obj.echo(blob)
+        return _timed(body)
+    cells: dict[str, Runner | str] = {"direct": make(env.direct.Workload()), "extradite": make(env.W()),
+                                      "generated": "n/a (no pipeline in the generated demo proxies)"}
+    if env.mp():
+        cells["mp_manager"] = make(env.mp_workload)
+    return cells
+
+
+def _cases() -> list[Case]:
+    cases = [
+        Case("cold_start", "cold start + first call (no .pyc, as PYTHONDONTWRITEBYTECODE=1)", 1,
+             lambda env, ops: _cold(env, ops, pyc=False), floor_label="python -I -S -c pass"),
+        Case("cold_start_pyc", "cold start + first call (bytecode cache allowed)", 1,
+             lambda env, ops: _cold(env, ops, pyc=True), floor_label="python -I -S -c pass"),
+        Case("warm_start", "extradite() + first call on a prewarmed shared session", 3, _warm),
+        Case("tiny_call", "tiny unbatched call (Counter.increment)", 20_000, _tiny,
+             floor_label="os.pipe ping-pong"),
+        Case("batch_call", f"tiny batched call (batch of {BATCH}), per item", 40, _batch, per=BATCH),
+        Case("state_mutation", "small state mutation (property set)", 10_000, _mutations),
+        Case("small_payload", "small structured payload (dict of 20 scalars) echo", 10_000,
+             lambda env, ops: _echo_cells(env, SMALL, _pickle_twice(SMALL)), floor_label="pickle+unpickle x2"),
+        Case("large_list", "large list payload (100,000 ints) echo", 20,
+             lambda env, ops: _echo_cells(env, BIG_LIST, _pickle_twice(BIG_LIST)), floor_label="pickle+unpickle x2"),
+        Case("bytes_512k", "bytes round trip 512 KiB", 500,
+             lambda env, ops: _echo_cells(env, bytes(512 * 1024), _memcpy(512 * 1024)),
+             floor_label="memcpy of payload", payload_bytes=512 * 1024),
+        Case("bytes_16m", "bytes round trip 16 MiB", 20,
+             lambda env, ops: _echo_cells(env, bytes(16 << 20), _memcpy(16 << 20)),
+             floor_label="memcpy of payload", payload_bytes=16 << 20),
+    ]
+    try:
+        import numpy
+
+        array = numpy.zeros((16 << 20) // 8, dtype=numpy.float64)
+        cases.append(Case("numpy_16m", "numpy array round trip 16 MiB", 20,
+                          lambda env, ops: _echo_cells(env, array, _memcpy(16 << 20)),
+                          floor_label="memcpy of payload", payload_bytes=16 << 20))
+    except ImportError:
+        pass
+    cases += [
+        Case("callbacks", f"re-entrant callback (publish to {CALLBACK_FANOUT} parent callbacks), per callback",
+             200, _callbacks, per=CALLBACK_FANOUT),
+        Case("readline", "native readline operations (100 history items)", 500, _simple("readline_digest", 100)),
+        Case("pbkdf2", "CPU-heavy PBKDF2-SHA256 (20,000 iterations)", 10, _simple("pbkdf2", b"pw", 20_000)),
+        Case("mixed_pipeline", "coarse mixed pipeline (5 calls incl. 512 KiB)", 100, _pipeline),
+    ]
+    return cases
+
+
+# -- memory ------------------------------------------------------------------------------
+def _memory(env: Env) -> dict[str, float]:
+    import tracemalloc
+
+    bare = subprocess.run([sys.executable, "-I", "-S", "-c",
+                           "import re\nprint(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"],
+                          check=True, capture_output=True, text=True)
+    bare_kb = int(bare.stdout.strip())
+    W = extradite_class(WORKLOAD)
+    try:
+        w = W()
+        w.ping()
+        from extradite._api import session_of
+
+        child_kb = _rss_kb(session_of(W).process.pid)
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        handles = w.make_handles(10_000)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        del handles
+    finally:
+        W.close()
+    return {"child_rss_above_bare_mb": (child_kb - bare_kb) / 1024,
+            "parent_mb_per_10000_handles": (after - before) / (1 << 20),
+            "bare_interpreter_rss_mb": bare_kb / 1024, "child_rss_mb": child_kb / 1024}
+
+
+# -- running and reporting ---------------------------------------------------------------
+@dataclass
+class Cell:
+    samples: list[float] = field(default_factory=list)
+    note: str = ""
+
+    def stats(self) -> dict[str, Any]:
+        if not self.samples:
+            return {"note": self.note}
+        return {"median": statistics.median(self.samples), "min": min(self.samples),
+                "max": max(self.samples), "samples": self.samples}
+
+
+def run(cases: list[Case], repetitions: int, quick: bool, memory: bool) -> tuple[dict[str, dict[str, Cell]], dict[str, Any]]:
+    env = Env()
+    env.pycache = tempfile.mkdtemp(prefix="xdbench-pycache-")
+    results: dict[str, dict[str, Cell]] = {}
+    built: dict[str, tuple[Case, int, dict[str, Runner | str]]] = {}
+    extra: dict[str, Any] = {"notes": env.notes}
+    try:
+        for case in cases:
+            ops = max(1, case.ops // 10) if quick else case.ops
+            cells = case.build(env, ops)
+            if "rpyc" not in cells:
+                cells["rpyc"] = env.rpyc_reason
+            if "mp_manager" not in cells:
+                cells["mp_manager"] = env.mp_reason or "n/a (not applicable)"
+            built[case.name] = (case, ops, cells)
+            results[case.name] = {col: Cell(note=v if isinstance(v, str) else "") for col, v in cells.items()}
+            for runner in cells.values():  # warm-up, not recorded
+                if not isinstance(runner, str):
+                    runner(max(1, ops // 10))
+        for rep in range(repetitions):
+            for case_name, (case, ops, cells) in built.items():
+                runners = [(c, r) for c, r in cells.items() if not isinstance(r, str)]
+                shift = rep % max(1, len(runners))
+                for column, runner in runners[shift:] + runners[:shift]:
+                    gc.collect()
+                    results[case_name][column].samples.append(runner(ops) / case.per)
+        if memory:
+            extra["memory"] = _memory(env)
+    finally:
+        env.close()
+        import shutil
+
+        shutil.rmtree(env.pycache, ignore_errors=True)
+    return results, extra
+
+
+def _fmt(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.2f} us"
+
+
+def _median(results: dict[str, dict[str, Cell]], case: str, column: str) -> float | None:
+    cell = results.get(case, {}).get(column)
+    return statistics.median(cell.samples) if cell and cell.samples else None
+
+
+def targets(results: dict[str, dict[str, Cell]], memory: dict[str, float] | None) -> list[dict[str, Any]]:
+    """The goals of issue 5, evaluated on this run's medians."""
+    m = lambda case, col: _median(results, case, col)  # noqa: E731
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, measured: float | None, limit: float | None, unit: str, *, at_least: bool = False) -> None:
+        if measured is None or limit is None:
+            return
+        met = measured >= limit if at_least else measured <= limit
+        out.append({"target": name, "measured": measured, "limit": limit, "unit": unit, "met": met})
+
+    tiny, pipe = m("tiny_call", "extradite"), m("tiny_call", "floor")
+    if tiny is not None and pipe is not None:
+        add("tiny call <= 1.2x pipe ping-pong", tiny * 1e6, pipe * 1.2e6, "us")
+    add("tiny call <= 15 us", None if tiny is None else tiny * 1e6, 15, "us")
+    batch = m("batch_call", "extradite")
+    add("batched call <= 1.5 us/item", None if batch is None else batch * 1e6, 1.5, "us")
+    cb = m("callbacks", "extradite")
+    if cb is not None and tiny is not None:
+        add("callback <= 1.3x tiny call", cb * 1e6, tiny * 1.3e6, "us")
+    b512, copy512 = m("bytes_512k", "extradite"), m("bytes_512k", "floor")
+    if b512 is not None and tiny is not None and copy512 is not None:
+        add("bytes 512 KiB <= 2x tiny + 4 copies", b512 * 1e6, (2 * tiny + 4 * copy512) * 1e6, "us")
+    b16 = m("bytes_16m", "extradite")
+    if b16 is not None:
+        add("bytes 16 MiB >= 1.5 GB/s", (16 << 20) / b16 / 1e9, 1.5, "GB/s", at_least=True)
+    big, pk = m("large_list", "extradite"), m("large_list", "floor")
+    if big is not None and pk is not None:
+        add("large list <= 2x pickle+unpickle twice", big * 1e3, pk * 2e3, "ms")
+    cold, bare = m("cold_start", "extradite"), m("cold_start", "floor")
+    if cold is not None and bare is not None:
+        add("cold start <= 3x python -I -S -c pass", cold * 1e3, bare * 3e3, "ms")
+    cold_pyc, bare_pyc = m("cold_start_pyc", "extradite"), m("cold_start_pyc", "floor")
+    if cold_pyc is not None and bare_pyc is not None:
+        add("cold start (pyc) <= 3x python -I -S -c pass", cold_pyc * 1e3, bare_pyc * 3e3, "ms")
+    warm = m("warm_start", "extradite")
+    add("prewarmed start <= 3 ms", None if warm is None else warm * 1e3, 3, "ms")
+    for case in results:
+        gen, dyn = m(case, "generated"), m(case, "extradite")
+        if gen is not None and dyn is not None:
+            add(f"generated <= dynamic ({case})", gen * 1e6, dyn * 1e6, "us")
+    if memory:
+        add("child RSS <= bare + 15 MB", memory["child_rss_above_bare_mb"], 15, "MB")
+        add("10,000 handles <= 5 MB in parent", memory["parent_mb_per_10000_handles"], 5, "MB")
+    return out
+
+
+def render(cases: list[Case], results: dict[str, dict[str, Cell]], extra: dict[str, Any], header: str) -> str:
+    shown = [c for c in COLUMNS if any(results[case.name].get(c) and results[case.name][c].samples for case in cases)]
+    lines = [header, "", "cell = median [min - max] per operation; n/a cells name the reason below the table", ""]
+    rows = [["case", *shown]]
+    reasons: dict[str, str] = {}
+    for case in cases:
+        row = [case.name]
+        for column in shown:
+            cell = results[case.name].get(column)
+            if cell is None or not cell.samples:
+                text = "n/a"
+                if cell is not None and cell.note:
+                    reasons[f"{case.name}/{column}"] = cell.note
+            else:
+                text = f"{_fmt(statistics.median(cell.samples))} [{_fmt(min(cell.samples))} - {_fmt(max(cell.samples))}]"
+            row.append(text)
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for index, row in enumerate(rows):
+        lines.append("  ".join(text.ljust(widths[i]) for i, text in enumerate(row)).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append("floor column: " + "; ".join(f"{c.name}: {c.floor_label}" for c in cases if c.floor_label))
+    for case in cases:
+        if case.payload_bytes:
+            t = _median(results, case.name, "extradite")
+            if t:
+                lines.append(f"{case.name}: extradite moves {case.payload_bytes / t / 1e6:,.0f} MB/s "
+                             "(payload bytes / round-trip time)")
+    generic = {"generated": None, "rpyc": None, "mp_manager": None}
+    for key, note in sorted(reasons.items()):
+        column = key.split("/")[1]
+        if generic.get(column) == note:
+            continue
+        generic[column] = note
+        lines.append(f"{key}: {note}")
+    for column, note in extra.get("notes", {}).items():
+        lines.append(f"{column}: {note}")
+    memory = extra.get("memory")
+    if memory:
+        lines.append(f"memory: child RSS {memory['child_rss_mb']:.1f} MB = bare interpreter "
+                     f"{memory['bare_interpreter_rss_mb']:.1f} MB + {memory['child_rss_above_bare_mb']:.1f} MB; "
+                     f"10,000 handle proxies cost the parent {memory['parent_mb_per_10000_handles']:.2f} MB")
+    goals = extra.get("targets", [])
+    if goals:
+        lines += ["", "targets (issue 5; medians of this run):"]
+        for goal in goals:
+            state = "met" if goal["met"] else "NOT met"
+            lines.append(f"  {goal['target']:<48} {goal['measured']:>10.2f} {goal['unit']:<4} "
+                         f"(limit {goal['limit']:.2f}) {state}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a tenth of the operations per sample")
+    parser.add_argument("--repetitions", type=int, default=None,
+                        help="samples per cell (default 7, or 3 with --quick)")
+    parser.add_argument("--cases", default="", help="comma-separated case names (default: all)")
+    parser.add_argument("--json-output", default=None, help="write every sample and the summary here")
+    args = parser.parse_args(argv)
+    repetitions = args.repetitions if args.repetitions is not None else (3 if args.quick else 7)
+    if repetitions < 1:
+        parser.error(f"--repetitions must be >= 1, not {repetitions}")
+    cases = _cases()
+    if args.cases:
+        wanted = [name.strip() for name in args.cases.split(",") if name.strip()]
+        known = {c.name for c in cases}
+        unknown = [name for name in wanted if name not in known]
+        if unknown:
+            parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+        cases = [c for c in cases if c.name in wanted]
+    started = time.perf_counter()
+    results, extra = run(cases, repetitions, args.quick, memory=not args.cases)
+    extra["targets"] = targets(results, extra.get("memory"))
+    elapsed = time.perf_counter() - started
+    affinity = sorted(os.sched_getaffinity(0))
+    header = (f"extradite {getattr(extradite, '__version__', '')} benchmark: python {platform.python_version()}, "
+              f"{os.cpu_count()} CPUs (affinity {affinity}), repetitions {repetitions}"
+              f"{', quick' if args.quick else ''}, {elapsed:.1f} s")
+    print(render(cases, results, extra, header))
+    if args.json_output:
+        payload = {
+            "meta": {"python": sys.version, "cpus": os.cpu_count(), "affinity": affinity,
+                     "repetitions": repetitions, "quick": args.quick, "elapsed_seconds": elapsed,
+                     "platform": platform.platform(),
+                     "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE")},
+            "cases": {case.name: {"title": case.title, "floor": case.floor_label, "unit": "seconds per op",
+                                  "columns": {col: cell.stats() for col, cell in results[case.name].items()}}
+                      for case in cases},
+            "memory": extra.get("memory"),
+            "targets": extra["targets"],
+            "notes": extra.get("notes", {}),
+        }
+        Path(args.json_output).write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
