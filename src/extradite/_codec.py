@@ -52,6 +52,9 @@ def _h(*pid: Any) -> Any:
 
 
 _MARKER = ("extradite._codec", "_h")
+# Bound methods always travel by handle (`len`, a builtin bound to a module, does not).
+_BOUND_METHOD_TYPES = (types.MethodType, types.BuiltinMethodType, types.MethodWrapperType)
+NoneType = type(None)
 _PROBE_ERRORS = (_pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError)
 
 
@@ -235,6 +238,8 @@ class Codec:
                 return True  # the child cannot import the parent's __main__
         if isinstance(obj, (type, types.FunctionType)) and "<locals>" in obj.__qualname__:
             return True
+        if isinstance(obj, _BOUND_METHOD_TYPES) and not isinstance(obj.__self__, (types.ModuleType, NoneType)):
+            return True  # a copy would bind to a copy of its object: calls must reach the original
         if not isinstance(obj, type) and ("<locals>" in cls.__qualname__ or (
                 cls.__module__ != "builtins" and self.exports.lookup(cls) is not None)):
             # Its class would travel as a handle (its state would be pickled against a

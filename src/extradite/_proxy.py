@@ -256,6 +256,21 @@ class _ClassMethod(_Method):
         return kind(_root(owner), self.name, extra)
 
 
+class _CallBatch:
+    """`callable_proxy.batch(calls)`: many calls of a callable handle in one round trip.
+
+    Offered by every proxy whose remote type is callable (callbacks included) and
+    has no `batch` member of its own.
+    """
+
+    __slots__ = ()
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self
+        return BoundMethod(obj, None).batch
+
+
 class _Attribute:
     """Properties and class attributes: a read, write or delete is one round trip."""
 
@@ -361,6 +376,8 @@ class ProxyFactory:
         for name, kind in members:
             namespace[name] = _member(name, kind)
         namespace["close"] = _Close(remote="close" in namespace)
+        if "__call__" in namespace and "batch" not in namespace:
+            namespace["batch"] = _CallBatch()
         proxy_bases = tuple(b for b in bases if isinstance(b, RemoteClass)) or (RemoteObject,)
         try:
             return RemoteClass(qualname.rpartition(".")[2], proxy_bases, namespace)

@@ -143,9 +143,9 @@ class Service:
         try:
             fn(*args)
         except ValueError as exc:
-            return ("ValueError", str(exc))
+            return ("ValueError", exc.args[0])
         except Exception as exc:  # noqa: BLE001 - the test inspects what was caught
-            return (type(exc).__name__, str(exc))
+            return (type(exc).__name__, exc.args[0] if exc.args else "")
         return ("nothing", "")
 
     def call_catching_key(self, fn: Callable[..., Any]) -> str:
