@@ -778,14 +778,16 @@ class Emitter:
             return self._protected(module, path)
         if not path:
             return self.any()  # a module used as a type
-        text = self.import_ref(module, path)
         if "." not in path and path.startswith("_"):
-            # Stub-private names are often type variables (`_queue._T`); remember them as such.
-            if any(path in scope.typevars for scope in self.resolver.scopes_for(module)):
-                self.typevar_texts.add(text)
-                if self.class_params is not None and text not in self.class_params:
-                    return self.any()
-        return text
+            # Stub-private names are often type variables (`_queue._T`): the .py cannot import them
+            # at run time, so they get a local definition like the protected tree's own.
+            for scope in self.resolver.scopes_for(module):
+                if path in scope.typevars:
+                    local = self._typevar(module, scope.typevars[path], scope)
+                    if self.class_params is not None and local not in self.class_params:
+                        return self.any()
+                    return local
+        return self.import_ref(module, path)
 
     def _protected(self, module: str, path: str) -> str:
         proxy = self.proxies.get((module, path))

@@ -1,0 +1,1 @@
+"""Targets for the generator tests (imported only in child interpreters)."""

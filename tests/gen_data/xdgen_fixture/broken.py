@@ -1,0 +1,3 @@
+class Broken:
+    def oops(self) -> None
+        pass
