@@ -121,8 +121,12 @@ class SessionHandle:
         _live.add(self)
         _register_atexit()
         if config.rules or config.default != "value":
-            self.session.call(OP_CONFIGURE, None, None, (
-                config.default, [(_rule_for_wire(t), p) for t, p in config.rules], ()))
+            try:
+                self.session.call(OP_CONFIGURE, None, None, (
+                    config.default, [(_rule_for_wire(t), p) for t, p in config.rules], ()))
+            except BaseException:
+                self.close()  # the child is already running: do not leave it behind
+                raise
 
     def _describe_failure(self, exc: BaseException) -> BaseException:
         if isinstance(exc, (ChannelEOF, OSError)):

@@ -346,7 +346,12 @@ class Session:
         elif op == OP_CONFIGURE:
             from ._policy import PolicyConfig
 
+            import types
+
             default, rules, protected = args
+            # A builtin type without an importable name (types.FunctionType) arrives as
+            # ("types", name): see `_api._rule_for_wire`.
+            rules = [(getattr(types, t[1]) if type(t) is tuple else t, p) for t, p in rules]
             self.codec.config = PolicyConfig(default, dict(rules))
             self.protected = self.codec.protected = tuple(protected)
             return None
