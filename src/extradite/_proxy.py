@@ -193,6 +193,11 @@ class BoundMethod:
     def __repr__(self) -> str:
         return f"<extradite bound method {self._name or '__call__'} of {self._target!r}>"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sent to the owner of its target (a callback, say), it arrives as the owner's
+        # own bound method; the target travels as a handle, so other sessions refuse it.
+        return (getattr, (self._target, self._name or "__call__"))
+
 
 def _session(target: Any) -> Any:
     """The session of an instance proxy or a class proxy."""

@@ -1,0 +1,193 @@
+"""share_key: one child for several classes, option conflicts, keepalive, prewarm and close."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conftest import child_pids
+from extradite import (
+    ExtraditeClosedError,
+    ExtraditeSessionConflictError,
+    UnsupportedInteractionError,
+    close_extradite_session,
+    extradite,
+    prewarm_extradite_session,
+)
+from extradite._api import session_of
+
+SERVICE = "targets.handles:Service"
+COUNTER = "targets.counter:Counter"
+
+
+@pytest.fixture
+def opened() -> Iterator[list[Any]]:
+    classes: list[Any] = []
+    try:
+        yield classes
+    finally:
+        for cls in classes:
+            cls.close()
+
+
+def test_share_key_uses_one_child_for_all_classes(opened: list[Any]) -> None:
+    before = child_pids()
+    opened.append(extradite(SERVICE, share_key="one"))
+    opened.append(extradite(COUNTER, share_key="one"))
+    opened.append(extradite(SERVICE, share_key="one"))
+    assert len(child_pids() - before) == 1
+    assert session_of(opened[0]) is session_of(opened[1]) is session_of(opened[2])
+    svc, counter = opened[0](), opened[1](2)
+    assert svc.echo(counter) is counter  # same session: objects pass freely
+    assert svc.call(counter.increment, 3) == 5
+
+
+def test_without_share_key_each_call_gets_its_own_child(opened: list[Any]) -> None:
+    before = child_pids()
+    opened.append(extradite(SERVICE))
+    opened.append(extradite(SERVICE))
+    assert len(child_pids() - before) == 2
+
+
+def test_shared_child_exits_when_last_class_handle_closes() -> None:
+    before = child_pids()
+    first = extradite(SERVICE, share_key="last")
+    second = extradite(COUNTER, share_key="last")
+    first.close()
+    assert second(1).increment() == 2  # still served
+    assert len(child_pids() - before) == 1
+    second.close()
+    deadline = time.monotonic() + 5
+    while child_pids() - before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not child_pids() - before
+
+
+def test_conflicting_transport_policy_raises(opened: list[Any]) -> None:
+    opened.append(extradite(SERVICE, share_key="policy"))
+    with pytest.raises(ExtraditeSessionConflictError, match="transport_policy"):
+        extradite(SERVICE, share_key="policy", transport_policy="reference")
+
+
+def test_conflicting_transport_type_rules_raise(opened: list[Any]) -> None:
+    opened.append(extradite(SERVICE, share_key="rules", transport_type_rules={list: "reference"}))
+    with pytest.raises(ExtraditeSessionConflictError, match="transport_type_rules"):
+        extradite(SERVICE, share_key="rules", transport_type_rules={list: "value"})
+    with pytest.raises(ExtraditeSessionConflictError):
+        extradite(SERVICE, share_key="rules")
+    opened.append(extradite(COUNTER, share_key="rules", transport_type_rules={list: "reference"}))
+
+
+def test_conflicting_transport_type_rules_ordering_raises(opened: list[Any]) -> None:
+    opened.append(extradite(SERVICE, share_key="order", transport_type_rules={list: "reference", dict: "value"}))
+    with pytest.raises(ExtraditeSessionConflictError):
+        extradite(SERVICE, share_key="order", transport_type_rules={dict: "value", list: "reference"})
+
+
+def test_conflicting_share_keepalive_seconds_raises(opened: list[Any]) -> None:
+    opened.append(extradite(SERVICE, share_key="keep", share_keepalive_seconds=5))
+    with pytest.raises(ExtraditeSessionConflictError, match="share_keepalive_seconds"):
+        extradite(SERVICE, share_key="keep", share_keepalive_seconds=1)
+    with pytest.raises(ExtraditeSessionConflictError):
+        extradite(SERVICE, share_key="keep")
+    assert close_extradite_session("keep") is True
+
+
+def test_conflict_is_an_error_before_any_child_starts(opened: list[Any]) -> None:
+    opened.append(extradite(SERVICE, share_key="quiet"))
+    before = child_pids()
+    with pytest.raises(ExtraditeSessionConflictError):
+        extradite(SERVICE, share_key="quiet", transport_policy="reference")
+    assert child_pids() == before
+
+
+def test_share_keepalive_seconds_requires_share_key() -> None:
+    before = child_pids()
+    with pytest.raises(ValueError, match="share_key"):
+        extradite(SERVICE, share_keepalive_seconds=1)
+    with pytest.raises(ValueError, match="share_keepalive_seconds"):
+        extradite(SERVICE, share_key="neg", share_keepalive_seconds=-1)
+    assert child_pids() == before
+
+
+def test_share_keepalive_keeps_an_idle_child_warm() -> None:
+    before = child_pids()
+    cls = extradite(SERVICE, share_key="warm", share_keepalive_seconds=0.5)
+    pid = session_of(cls).process.pid
+    cls.close()
+    assert child_pids() - before == {pid}  # idle, but kept
+    again = extradite(SERVICE, share_key="warm", share_keepalive_seconds=0.5)
+    assert session_of(again).process.pid == pid  # reused: no new start-up
+    assert again().echo(1) == 1
+    again.close()
+    deadline = time.monotonic() + 5
+    while child_pids() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not child_pids() - before  # stopped once the keepalive ran out
+
+
+def test_prewarm_returns_true_when_it_started_a_child_and_false_when_running() -> None:
+    before = child_pids()
+    try:
+        assert prewarm_extradite_session("pre") is True
+        assert len(child_pids() - before) == 1
+        assert prewarm_extradite_session("pre") is False
+        cls = extradite(SERVICE, share_key="pre")
+        assert len(child_pids() - before) == 1  # the prewarmed child serves it
+        assert cls().echo("x") == "x"
+        cls.close()
+    finally:
+        close_extradite_session("pre")
+
+
+def test_prewarm_with_conflicting_options_raises() -> None:
+    try:
+        assert prewarm_extradite_session("pre-conflict", transport_policy="reference") is True
+        with pytest.raises(ExtraditeSessionConflictError):
+            prewarm_extradite_session("pre-conflict")
+        with pytest.raises(ExtraditeSessionConflictError):
+            extradite(SERVICE, share_key="pre-conflict")
+        cls = extradite(SERVICE, share_key="pre-conflict", transport_policy="reference")
+        items = [1]
+        assert cls().echo(items) is items
+        cls.close()
+    finally:
+        close_extradite_session("pre-conflict")
+
+
+def test_prewarm_with_keepalive_expires_when_unused() -> None:
+    before = child_pids()
+    assert prewarm_extradite_session("pre-keep", share_keepalive_seconds=0.2) is True
+    deadline = time.monotonic() + 5
+    while child_pids() - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not child_pids() - before
+    assert close_extradite_session("pre-keep") is False
+
+
+def test_close_extradite_session_returns_true_if_running_else_false() -> None:
+    assert close_extradite_session("never-started") is False
+    cls = extradite(SERVICE, share_key="closing")
+    svc = cls()
+    assert close_extradite_session("closing") is True
+    assert close_extradite_session("closing") is False
+    with pytest.raises(ExtraditeClosedError):
+        svc.echo(1)
+    cls.close()
+
+
+def test_objects_from_two_sessions_cannot_be_mixed(opened: list[Any]) -> None:
+    opened.append(extradite(SERVICE, share_key="left"))
+    opened.append(extradite(SERVICE, share_key="right"))
+    left, right = opened[0](), opened[1]()
+    with pytest.raises(UnsupportedInteractionError, match="another extradite session"):
+        right.echo(left)
+    with pytest.raises(UnsupportedInteractionError):
+        right.echo([left])
+    lock = left.make_lock()
+    with pytest.raises(UnsupportedInteractionError):
+        right.keep(lock)
+    assert right.echo(1) == 1  # the refused call left the session usable
