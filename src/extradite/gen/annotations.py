@@ -23,9 +23,10 @@ import re
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import libcst as cst
 
@@ -153,7 +154,7 @@ class _Conditions:
             op = node.ops[0]
             if isinstance(left, tuple) and isinstance(right, tuple):
                 left = left[: len(right)]
-            ops = {
+            ops: dict[type[ast.cmpop], Callable[[Any, Any], object]] = {
                 ast.GtE: lambda a, b: a >= b, ast.Gt: lambda a, b: a > b,
                 ast.LtE: lambda a, b: a <= b, ast.Lt: lambda a, b: a < b,
                 ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b,
@@ -227,11 +228,11 @@ def _params(fn: cst.FunctionDef, drop_first: bool) -> tuple[ParamDecl, ...]:
         out = out[1:]
     # Old stub convention: a leading `__name` parameter is positional-only.
     fixed: list[ParamDecl] = []
-    for param in out:
-        if (param.kind == "POSITIONAL_OR_KEYWORD" and param.name.startswith("__") and not param.name.endswith("__")
+    for decl in out:
+        if (decl.kind == "POSITIONAL_OR_KEYWORD" and decl.name.startswith("__") and not decl.name.endswith("__")
                 and all(f.kind == "POSITIONAL_ONLY" for f in fixed)):
-            param = ParamDecl(param.name[2:], "POSITIONAL_ONLY", param.annotation, param.default)
-        fixed.append(param)
+            decl = ParamDecl(decl.name[2:], "POSITIONAL_ONLY", decl.annotation, decl.default)
+        fixed.append(decl)
     return tuple(fixed)
 
 
@@ -698,12 +699,11 @@ class Emitter:
                 return cst.parse_expression(self.any())
             if parts == ["None"]:
                 return node
-            target = self.resolver.resolve(parts, scope)
-            return cst.parse_expression(self._render_target(target))
+            return cst.parse_expression(self._render_target(self.resolver.resolve(parts, scope)))
         if isinstance(node, cst.Subscript):
-            parts = _dotted(node.value)
-            target = self.resolver.resolve(parts, scope) if parts else None
-            key = (target.module, target.path) if target is not None else None
+            head = _dotted(node.value)
+            found = self.resolver.resolve(head, scope) if head else None
+            key = (found.module, found.path) if found is not None else None
             if key in _ANNOTATED_FORMS:
                 first = node.slice[0].slice
                 assert isinstance(first, cst.Index)

@@ -90,7 +90,8 @@ class _ClassBuilder:
         self.member_names = member_names
         found = resolver.find_class(raw["class_module"], raw["class_qualname"]) or resolver.find_class(
             raw["module"], raw["qualname"])
-        self.decl, self.scope = found if found is not None else (None, None)
+        self.decl: ann.ClassDecl | None = found[0] if found is not None else None
+        self.scope: ann.ModuleScope | None = found[1] if found is not None else None
         self.class_typevars: list[str] = []
         self.inferred: dict[str, str] = {}
 
@@ -165,9 +166,9 @@ class _ClassBuilder:
                 dotted = next(iter(refs), None)
                 if dotted is None:
                     continue
-                text = self.emitter.runtime_text({"text": dotted, "refs": refs})
-                if text and text in self.emitter.typevars.values():
-                    names.append(text)
+                local = self.emitter.runtime_text({"text": dotted, "refs": refs})
+                if local and local in self.emitter.typevars.values():
+                    names.append(local)
         self.class_typevars = names
         self.emitter.class_params = frozenset(names)
         return names
@@ -625,7 +626,8 @@ def _build_module(module: str, raws: list[JSON], *, resolver: ann.Resolver,
 
 
 def _imports(imports: Mapping[str, str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    runtime, typing_only = [], []
+    runtime: list[str] = []
+    typing_only: list[str] = []
     for module in sorted(imports):
         alias = imports[module]
         line = f"import {module}" + (f" as {alias}" if alias else "")

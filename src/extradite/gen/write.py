@@ -46,7 +46,7 @@ def write_files(directory: Path, files: Mapping[str, str]) -> list[str]:
 
 def stale_diff(directory: Path, files: Mapping[str, str]) -> str:
     """A unified diff from what is on disk to what would be generated ("" when fresh)."""
-    chunks = []
+    chunks: list[str] = []
     for name in sorted(files):
         path = directory / name
         try:
