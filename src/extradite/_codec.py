@@ -52,6 +52,18 @@ def _h(*pid: Any) -> Any:
 
 
 _MARKER = ("extradite._codec", "_h")
+
+
+def _as_is(value: Any) -> Any:
+    """Rebuilds a memoryview as the bytes (or bytearray, if writable) it viewed."""
+    return value
+
+
+def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
+    """Memoryviews cross by value as their contents; big ones through shared memory like bytes."""
+    if view.c_contiguous:
+        return (_as_is, (_pickle.PickleBuffer(view),))
+    return (_as_is, (view.tobytes(),))
 # Bound methods always travel by handle (`len`, a builtin bound to a module, does not).
 _BOUND_METHOD_TYPES = (types.MethodType, types.BuiltinMethodType, types.MethodWrapperType)
 NoneType = type(None)
@@ -258,8 +270,10 @@ class Codec:
         if isinstance(obj, Borrowed) or (isinstance(obj, BorrowedMeta) and _is_class_proxy(obj)):
             return (_h, self._borrowed_pid(obj))
         cls = type(obj)
-        if cls in SCALAR_TYPES or obj is _h:  # _h: the handle marker of this very stream
+        if cls in SCALAR_TYPES or obj is _h or obj is _as_is:  # _h: the handle marker of this very stream
             return NotImplemented
+        if cls is memoryview and REFERENCE not in (pickler.call_policy, pickler.method_policy):
+            return _reduce_memoryview(obj)
         policy = pickler.call_policy or pickler.method_policy
         if policy is None:
             for rule_type, rule_policy in self.config.rules:

@@ -1,0 +1,184 @@
+"""A child that dies fails the waiting call at once, clearly; a parent that dies takes its child along."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from extradite import ExtraditeProcessError, ExtraditeProtocolError, extradite
+from extradite._api import session_of
+
+TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src"
+
+
+@pytest.fixture
+def Fragile() -> Iterator[Any]:
+    cls = extradite("targets.dying:Fragile")
+    try:
+        yield cls
+    finally:
+        cls.close()
+
+
+def _dies_quickly(call: Any) -> ExtraditeProcessError:
+    start = time.monotonic()
+    with pytest.raises(ExtraditeProcessError) as info:
+        call()
+    assert time.monotonic() - start < 1.5, "the dead child was noticed too late"
+    return info.value
+
+
+def _later_calls_fail_the_same_way(Fragile: Any, instance: Any, first: ExtraditeProcessError) -> None:
+    start = time.monotonic()
+    for call in (instance.ping, lambda: Fragile()):
+        with pytest.raises(ExtraditeProcessError) as again:
+            call()
+        assert str(again.value) == str(first)
+    assert time.monotonic() - start < 0.5
+
+
+def test_exit_during_call(Fragile: Any) -> None:
+    fragile = Fragile()
+    error = _dies_quickly(lambda: fragile.exit_hard(3))
+    assert isinstance(error, ExtraditeProtocolError)
+    assert error.returncode == 3
+    assert "exited with code 3" in str(error)
+    assert "fragile: exiting with 3" in str(error)
+    _later_calls_fail_the_same_way(Fragile, fragile, error)
+
+
+def test_segfault_during_call(Fragile: Any) -> None:
+    fragile = Fragile()
+    error = _dies_quickly(fragile.segfault)
+    assert error.returncode == -signal.SIGSEGV
+    assert "SIGSEGV" in str(error)
+    assert "fragile: about to crash" in str(error)
+    assert "Segmentation fault" in error.stderr_tail  # faulthandler's report
+    _later_calls_fail_the_same_way(Fragile, fragile, error)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_signal_during_call(Fragile: Any, signum: int) -> None:
+    fragile = Fragile()
+    error = _dies_quickly(lambda: fragile.kill_self(signum))
+    assert error.returncode == -signum
+    assert signal.Signals(signum).name in str(error)
+
+
+def test_killed_from_outside_while_call_waits(Fragile: Any) -> None:
+    fragile = Fragile()
+    pid = fragile.pid()
+    timer = threading.Timer(0.3, os.kill, (pid, signal.SIGKILL))
+    timer.start()
+    try:
+        error = _dies_quickly(lambda: fragile.sleep(30))
+    finally:
+        timer.join()
+    assert "SIGKILL" in str(error)
+    assert "wrote nothing to stderr" in str(error)
+
+
+def test_every_waiting_thread_fails_at_once(Fragile: Any) -> None:
+    fragile = Fragile()
+    errors: list[BaseException] = []
+
+    def wait_on_child() -> None:
+        try:
+            fragile.sleep(30)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=wait_on_child) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    os.kill(session_of(Fragile).process.pid, signal.SIGKILL)
+    for thread in threads:
+        thread.join(5)
+    assert len(errors) == 3 and all(isinstance(e, ExtraditeProcessError) for e in errors)
+
+
+def test_sys_exit_in_target_is_a_process_error(Fragile: Any) -> None:
+    error = _dies_quickly(Fragile().system_exit)
+    assert error.returncode == 7
+
+
+def test_parent_killed_child_exits(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        from extradite import extradite
+        from extradite._api import session_of
+        Fragile = extradite("targets.dying:Fragile")
+        Fragile().ping()
+        print(session_of(Fragile).process.pid, flush=True)
+        time.sleep(60)
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert parent.stdout is not None
+        child_pid = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and _alive(child_pid):
+            time.sleep(0.05)
+        assert not _alive(child_pid), "the child outlived its killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_corrupt_frame_breaks_session_with_protocol_error(Fragile: Any) -> None:
+    """Garbage written into the channel is reported as a corrupt frame and stops the child."""
+    fragile = Fragile()
+    handle = session_of(Fragile)
+    child_pid = handle.process.pid
+    # Make the child write garbage: a frame header with a wrong version byte.
+    with pytest.raises(ExtraditeProtocolError, match="corrupt frame"):
+        _inject_garbage_reply(handle, fragile)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _alive(child_pid):
+        time.sleep(0.05)
+    assert not _alive(child_pid)
+
+
+def _inject_garbage_reply(handle: Any, fragile: Any) -> None:
+    import _socket
+
+    # Another end of the child's channel does not exist; instead, feed the parent's
+    # reader garbage by swapping its socket for one end of a fresh pair we control.
+    channel = handle.session.channel
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    real = channel.sock
+    channel.sock = ours
+    try:
+        theirs.sendall(b"\x07" + b"\x00" * 15)
+        fragile.ping()
+    finally:
+        channel.sock = real
+        ours.close()
+        theirs.close()

@@ -1,0 +1,186 @@
+"""Big buffers travel through anonymous shared memory with value semantics, and nothing leaks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from extradite import ExtraditeProcessError, ExtraditeRemoteError, extradite
+from extradite._api import session_of
+from extradite._shm import THRESHOLD
+from extradite._wire import FLAG_SHM
+
+TESTS = Path(__file__).resolve().parent
+SRC = TESTS.parent / "src"
+BIG = 512 * 1024
+
+
+@pytest.fixture
+def Values() -> Iterator[Any]:
+    cls = extradite("targets.values:Values")
+    try:
+        yield cls
+    finally:
+        cls.close()
+
+
+def shm_listing() -> set[str]:
+    return set(os.listdir("/dev/shm"))
+
+
+def memfd_mappings(pid: int | str = "self") -> int:
+    return sum("memfd:extradite" in line for line in Path(f"/proc/{pid}/maps").read_text().splitlines())
+
+
+def frames_with_shm(cls: Any) -> list[int]:
+    """Body sizes of the frames the parent sends that use shared memory."""
+    channel = session_of(cls).session.channel
+    seen: list[int] = []
+    original = channel._sendmsg
+
+    def sendmsg(parts: list[Any], fds: list[int]) -> None:
+        header = bytes(parts[0])
+        if header[2] & FLAG_SHM:
+            seen.append(sum(memoryview(p).nbytes for p in parts[1:]))
+        original(parts, fds)
+
+    channel._sendmsg = sendmsg  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.mark.parametrize("make", [
+    lambda: os.urandom(BIG),
+    lambda: bytearray(os.urandom(BIG)),
+    lambda: memoryview(os.urandom(BIG)),
+], ids=["bytes", "bytearray", "memoryview"])
+def test_big_buffers_round_trip_through_shared_memory(Values: Any, make: Any) -> None:
+    values = Values()
+    payload = make()
+    shm_frames = frames_with_shm(Values)
+    result = values.echo(payload)
+    assert bytes(result) == bytes(payload)
+    assert type(result) is (bytes if isinstance(payload, memoryview) else type(payload))
+    assert shm_frames and max(shm_frames) < 4096, "the payload went through the socket"
+
+
+def test_small_buffers_stay_on_the_socket(Values: Any) -> None:
+    shm_frames = frames_with_shm(Values)
+    assert Values().echo(b"x" * (THRESHOLD - 1024)) == b"x" * (THRESHOLD - 1024)
+    assert shm_frames == []
+
+
+def test_value_semantics(Values: Any) -> None:
+    values = Values()
+    original = bytearray(BIG)
+    returned = values.mutate(original)
+    assert original[0] == 0 and returned[0] == 255
+    returned[1] = 7
+    again = values.echo(returned)
+    assert again[1] == 7 and again is not returned
+
+
+def test_many_buffers_in_one_message_and_reuse(Values: Any) -> None:
+    values = Values()
+    payload = [os.urandom(THRESHOLD + i) for i in range(5)]
+    for _ in range(20):  # arenas are reused: no growth in mappings
+        assert values.echo(payload) == payload
+    assert memfd_mappings() <= 8
+
+
+def test_big_result_from_child(Values: Any) -> None:
+    data = Values().make_bytes(3 * 1024 * 1024 + 5)
+    assert len(data) == 3 * 1024 * 1024 + 5 and data[:3] == b"\x00\x01\x02"
+
+
+def test_numpy_array_round_trip(Values: Any) -> None:
+    numpy = pytest.importorskip("numpy")
+    array = numpy.arange(200_000, dtype=numpy.float64).reshape(400, 500)
+    shm_frames = frames_with_shm(Values)
+    result = Values().echo(array)
+    assert isinstance(result, numpy.ndarray) and result.shape == (400, 500)
+    assert numpy.array_equal(result, array)
+    result[0, 0] = -1
+    assert array[0, 0] == 0  # a copy, not a view of shared memory
+    assert shm_frames and max(shm_frames) < 4096
+
+
+def test_nothing_left_after_normal_use() -> None:
+    before = shm_listing()
+    cls = extradite("targets.values:Values")
+    try:
+        cls().echo(os.urandom(BIG))
+        assert memfd_mappings() >= 1
+    finally:
+        cls.close()
+    assert memfd_mappings() == 0
+    assert shm_listing() == before
+
+
+def test_nothing_left_after_an_exception() -> None:
+    before = shm_listing()
+    cls = extradite("targets.values:Values")
+    try:
+        with pytest.raises(ExtraditeRemoteError):
+            cls().raise_("ValueError", os.urandom(BIG))  # the big argument crosses, then it raises
+        with pytest.raises(TypeError):
+            cls().length(os.urandom(BIG), "too many")
+    finally:
+        cls.close()
+    assert memfd_mappings() == 0
+    assert shm_listing() == before
+
+
+def test_nothing_left_after_child_killed() -> None:
+    before = shm_listing()
+    cls = extradite("targets.values:Values")
+    try:
+        values = cls()
+        values.echo(os.urandom(BIG))
+        os.kill(session_of(cls).process.pid, signal.SIGKILL)
+        with pytest.raises(ExtraditeProcessError):
+            values.echo(os.urandom(BIG))
+    finally:
+        cls.close()
+    assert memfd_mappings() == 0
+    assert shm_listing() == before
+
+
+def test_nothing_left_after_parent_killed(tmp_path: Path) -> None:
+    before = shm_listing()
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, time
+        from extradite import extradite
+        from extradite._api import session_of
+        Values = extradite("targets.values:Values")
+        Values().echo(os.urandom({BIG}))
+        print(session_of(Values).process.pid, flush=True)
+        time.sleep(60)
+    """))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+            time.sleep(0.05)
+        assert not Path(f"/proc/{child}").exists()
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    assert shm_listing() == before
