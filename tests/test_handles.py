@@ -152,9 +152,10 @@ def test_handle_passed_back_to_owner_arrives_as_original(svc: Any) -> None:
 def test_parent_handle_roundtrips_are_stable(svc: Any) -> None:
     """Returning a parent object many times never raises a released-handle error."""
     box = Box(9)
-    for _ in range(200):
+    for i in range(200):
         assert svc.echo(box) is box
-        gc.collect()
+        if i % 20 == 0:
+            gc.collect()
     svc.keep(box)
     gc.collect()
     assert svc.kept_item(0) is box
