@@ -3,7 +3,7 @@
 Data flow for one frame that carries a big buffer (>= THRESHOLD bytes):
 
     sender pickler --write(big)--> ArenaPool.place() --memcpy--> arena (memfd, mmap)
-                   \--write(small)--> inline body --socket--> receiver
+                   `--write(small)--> inline body --socket--> receiver
     receiver unpickler --readinto(dest)--> ArenaMaps.view --memcpy--> dest object
 
 So each big buffer is copied once into the arena and once out of it; nothing is
