@@ -31,7 +31,7 @@ from ._errors import (
     ExtraditeSessionConflictError,
 )
 from ._policy import PolicyConfig
-from ._process import ChildProcess, socketpair
+from ._process import ChildProcess, daemon_threads_allowed, socketpair
 from ._proxy import RemoteClass, ProxyFactory
 from ._session import Session
 from ._transport import ChannelEOF
@@ -173,7 +173,7 @@ class SessionHandle:
                 return
             if self.keepalive:
                 self._timer = threading.Timer(self.keepalive, self._expire)
-                self._timer.daemon = True
+                self._timer.daemon = daemon_threads_allowed()
                 self._timer.start()
                 return
         self.close()
@@ -349,6 +349,13 @@ def _register_atexit() -> None:
     if not _atexit_registered:
         _atexit_registered = True
         atexit.register(_close_all)
+        if not daemon_threads_allowed():
+            # A subinterpreter joins its (here non-daemon) threads before it runs
+            # atexit, and the stderr drains only end with their children: close
+            # the sessions first, from threading's own pre-join hook.
+            register = getattr(threading, "_register_atexit", None)
+            if register is not None:
+                register(_close_all)
 
 
 __all__ = [

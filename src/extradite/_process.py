@@ -23,10 +23,22 @@ import threading
 from collections import deque
 from typing import IO, Any
 
-from ._errors import ExtraditeProcessError
+from ._errors import ExtraditeProcessError, UnsupportedInteractionError
 
 _STDERR_LINES = 40
 _EXTRADITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def daemon_threads_allowed() -> bool:
+    """False inside a subinterpreter that forbids daemon threads (3.12+ 'isolated' config).
+
+    There our helper threads are ordinary threads, so the interpreter joins them
+    before it ends: every session must be closed by then (`_api` arranges it).
+    """
+    import _thread
+
+    allowed = getattr(_thread, "daemon_threads_allowed", None)
+    return True if allowed is None else bool(allowed())
 
 
 def _bootstrap(fd: int, path: list[str] | None, extra_path: str | None) -> str:
@@ -72,8 +84,17 @@ class ChildProcess:
         self.pid = self.popen.pid
         assert self.popen.stderr is not None
         self._drain = threading.Thread(target=self._drain_stderr, args=(self.popen.stderr,),
-                                       name=f"extradite-stderr-{self.pid}", daemon=True)
-        self._drain.start()
+                                       name=f"extradite-stderr-{self.pid}",
+                                       daemon=daemon_threads_allowed())
+        try:
+            self._drain.start()
+        except RuntimeError as exc:  # a subinterpreter created with allow_threads=False
+            self.kill()
+            self.popen.stderr.close()
+            raise UnsupportedInteractionError(
+                f"extradite cannot start {label} in this interpreter: {exc}. The parent side needs a "
+                "thread to forward the child's stderr; create the subinterpreter with threads allowed "
+                "(the 'isolated' config of _interpreters / concurrent.interpreters allows them)") from exc
 
     def _drain_stderr(self, pipe: IO[bytes]) -> None:
         try:
