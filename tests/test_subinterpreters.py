@@ -1,0 +1,81 @@
+"""The subinterpreter demonstration, run with each Python that has subinterpreters.
+
+`python -m extradite.demo.subinterpreters` runs in a separate process per
+interpreter version (3.13 through pyenv, 3.14 when installed), so this suite
+itself can run on any Python. On a Python without subinterpreters the demo must
+exit 2 naming the Python it needs; that is checked with the running interpreter
+when it is older than 3.13.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+
+
+def find_python(version: str) -> str | None:
+    """A working interpreter for `version` ("3.13"): the newest pyenv build, else pythonX.Y on PATH.
+
+    A pyenv shim on PATH exists even when that version is not selected (it then
+    exits 127), so every candidate must prove it runs and is the right version.
+    """
+    builds = sorted(PYENV_ROOT.glob(f"versions/{version}.*/bin/python{version}"),
+                    key=lambda p: [int(x) if x.isdigit() else 0 for x in p.parts[-3].split(".")], reverse=True)
+    candidates = [str(p) for p in builds]
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(on_path)
+    for candidate in candidates:
+        try:
+            probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                   capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def run_demo(python: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    return subprocess.run([python, "-m", "extradite.demo.subinterpreters", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def check_demo(version: str) -> None:
+    python = find_python(version)
+    if python is None:
+        pytest.skip(f"Python {version} is not installed (no working python{version} under {PYENV_ROOT}/versions or on PATH)")
+    result = run_demo(python, "--workers", "3")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "ImportError: module readline does not support loading in subinterpreters" in result.stdout, output
+    assert "3 of 3 subinterpreters validated" in result.stdout, output
+    assert "FAILED" not in result.stdout, output
+    assert result.stdout.rstrip().endswith("OK"), output
+    for index in (1, 2, 3):
+        assert f"subinterpreter-{index}: readline ran in child pid" in result.stdout, output
+
+
+def test_demo_on_python_3_13() -> None:
+    check_demo("3.13")
+
+
+def test_demo_on_python_3_14() -> None:
+    check_demo("3.14")
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 13), reason="this Python has subinterpreters; the demo runs in full")
+def test_demo_names_the_python_it_needs() -> None:
+    result = run_demo(sys.executable)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "needs Python 3.13 or newer" in result.stderr
+    assert result.stdout == ""
