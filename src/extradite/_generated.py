@@ -18,11 +18,13 @@ path, removed members raise a clear `AttributeError` when used.
 
 from __future__ import annotations
 
+import functools
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
+from . import _proxy
 from ._errors import ExtraditeStaleProxyWarning
 from ._members import diff_digests, fingerprint
 from ._proxy import BoundMethod, RemoteClass, _in_thread, _pop_policy, _root, release
@@ -83,6 +85,12 @@ class _Removed:
 class GeneratedMeta(RemoteClass):
     """Metaclass of generated proxies: binds to a session on first use."""
 
+    def __init__(cls, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> None:
+        super().__init__(name, bases, namespace)
+        target = namespace.get("__extradite_target__")
+        if isinstance(target, str):
+            _proxy.GENERATED[target] = functools.partial(_adopt, cls)
+
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         bound = cls._xd_bound()
         return RemoteClass.__call__(bound, *args, **kwargs)
@@ -92,6 +100,13 @@ class GeneratedMeta(RemoteClass):
             if name.startswith("_xd_") or name.startswith("__"):
                 raise AttributeError(name)
             return getattr(cls._xd_bound(), name)
+
+
+def _adopt(generated: type, dynamic: type) -> type:
+    """The typed class for handles of `generated`'s target met in any session (no class handle)."""
+    return GeneratedMeta(generated.__name__, (generated, dynamic), {
+        "__slots__": (), "_xd_api": None, "__module__": generated.__module__,
+        "__qualname__": generated.__qualname__})
 
 
 def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
@@ -107,7 +122,7 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
                              options.get("python"), repr(target))
     handle.acquire()
     try:
-        root = handle.import_class(module, qualname, target)
+        root = _root(handle.import_class(module, qualname, target))
         live = handle.session.call(OP_DIGESTS, root)
     except BaseException:
         handle.release_user()
@@ -137,9 +152,9 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
 class _GeneratedClose:
     """`Proxy.close()` ends the class's binding; `proxy.close()` releases the instance."""
 
-    def __get__(self, obj: Any, owner: type) -> Any:
+    def __get__(self, obj: object, owner: type) -> Callable[[], None]:
         if obj is None:
-            return owner.close_proxy_class  # type: ignore[attr-defined]
+            return owner.close_proxy_class  # type: ignore[attr-defined, no-any-return]
         return lambda: release(obj)
 
 
@@ -154,10 +169,7 @@ class GeneratedProxy(metaclass=GeneratedMeta):
     if TYPE_CHECKING:
         _xd_session: Any
 
-        def close(self) -> None:
-            """Release the remote instance now (class level: `close_proxy_class()`)."""
-    else:
-        close = _GeneratedClose()
+    close = _GeneratedClose()
 
     # -- binding ---------------------------------------------------------------------
     @classmethod
@@ -209,13 +221,11 @@ class GeneratedProxy(metaclass=GeneratedMeta):
     @classmethod
     def _xd_class_call(cls, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         args, kwargs = _strip(args, kwargs)
-        root = _root(cls._xd_bound())
-        return BoundMethod(root, name)(*args, **kwargs)
+        return BoundMethod(cls._xd_bound(), name)(*args, **kwargs)  # the bound class carries method policies
 
     @classmethod
     def _xd_class_batch(cls, name: str, calls: Iterable[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
-        root = _root(cls._xd_bound())
-        return BoundMethod(root, name).batch([_strip(tuple(a), dict(k)) for a, k in calls])
+        return BoundMethod(cls._xd_bound(), name).batch([_strip(tuple(a), dict(k)) for a, k in calls])
 
     @classmethod
     def _xd_class_get(cls, name: str) -> Any:
@@ -240,6 +250,7 @@ class GeneratedProxy(metaclass=GeneratedMeta):
     def close_proxy_class(cls) -> None:
         """End this class's session binding (the default one for an unbound generated class)."""
         bound = cls.__dict__.get("_xd_default") if "_xd_api" not in cls.__dict__ else cls
-        if bound is not None:
-            bound.__dict__["_xd_api"].close()
+        api = bound.__dict__["_xd_api"] if bound is not None else None
+        if api is not None:  # None: a class adopted for handles, it owns no session
+            api.close()
 

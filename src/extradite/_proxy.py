@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import types
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._errors import ExtraditeClosedError, ExtraditeError, UnsupportedInteractionError
@@ -64,6 +64,9 @@ class RemoteObject(Borrowed):
     _xd_session: Any
     _xd_hid: int
     _xd_closed: bool
+    # Per-method policy defaults (generated proxies override it). Defined here so that the
+    # lookup on every call finds it in the class instead of going through __getattr__.
+    __extradite_method_policies__: dict[str, str] = {}
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_xd_"):
@@ -209,8 +212,7 @@ def _session(target: Any) -> Any:
 def _method_policy(target: Any, name: str | None) -> str | None:
     # looked up on the type: an instance lookup of a missing name would be a round trip
     owner = target if isinstance(target, type) else type(target)
-    policies = owner.__dict__.get("__extradite_method_policies__") or getattr(
-        owner, "__extradite_method_policies__", None)
+    policies = getattr(owner, "__extradite_method_policies__", None)
     if policies and name is not None:
         return policies.get(name)  # type: ignore[no-any-return]
     return None
@@ -361,6 +363,11 @@ def _member(name: str, kind: str) -> Any:
     return _Attribute(name)
 
 
+# Generated proxy classes by target ("module:qualname"), registered by `_generated`:
+# a handle whose type has one comes back as an instance of that typed class.
+GENERATED: dict[str, Callable[[type], type]] = {}
+
+
 class ProxyFactory:
     """Builds proxies for the codec (see module docstring)."""
 
@@ -385,9 +392,11 @@ class ProxyFactory:
             namespace["batch"] = _CallBatch()
         proxy_bases = tuple(b for b in bases if isinstance(b, RemoteClass)) or (RemoteObject,)
         try:
-            return RemoteClass(qualname.rpartition(".")[2], proxy_bases, namespace)
+            cls = RemoteClass(qualname.rpartition(".")[2], proxy_bases, namespace)
         except TypeError:  # an MRO the proxies cannot reproduce: keep the members, drop the bases
-            return RemoteClass(qualname.rpartition(".")[2], (RemoteObject,), namespace)
+            cls = RemoteClass(qualname.rpartition(".")[2], (RemoteObject,), namespace)
+        adopt = GENERATED.get(f"{module}:{qualname}")
+        return adopt(cls) if adopt is not None else cls
 
     @staticmethod
     def make_instance(session: Any, cls: type, hid: int) -> Any:
