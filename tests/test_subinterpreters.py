@@ -9,6 +9,7 @@ when it is older than 3.13.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -79,3 +80,56 @@ def test_demo_names_the_python_it_needs() -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "needs Python 3.13 or newer" in result.stderr
     assert result.stdout == ""
+
+
+# Runs in a fresh Python 3.13+ process: three isolated subinterpreters exercise the runtime's edges.
+_EDGES = r'''
+import _interpreters, json, os, sys, textwrap
+SRC = sys.argv[1]
+def run(code, **overrides):
+    iid = _interpreters.create(_interpreters.new_config("isolated", **overrides))
+    try:
+        prelude = f"import sys; sys.path.insert(0, {SRC!r})\nfrom extradite import extradite\n"
+        info = _interpreters.exec(iid, prelude + textwrap.dedent(code))
+        return None if info is None else info.formatted
+    finally:
+        _interpreters.destroy(iid)
+def children():
+    me = str(os.getpid())
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        if stat.rsplit(")", 1)[1].split()[1] == me:
+            found.append(pid)
+    return found
+target = "extradite.demo.native_dependency_workload:ReadlineWorkload"
+out = {}
+# a proxy left open when the subinterpreter ends: its session closes before the thread join
+out["left_open"] = run(f"W = extradite({target!r})\nw = W('x')\nassert w.backend()")
+out["children_after_left_open"] = children()
+# a shared session kept warm by a (non-daemon) timer
+out["keepalive"] = run(f"W = extradite({target!r}, share_key='k', share_keepalive_seconds=30)\n"
+                       "assert W('y').exercise_history(['a'], ' ')['history'] == ['a']\nW.close()")
+# no threads at all: a clear UnsupportedInteractionError, no child left behind
+out["no_threads"] = run(f"W = extradite({target!r})", allow_threads=False)
+out["children_at_end"] = children()
+print(json.dumps(out))
+'''
+
+
+def test_runtime_edges_in_isolated_subinterpreters() -> None:
+    python = find_python("3.13") or (sys.executable if sys.version_info >= (3, 13) else None)
+    if python is None:
+        pytest.skip("needs Python 3.13+ (the _interpreters module) and none is installed")
+    result = subprocess.run([python, "-c", _EDGES, str(SRC)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["left_open"] is None
+    assert out["children_after_left_open"] == []
+    assert out["keepalive"] is None
+    assert out["no_threads"].startswith("extradite._errors.UnsupportedInteractionError: extradite cannot start")
+    assert "create the subinterpreter with threads allowed" in out["no_threads"]
+    assert out["children_at_end"] == []
