@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     backend = pick_backend()
     if backend is None:
         print(f"This demonstration needs Python 3.13 or newer (subinterpreters with their own GIL: "
-              f"_interpreters on 3.13, concurrent.interpreters on 3.14+); this is Python {version} "
+              f"_interpreters on 3.13, InterpreterPoolExecutor on 3.14+); this is Python {version} "
               f"({sys.executable}). Run it as: python3.13 -m extradite.demo.subinterpreters",
               file=sys.stderr)
         return 2
