@@ -66,13 +66,12 @@ def parse_target(target: object) -> tuple[str, str]:
 def protected_tree(module: str) -> str:
     """The module tree that must never be imported here: the top-level package.
 
-    Targets inside extradite itself (its demos) protect their own subpackage,
-    since the top-level `extradite` package is always loaded.
+    Targets inside extradite itself (its demos) protect just their own module,
+    since `extradite` is always loaded and the demo runners live beside them.
     """
-    parts = module.split(".")
-    if parts[0] == "extradite" and len(parts) > 1:
-        return ".".join(parts[:2])
-    return parts[0]
+    if module == "extradite" or module.startswith("extradite."):
+        return module
+    return module.split(".")[0]
 
 
 def _check_keepalive(share_key: str | None, seconds: float | None) -> None:

@@ -121,6 +121,7 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     handle, _ = _session_for(share_key, config, options.get("share_keepalive_seconds"),
                              options.get("python"), repr(target))
     handle.acquire()
+    handle.session.adopts_generated = True
     try:
         root = _root(handle.import_class(module, qualname, target))
         live = handle.session.call(OP_DIGESTS, root)

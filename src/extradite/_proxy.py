@@ -364,7 +364,8 @@ def _member(name: str, kind: str) -> Any:
 
 
 # Generated proxy classes by target ("module:qualname"), registered by `_generated`:
-# a handle whose type has one comes back as an instance of that typed class.
+# in a session bound by a generated proxy, a handle whose type has one comes back
+# as an instance of that typed class.
 GENERATED: dict[str, Callable[[type], type]] = {}
 
 
@@ -395,7 +396,8 @@ class ProxyFactory:
             cls = RemoteClass(qualname.rpartition(".")[2], proxy_bases, namespace)
         except TypeError:  # an MRO the proxies cannot reproduce: keep the members, drop the bases
             cls = RemoteClass(qualname.rpartition(".")[2], (RemoteObject,), namespace)
-        adopt = GENERATED.get(f"{module}:{qualname}")
+        # only in sessions that generated proxies use: the dynamic API keeps its own members
+        adopt = GENERATED.get(f"{module}:{qualname}") if session.adopts_generated else None
         return adopt(cls) if adopt is not None else cls
 
     @staticmethod
