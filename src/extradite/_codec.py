@@ -78,6 +78,7 @@ class _FastPickler(_pickle.Pickler):
     def __init__(self, file: BodyWriter, codec: Codec, call_policy: str | None,
                  method_policy: str | None, careful: bool) -> None:
         super().__init__(file, PROTOCOL)
+        self.writer = file
         self.codec = codec
         self.call_policy = call_policy
         self.method_policy = method_policy
@@ -148,6 +149,7 @@ class Codec:
         self.imports = ImportTable()
         self.config = PolicyConfig()
         self.protected: tuple[str, ...] = ()
+        self._fast: _FastPickler | None = None  # reused by `_encode_fast`
 
     # -- encoding --------------------------------------------------------------------
     def encode(self, body: tuple[Any, ...], envelope: tuple[Any, ...] = (), *,
@@ -163,6 +165,8 @@ class Codec:
 
     def _encode(self, body: tuple[Any, ...], envelope: tuple[Any, ...], call_policy: str | None,
                 method_policy: str | None, general: bool, *, careful: bool) -> BodyWriter:
+        if not general and not careful:
+            return self._encode_fast(body, call_policy, method_policy)
         writer = BodyWriter()
         pickler = (_RefPickler if general else _FastPickler)(writer, self, call_policy, method_policy, careful)
         if general:
@@ -180,6 +184,39 @@ class Codec:
             for hid in pickler.new_classes:
                 self.exports.unexport_class(hid)
             raise
+        return writer
+
+    def _encode_fast(self, body: tuple[Any, ...], call_policy: str | None,
+                     method_policy: str | None) -> BodyWriter:
+        """The common case, with one pickler (and its writer) reused for every message.
+
+        Callers hold the channel's send lock and send the writer's contents before the
+        next encode, so one pickler per codec is enough; its memo is cleared after every
+        message (no object outlives its frame, and no frame refers back to another).
+        """
+        pickler = self._fast
+        if pickler is None:
+            pickler = self._fast = _FastPickler(BodyWriter(), self, call_policy, method_policy, False)
+        else:
+            pickler.call_policy = call_policy
+            pickler.method_policy = method_policy
+            pickler.exported.clear()
+            pickler.new_classes.clear()
+        writer = pickler.writer
+        writer.parts = []
+        writer.size = 0
+        writer.big = []
+        try:
+            pickler.dump(body)
+        except BaseException:
+            self._fast = None  # its internal state may be half-way through a frame
+            for hid in pickler.exported:
+                self.exports.release(hid, 1)
+            for hid in pickler.new_classes:
+                self.exports.unexport_class(hid)
+            raise
+        finally:
+            pickler.clear_memo()
         return writer
 
     def _borrowed_pid(self, obj: Any) -> tuple[int, int]:

@@ -91,6 +91,7 @@ class Session:
         self.on_broken: Callable[[BaseException], BaseException] | None = None
         self._cond = threading.Condition(threading.Lock())
         self._reading = False
+        self._sleepers = 0  # threads inside cond.wait(): with none, notifying is skipped (hot path)
         self._waiters: dict[int, _Waiter] = {}
         self._chains: dict[int, list[_Waiter]] = {}
         self._server: _Waiter | None = None
@@ -123,19 +124,21 @@ class Session:
         """Send one request and wait for its result, serving callbacks meanwhile."""
         self.check_usable()
         chains = getattr(self._local, "chains", None)
-        if chains:
-            chain = chains[-1]
-        else:
-            chain = self._new_id() | (CHILD_CHAIN_BIT if self.is_child else 0)
-        rid = self._new_id()
-        waiter = _Waiter(chain)
+        with self._cond:  # one lock round trip: ids, waiter and chain registration
+            rid = self._next_id = (self._next_id + 1) & 0x7FFFFFFF or 1
+            # a new chain takes the id of its first request (ids are unique, chains have their own field)
+            chain = chains[-1] if chains else rid | (CHILD_CHAIN_BIT if self.is_child else 0)
+            waiter = _Waiter(chain)
+            self._waiters[rid] = waiter
+            stack = self._chains.get(chain)
+            if stack is None:
+                self._chains[chain] = [waiter]
+            else:
+                stack.append(waiter)
         kwargs = kwargs or {}
         effective = policy or method_policy
         releases = self.codec.imports.take_releases()
         body = (releases, op, target, name, args, kwargs, effective, extra)
-        with self._cond:
-            self._waiters[rid] = waiter
-            self._chains.setdefault(chain, []).append(waiter)
         try:
             with self.channel.send_lock:
                 try:
@@ -205,7 +208,11 @@ class Session:
                         return (-1, self.broken)
                     return (-1, _fresh(self.broken))
                 if self._reading:
-                    cond.wait()
+                    self._sleepers += 1
+                    try:
+                        cond.wait()
+                    finally:
+                        self._sleepers -= 1
                     continue
                 self._reading = True
                 cond.release()
@@ -214,7 +221,8 @@ class Session:
                 finally:
                     cond.acquire()
                     self._reading = False
-                    cond.notify_all()
+                    if self._sleepers:
+                        cond.notify_all()
                 if item is not None:
                     self._route(item, me)
         finally:
@@ -252,7 +260,8 @@ class Session:
                 waiter.reply = (-1, problem) if problem is not None else (kind, body)
         elif kind != RELEASE:
             self._fail(ExtraditeProtocolError(f"corrupt frame: unknown frame kind {kind}"))
-        self._cond.notify_all()
+        if self._sleepers:
+            self._cond.notify_all()
 
     def _fail(self, exc: BaseException) -> None:
         """The channel is unusable: every waiting and later call gets the same error."""
