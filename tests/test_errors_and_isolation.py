@@ -69,6 +69,7 @@ def test_remote_builtin_error_is_also_builtin(Values: Any, kind: str, builtin: t
     assert isinstance(error, ExtraditeRemoteError)
     assert error.remote_type_name == builtin.__name__
     assert error.args == args
+    assert str(error) == str(builtin(*args))  # prints exactly like the original
     if builtin is StopIteration:
         assert error.value == 5  # type: ignore[attr-defined]
     if builtin is FileNotFoundError:

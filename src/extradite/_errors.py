@@ -94,6 +94,10 @@ class ExtraditeStaleProxyWarning(UserWarning):
 _REMOTE_CLASSES: dict[str, type[ExtraditeRemoteError]] = {}
 
 
+def _original_str(self: ExtraditeRemoteError) -> str:
+    return self.remote_message
+
+
 def remote_error_class(builtin_name: str | None) -> type[ExtraditeRemoteError]:
     """The `ExtraditeRemoteError` subclass that is also the named builtin exception.
 
@@ -111,7 +115,8 @@ def remote_error_class(builtin_name: str | None) -> type[ExtraditeRemoteError]:
         try:
             cls = type(f"ExtraditeRemoteError[{builtin_name}]", (ExtraditeRemoteError, base), {
                 "__module__": __name__,
-                "__str__": ExtraditeRemoteError.__str__,
+                # str() as the original gives it, so code that prints or parses it keeps working
+                "__str__": _original_str,
             })
         except TypeError:
             cls = ExtraditeRemoteError
