@@ -21,7 +21,9 @@ import os
 import sys
 import threading
 from collections import deque
-from typing import IO, Any
+TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 from ._errors import ExtraditeProcessError, UnsupportedInteractionError
 
@@ -83,6 +85,7 @@ class ChildProcess:
                 "check the python= path") from exc
         self.pid = self.popen.pid
         assert self.popen.stderr is not None
+        self._stopping = False
         self._drain = threading.Thread(target=self._drain_stderr, args=(self.popen.stderr,),
                                        name=f"extradite-stderr-{self.pid}",
                                        daemon=daemon_threads_allowed())
@@ -97,19 +100,43 @@ class ChildProcess:
                 "(the 'isolated' config of _interpreters / concurrent.interpreters allows them)") from exc
 
     def _drain_stderr(self, pipe: IO[bytes]) -> None:
+        """Forward the child's stderr line by line, keeping the last lines for error messages.
+
+        Polls so that `stop()` can end it even when a grandchild still holds the pipe
+        (in a subinterpreter this thread cannot be a daemon, so it must end by itself).
+        """
+        import select
+
+        fd = pipe.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        pending = b""
         try:
-            for raw in iter(pipe.readline, b""):
-                line = raw.decode("utf-8", "replace")
-                self.tail.append(line.rstrip("\n"))
-                stream = sys.stderr
-                if stream is not None:
-                    try:
-                        stream.write(line)
-                        stream.flush()
-                    except (OSError, ValueError):
-                        pass
+            while True:
+                if not poller.poll(200):
+                    if self._stopping:  # only once nothing is left to read
+                        break
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    self._emit(raw.decode("utf-8", "replace"))
+            if pending:
+                self._emit(pending.decode("utf-8", "replace"))
         finally:
             pipe.close()
+
+    def _emit(self, line: str) -> None:
+        self.tail.append(line)
+        stream = sys.stderr
+        if stream is not None:
+            try:
+                stream.write(line + "\n")
+                stream.flush()
+            except (OSError, ValueError):
+                pass
 
     @property
     def alive(self) -> bool:
@@ -168,6 +195,7 @@ class ChildProcess:
                 break
             except subprocess.TimeoutExpired:
                 continue
+        self._stopping = True
         self._drain.join(timeout=1.0)
 
 
