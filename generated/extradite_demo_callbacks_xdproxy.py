@@ -11,20 +11,12 @@ import typing
 
 from extradite._generated import MISSING as _xd_MISSING
 from extradite._generated import GeneratedProxy as _xd_GeneratedProxy
+from extradite._generated import split_batch_item as _xd_split
 
 if typing.TYPE_CHECKING:
     import collections.abc
 
 __all__ = ["EventBus"]
-
-
-def _xd_split(
-    item: tuple[typing.Any, ...], npos: int, kwnames: tuple[str, ...]
-) -> tuple[tuple[typing.Any, ...], dict[str, typing.Any]]:
-    """One batch item -> (args, kwargs): `npos` values by position (all when -1), the rest by name."""
-    if npos < 0:
-        return item, {}
-    return item[:npos], dict(zip(kwnames, item[npos:]))
 
 
 class EventBus(_xd_GeneratedProxy):

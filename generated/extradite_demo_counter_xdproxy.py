@@ -11,33 +11,13 @@ import typing
 
 from extradite._generated import MISSING as _xd_MISSING
 from extradite._generated import GeneratedProxy as _xd_GeneratedProxy
+from extradite._generated import ClassAttribute as _XdClassAttribute
+from extradite._generated import split_batch_item as _xd_split
 
 if typing.TYPE_CHECKING:
     import collections.abc
 
 __all__ = ["Counter"]
-
-
-_xd_V = typing.TypeVar("_xd_V")
-
-
-class _XdClassAttribute(typing.Generic[_xd_V]):
-    """A class attribute of the target, read from the child on every access."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __get__(self, obj: object, owner: type[_xd_GeneratedProxy]) -> _xd_V:
-        return typing.cast(_xd_V, owner._xd_class_get(self._name))
-
-
-def _xd_split(
-    item: tuple[typing.Any, ...], npos: int, kwnames: tuple[str, ...]
-) -> tuple[tuple[typing.Any, ...], dict[str, typing.Any]]:
-    """One batch item -> (args, kwargs): `npos` values by position (all when -1), the rest by name."""
-    if npos < 0:
-        return item, {}
-    return item[:npos], dict(zip(kwnames, item[npos:]))
 
 
 class Counter(_xd_GeneratedProxy):

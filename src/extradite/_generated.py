@@ -22,7 +22,7 @@ import functools
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from . import _proxy
 from ._errors import ExtraditeStaleProxyWarning
@@ -30,9 +30,10 @@ from ._members import diff_digests, fingerprint
 from ._proxy import BoundMethod, RemoteClass, _in_thread, _pop_policy, _root, release
 from ._wire import EXTRA_AWAIT, OP_CALL_METHOD, OP_DELATTR, OP_DIGESTS, OP_GETATTR, OP_SETATTR
 
-__all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING"]
+__all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute", "split_batch_item"]
 
 _T = TypeVar("_T", bound="GeneratedProxy")
+_V = TypeVar("_V")
 
 
 class _Missing:
@@ -53,6 +54,24 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+
+class ClassAttribute(Generic[_V]):
+    """A class attribute of the target, read from the child on every access."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: object, owner: type[GeneratedProxy]) -> _V:
+        return cast(_V, owner._xd_class_get(self._name))
+
+
+def split_batch_item(item: tuple[Any, ...], npos: int,
+                     kwnames: tuple[str, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """One typed batch item -> (args, kwargs): `npos` values by position (all when -1), the rest by name."""
+    if npos < 0:
+        return item, {}
+    return item[:npos], dict(zip(kwnames, item[npos:]))
 
 
 def _strip(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -30,7 +30,7 @@ __all__ = ["BuildOptions", "build_modules", "generated_module_name", "Generation
 JSON = dict[str, Any]
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-_HELPERS = frozenset({"_xd_MISSING", "_xd_GeneratedProxy", "_xd_split", "_XdClassAttribute", "_xd_V"})
+_HELPERS = frozenset({"_xd_MISSING", "_xd_GeneratedProxy", "_xd_split", "_XdClassAttribute"})
 _OBJECT_DUNDERS = {"__eq__", "__ne__"}
 _FIXED_RETURNS = {"__repr__": "str", "__str__": "str", "__hash__": "int", "__bool__": "bool", "__len__": "int",
                   "__eq__": "bool", "__ne__": "bool", "__format__": "str", "__bytes__": "bytes",
