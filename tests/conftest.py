@@ -95,3 +95,47 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
 def stress_scale() -> float:
     """Multiplier for stress loops: CI runs the slow tests short (EXTRADITE_STRESS_SCALE=0.1)."""
     return float(os.environ.get("EXTRADITE_STRESS_SCALE", "1"))
+
+
+SRC = TESTS.parent / "src"
+
+
+def python_env() -> dict[str, str]:
+    """Environment for a separate Python process that can import extradite and the test targets."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
+
+
+def process_gone(pid: int) -> bool:
+    """True once `pid` no longer runs (a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not process_gone(pid):
+        time.sleep(0.05)
+    return process_gone(pid)
+
+
+def kill_parent_of_a_child(script: Path) -> int:
+    """Run `script` (which prints its child's pid, then sleeps), kill -9 it; return the child's pid."""
+    import signal
+    import subprocess
+
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=python_env())
+    try:
+        assert parent.stdout is not None
+        child_pid = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        return child_pid
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()

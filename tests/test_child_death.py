@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -18,8 +16,8 @@ import pytest
 from extradite import ExtraditeProcessError, ExtraditeProtocolError, extradite
 from extradite._api import session_of
 
-TESTS = Path(__file__).resolve().parent
-SRC = TESTS.parent / "src"
+from conftest import kill_parent_of_a_child, wait_gone
+
 
 
 @pytest.fixture
@@ -117,7 +115,7 @@ def test_sys_exit_in_target_is_a_process_error(Fragile: Any) -> None:
 def test_parent_killed_child_exits(tmp_path: Path) -> None:
     script = tmp_path / "parent.py"
     script.write_text(textwrap.dedent("""
-        import sys, time
+        import time
         from extradite import extradite
         from extradite._api import session_of
         Fragile = extradite("targets.dying:Fragile")
@@ -125,31 +123,8 @@ def test_parent_killed_child_exits(tmp_path: Path) -> None:
         print(session_of(Fragile).process.pid, flush=True)
         time.sleep(60)
     """))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert parent.stdout is not None
-        child_pid = int(parent.stdout.readline())
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait(10)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and _alive(child_pid):
-            time.sleep(0.05)
-        assert not _alive(child_pid), "the child outlived its killed parent"
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
-        if parent.stdout is not None:
-            parent.stdout.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    child_pid = kill_parent_of_a_child(script)
+    assert wait_gone(child_pid), "the child outlived its killed parent"
 
 
 def test_corrupt_frame_breaks_session_with_protocol_error(Fragile: Any) -> None:
@@ -160,10 +135,7 @@ def test_corrupt_frame_breaks_session_with_protocol_error(Fragile: Any) -> None:
     # Make the child write garbage: a frame header with a wrong version byte.
     with pytest.raises(ExtraditeProtocolError, match="corrupt frame"):
         _inject_garbage_reply(handle, fragile)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _alive(child_pid):
-        time.sleep(0.05)
-    assert not _alive(child_pid)
+    assert wait_gone(child_pid)
 
 
 def _inject_garbage_reply(handle: Any, fragile: Any) -> None:

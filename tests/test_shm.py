@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +16,8 @@ from extradite._api import session_of
 from extradite._shm import THRESHOLD
 from extradite._wire import FLAG_SHM
 
-TESTS = Path(__file__).resolve().parent
-SRC = TESTS.parent / "src"
+from conftest import kill_parent_of_a_child, wait_gone
+
 BIG = 512 * 1024
 
 
@@ -166,21 +163,6 @@ def test_nothing_left_after_parent_killed(tmp_path: Path) -> None:
         print(session_of(Values).process.pid, flush=True)
         time.sleep(60)
     """))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
-    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        assert parent.stdout is not None
-        child = int(parent.stdout.readline())
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait(10)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
-            time.sleep(0.05)
-        assert not Path(f"/proc/{child}").exists()
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-            parent.wait()
-        if parent.stdout is not None:
-            parent.stdout.close()
+    child_pid = kill_parent_of_a_child(script)
+    assert wait_gone(child_pid)
     assert shm_listing() == before
