@@ -18,7 +18,9 @@ import threading
 import types
 import weakref
 from collections.abc import Mapping
-from typing import Any
+TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+if TYPE_CHECKING:
+    from typing import Any
 
 from . import _codec
 from ._errors import (

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import _thread
 from collections import deque
-from typing import Any
+TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+if TYPE_CHECKING:
+    from typing import Any
 
 from ._errors import ExtraditeProtocolError
 

@@ -14,7 +14,9 @@ immutable scalar would cost a round trip per use and preserve nothing useful.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+if TYPE_CHECKING:
+    from typing import Any
 
 VALUE = "value"
 REFERENCE = "reference"

@@ -18,7 +18,9 @@ from __future__ import annotations
 import types
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+if TYPE_CHECKING:
+    from typing import Any
 
 from ._errors import ExtraditeClosedError, ExtraditeError, UnsupportedInteractionError
 from ._handles import Borrowed, BorrowedMeta

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Any, Callable
+TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+if TYPE_CHECKING:
+    from typing import Any, Callable
 
 from ._codec import Codec, error_record, leaked_tree, raise_record
 from ._errors import (

@@ -30,7 +30,9 @@ import io
 import os
 import struct
 import time
-from typing import Any
+TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+if TYPE_CHECKING:
+    from typing import Any
 
 from ._errors import ExtraditeProtocolError
 from ._shm import THRESHOLD, ArenaMaps, ArenaPool
