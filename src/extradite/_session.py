@@ -91,6 +91,7 @@ class Session:
         self.closed = False
         self.protected: tuple[str, ...] = ()
         self.on_broken: Callable[[BaseException], BaseException] | None = None
+        self.adopts_generated = False  # set when a generated proxy binds to this session
         self._cond = threading.Condition(threading.Lock())
         self._reading = False
         self._sleepers = 0  # threads inside cond.wait(): with none, notifying is skipped (hot path)
