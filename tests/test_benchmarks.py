@@ -38,3 +38,47 @@ def test_unknown_case_is_refused() -> None:
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 2
     assert "unknown case" in proc.stderr
+
+
+def test_import_path_stays_light() -> None:
+    """`import extradite` must not pull in typing, multiprocessing, the generator or jinja2/libcst."""
+    code = ("import sys; import extradite; "
+            "print(sorted(m for m in ('typing', 'multiprocessing', 'extradite.gen', 'jinja2', 'libcst', "
+            "'subprocess', 'asyncio') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_low_latency_wait_keeps_calls_correct() -> None:
+    """The opt-in polling wait (EXTRADITE_SPIN_US) on both sides: results, callbacks and big buffers intact."""
+    code = """
+import sys
+from extradite import extradite
+from extradite._api import session_of
+Counter = extradite("extradite.demo.counter:Counter")
+Bus = extradite("extradite.demo.callbacks:EventBus")
+try:
+    import os
+    if len(os.sched_getaffinity(0)) > 1:
+        assert session_of(Counter).session.channel._spin_ns > 0, "polling is not on"
+    counter = Counter(0)
+    assert [counter.increment(1) for _ in range(2000)][-1] == 2000
+    bus = Bus()
+    seen = []
+    bus.subscribe(lambda topic, payload: seen.append(payload))
+    assert [bus.publish("t", b"x") for _ in range(200)] == [1] * 200 and len(seen) == 200
+    blob = bytes(range(256)) * 4096
+    assert bus.reverse(blob) == blob[::-1]
+    print("ok")
+finally:
+    Counter.close()
+    Bus.close()
+"""
+    import os
+
+    env = dict(os.environ, EXTRADITE_SPIN_US="100", PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
