@@ -69,7 +69,6 @@ def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
 # Bound methods always travel by handle (`len`, a builtin bound to a module, does not).
 _BOUND_METHOD_TYPES = (types.MethodType, types.BuiltinMethodType, types.MethodWrapperType)
 NoneType = type(None)
-_PROBE_ERRORS = (_pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError)
 
 
 class _UnpicklableInCareful(Exception):
@@ -162,7 +161,7 @@ class Codec:
             return self._encode(body, envelope, call_policy, method_policy, general, careful=False)
         except ExtraditeError:
             raise
-        except _PROBE_ERRORS:
+        except Exception:  # something refused pickling (any error a __reduce__ may raise): go careful
             return self._encode(body, envelope, call_policy, method_policy, general, careful=True)
 
     def _encode(self, body: tuple[Any, ...], envelope: tuple[Any, ...], call_policy: str | None,

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 from ._codec import Codec, error_record, leaked_tree, raise_record
 from ._errors import (
+    UnsupportedInteractionError,
     ExtraditeClosedError,
     ExtraditeError,
     ExtraditeModuleLeakError,
@@ -242,8 +243,15 @@ class Session:
         problem: BaseException | None = None
         try:
             body = self.codec.decode(frame)
-        except Exception as exc:
+        except ExtraditeError as exc:
             problem = exc
+        except Exception as exc:
+            # garbage from the other side fails this one message; the stream itself is intact
+            problem = UnsupportedInteractionError(
+                f"a message from the other side could not be unpickled here: {exc!r}; if it needs a "
+                "module this interpreter cannot import, ask for a proxy instead "
+                "(__extradite_policy__='reference')")
+            problem.__cause__ = exc
         if body is not None and body[0]:
             exports = self.codec.exports
             for hid, count in body[0]:
