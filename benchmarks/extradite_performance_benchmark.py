@@ -10,6 +10,8 @@ Columns:
   direct      the same target code loaded in this process (under another module name, so
               the protected tree is never in sys.modules and `extradite()` still works)
   extradite   the dynamic proxy returned by `extradite()`
+  extradite_spin  the same with the opt-in low-latency wait on both sides (EXTRADITE_SPIN_US=200:
+              poll the socket for up to 200 us before sleeping); only on a machine with 2+ CPUs
   generated   the proxies in generated/ (extradite-gen output for extradite.demo); shown as
               "n/a (generated proxies unavailable)" when they cannot be imported or used
   mp_manager  multiprocessing.managers.BaseManager (what a user would otherwise reach for)
@@ -59,7 +61,7 @@ from extradite import close_extradite_session, extradite as extradite_class, pre
 WORKLOAD = "extradite_bench_workload:Workload"
 COUNTER = "extradite.demo.counter:Counter"
 EVENTBUS = "extradite.demo.callbacks:EventBus"
-COLUMNS = ("direct", "extradite", "generated", "mp_manager", "rpyc", "floor")
+COLUMNS = ("direct", "extradite", "extradite_spin", "generated", "mp_manager", "rpyc", "floor")
 Runner = Callable[[int], float]  # runs `ops` operations, returns seconds per operation
 CALLBACK_FANOUT = 100
 BATCH = 1000
@@ -161,6 +163,12 @@ class Env:
         self.C = extradite_class(COUNTER)
         self.B = extradite_class(EVENTBUS)
         self.closers += [self.W.close, self.C.close, self.B.close]
+        self.spin: tuple[Any, Any, Any] | None = None
+        self.spin_reason = ""
+        if len(os.sched_getaffinity(0)) > 1:
+            self.spin = (self._spinning(WORKLOAD), self._spinning(COUNTER), self._spinning(EVENTBUS))
+        else:
+            self.spin_reason = "n/a (one CPU available: polling would starve the peer)"
         self.generated: Any = None
         self.generated_reason = "n/a (generated proxies unavailable)"
         self._load_generated()
@@ -169,6 +177,25 @@ class Env:
         self.pong: PipePong | None = None
         self.rpyc_reason = "n/a (rpyc not installed)"
         self.pycache = ""
+
+    def _spinning(self, target: str) -> Any:
+        """A proxy class whose session polls before sleeping, on both sides."""
+        from extradite._api import session_of
+
+        saved = os.environ.get("EXTRADITE_SPIN_US")
+        os.environ["EXTRADITE_SPIN_US"] = "200"  # read by the child at start-up
+        try:
+            cls = extradite_class(target)
+        finally:
+            if saved is None:
+                os.environ.pop("EXTRADITE_SPIN_US", None)
+            else:
+                os.environ["EXTRADITE_SPIN_US"] = saved
+        channel = session_of(cls).session.channel
+        channel.spin_cap_ns = 200_000
+        channel._spin_ns = 50_000
+        self.closers.append(cls.close)
+        return cls
 
     def _load_generated(self) -> None:
         try:
@@ -331,6 +358,9 @@ def _tiny(env: Env, ops: int) -> dict[str, Runner | str]:
         "extradite": _timed(lambda n: [c.increment(1) for _ in range(n)] and None),
         "floor": env.pipe().run,
     }
+    if env.spin:
+        cs = env.spin[1](0)
+        cells["extradite_spin"] = _timed(lambda n: [cs.increment(1) for _ in range(n)] and None)
     if env.generated:
         g = env.generated[0](0)
         cells["generated"] = _timed(lambda n: [g.increment(1) for _ in range(n)] and None)
@@ -350,6 +380,9 @@ def _batch(env: Env, ops: int) -> dict[str, Runner | str]:
         "direct": _timed(lambda n: [[d.increment(1) for _ in range(BATCH)] for _ in range(n)] and None),
         "extradite": _timed(lambda n: [c.increment.batch(calls) for _ in range(n)] and None),
     }
+    if env.spin:
+        cs = env.spin[1](0)
+        cells["extradite_spin"] = _timed(lambda n: [cs.increment.batch(calls) for _ in range(n)] and None)
     if env.generated:
         g = env.generated[0](0)
         items = [(1,)] * BATCH
@@ -369,6 +402,8 @@ def _mutations(env: Env, ops: int) -> dict[str, Runner | str]:
                 obj.value = i
         return _timed(body)
     cells: dict[str, Runner | str] = {"direct": setter(d), "extradite": setter(c)}
+    if env.spin:
+        cells["extradite_spin"] = setter(env.spin[1](0))
     cells["generated"] = setter(env.generated[0](0)) if env.generated else env.generated_reason
     if env.mp():
         m = env.mp_workload
@@ -384,6 +419,9 @@ def _echo_cells(env: Env, payload: Any, floor: Runner | None) -> dict[str, Runne
         "extradite": _timed(lambda n: [w.echo(payload) for _ in range(n)] and None),
         "generated": "n/a (no echo method in the generated demo proxies)",
     }
+    if env.spin:
+        ws = env.spin[0]()
+        cells["extradite_spin"] = _timed(lambda n: [ws.echo(payload) for _ in range(n)] and None)
     if env.mp():
         m = env.mp_workload
         cells["mp_manager"] = _timed(lambda n: [m.echo(payload) for _ in range(n)] and None)
@@ -404,6 +442,8 @@ def _callbacks(env: Env, ops: int) -> dict[str, Runner | str]:
             bus.subscribe(callback)
         return _timed(lambda n: [bus.publish("t", b"x") for _ in range(n)] and None)
     cells: dict[str, Runner | str] = {"direct": make(env.direct_bus.EventBus()), "extradite": make(env.B())}
+    if env.spin:
+        cells["extradite_spin"] = make(env.spin[2]())
     cells["generated"] = make(env.generated[1]()) if env.generated else env.generated_reason
     cells["mp_manager"] = "n/a (manager proxies cannot call back into the caller)"
     return cells
@@ -418,6 +458,9 @@ def _simple(method: str, *args: Any) -> Callable[[Env, int], dict[str, Runner | 
             "extradite": _timed(lambda n: [w(*args) for _ in range(n)] and None),
             "generated": "n/a (no such method in the generated demo proxies)",
         }
+        if env.spin:
+            ws = getattr(env.spin[0](), method)
+            cells["extradite_spin"] = _timed(lambda n: [ws(*args) for _ in range(n)] and None)
         if env.mp():
             m = getattr(env.mp_workload, method)
             cells["mp_manager"] = _timed(lambda n: [m(*args) for _ in range(n)] and None)
@@ -442,6 +485,8 @@ def _pipeline(env: Env, ops: int) -> dict[str, Runner | str]:
         return _timed(body)
     cells: dict[str, Runner | str] = {"direct": make(env.direct.Workload()), "extradite": make(env.W()),
                                       "generated": "n/a (no pipeline in the generated demo proxies)"}
+    if env.spin:
+        cells["extradite_spin"] = make(env.spin[0]())
     if env.mp():
         cells["mp_manager"] = make(env.mp_workload)
     return cells
@@ -595,6 +640,8 @@ def targets(results: dict[str, dict[str, Cell]], memory: dict[str, float] | None
     if tiny is not None and pipe is not None:
         add("tiny call <= 1.2x pipe ping-pong", tiny * 1e6, pipe * 1.2e6, "us")
     add("tiny call <= 15 us", None if tiny is None else tiny * 1e6, 15, "us")
+    tiny_spin = m("tiny_call", "extradite_spin")
+    add("tiny call, opt-in polling wait <= 15 us", None if tiny_spin is None else tiny_spin * 1e6, 15, "us")
     batch = m("batch_call", "extradite")
     add("batched call <= 1.5 us/item", None if batch is None else batch * 1e6, 1.5, "us")
     cb = m("callbacks", "extradite")

@@ -13,13 +13,17 @@ round trip on a small VM, more than the rest of a call. So before a blocking
 read, the reader first polls the socket without blocking (MSG_DONTWAIT) for a
 short window. Nothing can be lost: the data waits in the socket either way, and
 the blocking read that follows a miss sees it. The window adapts per channel:
-after a wait that ended within `_SPIN_MAX_NS` it becomes twice that wait; after
-a longer one it halves, so a peer that is busy for long costs ever less polling
-(never more than `_SPIN_MAX_NS` of CPU per wait). Polling is opt-in:
+after a wait that ended within the cap it becomes twice that wait; after a
+longer one it halves, so a peer that is busy for long costs ever less polling
+(never more than the cap of CPU per wait). Between polls the reader calls
+sched_yield(), so a runnable process on its CPU (the peer, when both share
+one) runs first instead of waiting for the poller's time slice. Polling is opt-in:
 `EXTRADITE_SPIN_US=N` (read when this module is imported) caps the window at
-N us. It is off by default because on a 2-CPU machine shared with other busy
-processes it measured slower (the poller holds a CPU the peer needs), and it
-stays off when this process may run on one CPU only.
+N us (the benchmark suite's `extradite_spin` column). It is off by default
+because it does not win everywhere: on the 2-CPU development VM a tiny call
+took 28 us with polling against 96 us without when the CPUs were otherwise
+idle, but 66 us against 51-56 us while two CPU-bound processes competed for
+them. It stays off when this process may run on one CPU only.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ _ANC_SIZE = _socket.CMSG_SPACE(_MAX_FDS * 4)
 _SOL_SOCKET = _socket.SOL_SOCKET
 _MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 _SPIN_MIN_NS = 4_000
+_yield = getattr(os, "sched_yield", lambda: None)
 
 
 def _spin_cap_ns() -> int:
@@ -134,9 +139,22 @@ class BodyReader(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
             size = sum(len(p) for p in self._pieces[self._index:]) - self._offset
+        if self._index < len(self._pieces):
+            piece = self._pieces[self._index]
+            start = self._offset
+            end = start + size
+            if end <= len(piece):  # the common case (a pickle frame inside one piece): one copy
+                if end == len(piece):
+                    self._index += 1
+                    self._offset = 0
+                else:
+                    self._offset = end
+                return piece[start:end].tobytes()
         out = bytearray(size)
         got = self.readinto(out)
-        return bytes(out[:got])
+        if got < size:
+            del out[got:]
+        return bytes(out)
 
     def readline(self, size: int | None = -1) -> bytes:
         out = bytearray()
@@ -166,6 +184,9 @@ class Frame:
 
     def open(self) -> Any:
         if not self.flags & FLAG_SHM:
+            whole = self.body.obj
+            if type(whole) is bytes and len(whole) == self.body.nbytes:
+                return io.BytesIO(whole)  # BytesIO shares a bytes object until written to: no copy
             return io.BytesIO(self.body)
         segments, table_len = self._maps.parse(self.body, self.fds)
         self._segments = segments
@@ -190,6 +211,7 @@ class Channel:
         self._start = 0
         self._end = 0
         self._fds: list[int] = []
+        self.spin_cap_ns = _SPIN_MAX_NS  # polling window bound for this channel (0: never poll)
         self._spin_ns = _SPIN_MAX_NS // 4  # current polling window (see module docstring)
         self.closed = False
 
@@ -261,11 +283,13 @@ class Channel:
                     if now() - start >= window:  # give up polling: sleep in the kernel
                         n, anc, _flags, _addr = sock.recvmsg_into([view], _ANC_SIZE)
                         break
+                    _yield()  # a runnable process on this CPU (the peer, say) goes first
             # The next window is twice this wait when the peer answers within the cap, else
             # half the last window: a slow peer is polled for ever shorter times.
             waited = now() - start
-            if waited <= _SPIN_MAX_NS:
-                self._spin_ns = min(_SPIN_MAX_NS, max(_SPIN_MIN_NS, 2 * waited))
+            cap = self.spin_cap_ns
+            if waited <= cap:
+                self._spin_ns = min(cap, max(_SPIN_MIN_NS, 2 * waited))
             else:
                 self._spin_ns = max(_SPIN_MIN_NS, window >> 1)
         else:
