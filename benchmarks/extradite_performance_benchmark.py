@@ -255,6 +255,16 @@ class Case:
     payload_bytes: int = 0    # > 0: also report MB/s (payload bytes / round-trip time)
 
 
+def _collect_now() -> None:
+    """Run the finalizers of dropped proxy classes here, on this thread, outside any timing.
+
+    Left to a later collection, such a finalizer can run inside the bootstrap of the
+    stderr thread that `extradite()` starts while holding extradite's registry lock, and
+    waits for that lock while `extradite()` waits for the thread (reported as a runtime bug).
+    """
+    gc.collect()
+
+
 def _with_bytecode(pyc: bool, pycache: str, body: Callable[[], float]) -> float:
     """Run `body` with children that may (pyc) or may not write/read a bytecode cache."""
     saved = {k: os.environ.get(k) for k in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
@@ -292,6 +302,8 @@ def _cold(env: Env, ops: int, *, pyc: bool, trivial: bool = False) -> dict[str, 
                         cls(0).increment(1)
                     total += time.perf_counter() - start
                     close(cls)
+                    del cls
+                    _collect_now()
                 return total / n
             return _with_bytecode(pyc, env.pycache, body)
         return run
@@ -347,6 +359,8 @@ def _warm(env: Env, ops: int, *, trivial: bool = False) -> dict[str, Runner | st
                 total += time.perf_counter() - start
                 close(cls)
                 close_extradite_session(key)
+                del cls, other
+                _collect_now()
             return total / n
         return run
 
@@ -770,6 +784,10 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
         cases = [c for c in cases if c.name in wanted]
+    import faulthandler
+
+    # a hang (a runtime deadlock, say) ends the run with every thread's stack instead of blocking CI
+    faulthandler.dump_traceback_later(300 if args.quick else 900, exit=True)
     started = time.perf_counter()
     results, extra = run(cases, repetitions, args.quick, memory=not args.cases)
     extra["targets"] = targets(results, extra.get("memory"))
