@@ -279,3 +279,34 @@ def test_unpicklable_proxy_refuses_pickling(Counter: Any) -> None:
         pickle.dumps(counter)
     with pytest.raises(UnsupportedInteractionError):
         copy.copy(counter)
+
+
+def test_collected_class_closes_without_blocking_when_registry_is_busy() -> None:
+    """A proxy class collected in a thread while another holds the registry lock never deadlocks."""
+    from extradite import _api
+
+    cls = make_proxy("targets.counter:Counter")
+    api = cls.__dict__["_xd_api"]
+    process = session_of(cls).process
+    with _api._lock:
+        finalizer = threading.Thread(target=_api.close_collected, args=(api,))
+        finalizer.start()
+        finalizer.join(5)
+        assert not finalizer.is_alive(), "the finalizer blocked on the registry lock"
+        assert not api.closed  # deferred: the lock was busy
+    other = make_proxy("targets.counter:Counter")  # the next API call closes it
+    try:
+        assert api.closed and process.popen.returncode is not None
+    finally:
+        other.close()
+        cls.close()
+
+
+def test_collected_class_stops_its_child() -> None:
+    import gc
+
+    cls = make_proxy("targets.counter:Counter")
+    process = session_of(cls).process
+    del cls
+    gc.collect()
+    assert process.popen.returncode is not None

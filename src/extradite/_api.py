@@ -17,6 +17,7 @@ import sys
 import threading
 import types
 import weakref
+from collections import deque
 from collections.abc import Mapping
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ from ._transport import ChannelEOF
 from ._wire import EXTRA_RESULT_BY_REF, OP_CONFIGURE, OP_IMPORT, OP_STATS
 
 _lock = threading.RLock()
+_deferred: deque[ClassHandle] = deque()   # classes collected while _lock was busy
 _shared: dict[str, SessionHandle] = {}
 _live: weakref.WeakSet[SessionHandle] = weakref.WeakSet()
 _atexit_registered = False
@@ -267,6 +269,8 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     """
     module, qualname = parse_target(target)
     config = PolicyConfig(transport_policy, transport_type_rules)
+    if _deferred:
+        _close_deferred()
     if share_key is not None and not isinstance(share_key, str):
         raise TypeError(f"share_key must be a string or None, not {type(share_key).__name__}")
     _check_keepalive(share_key, share_keepalive_seconds)
@@ -286,8 +290,31 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     cls = RemoteClass(root.__name__, (root,), {
         "__slots__": (), "_xd_api": api, "__module__": root.__module__, "__qualname__": root.__qualname__,
     })
-    weakref.finalize(cls, api.close)
+    weakref.finalize(cls, close_collected, api)
     return cls
+
+
+def close_collected(api: ClassHandle) -> None:
+    """Finalizer of a proxy class: close its handle without ever blocking.
+
+    Garbage collection can run this in any thread at any point, e.g. in a thread
+    that another thread holding `_lock` is waiting to see start. So it only closes
+    when `_lock` is free right now; otherwise the next API call does it.
+    """
+    _deferred.append(api)
+    if _lock.acquire(blocking=False):
+        try:
+            _close_deferred()
+        finally:
+            _lock.release()
+
+
+def _close_deferred() -> None:
+    while _deferred:
+        try:
+            _deferred.popleft().close()
+        except Exception:  # a finalizer's close must not take down the caller
+            pass
 
 
 def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value",

@@ -130,7 +130,7 @@ def _adopt(generated: type, dynamic: type) -> type:
 
 def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     """Connect `cls` to a session and build its bound class (see module docstring)."""
-    from ._api import ClassHandle, _session_for, parse_target, protected_tree
+    from ._api import ClassHandle, _session_for, close_collected, parse_target
     from ._policy import PolicyConfig
 
     target = cls.__extradite_target__
@@ -165,7 +165,7 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
             "Regenerate with extradite-gen"), stacklevel=4)
     bound: type[_T] = GeneratedMeta(cls.__name__, (cls, root), namespace)  # type: ignore[assignment]
     handle.session.codec.imports.classes[root.__dict__["_xd_class_hid"]] = bound
-    weakref.finalize(bound, namespace["_xd_api"].close)
+    weakref.finalize(bound, close_collected, namespace["_xd_api"])
     return bound
 
 
