@@ -86,6 +86,17 @@ def _timed(body: Callable[[int], None]) -> Runner:
     return run
 
 
+def _loop(op: Callable[[], object]) -> Runner:
+    """Time `op()` repeated; results are dropped at once (keeping them would make every big
+    payload land in fresh, page-faulting memory and hold gigabytes)."""
+    def run(ops: int) -> float:
+        start = time.perf_counter()
+        for _ in range(ops):
+            op()
+        return (time.perf_counter() - start) / ops
+    return run
+
+
 # -- floors ------------------------------------------------------------------------------
 _PONG = "import os,sys\nr,w=int(sys.argv[1]),int(sys.argv[2])\nwhile True:\n b=os.read(r,1)\n if not b: break\n os.write(w,b)\n"
 
@@ -384,21 +395,21 @@ def _tiny(env: Env, ops: int) -> dict[str, Runner | str]:
     d = env.direct_counter.Counter(0)
     c = env.C(0)
     cells: dict[str, Runner | str] = {
-        "direct": _timed(lambda n: [d.increment(1) for _ in range(n)] and None),
-        "extradite": _timed(lambda n: [c.increment(1) for _ in range(n)] and None),
+        "direct": _loop(lambda: d.increment(1)),
+        "extradite": _loop(lambda: c.increment(1)),
         "floor": env.pipe().run,
     }
     if env.spin:
         cs = env.spin[1](0)
-        cells["extradite_spin"] = _timed(lambda n: [cs.increment(1) for _ in range(n)] and None)
+        cells["extradite_spin"] = _loop(lambda: cs.increment(1))
     if env.generated:
         g = env.generated[0](0)
-        cells["generated"] = _timed(lambda n: [g.increment(1) for _ in range(n)] and None)
+        cells["generated"] = _loop(lambda: g.increment(1))
     else:
         cells["generated"] = env.generated_reason
     if env.mp():
         m = env.mp_workload
-        cells["mp_manager"] = _timed(lambda n: [m.inc(1) for _ in range(n)] and None)
+        cells["mp_manager"] = _loop(lambda: m.inc(1))
     return cells
 
 
@@ -407,16 +418,16 @@ def _batch(env: Env, ops: int) -> dict[str, Runner | str]:
     c = env.C(0)
     calls = [((1,), {})] * BATCH
     cells: dict[str, Runner | str] = {
-        "direct": _timed(lambda n: [[d.increment(1) for _ in range(BATCH)] for _ in range(n)] and None),
-        "extradite": _timed(lambda n: [c.increment.batch(calls) for _ in range(n)] and None),
+        "direct": _loop(lambda: [d.increment(1) for _ in range(BATCH)]),
+        "extradite": _loop(lambda: c.increment.batch(calls)),
     }
     if env.spin:
         cs = env.spin[1](0)
-        cells["extradite_spin"] = _timed(lambda n: [cs.increment.batch(calls) for _ in range(n)] and None)
+        cells["extradite_spin"] = _loop(lambda: cs.increment.batch(calls))
     if env.generated:
         g = env.generated[0](0)
         items = [(1,)] * BATCH
-        cells["generated"] = _timed(lambda n: [g.increment_batch(items) for _ in range(n)] and None)
+        cells["generated"] = _loop(lambda: g.increment_batch(items))
     else:
         cells["generated"] = env.generated_reason
     return cells
@@ -437,7 +448,7 @@ def _mutations(env: Env, ops: int) -> dict[str, Runner | str]:
     cells["generated"] = setter(env.generated[0](0)) if env.generated else env.generated_reason
     if env.mp():
         m = env.mp_workload
-        cells["mp_manager"] = _timed(lambda n: [m.set_item("k", i) for i in range(n)] and None)
+        cells["mp_manager"] = _loop(lambda: m.set_item("k", 1))
     return cells
 
 
@@ -445,16 +456,16 @@ def _echo_cells(env: Env, payload: Any, floor: Runner | None) -> dict[str, Runne
     d = env.direct.Workload()
     w = env.W()
     cells: dict[str, Runner | str] = {
-        "direct": _timed(lambda n: [d.echo(payload) for _ in range(n)] and None),
-        "extradite": _timed(lambda n: [w.echo(payload) for _ in range(n)] and None),
+        "direct": _loop(lambda: d.echo(payload)),
+        "extradite": _loop(lambda: w.echo(payload)),
         "generated": "n/a (no echo method in the generated demo proxies)",
     }
     if env.spin:
         ws = env.spin[0]()
-        cells["extradite_spin"] = _timed(lambda n: [ws.echo(payload) for _ in range(n)] and None)
+        cells["extradite_spin"] = _loop(lambda: ws.echo(payload))
     if env.mp():
         m = env.mp_workload
-        cells["mp_manager"] = _timed(lambda n: [m.echo(payload) for _ in range(n)] and None)
+        cells["mp_manager"] = _loop(lambda: m.echo(payload))
     if floor is not None:
         cells["floor"] = floor
     return cells
@@ -470,7 +481,7 @@ def _callbacks(env: Env, ops: int) -> dict[str, Runner | str]:
             return None
         for _ in range(CALLBACK_FANOUT):
             bus.subscribe(callback)
-        return _timed(lambda n: [bus.publish("t", b"x") for _ in range(n)] and None)
+        return _loop(lambda: bus.publish("t", b"x"))
     cells: dict[str, Runner | str] = {"direct": make(env.direct_bus.EventBus()), "extradite": make(env.B())}
     if env.spin:
         cells["extradite_spin"] = make(env.spin[2]())
@@ -484,16 +495,16 @@ def _simple(method: str, *args: Any) -> Callable[[Env, int], dict[str, Runner | 
         d = getattr(env.direct.Workload(), method)
         w = getattr(env.W(), method)
         cells: dict[str, Runner | str] = {
-            "direct": _timed(lambda n: [d(*args) for _ in range(n)] and None),
-            "extradite": _timed(lambda n: [w(*args) for _ in range(n)] and None),
+            "direct": _loop(lambda: d(*args)),
+            "extradite": _loop(lambda: w(*args)),
             "generated": "n/a (no such method in the generated demo proxies)",
         }
         if env.spin:
             ws = getattr(env.spin[0](), method)
-            cells["extradite_spin"] = _timed(lambda n: [ws(*args) for _ in range(n)] and None)
+            cells["extradite_spin"] = _loop(lambda: ws(*args))
         if env.mp():
             m = getattr(env.mp_workload, method)
-            cells["mp_manager"] = _timed(lambda n: [m(*args) for _ in range(n)] and None)
+            cells["mp_manager"] = _loop(lambda: m(*args))
         return cells
     return build
 
