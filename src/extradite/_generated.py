@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 from . import _proxy
 from ._errors import ExtraditeStaleProxyWarning
 from ._members import diff_digests, fingerprint
-from ._proxy import BoundMethod, RemoteClass, _in_thread, _pop_policy, _root, release
-from ._wire import EXTRA_AWAIT, OP_CALL_METHOD, OP_DELATTR, OP_DIGESTS, OP_GETATTR, OP_SETATTR
+from ._proxy import BoundMethod, RemoteClass, _check_calls, _in_thread, _pop_policy, _root, release
+from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_DIGESTS, OP_GETATTR, OP_SETATTR
 
-__all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute", "split_batch_item"]
+__all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute"]
 
 _T = TypeVar("_T", bound="GeneratedProxy")
 _V = TypeVar("_V")
@@ -66,12 +66,22 @@ class ClassAttribute(Generic[_V]):
         return cast(_V, owner._xd_class_get(self._name))
 
 
-def split_batch_item(item: tuple[Any, ...], npos: int,
-                     kwnames: tuple[str, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """One typed batch item -> (args, kwargs): `npos` values by position (all when -1), the rest by name."""
-    if npos < 0:
-        return item, {}
-    return item[:npos], dict(zip(kwnames, item[npos:]))
+NO_KWARGS: dict[str, Any] = {}  # shared by batch items without keywords (pickled once per frame)
+
+
+def _batch_items(calls: Iterable[Any], npos: int | None,
+                 kwnames: tuple[str, ...]) -> tuple[tuple[tuple[Any, ...], dict[str, Any]], ...]:
+    """Typed batch items -> (args, kwargs) pairs in one pass.
+
+    `npos is None`: the items already are (args, kwargs) pairs (checked). Otherwise
+    the first `npos` values of an item go by position (all of them when -1) and
+    the rest by the names in `kwnames`.
+    """
+    if npos is None:
+        return tuple(_check_calls(calls))
+    if not kwnames:
+        return tuple([(item, NO_KWARGS) for item in calls])
+    return tuple([(item[:npos], dict(zip(kwnames, item[npos:]))) for item in calls])
 
 
 def _strip(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -225,8 +235,11 @@ class GeneratedProxy(metaclass=GeneratedMeta):
         args, kwargs = _strip(args, kwargs)
         return await _in_thread(BoundMethod(self, name, EXTRA_AWAIT), args, kwargs)
 
-    def _xd_batch(self, name: str, calls: Iterable[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
-        return BoundMethod(self, name).batch([_strip(tuple(a), dict(k)) for a, k in calls])
+    def _xd_batch(self, name: str, calls: Iterable[Any], npos: int | None = None,
+                  kwnames: tuple[str, ...] = ()) -> list[Any]:
+        return self._xd_session.call(  # type: ignore[no-any-return]
+            OP_BATCH, self, name, _batch_items(calls, npos, kwnames), None, None, 0,
+            self.__extradite_method_policies__.get(name))
 
     def _xd_get(self, name: str) -> Any:
         return self._xd_session.call(OP_GETATTR, self, name)
@@ -244,8 +257,13 @@ class GeneratedProxy(metaclass=GeneratedMeta):
         return BoundMethod(cls._xd_bound(), name)(*args, **kwargs)  # the bound class carries method policies
 
     @classmethod
-    def _xd_class_batch(cls, name: str, calls: Iterable[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
-        return BoundMethod(cls._xd_bound(), name).batch([_strip(tuple(a), dict(k)) for a, k in calls])
+    def _xd_class_batch(cls, name: str, calls: Iterable[Any], npos: int | None = None,
+                        kwnames: tuple[str, ...] = ()) -> list[Any]:
+        bound = cls._xd_bound()
+        root = _root(bound)
+        return root.__dict__["_xd_class_session"].call(  # type: ignore[no-any-return]
+            OP_BATCH, bound, name, _batch_items(calls, npos, kwnames), None, None, 0,
+            cls.__extradite_method_policies__.get(name))
 
     @classmethod
     def _xd_class_get(cls, name: str) -> Any:

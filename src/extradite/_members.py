@@ -153,17 +153,24 @@ def _default_text(value: object) -> str:
     return f"<{type(value).__qualname__}>"
 
 
-def _sha256(text: str, length: int = 12) -> str:
-    import hashlib  # lazily: only generated proxies need digests, and _hashlib is slow to load
+def _checksum(text: str, length: int = 12) -> str:
+    """A short, stable checksum (change detection, not security).
 
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
+    binascii is cheap to load; hashlib would cost the child milliseconds at every
+    generated proxy's connect.
+    """
+    import binascii
+
+    data = text.encode()
+    value = f"{binascii.crc32(data):08x}{binascii.crc32(data[::-1]):08x}"
+    return value[:length]
 
 
 def member_digests(cls: type) -> dict[str, str]:
     """Name -> "kind:digest" for every member in `describe_type(cls)`, plus `__init__`."""
     raw = _raw_members(cls)
     table = describe_type(cls)
-    _hash = _sha256
+    _hash = _checksum
     out: dict[str, str] = {}
     for name, kind in table.items():
         entry = raw.get(name)
@@ -178,7 +185,7 @@ def member_digests(cls: type) -> dict[str, str]:
 def fingerprint(digests: dict[str, str]) -> str:
     """One short hash of a member digest table."""
     text = "\n".join(f"{name}={digests[name]}" for name in sorted(digests))
-    return _sha256(text, 16)
+    return _checksum(text, 16)
 
 
 def diff_digests(expected: dict[str, str], actual: dict[str, str]) -> dict[str, list[str]]:

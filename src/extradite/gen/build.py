@@ -30,7 +30,7 @@ __all__ = ["BuildOptions", "build_modules", "generated_module_name", "Generation
 JSON = dict[str, Any]
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
-_HELPERS = frozenset({"_xd_MISSING", "_xd_GeneratedProxy", "_xd_split", "_XdClassAttribute"})
+_HELPERS = frozenset({"_xd_MISSING", "_xd_GeneratedProxy", "_XdClassAttribute"})
 _OBJECT_DUNDERS = {"__eq__", "__ne__"}
 _FIXED_RETURNS = {"__repr__": "str", "__str__": "str", "__hash__": "int", "__bool__": "bool", "__len__": "int",
                   "__eq__": "bool", "__ne__": "bool", "__format__": "str", "__bytes__": "bytes",
@@ -434,7 +434,7 @@ class _ClassBuilder:
             returns_union = self.emitter.any()
         result = f"{lst}[{returns_union}]"
         split_args = shapes[0][1]
-        call = f'{owner}("{name}", (_xd_split(item, {split_args}) for item in calls))'
+        call = f'{owner}("{name}", calls, {split_args})'
         return Batch(name=batch_name, item_type=items, calls_type=self._iterable(items), returns=result,
                      body=self._cast(result, call, batch=True))
 
@@ -562,7 +562,6 @@ def _build_module(module: str, raws: list[JSON], *, resolver: ann.Resolver,
     emitter = ann.Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies)
     typing_name = emitter.import_ref("typing", "")
     classes = []
-    uses_split = False
     uses_attr = False
     for raw in raws:
         proxy_name = raw["qualname"].replace(".", "_")
@@ -595,7 +594,6 @@ def _build_module(module: str, raws: list[JSON], *, resolver: ann.Resolver,
                 unhashable = True
         init = builder.init()
         policies = {**builder.inferred, **explicit}
-        uses_split = uses_split or any(m.batch is not None and "_xd_split" in m.batch.body for m in methods)
         uses_attr = uses_attr or bool(attrs)
         classes.append(ProxyClass(
             name=proxy_name,
@@ -620,7 +618,6 @@ def _build_module(module: str, raws: list[JSON], *, resolver: ann.Resolver,
         typevars=tuple(emitter.typevar_defs[k] for k in emitter.typevar_defs),
         classes=tuple(classes),
         typing_module=typing_name,
-        uses_split=uses_split,
         uses_class_attribute=uses_attr,
     )
 

@@ -89,5 +89,4 @@ class ModuleModel:
     typevars: tuple[str, ...]  # `T = typing.TypeVar("T")` lines
     classes: tuple[ProxyClass, ...]
     typing_module: str  # how `typing` is spelled in this module
-    uses_split: bool
     uses_class_attribute: bool
