@@ -38,7 +38,7 @@ from ._process import ChildProcess, daemon_threads_allowed, socketpair
 from ._proxy import RemoteClass, ProxyFactory
 from ._session import Session
 from ._transport import ChannelEOF
-from ._wire import EXTRA_RESULT_BY_REF, OP_CONFIGURE, OP_IMPORT, OP_STATS
+from ._wire import EXTRA_DIGESTS, EXTRA_RESULT_BY_REF, OP_CONFIGURE, OP_IMPORT, OP_STATS
 
 _lock = threading.RLock()
 _deferred: deque[ClassHandle] = deque()   # classes collected while _lock was busy
@@ -139,7 +139,8 @@ class SessionHandle:
         error.__cause__ = exc
         return error
 
-    def import_class(self, module: str, qualname: str, target: str) -> type:
+    def import_class(self, module: str, qualname: str, target: str, *, digests: bool = False) -> Any:
+        """The class proxy of `target` (with `digests`: and its member digests, same round trip)."""
         tree = protected_tree(module)
         leaked = tree in sys.modules
         if leaked:
@@ -152,15 +153,17 @@ class SessionHandle:
             _codec.protect(tree)
             self.session.protected = self.session.codec.protected = tuple(self.trees)
         try:
-            cls = self.session.call(OP_IMPORT, module, qualname, (tree,), None, None, EXTRA_RESULT_BY_REF)
+            reply = self.session.call(OP_IMPORT, module, qualname, (tree,), None, None,
+                                      EXTRA_RESULT_BY_REF | (EXTRA_DIGESTS if digests else 0))
         except ExtraditeRemoteError as exc:
             exc.remote_message = f"extradite({target!r}) could not load the target in the child: {exc.remote_message}"
             exc.args = (exc.remote_message,) if not isinstance(exc, ImportError) else exc.args
             raise
+        cls = reply[0] if digests else reply
         if not isinstance(cls, RemoteClass):
             kind = type(cls).__qualname__
             raise TypeError(f"extradite({target!r}): {qualname!r} is a {kind}, not a class; extradite() takes classes")
-        return cls
+        return reply
 
     def acquire(self) -> None:
         with _lock:

@@ -28,7 +28,7 @@ from . import _proxy
 from ._errors import ExtraditeStaleProxyWarning
 from ._members import diff_digests, fingerprint
 from ._proxy import BoundMethod, RemoteClass, _check_calls, _in_thread, _pop_policy, _root, release
-from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_DIGESTS, OP_GETATTR, OP_SETATTR
+from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
 
 __all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute"]
 
@@ -150,13 +150,14 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     handle, _ = _session_for(share_key, config, options.get("share_keepalive_seconds"),
                              options.get("python"), repr(target))
     handle.acquire()
-    handle.session.adopts_generated = True
     try:
-        root = _root(handle.import_class(module, qualname, target))
-        live = handle.session.call(OP_DIGESTS, root)
+        imported, live = handle.import_class(module, qualname, target, digests=True)
+        root = _root(imported)
     except BaseException:
         handle.release_user()
         raise
+    # From now on handles of generated targets come back typed (this class's own: below).
+    handle.session.adopts_generated = True
     namespace: dict[str, Any] = {"__slots__": (), "_xd_api": ClassHandle(handle, target),
                                  "__module__": cls.__module__, "__qualname__": cls.__qualname__}
     expected = dict(cls.__extradite_members__)

@@ -154,16 +154,15 @@ def _default_text(value: object) -> str:
 
 
 def _checksum(text: str, length: int = 12) -> str:
-    """A short, stable checksum (change detection, not security).
+    """A short, stable checksum (change detection, not security), with no import.
 
-    binascii is cheap to load; hashlib would cost the child milliseconds at every
-    generated proxy's connect.
+    The text as one big integer, reduced by the interpreter's integer hash (a
+    residue modulo the Mersenne prime 2**61 - 1, the same in every process:
+    integer hashing is not randomised). hashlib would cost the child
+    milliseconds at every generated proxy's connect.
     """
-    import binascii
-
-    data = text.encode()
-    value = f"{binascii.crc32(data):08x}{binascii.crc32(data[::-1]):08x}"
-    return value[:length]
+    value = hash(int.from_bytes(b"\x01" + text.encode(), "big"))
+    return f"{value:016x}"[-length:]
 
 
 def member_digests(cls: type) -> dict[str, str]:

@@ -46,13 +46,13 @@ from ._wire import (
     CHILD_CHAIN_BIT,
     ERROR,
     EXTRA_AWAIT,
+    EXTRA_DIGESTS,
     EXTRA_RESULT_BY_REF,
     OP_BATCH,
     OP_CALL,
     OP_CALL_METHOD,
     OP_CONFIGURE,
     OP_DELATTR,
-    OP_DIGESTS,
     OP_GETATTR,
     OP_IMPORT,
     OP_SETATTR,
@@ -309,6 +309,11 @@ class Session:
             if extra & EXTRA_RESULT_BY_REF:
                 policy = REFERENCE
             envelope: tuple[Any, ...] = (result,) if op == OP_BATCH else ()
+            if op == OP_IMPORT and extra & EXTRA_DIGESTS:
+                from ._members import member_digests
+
+                result = (result, member_digests(result) if isinstance(result, type) else {})
+                envelope = (result, result[1])  # the pair and the digest table are data, whatever the policy
             releases = self.codec.imports.take_releases()
             reply = (releases, result)
             with self.channel.send_lock:
@@ -378,10 +383,6 @@ class Session:
         elif op == OP_STATS:
             return {"exports": len(self.codec.exports), "imports": len(self.codec.imports),
                     "classes": len(self.codec.exports.classes)}
-        elif op == OP_DIGESTS:
-            from ._members import member_digests
-
-            return member_digests(target)
         else:
             raise ExtraditeProtocolError(f"corrupt frame: unknown operation {op}")
         if extra & EXTRA_AWAIT:

@@ -50,17 +50,12 @@ OP_BATCH = 6           # [target(*a, **k) or getattr(target, name)(*a, **k) for 
 OP_IMPORT = 7          # import module `target`, return the attribute path `name` (by reference)
 OP_CONFIGURE = 8       # install policy configuration on the serving side
 OP_STATS = 9           # sizes of the serving side's handle tables (tests, diagnostics)
-OP_DIGESTS = 10        # member digests of a class handle (generated proxies' fingerprint check)
 
-OP_NAMES = {
-    OP_CALL: "call", OP_CALL_METHOD: "call_method", OP_GETATTR: "getattr",
-    OP_SETATTR: "setattr", OP_DELATTR: "delattr", OP_BATCH: "batch", OP_IMPORT: "import",
-    OP_CONFIGURE: "configure", OP_STATS: "stats", OP_DIGESTS: "digests",
-}
 
 # `extra` flags of a request.
 EXTRA_AWAIT = 0x1          # the result is awaitable: run it to completion on the serving side
 EXTRA_RESULT_BY_REF = 0x2  # the result travels by reference whatever the policy says
+EXTRA_DIGESTS = 0x4        # OP_IMPORT: reply (class, member digests) in the same round trip
 
 # Persistent ids of handles inside a pickle stream (first item of the pid tuple).
 PID_HOME = 0     # (PID_HOME, hid): an object owned by the receiver, coming home
