@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,18 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         problems.append(f"descriptors left open: {describe_fds(leaked_fds)}")
     if problems:
         pytest.fail("resource leak: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def Service() -> Iterator[Any]:
+    """Proxy class of tests/targets/handles.py:Service (handles, callbacks, batches), closed after the test."""
+    from extradite import extradite
+
+    cls = extradite("targets.handles:Service")
+    try:
+        yield cls
+    finally:
+        cls.close()
 
 
 def stress_scale() -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,15 +10,6 @@ from extradite import extradite
 from extradite._api import session_of
 
 TARGET = "targets.handles:Service"
-
-
-@pytest.fixture
-def Service() -> Iterator[Any]:
-    cls = extradite(TARGET)
-    try:
-        yield cls
-    finally:
-        cls.close()
 
 
 def test_batch_preserves_order(Service: Any) -> None:

@@ -26,15 +26,6 @@ TARGET = "targets.handles:Service"
 
 
 @pytest.fixture
-def Service() -> Iterator[Any]:
-    cls = extradite(TARGET)
-    try:
-        yield cls
-    finally:
-        cls.close()
-
-
-@pytest.fixture
 def svc(Service: Any) -> Any:
     return Service()
 

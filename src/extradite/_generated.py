@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 from . import _proxy
 from ._errors import ExtraditeStaleProxyWarning
 from ._members import diff_digests, fingerprint
-from ._proxy import BoundMethod, RemoteClass, _check_calls, _in_thread, _pop_policy, _root, release
+from ._proxy import BoundMethod, PolicyIntrospection, RemoteClass, _check_calls, _in_thread, _pop_policy, _root, release
 from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
 
 __all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute"]
@@ -189,7 +189,7 @@ class _GeneratedClose:
         return lambda: release(obj)
 
 
-class GeneratedProxy(metaclass=GeneratedMeta):
+class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     """Base class of generated proxies."""
 
     __extradite_target__: ClassVar[str]
@@ -273,17 +273,8 @@ class GeneratedProxy(metaclass=GeneratedMeta):
 
     # -- policies and lifecycle (same as dynamic proxies) ----------------------------
     @classmethod
-    def get_effective_policy(cls, value: Any, call_policy: str | None = None, method: str | None = None) -> str:
-        """The policy (`'value'` or `'reference'`) that `value` would travel with."""
-        return str(cls.get_effective_policy_trace(value, call_policy, method)["policy"])
-
-    @classmethod
-    def get_effective_policy_trace(cls, value: Any, call_policy: str | None = None,
-                                   method: str | None = None) -> dict[str, Any]:
-        """The chosen policy, its source (`method_default` for generated defaults) and matched type."""
-        session = _root(cls._xd_bound()).__dict__["_xd_class_session"]
-        method_policy = cls.__extradite_method_policies__.get(method) if method else None
-        return session.codec.config.trace(value, call_policy, method_policy)  # type: ignore[no-any-return]
+    def _xd_policy_session(cls) -> Any:
+        return _root(cls._xd_bound()).__dict__["_xd_class_session"]
 
     @classmethod
     def close_proxy_class(cls) -> None:

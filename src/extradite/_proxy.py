@@ -58,7 +58,34 @@ def _check_calls(calls: Iterable[Any]) -> list[tuple[tuple[Any, ...], dict[str, 
     return out
 
 
-class RemoteObject(Borrowed):
+class PolicyIntrospection:
+    """`get_effective_policy(_trace)` for dynamic and generated proxy classes and instances."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _xd_policy_session(cls) -> Any:
+        return _root(cls).__dict__["_xd_class_session"]
+
+    @classmethod
+    def get_effective_policy(cls, value: Any, call_policy: str | None = None, method: str | None = None) -> str:
+        """The policy (`'value'` or `'reference'`) that `value` would travel with."""
+        return str(cls.get_effective_policy_trace(value, call_policy, method)["policy"])
+
+    @classmethod
+    def get_effective_policy_trace(cls, value: Any, call_policy: str | None = None,
+                                   method: str | None = None) -> dict[str, Any]:
+        """The chosen policy, its source and the matched type (see README, "Transport policies").
+
+        `method` names a generated proxy's method, whose default reports as `method_default`.
+        """
+        policies = getattr(cls, "__extradite_method_policies__", None) or {}
+        method_policy = policies.get(method) if method else None
+        return cls._xd_policy_session().codec.config.trace(  # type: ignore[no-any-return]
+            value, call_policy, method_policy)
+
+
+class RemoteObject(Borrowed, PolicyIntrospection):
     """Base of every instance proxy."""
 
     __slots__ = ("_xd_session", "_xd_hid", "_xd_closed", "__weakref__")
@@ -93,20 +120,6 @@ class RemoteObject(Borrowed):
 
     def __dir__(self) -> Iterable[str]:
         return self._xd_session.call(OP_CALL_METHOD, self, "__dir__")  # type: ignore[no-any-return]
-
-    @classmethod
-    def get_effective_policy(cls, value: Any, call_policy: str | None = None, method: str | None = None) -> str:
-        """The policy (`'value'` or `'reference'`) that `value` would travel with."""
-        return str(cls.get_effective_policy_trace(value, call_policy, method)["policy"])
-
-    @classmethod
-    def get_effective_policy_trace(cls, value: Any, call_policy: str | None = None,
-                                   method: str | None = None) -> dict[str, Any]:
-        """The chosen policy, its source and the matched type (see README, "Policies")."""
-        session = _root(cls).__dict__["_xd_class_session"]
-        method_policy = getattr(cls, "__extradite_method_policies__", {}).get(method) if method else None
-        return session.codec.config.trace(value, call_policy, method_policy)  # type: ignore[no-any-return]
-
 
 def _root(cls: type) -> Any:
     """The class proxy that carries the handle (an API subclass or user subclass defers to it)."""
