@@ -66,6 +66,14 @@ class AsyncService(_xd_GeneratedProxy):
     async def delayed(self, value: int, delay: float = 0.0) -> int:
         return typing.cast("int", await self._xd_call_async("delayed", (value, delay), {}))
 
+    async def delayed_batch(self, calls: collections.abc.Iterable[tuple[int] | tuple[int, float]]) -> list[int]:
+        """Call `delayed` once per item of `calls` in one round trip; results in order."""
+        return typing.cast("list[int]", await self._xd_batch_async("delayed", calls, 2, ()))
+
     async def fetch(self, key: str) -> str:
         """Return the value for `key` after a short pause."""
         return typing.cast("str", await self._xd_call_async("fetch", (key,), {}))
+
+    async def fetch_batch(self, calls: collections.abc.Iterable[tuple[str]]) -> list[str]:
+        """Call `fetch` once per item of `calls` in one round trip; results in order."""
+        return typing.cast("list[str]", await self._xd_batch_async("fetch", calls, 1, ()))

@@ -242,6 +242,13 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
             OP_BATCH, self, name, _batch_items(calls, npos, kwnames), None, None, 0,
             self.__extradite_method_policies__.get(name))
 
+    async def _xd_batch_async(self, name: str, calls: Iterable[Any], npos: int | None = None,
+                              kwnames: tuple[str, ...] = ()) -> list[Any]:
+        items = _batch_items(calls, npos, kwnames)
+        return await _in_thread(self._xd_session.call, (  # type: ignore[no-any-return]
+            OP_BATCH, self, name, items, None, None, EXTRA_AWAIT,
+            self.__extradite_method_policies__.get(name)), {})
+
     def _xd_get(self, name: str) -> Any:
         return self._xd_session.call(OP_GETATTR, self, name)
 
@@ -265,6 +272,15 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
         return root.__dict__["_xd_class_session"].call(  # type: ignore[no-any-return]
             OP_BATCH, bound, name, _batch_items(calls, npos, kwnames), None, None, 0,
             cls.__extradite_method_policies__.get(name))
+
+    @classmethod
+    async def _xd_class_batch_async(cls, name: str, calls: Iterable[Any], npos: int | None = None,
+                                    kwnames: tuple[str, ...] = ()) -> list[Any]:
+        bound = cls._xd_bound()
+        items = _batch_items(calls, npos, kwnames)
+        return await _in_thread(_root(bound).__dict__["_xd_class_session"].call, (  # type: ignore[no-any-return]
+            OP_BATCH, bound, name, items, None, None, EXTRA_AWAIT,
+            cls.__extradite_method_policies__.get(name)), {})
 
     @classmethod
     def _xd_class_get(cls, name: str) -> Any:

@@ -88,10 +88,12 @@ def service() -> None:
     assert s.convert_batch([(1,), ("2",)]) == ["1", 2]
     assert s.count() == 4 and s.count_batch([()]) == [4]
 
-    async def run() -> tuple[str, int]:
-        return await s.fetch("k"), await s.delayed(7)
+    async def run() -> tuple[str, int, list[str], list[int]]:
+        fetched: list[str] = await s.fetch_batch([("a",), ("b",)])
+        delayed: list[int] = await s.delayed_batch([(1,), (2, 0.0)])
+        return await s.fetch("k"), await s.delayed(7), fetched, delayed
 
-    assert asyncio.run(run()) == ("svc:k", 7)
+    assert asyncio.run(run()) == ("svc:k", 7, ["svc:a", "svc:b"], [1, 2])
     _close(s)
 
 

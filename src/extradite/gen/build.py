@@ -378,8 +378,9 @@ class _ClassBuilder:
         body = self._body(name, kind, sig, is_async)
         batch = None
         batch_name = f"{name}_batch"
-        if not name.startswith("__") and not is_async and batch_name not in self.member_names:
-            batch = self._batch(name, kind, batch_name, batch_shapes, overloaded=bool(overloads))
+        if not name.startswith("__") and batch_name not in self.member_names:
+            batch = self._batch(name, kind, batch_name, batch_shapes, overloaded=bool(overloads),
+                                is_async=is_async)
         return Method(name=name, decorator=decorator, is_async=is_async, doc=_doc_literal(doc),
                       overloads=tuple(overloads), signature=sig, body=body, batch=batch)
 
@@ -418,8 +419,10 @@ class _ClassBuilder:
         return ("return " + self._cast(sig.returns, call),)
 
     def _batch(self, name: str, kind: str, batch_name: str, shapes: list[tuple[str, str, str]],
-               overloaded: bool) -> Batch:
+               overloaded: bool, is_async: bool) -> Batch:
         owner = "cls._xd_class_batch" if kind in ("classmethod", "staticmethod") else "self._xd_batch"
+        if is_async:  # awaited item by item in the child, one round trip, off the caller's loop
+            owner = "await " + owner + "_async"
         lst = self.b("list")
         if not shapes or (overloaded and len(set(s[1] for s in shapes)) > 1):
             tup, dct, string = self.b("tuple"), self.b("dict"), self.b("str")
@@ -427,7 +430,8 @@ class _ClassBuilder:
             returns = shapes[0][2] if len(shapes) == 1 else self.emitter.any()
             result = f"{lst}[{returns}]"
             body = self._cast(result, f'{owner}("{name}", calls)', batch=True)
-            return Batch(name=batch_name, item_type=item, calls_type=self._iterable(item), returns=result, body=body)
+            return Batch(name=batch_name, item_type=item, calls_type=self._iterable(item), returns=result, body=body,
+                         is_async=is_async)
         items = " | ".join(dict.fromkeys(s[0] for s in shapes))
         returns_union = " | ".join(dict.fromkeys(s[2] for s in shapes))
         if any(s[2] == self.emitter.any() for s in shapes):
@@ -436,7 +440,7 @@ class _ClassBuilder:
         split_args = shapes[0][1]
         call = f'{owner}("{name}", calls, {split_args})'
         return Batch(name=batch_name, item_type=items, calls_type=self._iterable(items), returns=result,
-                     body=self._cast(result, call, batch=True))
+                     body=self._cast(result, call, batch=True), is_async=is_async)
 
     def _iterable(self, item: str) -> str:
         return self.emitter.import_ref("collections.abc", "Iterable") + f"[{item}]"

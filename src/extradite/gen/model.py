@@ -33,6 +33,7 @@ class Batch:
     calls_type: str  # `collections.abc.Iterable[item_type]`
     returns: str  # "list[...]"
     body: str  # the return expression
+    is_async: bool = False  # an `async def` helper for an async method
 
 
 @dataclass(frozen=True)
