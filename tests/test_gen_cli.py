@@ -152,6 +152,37 @@ def test_shapes_are_reproduced() -> None:
     assert "def ro(self) -> int" in pyi and "@ro.setter" not in pyi
 
 
+def test_stub_beside_the_module_wins_over_the_unannotated_source() -> None:
+    from extradite.gen.cli import GenerateOptions, generate
+
+    sys.path.insert(0, str(DATA))
+    try:
+        files = generate(GenerateOptions(targets=("xdgen_fixture.stubbed:Stubbed",)))
+    finally:
+        sys.path.remove(str(DATA))
+    pyi = files["xdgen_fixture_stubbed_xdproxy.pyi"]
+    assert "def scale(self, value: float, factor: int = 2) -> float" in pyi
+    assert "def label(self, key: str) -> str" in pyi
+    assert "typing.Any" not in pyi.split("class Stubbed", 1)[1].split("__extradite", 1)[0]
+
+
+def test_installed_stub_package_is_used(tmp_path: Path) -> None:
+    from extradite.gen.cli import GenerateOptions, generate
+
+    (tmp_path / "xdplain").mkdir()
+    (tmp_path / "xdplain" / "__init__.py").write_text(
+        "class Plain:\n    def twice(self, text):\n        return text * 2\n")
+    (tmp_path / "xdplain-stubs").mkdir()
+    (tmp_path / "xdplain-stubs" / "__init__.pyi").write_text(
+        "class Plain:\n    def twice(self, text: str) -> str: ...\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        files = generate(GenerateOptions(targets=("xdplain:Plain",)))
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert "def twice(self, text: str) -> str" in files["xdplain_xdproxy.pyi"]
+
+
 # --- CLI -----------------------------------------------------------------------------------
 
 
