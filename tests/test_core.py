@@ -312,3 +312,17 @@ def test_collected_class_stops_its_child() -> None:
     del cls
     gc.collect()
     assert process.popen.returncode is not None
+
+
+PY313 = Path("/root/.pyenv/versions/3.13.0/bin/python")
+
+
+@pytest.mark.skipif(not PY313.exists(), reason="Python 3.13 is not installed under pyenv")
+def test_child_with_another_interpreter_finds_program_modules() -> None:
+    cls = make_proxy("targets.values:Values", python=str(PY313))
+    try:
+        values = cls()
+        assert values.python_version() == (3, 13)
+        assert values.echo([1, "two"]) == [1, "two"]
+    finally:
+        cls.close()

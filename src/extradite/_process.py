@@ -8,8 +8,10 @@
 The child is a plain `subprocess` (no `multiprocessing`): nothing re-imports
 `__main__`, so scripts without a main guard, `python -c`, REPLs and notebooks
 all work. With the same interpreter the child skips `site` and receives this
-process's `sys.path` verbatim; another interpreter keeps its own path and gets
-the directory holding `extradite` appended.
+process's `sys.path` verbatim; another interpreter keeps its own installation's
+path, gets this program's own entries (script directory, PYTHONPATH, source
+trees: everything outside this interpreter's prefixes) in front, and the
+directory holding `extradite` appended.
 
 Stopping is a ladder, each step bounded: close the channel (the child exits on
 EOF), wait, SIGTERM, wait, SIGKILL, wait.
@@ -43,15 +45,32 @@ def daemon_threads_allowed() -> bool:
     return True if allowed is None else bool(allowed())
 
 
-def _bootstrap(fd: int, path: list[str] | None, extra_path: str | None) -> str:
+def _bootstrap(fd: int, path: list[str] | None, prepend: list[str], append: str | None) -> str:
     lines = ["import sys"]
     if path is not None:
         lines.append(f"sys.path[:] = {path!r}")
-    if extra_path is not None:
-        lines.append(f"sys.path.append({extra_path!r})")
+    if prepend:
+        lines.append(f"sys.path[:0] = {prepend!r}")
+    if append is not None:
+        lines.append(f"sys.path.append({append!r})")
     lines.append("from extradite._child import main")
     lines.append(f"main({fd})")
     return "; ".join(lines)
+
+
+def _project_paths() -> list[str]:
+    """This process's sys.path minus its own installation (stdlib, site-packages).
+
+    Another interpreter keeps its own installation but still finds the program's
+    modules (script directory, PYTHONPATH entries, source trees).
+    """
+    prefixes = {os.path.realpath(p) + os.sep for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}}
+    out = []
+    for entry in sys.path:
+        real = os.path.realpath(entry or os.curdir) + os.sep
+        if entry and not any(real.startswith(prefix) for prefix in prefixes):
+            out.append(entry)
+    return out
 
 
 def child_command(fd: int, python: str | None) -> list[str]:
@@ -61,9 +80,9 @@ def child_command(fd: int, python: str | None) -> list[str]:
         path = list(sys.path)
         if _EXTRADITE_ROOT not in path:
             path.append(_EXTRADITE_ROOT)
-        return [sys.executable, "-S", "-c", _bootstrap(fd, path, None)]
+        return [sys.executable, "-S", "-c", _bootstrap(fd, path, [], None)]
     assert python is not None
-    return [python, "-c", _bootstrap(fd, None, _EXTRADITE_ROOT)]
+    return [python, "-c", _bootstrap(fd, None, _project_paths(), _EXTRADITE_ROOT)]
 
 
 class ChildProcess:

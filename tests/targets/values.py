@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
@@ -21,6 +22,9 @@ class Values:
     def mutate(self, buf: bytearray) -> bytearray:
         buf[0] = 255
         return buf
+
+    def python_version(self) -> tuple[int, int]:
+        return (sys.version_info[0], sys.version_info[1])
 
     def length(self, buf: Any) -> int:
         return len(buf)
