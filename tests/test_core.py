@@ -39,16 +39,18 @@ def Counter() -> Iterator[Any]:
 
 
 def count_requests(cls: Any) -> list[int]:
-    """Record the kind of every frame the parent sends (the instance's send is wrapped)."""
+    """Record the kind of every frame the parent sends (the instance's senders are wrapped)."""
     channel = session_of(cls).session.channel
     sent: list[int] = []
-    original = channel.send
 
-    def send(kind: int, *rest: Any) -> None:
-        sent.append(kind)
-        original(kind, *rest)
+    def wrap(original: Any) -> Any:
+        def send(kind: int, *rest: Any) -> None:
+            sent.append(kind)
+            original(kind, *rest)
+        return send
 
-    channel.send = send  # type: ignore[method-assign]
+    channel.send = wrap(channel.send)  # type: ignore[method-assign]
+    channel.send_bytes = wrap(channel.send_bytes)  # type: ignore[method-assign]
     return sent
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import _pickle
 import sys
+from io import BytesIO
 import types
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ from ._handles import Borrowed, BorrowedMeta, ExportTable, ImportTable
 from ._members import describe_type
 from ._policy import REFERENCE, SCALAR_TYPES, PolicyConfig
 from ._transport import BodyWriter, Frame
-from ._wire import PID_CLASS, PID_HOME, PID_OBJECT
+from ._wire import FLAG_SHM, PID_CLASS, PID_HOME, PID_OBJECT
 
 PROTOCOL = 5
 
@@ -99,9 +100,10 @@ class _RefPickler(_FastPickler):
 
 
 class _Unpickler(_pickle.Unpickler):
-    def __init__(self, file: Any, codec: Codec) -> None:
-        super().__init__(file)
-        self.codec = codec
+    """The restricted unpickler. Each codec makes a subclass carrying itself as `codec`,
+    so creating one per frame runs no Python `__init__` (it is on every call's path)."""
+
+    codec: Codec
 
     def persistent_load(self, pid: Any) -> Any:
         return self.codec.load_pid(pid)
@@ -151,6 +153,23 @@ class Codec:
         self.config = PolicyConfig()
         self.protected: tuple[str, ...] = ()
         self._fast: _FastPickler | None = None  # reused by `_encode_fast`
+        self.unpickler: type[_Unpickler] = type("_Unpickler", (_Unpickler,), {"codec": self})
+
+    def home_hid(self, obj: Any) -> int | None:
+        """The handle id of `obj` when it is a proxy of this session's other side (it goes home).
+
+        A call on a proxy sends this int instead of pickling the proxy (`EXTRA_TARGET_HID`).
+        """
+        if isinstance(obj, Borrowed):
+            if obj._xd_session is not self.session:
+                return None  # pickling it raises the "another session" error
+            if obj._xd_closed:
+                raise ExtraditeClosedError(
+                    f"this {type(obj).__qualname__} proxy was closed (released); it cannot be used or sent any more")
+            return obj._xd_hid
+        if isinstance(obj, BorrowedMeta) and _is_class_proxy(obj):
+            return self._borrowed_pid(obj)[1]
+        return None
 
     # -- encoding --------------------------------------------------------------------
     def encode(self, body: tuple[Any, ...], envelope: tuple[Any, ...] = (), *,
@@ -341,8 +360,11 @@ class Codec:
     # -- decoding --------------------------------------------------------------------
     def decode(self, frame: Frame) -> Any:
         """Unpickle a frame's body and free its shared memory."""
+        if not frame.flags & FLAG_SHM:
+            body = frame.body
+            return self.unpickler(BytesIO(body.obj if type(body.obj) is bytes else body)).load()
         try:
-            return _Unpickler(frame.open(), self).load()
+            return self.unpickler(frame.open()).load()
         finally:
             frame.done()
 

@@ -26,6 +26,7 @@ reach the other side before any frame that refers to them).
 
 from __future__ import annotations
 
+import _thread
 import threading
 from collections import deque
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
@@ -41,6 +42,7 @@ from ._errors import (
     ExtraditeProtocolError,
 )
 from ._policy import REFERENCE
+from ._shm import THRESHOLD
 from ._transport import BodyWriter, ChannelEOF, Channel
 from ._wire import (
     CHILD_CHAIN_BIT,
@@ -48,6 +50,7 @@ from ._wire import (
     EXTRA_AWAIT,
     EXTRA_DIGESTS,
     EXTRA_RESULT_BY_REF,
+    EXTRA_TARGET_HID,
     OP_BATCH,
     OP_CALL,
     OP_CALL_METHOD,
@@ -63,6 +66,8 @@ from ._wire import (
 )
 
 import _pickle
+
+NoneType = type(None)
 
 
 class _Waiter:
@@ -93,7 +98,8 @@ class Session:
         self.protected: tuple[str, ...] = ()
         self.on_broken: Callable[[BaseException], BaseException] | None = None
         self.adopts_generated = False  # set when a generated proxy binds to this session
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = _thread.allocate_lock()  # guards the routing state below; hot paths take it directly
+        self._cond = threading.Condition(self._lock)
         self._reading = False
         self._sleepers = 0  # threads inside cond.wait(): with none, notifying is skipped (hot path)
         self._waiters: dict[int, _Waiter] = {}
@@ -104,11 +110,6 @@ class Session:
         self._loop: Any = None
 
     # -- calling ---------------------------------------------------------------------
-    def _new_id(self) -> int:
-        with self._cond:
-            self._next_id = (self._next_id + 1) & 0x7FFFFFFF or 1
-            return self._next_id
-
     def check_usable(self) -> None:
         if self.broken is not None:
             raise _fresh(self.broken)
@@ -125,47 +126,117 @@ class Session:
     def call(self, op: int, target: Any, name: str | None = None, args: tuple[Any, ...] = (),
              kwargs: dict[str, Any] | None = None, policy: str | None = None, extra: int = 0,
              method_policy: str | None = None) -> Any:
-        """Send one request and wait for its result, serving callbacks meanwhile."""
+        """Send one request and wait for its result, serving callbacks meanwhile.
+
+        Fast path: when no other call is in flight and nobody reads the channel, this
+        thread claims the reader role without registering a waiter, reads the next
+        frame itself and returns if it is its reply. Any other frame (a callback, a
+        reply for a thread that started meanwhile, a broken channel) makes it register
+        as an ordinary waiter, route that frame and continue in the general `_wait`.
+        """
         self.check_usable()
-        chains = getattr(self._local, "chains", None)
-        with self._cond:  # one lock round trip: ids, waiter and chain registration
-            rid = self._next_id = (self._next_id + 1) & 0x7FFFFFFF or 1
-            # a new chain takes the id of its first request (ids are unique, chains have their own field)
-            chain = chains[-1] if chains else rid | (CHILD_CHAIN_BIT if self.is_child else 0)
-            waiter = _Waiter(chain)
-            self._waiters[rid] = waiter
-            stack = self._chains.get(chain)
-            if stack is None:
-                self._chains[chain] = [waiter]
-            else:
-                stack.append(waiter)
+        home = self.codec.home_hid(target)
+        if home is not None:
+            target = home
+            extra |= EXTRA_TARGET_HID
         kwargs = kwargs or {}
         effective = policy or method_policy
         releases = self.codec.imports.take_releases()
         body = (releases, op, target, name, args, kwargs, effective, extra)
-        try:
-            with self.channel.send_lock:
+        # Only plain scalars: `_pickle.dumps` in C, no pickler hooks, no lock needed to encode.
+        data = _pickle.dumps(body, 5) if _plain_request(target, args, kwargs) else None
+        chains = getattr(self._local, "chains", None)
+        lock = self._lock
+        lock.acquire()
+        rid = self._next_id = (self._next_id + 1) & 0x7FFFFFFF or 1
+        # a new chain takes the id of its first request (ids are unique, chains have their own field)
+        chain = chains[-1] if chains else rid | (CHILD_CHAIN_BIT if self.is_child else 0)
+        if self._reading or self._waiters:  # another call is in flight: the general path
+            waiter = self._register(rid, chain)
+            lock.release()
+            try:
+                self._send_request(rid, chain, body, data, releases, policy, method_policy)
+                kind, payload = self._wait(waiter)
+            finally:
+                self._unregister(rid, chain, waiter)
+        else:
+            self._reading = True  # the reader role, claimed without a waiter
+            lock.release()
+            try:
+                self._send_request(rid, chain, body, data, releases, policy, method_policy)
+                item = self._read_one()
+            except BaseException:
+                self._stop_reading()
+                raise
+            if item is not None and item[1] == rid and item[0] in (REPLY, ERROR) and item[4] is None:
+                self._stop_reading()
+                kind, payload = item[0], item[3]
+            else:  # not (only) our reply: become an ordinary waiter and hand the frame on
+                lock.acquire()
                 try:
-                    writer = self.codec.encode(body, _envelope(op, args, kwargs, releases),
-                                               call_policy=policy, method_policy=method_policy)
-                except BaseException:
-                    self.codec.imports.pending.extendleft(reversed(releases))
-                    raise
-                self._send(REQUEST, rid, chain, writer)
-            kind, payload = self._wait(waiter)
-        finally:
-            with self._cond:
-                self._waiters.pop(rid, None)
-                stack = self._chains.get(chain)
-                if stack:
-                    stack.remove(waiter)
-                    if not stack:
-                        del self._chains[chain]
+                    waiter = self._register(rid, chain)
+                    self._reading = False
+                    if item is not None:
+                        self._route(item, waiter)
+                    elif self._sleepers:
+                        self._cond.notify_all()
+                finally:
+                    lock.release()
+                try:
+                    kind, payload = self._wait(waiter)
+                finally:
+                    self._unregister(rid, chain, waiter)
         if kind == REPLY:
             return payload[1]
         if kind == ERROR:
             raise_record(payload[1])
         raise payload  # a local failure (decode error, broken channel)
+
+    def _register(self, rid: int, chain: int) -> _Waiter:
+        """A waiter for reply `rid`, innermost of its chain. Caller holds `_lock`."""
+        waiter = _Waiter(chain)
+        self._waiters[rid] = waiter
+        stack = self._chains.get(chain)
+        if stack is None:
+            self._chains[chain] = [waiter]
+        else:
+            stack.append(waiter)
+        return waiter
+
+    def _unregister(self, rid: int, chain: int, waiter: _Waiter) -> None:
+        with self._lock:
+            self._waiters.pop(rid, None)
+            stack = self._chains.get(chain)
+            if stack:
+                stack.remove(waiter)
+                if not stack:
+                    del self._chains[chain]
+
+    def _stop_reading(self) -> None:
+        """Give up the reader role; threads waiting for it wake up."""
+        with self._lock:
+            self._reading = False
+            if self._sleepers:
+                self._cond.notify_all()
+
+    def _send_request(self, rid: int, chain: int, body: tuple[Any, ...], data: bytes | None,
+                      releases: list[Any], policy: str | None, method_policy: str | None) -> None:
+        with self.channel.send_lock:
+            if data is not None:
+                try:
+                    self.channel.send_bytes(REQUEST, rid, chain, data)
+                except OSError as exc:
+                    self._fail(exc)
+                    raise _fresh(self.broken or exc) from None
+                return
+            _, op, _, _, args, kwargs, _, _ = body
+            try:
+                writer = self.codec.encode(body, _envelope(op, args, kwargs, releases),
+                                           call_policy=policy, method_policy=method_policy)
+            except BaseException:
+                self.codec.imports.pending.extendleft(reversed(releases))
+                raise
+            self._send(REQUEST, rid, chain, writer)
 
     def _send(self, kind: int, rid: int, chain: int, writer: BodyWriter) -> None:
         """Send under the send lock; a failing socket breaks the session."""
@@ -305,6 +376,8 @@ class Session:
             if problem is not None:
                 raise problem
             _releases, op, target, name, args, kwargs, policy, extra = body
+            if extra & EXTRA_TARGET_HID:
+                target = self.codec.exports.get(target)
             result = self._execute(op, target, name, args, kwargs, extra)
             if extra & EXTRA_RESULT_BY_REF:
                 policy = REFERENCE
@@ -316,6 +389,14 @@ class Session:
                 envelope = (result, result[1])  # the pair and the digest table are data, whatever the policy
             releases = self.codec.imports.take_releases()
             reply = (releases, result)
+            if _plain(result) and op != OP_IMPORT:
+                data = _pickle.dumps(reply, 5)
+                with self.channel.send_lock:
+                    try:
+                        self.channel.send_bytes(REPLY, rid, chain, data)
+                    except OSError as exc:
+                        self._fail(exc)
+                return
             with self.channel.send_lock:
                 try:
                     writer = self.codec.encode(reply, (releases, *envelope), call_policy=policy)
@@ -430,6 +511,28 @@ class Session:
         if self._loop is not None:
             self._loop.close()
             self._loop = None
+
+
+_PLAIN_SCALARS = frozenset({int, str, float, bool, NoneType})
+
+
+def _plain(value: Any) -> bool:
+    """A value `_pickle.dumps` encodes exactly as the codec would, with no hook: a small scalar."""
+    cls = type(value)
+    return cls in _PLAIN_SCALARS or (cls is bytes and len(value) < THRESHOLD)
+
+
+def _plain_request(target: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    if type(target) not in _PLAIN_SCALARS:
+        return False
+    for value in args:
+        if not _plain(value):
+            return False
+    if kwargs:
+        for value in kwargs.values():
+            if not _plain(value):
+                return False
+    return True
 
 
 def _envelope(op: int, args: tuple[Any, ...], kwargs: dict[str, Any], releases: list[Any]) -> tuple[Any, ...]:

@@ -17,6 +17,8 @@ from shared memory; file descriptors for new shared-memory arenas ride on the
 same `sendmsg` as ancillary data.
 
 Request bodies: (releases, op, target, name, args, kwargs, policy, extra)
+                (with EXTRA_TARGET_HID in `extra`, `target` is a plain int: the
+                receiver's handle id, so a call on a proxy pickles no handle)
 Reply bodies:   (releases, value)
 Error bodies:   (releases, error_record) - see `_codec.error_record`
 Release bodies: (releases,)
@@ -56,6 +58,7 @@ OP_STATS = 9           # sizes of the serving side's handle tables (tests, diagn
 EXTRA_AWAIT = 0x1          # the result is awaitable: run it to completion on the serving side
 EXTRA_RESULT_BY_REF = 0x2  # the result travels by reference whatever the policy says
 EXTRA_DIGESTS = 0x4        # OP_IMPORT: reply (class, member digests) in the same round trip
+EXTRA_TARGET_HID = 0x8     # `target` is the receiver's own handle id (a proxy going home), not an object
 
 # Persistent ids of handles inside a pickle stream (first item of the pid tuple).
 PID_HOME = 0     # (PID_HOME, hid): an object owned by the receiver, coming home
