@@ -251,7 +251,7 @@ class Channel:
 
     def send_bytes(self, kind: int, request_id: int, chain: int, body: bytes) -> None:
         """Send a frame whose body is already encoded. Caller holds `send_lock`."""
-        self._sendmsg([HEADER.pack(VERSION, kind, 0, request_id, chain, len(body)), body], [])
+        self.sock.sendall(HEADER.pack(VERSION, kind, 0, request_id, chain, len(body)) + body)
 
     def _sendmsg(self, parts: list[Any], fds: list[int]) -> None:
         sock = self.sock
@@ -294,11 +294,15 @@ class Channel:
                 self._spin_ns = max(_SPIN_MIN_NS, window >> 1)
         else:
             n, anc, _flags, _addr = sock.recvmsg_into([view], _ANC_SIZE)
+        if anc:
+            self._take_fds(anc)
+        return int(n)
+
+    def _take_fds(self, anc: list[tuple[int, int, bytes]]) -> None:
         for level, kind, data in anc:
             if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
                 count = len(data) // 4
                 self._fds.extend(struct.unpack(f"{count}i", data[: count * 4]))
-        return int(n)
 
     def _fill(self, need: int, mid_frame: bool) -> None:
         """Make at least `need` bytes available from `_start` (need <= buffer size)."""
@@ -318,7 +322,14 @@ class Channel:
 
     def recv(self) -> Frame:
         """Block until one whole frame has arrived."""
-        self._fill(HEADER_SIZE, False)
+        if self._end - self._start < HEADER_SIZE:
+            if self._end == 0 and not self._spin_ns:  # empty buffer, blocking read (inlined hot path)
+                n, anc, _flags, _addr = self.sock.recvmsg_into([self._rview], _ANC_SIZE)
+                if anc:
+                    self._take_fds(anc)
+                self._end = n
+            if self._end - self._start < HEADER_SIZE:
+                self._fill(HEADER_SIZE, False)
         version, kind, flags, request_id, chain, body_len = HEADER.unpack_from(self._rbuf, self._start)
         if version != VERSION:
             raise ExtraditeProtocolError(
@@ -326,9 +337,15 @@ class Channel:
                 "both sides must run the same extradite and nothing else may write to the channel")
         self._start += HEADER_SIZE
         if body_len <= len(self._rbuf):
-            self._fill(body_len, True)
-            body = memoryview(bytes(self._rview[self._start:self._start + body_len]))
-            self._start += body_len
+            if self._end - self._start < body_len:
+                self._fill(body_len, True)
+            start = self._start
+            body = memoryview(bytes(self._rview[start:start + body_len]))
+            start += body_len
+            if start == self._end:  # all consumed (the usual case): the next frame starts at 0
+                self._start = self._end = 0
+            else:
+                self._start = start
         else:
             big = bytearray(body_len)
             have = self._end - self._start
