@@ -90,7 +90,7 @@ class Session:
     """A channel plus its handle tables, used by proxies on one side."""
 
     def __init__(self, sock: Any, *, is_child: bool, factory: Any, name: str = "") -> None:
-        self.channel = Channel(sock)
+        self.channel = Channel(sock, page_owner=not is_child)
         self.codec = Codec(self, factory, is_child=is_child)
         self.is_child = is_child
         self.name = name

@@ -9,21 +9,28 @@ A clean EOF between frames raises `ChannelEOF`; an EOF inside a frame, a bad
 version byte or an impossible length raise `ExtraditeProtocolError`.
 
 Low-latency wait: waking a process that sleeps on another CPU costs 30-40 us per
-round trip on a small VM, more than the rest of a call. So before a blocking
-read, the reader first polls the socket without blocking (MSG_DONTWAIT) for a
-short window. Nothing can be lost: the data waits in the socket either way, and
-the blocking read that follows a miss sees it. The window adapts per channel:
-after a wait that ended within the cap it becomes twice that wait; after a
-longer one it halves, so a peer that is busy for long costs ever less polling
-(never more than the cap of CPU per wait). Between polls the reader calls
-sched_yield(), so a runnable process on its CPU (the peer, when both share
-one) runs first instead of waiting for the poller's time slice. Polling is opt-in:
-`EXTRADITE_SPIN_US=N` (read when this module is imported) caps the window at
-N us (the benchmark suite's `extradite_spin` column). It is off by default
-because it does not win everywhere: on the 2-CPU development VM a tiny call
-took 28 us with polling against 96 us without when the CPUs were otherwise
-idle, but 66 us against 51-56 us while two CPU-bound processes competed for
-them. It stays off when this process may run on one CPU only.
+round trip on a small VM, more than the rest of a call. So before a blocking read
+the reader polls, for a short window, a *sequence word* in a page of shared memory
+(a memfd the parent creates and sends, as SCM_RIGHTS, with its first frame):
+
+    page offset 0    u64  frames the page's owner (the parent) has sent
+    page offset 64   u64  frames the other side has sent (own cache line)
+
+A writer bumps its word after each sendmsg has returned, so a word above the
+number of frames the reader has parsed means a whole frame is waiting in the
+socket. Polling costs no syscall but a sched_yield() per round, so a runnable
+process on this CPU (the peer, when both share one) goes first. Nothing can be
+lost: whatever the word says, the reader ends in an ordinary blocking recvmsg,
+which returns at once when data is there and sleeps when it is not.
+
+The window adapts per channel: after a wait that ended within the cap it becomes
+twice that wait; after a longer one it halves, so a peer that is busy for long
+costs ever less polling (never more than the cap of CPU per wait). Polling is
+also skipped while the machine is busy: every 50 ms a waiting side reads
+/proc/loadavg and polls only while the runnable tasks do not outnumber the CPUs
+(a poller competing with CPU-bound processes steals the time its peer needs).
+It is off when this process may run on one CPU only. `EXTRADITE_SPIN_US=N`
+(read when this module is imported) sets the cap to N us; 0 turns polling off.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import _socket
 import _thread
 import io
+import mmap
 import os
 import struct
 import time
@@ -40,21 +48,26 @@ if TYPE_CHECKING:
 
 from ._errors import ExtraditeProtocolError
 from ._shm import THRESHOLD, ArenaMaps, ArenaPool
-from ._wire import FLAG_SHM, HEADER, HEADER_SIZE, MAX_BODY, VERSION
+from ._wire import FLAG_PAGE, FLAG_SHM, HEADER, HEADER_SIZE, MAX_BODY, VERSION
 
 _RBUF_SIZE = 256 * 1024
 _MAX_FDS = 16
 _ANC_SIZE = _socket.CMSG_SPACE(_MAX_FDS * 4)
 _SOL_SOCKET = _socket.SOL_SOCKET
-_MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
 _SPIN_MIN_NS = 4_000
+_SPIN_DEFAULT_US = 100
 _yield = getattr(os, "sched_yield", lambda: None)
+_now = time.perf_counter_ns
+_WORD = struct.Struct("<Q")
+_PAGE_SIZE = 4096
+_OWNER_WORD = 0   # offsets in the polling page (see module docstring)
+_OTHER_WORD = 64
 
 
 def _spin_cap_ns() -> int:
     """The polling window's upper bound for this process (0: never poll)."""
     text = os.environ.get("EXTRADITE_SPIN_US")
-    cap = 0  # off by default: measured slower whenever other processes compete for the CPUs
+    cap = _SPIN_DEFAULT_US * 1000
     if text is not None:
         try:
             cap = max(0, int(float(text) * 1000))
@@ -62,10 +75,32 @@ def _spin_cap_ns() -> int:
             pass
     getaffinity = getattr(os, "sched_getaffinity", None)
     cpus = len(getaffinity(0)) if getaffinity is not None else (os.cpu_count() or 1)
-    return cap if cpus > 1 and _MSG_DONTWAIT else 0
+    return cap if cpus > 1 and hasattr(os, "memfd_create") else 0
 
 
 _SPIN_MAX_NS = _spin_cap_ns()
+_CPUS = os.cpu_count() or 1
+_LOAD_EVERY_NS = 50_000_000
+_load = [0, 1]  # [time of the last /proc/loadavg sample, polling allowed]
+
+
+def _machine_quiet() -> bool:
+    """True while runnable tasks do not outnumber the CPUs (sampled every 50 ms, for all channels)."""
+    now = _now()
+    if now - _load[0] < _LOAD_EVERY_NS:
+        return bool(_load[1])
+    _load[0] = now
+    try:
+        fd = os.open("/proc/loadavg", os.O_RDONLY)
+        try:
+            text = os.read(fd, 128)
+        finally:
+            os.close(fd)
+        running = int(text.split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        running = 0  # no loadavg: rely on the adaptive window alone
+    _load[1] = running <= _CPUS
+    return bool(_load[1])
 _SCM_RIGHTS = _socket.SCM_RIGHTS
 
 
@@ -201,7 +236,7 @@ class Frame:
 class Channel:
     """One end of the socket pair. `send` is thread-safe; `recv` has one caller at a time."""
 
-    def __init__(self, sock: _socket.socket) -> None:
+    def __init__(self, sock: _socket.socket, *, page_owner: bool = False) -> None:
         self.sock = sock
         self.send_lock = _thread.allocate_lock()
         self.pool = ArenaPool()
@@ -214,6 +249,21 @@ class Channel:
         self.spin_cap_ns = _SPIN_MAX_NS  # polling window bound for this channel (0: never poll)
         self._spin_ns = _SPIN_MAX_NS // 4  # current polling window (see module docstring)
         self.closed = False
+        self._sent = 0       # frames sent, published in this side's sequence word
+        self._received = 0   # frames parsed
+        self._page: mmap.mmap | None = None
+        self._page_fd = -1   # the owner's page descriptor, until it rides on the first frame
+        self._my_word = _OWNER_WORD
+        self._peer_word = _OTHER_WORD
+        if page_owner and _SPIN_MAX_NS:
+            fd = os.memfd_create("extradite-seq", os.MFD_CLOEXEC)
+            try:
+                os.ftruncate(fd, _PAGE_SIZE)
+                self._page = mmap.mmap(fd, _PAGE_SIZE)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._page_fd = fd
 
     # -- sending ---------------------------------------------------------------------
     def send(self, kind: int, request_id: int, chain: int, writer: BodyWriter) -> None:
@@ -244,14 +294,32 @@ class Channel:
             raise ExtraditeProtocolError(
                 f"a message of {size} bytes exceeds the frame limit of {MAX_BODY} bytes; "
                 "send large data as bytes, bytearray or buffers (they travel through shared memory)")
+        if self._page_fd >= 0:
+            flags |= FLAG_PAGE
+            fds = [*fds, self._page_fd]
         header = HEADER.pack(VERSION, kind, flags, request_id, chain, size)
         self._sendmsg([header, *parts], fds)
+        self._sent_one()
         if arena is not None:
             self.pool.after_send(arena)
 
+    def _sent_one(self) -> None:
+        """A whole frame is in the socket: publish it in the sequence word."""
+        self._sent += 1
+        if self._page is not None:
+            _WORD.pack_into(self._page, self._my_word, self._sent)
+        if self._page_fd >= 0:  # the other side holds the page now
+            os.close(self._page_fd)
+            self._page_fd = -1
+
     def send_bytes(self, kind: int, request_id: int, chain: int, body: bytes) -> None:
         """Send a frame whose body is already encoded. Caller holds `send_lock`."""
-        self.sock.sendall(HEADER.pack(VERSION, kind, 0, request_id, chain, len(body)) + body)
+        if self._page_fd >= 0:
+            self._sendmsg([HEADER.pack(VERSION, kind, FLAG_PAGE, request_id, chain, len(body)), body],
+                          [self._page_fd])
+        else:
+            self.sock.sendall(HEADER.pack(VERSION, kind, 0, request_id, chain, len(body)) + body)
+        self._sent_one()
 
     def _sendmsg(self, parts: list[Any], fds: list[int]) -> None:
         sock = self.sock
@@ -270,30 +338,28 @@ class Channel:
 
     # -- receiving -------------------------------------------------------------------
     def _recv_into(self, view: memoryview) -> int:
-        sock = self.sock
         window = self._spin_ns
-        if window:
-            now = time.perf_counter_ns
-            start = now()
+        page = self._page
+        if window and page is not None and _WORD.unpack_from(page, self._peer_word)[0] <= self._received \
+                and _machine_quiet():
+            # Nothing complete in the socket yet: poll the peer's sequence word for up to `window`.
+            word, received, unpack = self._peer_word, self._received, _WORD.unpack_from
+            start = _now()
             while True:
-                try:
-                    n, anc, _flags, _addr = sock.recvmsg_into([view], _ANC_SIZE, _MSG_DONTWAIT)
+                _yield()  # a runnable process on this CPU (the peer, say) goes first
+                if unpack(page, word)[0] > received:
                     break
-                except BlockingIOError:
-                    if now() - start >= window:  # give up polling: sleep in the kernel
-                        n, anc, _flags, _addr = sock.recvmsg_into([view], _ANC_SIZE)
-                        break
-                    _yield()  # a runnable process on this CPU (the peer, say) goes first
-            # The next window is twice this wait when the peer answers within the cap, else
-            # half the last window: a slow peer is polled for ever shorter times.
-            waited = now() - start
-            cap = self.spin_cap_ns
-            if waited <= cap:
-                self._spin_ns = min(cap, max(_SPIN_MIN_NS, 2 * waited))
+                if _now() - start >= window:
+                    break
+            n, anc, _flags, _addr = self.sock.recvmsg_into([view], _ANC_SIZE)
+            # The next window is the whole cap when the peer answered within it, else half
+            # the last window: a slow peer is polled for ever shorter times.
+            if _now() - start <= self.spin_cap_ns:
+                self._spin_ns = self.spin_cap_ns
             else:
                 self._spin_ns = max(_SPIN_MIN_NS, window >> 1)
         else:
-            n, anc, _flags, _addr = sock.recvmsg_into([view], _ANC_SIZE)
+            n, anc, _flags, _addr = self.sock.recvmsg_into([view], _ANC_SIZE)
         if anc:
             self._take_fds(anc)
         return int(n)
@@ -323,7 +389,7 @@ class Channel:
     def recv(self) -> Frame:
         """Block until one whole frame has arrived."""
         if self._end - self._start < HEADER_SIZE:
-            if self._end == 0 and not self._spin_ns:  # empty buffer, blocking read (inlined hot path)
+            if self._end == 0 and self._page is None:  # empty buffer, blocking read (inlined hot path)
                 n, anc, _flags, _addr = self.sock.recvmsg_into([self._rview], _ANC_SIZE)
                 if anc:
                     self._take_fds(anc)
@@ -360,10 +426,27 @@ class Channel:
                         "the other side died or wrote garbage")
                 have += n
             body = memoryview(big)
+        self._received += 1
         fds: list[int] = []
-        if flags & FLAG_SHM:
-            fds, self._fds = self._fds, []
+        if flags:
+            if flags & FLAG_PAGE:
+                self._adopt_page(self._fds.pop() if self._fds else -1)
+                flags &= ~FLAG_PAGE
+            if flags & FLAG_SHM:
+                fds, self._fds = self._fds, []
         return Frame(kind, flags, request_id, chain, body, fds, self.maps)
+
+    def _adopt_page(self, fd: int) -> None:
+        """Map the polling page the other side sent (see module docstring)."""
+        if fd < 0:
+            raise ExtraditeProtocolError("corrupt frame: a polling page was announced without its descriptor")
+        try:
+            if self._page is None:  # adopted even when this side never polls: the peer reads our word
+                self._page = mmap.mmap(fd, _PAGE_SIZE)
+                self._my_word, self._peer_word = _OTHER_WORD, _OWNER_WORD
+                _WORD.pack_into(self._page, self._my_word, self._sent)
+        finally:
+            os.close(fd)
 
     def forget_in_fork(self) -> None:
         """In a forked copy of this process: drop the descriptor without shutting the socket down."""
@@ -388,3 +471,9 @@ class Channel:
             pass
         self.pool.close()
         self.maps.close()
+        if self._page_fd >= 0:
+            os.close(self._page_fd)
+            self._page_fd = -1
+        if self._page is not None:
+            self._page.close()
+            self._page = None

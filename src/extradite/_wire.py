@@ -6,6 +6,7 @@ A frame on the socket is a fixed header followed by `body_len` bytes:
     0      1    version    VERSION; anything else is a protocol error
     1      1    kind       REQUEST | REPLY | ERROR | RELEASE
     2      2    flags      FLAG_SHM: the body starts with a segment table
+                           FLAG_PAGE: the last descriptor is the shared polling page
     4      4    request_id id of the request; a reply carries its request's id
     8      4    chain      call chain: requests of one chain are served on one thread
     12     4    body_len   number of body bytes that follow
@@ -41,6 +42,7 @@ RELEASE = 4
 
 # Header flags.
 FLAG_SHM = 0x1
+FLAG_PAGE = 0x2  # the frame's last descriptor is the polling page (first frame of the parent; see _transport)
 
 # Request operations. Each is served by the handler of the same name in `_session`.
 OP_CALL = 1            # target(*args, **kwargs)
