@@ -10,8 +10,8 @@ Columns:
   direct      the same target code loaded in this process (under another module name, so
               the protected tree is never in sys.modules and `extradite()` still works)
   extradite   the dynamic proxy returned by `extradite()` (default settings: the low-latency
-              wait polls the peer's sequence word for up to 100 us while the machine is quiet)
-  extradite_spin  the same with the polling cap raised to 200 us on both sides
+              wait polls the peer's sequence word for up to 200 us while the machine is quiet)
+  extradite_spin  the same, with the polling cap set explicitly to 200 us on both sides
               (EXTRADITE_SPIN_US=200); only on a machine with 2+ CPUs
   generated   the proxies in generated/ (extradite-gen output for extradite.demo); shown as
               "n/a (generated proxies unavailable)" when they cannot be imported or used
