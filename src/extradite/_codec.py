@@ -22,13 +22,15 @@ On the parent side `find_class` refuses every global from a protected tree.
 
 from __future__ import annotations
 
-import _pickle
 import sys
 from io import BytesIO
 import types
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
 if TYPE_CHECKING:
     from typing import Any
+
+    from ._pickling import FastPickler as _FastPickler
+    from ._pickling import Unpickler as _Unpickler
 
 from ._errors import (
     ExtraditeClosedError,
@@ -46,7 +48,7 @@ from ._policy import REFERENCE, SCALAR_TYPES, PolicyConfig
 from ._transport import BodyWriter, Frame
 from ._wire import FLAG_SHM, PID_CLASS, PID_HOME, PID_OBJECT
 
-PROTOCOL = 5
+PROTOCOL = 5  # also in _pickling, which loads _pickle with the first codec (import extradite stays cheap)
 
 
 def _h(*pid: Any) -> Any:
@@ -54,7 +56,6 @@ def _h(*pid: Any) -> Any:
     raise ExtraditeProtocolError("a handle was unpickled outside an extradite session")
 
 
-_MARKER = ("extradite._codec", "_h")
 
 
 def _as_is(value: Any) -> Any:
@@ -65,6 +66,8 @@ def _as_is(value: Any) -> Any:
 def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
     """Memoryviews cross by value as their contents; big ones through shared memory like bytes."""
     if view.c_contiguous:
+        import _pickle
+
         return (_as_is, (_pickle.PickleBuffer(view),))
     return (_as_is, (view.tobytes(),))
 # Bound methods always travel by handle (`len`, a builtin bound to a module, does not).
@@ -74,45 +77,6 @@ NoneType = type(None)
 
 class _UnpicklableInCareful(Exception):
     pass
-
-
-class _FastPickler(_pickle.Pickler):
-    def __init__(self, file: BodyWriter, codec: Codec, call_policy: str | None,
-                 method_policy: str | None, careful: bool) -> None:
-        super().__init__(file, PROTOCOL)
-        self.writer = file
-        self.codec = codec
-        self.call_policy = call_policy
-        self.method_policy = method_policy
-        self.careful = careful
-        self.envelope: set[int] = set()
-        self.keep: list[Any] = []   # pid tuples stay alive so their ids stay in `envelope`
-        self.exported: list[int] = []
-        self.new_classes: list[int] = []
-
-    def reducer_override(self, obj: Any) -> Any:
-        return self.codec.reduce(self, obj)
-
-
-class _RefPickler(_FastPickler):
-    def persistent_id(self, obj: Any) -> Any:
-        return self.codec.persistent_id(self, obj)
-
-
-class _Unpickler(_pickle.Unpickler):
-    """The restricted unpickler. Each codec makes a subclass carrying itself as `codec`,
-    so creating one per frame runs no Python `__init__` (it is on every call's path)."""
-
-    codec: Codec
-
-    def persistent_load(self, pid: Any) -> Any:
-        return self.codec.load_pid(pid)
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) == _MARKER:
-            return self.codec.load_marker
-        self.codec.check_global(module, name)
-        return super().find_class(module, name)
 
 
 def _is_class_proxy(cls: type) -> bool:
@@ -152,8 +116,11 @@ class Codec:
         self.imports = ImportTable()
         self.config = PolicyConfig()
         self.protected: tuple[str, ...] = ()
+        from . import _pickling
+
+        self._picklers = (_pickling.FastPickler, _pickling.RefPickler)
         self._fast: _FastPickler | None = None  # reused by `_encode_fast`
-        self.unpickler: type[_Unpickler] = type("_Unpickler", (_Unpickler,), {"codec": self})
+        self.unpickler: type[_Unpickler] = type("_Unpickler", (_pickling.Unpickler,), {"codec": self})
 
     def home_hid(self, obj: Any) -> int | None:
         """The handle id of `obj` when it is a proxy of this session's other side (it goes home).
@@ -188,7 +155,7 @@ class Codec:
         if not general and not careful:
             return self._encode_fast(body, call_policy, method_policy)
         writer = BodyWriter()
-        pickler = (_RefPickler if general else _FastPickler)(writer, self, call_policy, method_policy, careful)
+        pickler = self._picklers[general](writer, self, call_policy, method_policy, careful)
         if general:
             ids = pickler.envelope
             ids.add(id(body))
@@ -216,7 +183,7 @@ class Codec:
         """
         pickler = self._fast
         if pickler is None:
-            pickler = self._fast = _FastPickler(BodyWriter(), self, call_policy, method_policy, False)
+            pickler = self._fast = self._picklers[0](BodyWriter(), self, call_policy, method_policy, False)
         else:
             pickler.call_policy = call_policy
             pickler.method_policy = method_policy
@@ -292,6 +259,8 @@ class Codec:
                 # function-local class, one holding a lock) travels as a handle, which
                 # never imports anything in the parent. One that could be copied is
                 # refused: a copy would need the protected tree on the parent side.
+                import _pickle
+
                 try:
                     _pickle.dumps(obj, PROTOCOL)
                 except Exception:
@@ -316,6 +285,8 @@ class Codec:
             # (function, ...) pickle their instances by name, never through the class.
             return True
         if pickler.careful:
+            import _pickle
+
             try:
                 _pickle.dumps(obj, PROTOCOL)
             except Exception:

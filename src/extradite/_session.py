@@ -66,8 +66,6 @@ from ._wire import (
     REQUEST,
 )
 
-import _pickle
-
 NoneType = type(None)
 
 
@@ -90,6 +88,9 @@ class Session:
     """A channel plus its handle tables, used by proxies on one side."""
 
     def __init__(self, sock: Any, *, is_child: bool, factory: Any, name: str = "") -> None:
+        import _pickle  # here, not at module level: `import extradite` stays cheap
+
+        self._dumps = _pickle.dumps
         self.channel = Channel(sock, page_owner=not is_child)
         self.codec = Codec(self, factory, is_child=is_child)
         self.is_child = is_child
@@ -145,7 +146,7 @@ class Session:
         releases = self.codec.imports.take_releases()
         body = (releases, op, target, name, args, kwargs, effective, extra)
         # Only plain scalars: `_pickle.dumps` in C, no pickler hooks, no lock needed to encode.
-        data = _pickle.dumps(body, 5) if _plain_request(target, args, kwargs) else None
+        data = self._dumps(body, 5) if _plain_request(target, args, kwargs) else None
         chains = getattr(self._local, "chains", None)
         lock = self._lock
         lock.acquire()
@@ -256,7 +257,7 @@ class Session:
             return
         with self.channel.send_lock:
             try:
-                self.channel.send_bytes(RELEASE, 0, 0, _pickle.dumps((releases,), 5))
+                self.channel.send_bytes(RELEASE, 0, 0, self._dumps((releases,), 5))
             except OSError as exc:
                 self._fail(exc)
 
@@ -405,7 +406,7 @@ class Session:
             releases = self.codec.imports.take_releases()
             reply = (releases, result)
             if _plain(result) and op != OP_IMPORT:
-                data = _pickle.dumps(reply, 5)
+                data = self._dumps(reply, 5)
                 with self.channel.send_lock:
                     try:
                         self.channel.send_bytes(REPLY, rid, chain, data)
@@ -429,7 +430,7 @@ class Session:
             chains.pop()
 
     def _send_error(self, rid: int, chain: int, record: tuple[Any, ...]) -> None:
-        body = _pickle.dumps(((), record), 5)
+        body = self._dumps(((), record), 5)
         with self.channel.send_lock:
             try:
                 self.channel.send_bytes(ERROR, rid, chain, body)

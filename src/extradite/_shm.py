@@ -25,10 +25,12 @@ Segment table (prefix of the frame body when FLAG_SHM is set):
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 from collections.abc import Sequence
+TYPE_CHECKING = False  # mmap is imported when the first arena is made: `import extradite` stays cheap
+if TYPE_CHECKING:
+    import mmap
 
 THRESHOLD = 64 * 1024
 DATA_OFFSET = 64
@@ -72,6 +74,8 @@ class Arena:
     def __init__(self, arena_id: int, size: int, *, oneshot: bool) -> None:
         self.arena_id = arena_id
         self.size = size
+        import mmap
+
         self.fd = _anonymous_fd(size)
         self.map = mmap.mmap(self.fd, size)
         self.view = memoryview(self.map)
@@ -168,6 +172,8 @@ class ArenaMaps:
             pos += NEW_ENTRY.size
             fd = fds.pop(0)
             try:
+                import mmap
+
                 mapping = mmap.mmap(fd, size)
             finally:
                 os.close(fd)

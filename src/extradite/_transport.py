@@ -35,15 +35,15 @@ It is off when this process may run on one CPU only. `EXTRADITE_SPIN_US=N`
 
 from __future__ import annotations
 
-import _socket
 import _thread
 import io
-import mmap
 import os
 import struct
 import time
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
 if TYPE_CHECKING:
+    import _socket
+    import mmap
     from typing import Any
 
 from ._errors import ExtraditeProtocolError
@@ -52,8 +52,19 @@ from ._wire import FLAG_PAGE, FLAG_SHM, HEADER, HEADER_SIZE, MAX_BODY, VERSION
 
 _RBUF_SIZE = 256 * 1024
 _MAX_FDS = 16
-_ANC_SIZE = _socket.CMSG_SPACE(_MAX_FDS * 4)
-_SOL_SOCKET = _socket.SOL_SOCKET
+# _socket and mmap load with the first channel, so that `import extradite` stays cheap.
+_ANC_SIZE = 0
+_SOL_SOCKET = -1
+_SCM_RIGHTS = -1
+
+
+def _socket_constants() -> None:
+    global _ANC_SIZE, _SOL_SOCKET, _SCM_RIGHTS
+    import _socket
+
+    _SOL_SOCKET, _SCM_RIGHTS = _socket.SOL_SOCKET, _socket.SCM_RIGHTS
+    _ANC_SIZE = _socket.CMSG_SPACE(_MAX_FDS * 4)
+
 _SPIN_MIN_NS = 4_000
 _SPIN_DEFAULT_US = 200
 _yield = getattr(os, "sched_yield", lambda: None)
@@ -101,7 +112,6 @@ def _machine_quiet() -> bool:
         running = 0  # no loadavg: rely on the adaptive window alone
     _load[1] = running <= _CPUS
     return bool(_load[1])
-_SCM_RIGHTS = _socket.SCM_RIGHTS
 
 
 class ChannelEOF(Exception):
@@ -237,6 +247,8 @@ class Channel:
     """One end of the socket pair. `send` is thread-safe; `recv` has one caller at a time."""
 
     def __init__(self, sock: _socket.socket, *, page_owner: bool = False) -> None:
+        if not _ANC_SIZE:
+            _socket_constants()
         self.sock = sock
         self.send_lock = _thread.allocate_lock()
         self.pool = ArenaPool()
@@ -256,6 +268,8 @@ class Channel:
         self._my_word = _OWNER_WORD
         self._peer_word = _OTHER_WORD
         if page_owner and _SPIN_MAX_NS:
+            import mmap
+
             fd = os.memfd_create("extradite-seq", os.MFD_CLOEXEC)
             try:
                 os.ftruncate(fd, _PAGE_SIZE)
@@ -442,6 +456,8 @@ class Channel:
             raise ExtraditeProtocolError("corrupt frame: a polling page was announced without its descriptor")
         try:
             if self._page is None:  # adopted even when this side never polls: the peer reads our word
+                import mmap
+
                 self._page = mmap.mmap(fd, _PAGE_SIZE)
                 self._my_word, self._peer_word = _OTHER_WORD, _OWNER_WORD
                 _WORD.pack_into(self._page, self._my_word, self._sent)
@@ -462,7 +478,7 @@ class Channel:
         self.closed = True
         try:
             # shutdown first: it wakes a thread blocked in recv on this socket, close does not.
-            self.sock.shutdown(_socket.SHUT_RDWR)
+            self.sock.shutdown(2)  # SHUT_RDWR
         except OSError:
             pass
         try:
