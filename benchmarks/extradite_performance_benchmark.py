@@ -9,10 +9,10 @@
 Columns:
   direct      the same target code loaded in this process (under another module name, so
               the protected tree is never in sys.modules and `extradite()` still works)
-  extradite   the dynamic proxy returned by `extradite()` (default settings: the low-latency
-              wait polls the peer's sequence word for up to 200 us while the machine is quiet)
-  extradite_spin  the same, with the polling cap set explicitly to 200 us on both sides
-              (EXTRADITE_SPIN_US=200); only on a machine with 2+ CPUs
+  extradite   the dynamic proxy returned by `extradite()` (default settings: no polling)
+  extradite_spin  the same with the opt-in low-latency wait on both sides (EXTRADITE_SPIN_US=200:
+              poll the peer's sequence word for up to 200 us before sleeping, while the machine
+              is quiet); only on a machine with 2+ CPUs
   generated   the proxies in generated/ (extradite-gen output for extradite.demo); shown as
               "n/a (generated proxies unavailable)" when they cannot be imported or used
   mp_manager  multiprocessing.managers.BaseManager (what a user would otherwise reach for)
@@ -689,7 +689,7 @@ def targets(results: dict[str, dict[str, Cell]], memory: dict[str, float] | None
         add("tiny call <= 1.2x pipe ping-pong", tiny * 1e6, pipe * 1.2e6, "us")
     add("tiny call <= 15 us", None if tiny is None else tiny * 1e6, 15, "us")
     tiny_spin = m("tiny_call", "extradite_spin")
-    add("tiny call, polling cap 200 us <= 15 us", None if tiny_spin is None else tiny_spin * 1e6, 15, "us")
+    add("tiny call, opt-in polling wait <= 15 us", None if tiny_spin is None else tiny_spin * 1e6, 15, "us")
     batch = m("batch_call", "extradite")
     add("batched call <= 1.5 us/item", None if batch is None else batch * 1e6, 1.5, "us")
     cb = m("callbacks", "extradite")

@@ -24,6 +24,7 @@ def _open_fds() -> int:
 @pytest.fixture
 def pair(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setattr(_transport, "_SPIN_MAX_NS", 200_000)
+    monkeypatch.setattr(_transport, "_POLL_POSSIBLE", True)
     monkeypatch.setattr(_transport, "_load", [time.perf_counter_ns(), 1])  # the machine counts as quiet
     before = _open_fds()
     a, b = socket.socketpair()
