@@ -70,13 +70,11 @@ def _reduce_memoryview(view: memoryview) -> tuple[Any, ...]:
 
         return (_as_is, (_pickle.PickleBuffer(view),))
     return (_as_is, (view.tobytes(),))
+
+
 # Bound methods always travel by handle (`len`, a builtin bound to a module, does not).
 _BOUND_METHOD_TYPES = (types.MethodType, types.BuiltinMethodType, types.MethodWrapperType)
 NoneType = type(None)
-
-
-class _UnpicklableInCareful(Exception):
-    pass
 
 
 def _is_class_proxy(cls: type) -> bool:

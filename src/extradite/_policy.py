@@ -42,7 +42,7 @@ def check_policy(policy: object, what: str) -> str:
 class PolicyConfig:
     """A session's default policy and its ordered type rules (immutable)."""
 
-    __slots__ = ("default", "rules", "needs_persistent_id", "_key")
+    __slots__ = ("default", "rules", "needs_persistent_id")
 
     def __init__(self, default: str = VALUE, rules: Mapping[type, str] | None = None) -> None:
         self.default = check_policy(default, "transport_policy")
@@ -59,7 +59,6 @@ class PolicyConfig:
         self.rules: tuple[tuple[type, str], ...] = tuple(items)
         self.needs_persistent_id = self.default == REFERENCE or any(
             issubclass(fast, rule_type) for rule_type, _ in self.rules for fast in PICKLER_FAST_TYPES)
-        self._key = (self.default, tuple((id(t), p) for t, p in self.rules))
 
     def same_as(self, other: PolicyConfig) -> bool:
         return self.default == other.default and len(self.rules) == len(other.rules) and all(

@@ -157,10 +157,6 @@ class ChildProcess:
             except (OSError, ValueError):
                 pass
 
-    @property
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
     def death_error(self, cause: BaseException | None = None, *, wait: float = 1.0) -> ExtraditeProcessError:
         """Describe how the child ended (waits up to `wait` seconds for it to finish dying)."""
         import subprocess
