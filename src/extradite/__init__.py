@@ -16,7 +16,7 @@ from ._errors import ExtraditeRemoteError as ExtraditeRemoteError
 from ._errors import ExtraditeSessionConflictError as ExtraditeSessionConflictError
 from ._errors import ExtraditeStaleProxyWarning as ExtraditeStaleProxyWarning
 from ._errors import UnsupportedInteractionError as UnsupportedInteractionError
-from ._proxy import release as release
+from ._api import release as release
 
 __all__ = [
     "extradite",

@@ -12,18 +12,23 @@ Everything still open is closed at interpreter exit.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import sys
-import threading
 import types
-import weakref
 from collections import deque
 from collections.abc import Mapping
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
 if TYPE_CHECKING:
     from typing import Any
 
-from . import _codec
+    from ._process import ChildProcess
+    from ._session import Session
+
+# The session machinery (_codec, _session, _proxy, _process, _transport and the pickle,
+# socket and mmap modules under them) loads with the first session, not with
+# `import extradite`: importing the package must stay cheap.
+
 from ._errors import (
     ExtraditeClosedError,
     ExtraditeError,
@@ -34,17 +39,35 @@ from ._errors import (
     ExtraditeSessionConflictError,
 )
 from ._policy import PolicyConfig
-from ._process import ChildProcess, daemon_threads_allowed, socketpair
-from ._proxy import RemoteClass, ProxyFactory
-from ._session import Session
-from ._transport import ChannelEOF
 from ._wire import EXTRA_DIGESTS, EXTRA_RESULT_BY_REF, OP_CONFIGURE, OP_IMPORT, OP_STATS
 
-_lock = threading.RLock()
+_lock = _thread.RLock()
 _deferred: deque[ClassHandle] = deque()   # classes collected while _lock was busy
 _shared: dict[str, SessionHandle] = {}
-_live: weakref.WeakSet[SessionHandle] = weakref.WeakSet()
+_live: set[SessionHandle] = set()   # open sessions, closed at exit
 _atexit_registered = False
+
+
+def _daemon_threads_allowed() -> bool:
+    from ._process import daemon_threads_allowed
+
+    return daemon_threads_allowed()
+
+
+def _unprotect(tree: str) -> None:
+    from ._codec import unprotect
+
+    unprotect(tree)
+
+
+def release(proxy: Any) -> None:
+    """Release the remote object behind `proxy` now; later use raises `ExtraditeClosedError`.
+
+    Idempotent. (Proxies are also released when garbage-collected.)
+    """
+    from ._proxy import release as release_proxy
+
+    release_proxy(proxy)
 
 
 def _is_dotted(text: str) -> bool:
@@ -103,6 +126,10 @@ class SessionHandle:
 
     def __init__(self, config: PolicyConfig, *, python: str | None, label: str,
                  share_key: str | None = None, keepalive: float | None = None) -> None:
+        from ._process import ChildProcess, socketpair
+        from ._proxy import ProxyFactory
+        from ._session import Session
+
         parent_end, child_end = socketpair()
         try:
             self.process = ChildProcess(child_end.fileno(), python=python, label=label)
@@ -117,7 +144,7 @@ class SessionHandle:
         self.keepalive = keepalive
         self.users = 0
         self.trees: list[str] = []
-        self._timer: threading.Timer | None = None
+        self._timer: Any = None   # threading.Timer of the keepalive
         self.session = Session(parent_end, is_child=False, factory=ProxyFactory, name=label)
         self.session.codec.config = config
         self.session.on_broken = self._describe_failure
@@ -132,6 +159,8 @@ class SessionHandle:
                 raise
 
     def _describe_failure(self, exc: BaseException) -> BaseException:
+        from ._transport import ChannelEOF
+
         if isinstance(exc, (ChannelEOF, OSError)):
             return self.process.death_error(exc)
         self.process.kill()
@@ -150,7 +179,9 @@ class SessionHandle:
                 "the target must never be loaded here, so remove that import")
         if tree not in self.trees:
             self.trees.append(tree)
-            _codec.protect(tree)
+            from ._codec import protect
+
+            protect(tree)
             self.session.protected = self.session.codec.protected = tuple(self.trees)
         try:
             reply = self.session.call(OP_IMPORT, module, qualname, (tree,), None, None,
@@ -160,6 +191,8 @@ class SessionHandle:
             exc.args = (exc.remote_message,) if not isinstance(exc, ImportError) else exc.args
             raise
         cls = reply[0] if digests else reply
+        from ._proxy import RemoteClass
+
         if not isinstance(cls, RemoteClass):
             kind = type(cls).__qualname__
             raise TypeError(f"extradite({target!r}): {qualname!r} is a {kind}, not a class; extradite() takes classes")
@@ -178,8 +211,10 @@ class SessionHandle:
             if self.users > 0:
                 return
             if self.keepalive:
+                import threading
+
                 self._timer = threading.Timer(self.keepalive, self._expire)
-                self._timer.daemon = daemon_threads_allowed()
+                self._timer.daemon = _daemon_threads_allowed()
                 self._timer.start()
                 return
         self.close()
@@ -211,7 +246,7 @@ class SessionHandle:
         self.session.close()
         self.process.stop()
         for tree in trees:
-            _codec.unprotect(tree)
+            _unprotect(tree)
         _live.discard(self)
 
 
@@ -290,9 +325,13 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
         handle.release_user()
         raise
     api = ClassHandle(handle, target)
+    from ._proxy import RemoteClass
+
     cls = RemoteClass(root.__name__, (root,), {
         "__slots__": (), "_xd_api": api, "__module__": root.__module__, "__qualname__": root.__qualname__,
     })
+    import weakref
+
     weakref.finalize(cls, close_collected, api)
     return cls
 
@@ -380,10 +419,12 @@ def _register_atexit() -> None:
     if not _atexit_registered:
         _atexit_registered = True
         atexit.register(_close_all)
-        if not daemon_threads_allowed():
+        if not _daemon_threads_allowed():
             # A subinterpreter joins its (here non-daemon) threads before it runs
             # atexit, and the stderr drains only end with their children: close
             # the sessions first, from threading's own pre-join hook.
+            import threading
+
             register = getattr(threading, "_register_atexit", None)
             if register is not None:
                 register(_close_all)
