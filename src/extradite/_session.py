@@ -224,29 +224,39 @@ class Session:
     def _send_request(self, rid: int, chain: int, body: tuple[Any, ...], data: bytes | None,
                       releases: list[Any], policy: str | None, method_policy: str | None) -> None:
         with self.channel.send_lock:
-            if data is not None:
-                try:
-                    self.channel.send_bytes(REQUEST, rid, chain, data)
-                except OSError as exc:
-                    self._fail(exc)
-                    raise _fresh(self.broken or exc) from None
-                return
-            _, op, _, _, args, kwargs, _, _ = body
-            try:
-                writer = self.codec.encode(body, _envelope(op, args, kwargs, releases),
-                                           call_policy=policy, method_policy=method_policy)
-            except BaseException:
-                self.codec.imports.pending.extendleft(reversed(releases))
-                raise
-            self._send(REQUEST, rid, chain, writer)
+            frame: bytes | BodyWriter
+            if data is None:
+                _, op, _, _, args, kwargs, _, _ = body
+                frame = self._encode(body, _envelope(op, args, kwargs, releases), releases,
+                                     call_policy=policy, method_policy=method_policy)
+            else:
+                frame = data
+            if not self._send(REQUEST, rid, chain, frame):
+                raise _fresh(self.broken or ExtraditeProtocolError("the channel failed")) from None
 
-    def _send(self, kind: int, rid: int, chain: int, writer: BodyWriter) -> None:
-        """Send under the send lock; a failing socket breaks the session."""
+    def _encode(self, body: tuple[Any, ...], envelope: tuple[Any, ...], releases: list[Any],
+                **policies: str | None) -> BodyWriter:
+        """Encode a frame body; if that fails, its releases go back to the queue (nothing is lost)."""
         try:
-            self.channel.send(kind, rid, chain, writer)
+            return self.codec.encode(body, envelope, **policies)
+        except BaseException:
+            self.codec.imports.pending.extendleft(reversed(releases))
+            raise
+
+    def _send(self, kind: int, rid: int, chain: int, data: bytes | BodyWriter) -> bool:
+        """Send one frame (caller holds the send lock); a failing socket breaks the session.
+
+        Returns False when the send failed (the session is broken from then on).
+        """
+        try:
+            if type(data) is bytes:
+                self.channel.send_bytes(kind, rid, chain, data)
+            else:
+                self.channel.send(kind, rid, chain, data)  # type: ignore[arg-type]
         except OSError as exc:
             self._fail(exc)
-            raise _fresh(self.broken or exc) from None
+            return False
+        return True
 
     def flush_releases(self) -> None:
         """Send queued handle releases now (normally they ride on the next frame)."""
@@ -256,10 +266,7 @@ class Session:
         if not releases:
             return
         with self.channel.send_lock:
-            try:
-                self.channel.send_bytes(RELEASE, 0, 0, self._dumps((releases,), 5))
-            except OSError as exc:
-                self._fail(exc)
+            self._send(RELEASE, 0, 0, self._dumps((releases,), 5))
 
     # -- the wait loop ---------------------------------------------------------------
     def _wait(self, waiter: _Waiter | None) -> tuple[int, Any]:
@@ -405,21 +412,10 @@ class Session:
                 envelope = (result, result[1])  # the pair and the digest table are data, whatever the policy
             releases = self.codec.imports.take_releases()
             reply = (releases, result)
-            if _plain(result) and op != OP_IMPORT:
-                data = self._dumps(reply, 5)
-                with self.channel.send_lock:
-                    try:
-                        self.channel.send_bytes(REPLY, rid, chain, data)
-                    except OSError as exc:
-                        self._fail(exc)
-                return
+            plain = _plain(result) and op != OP_IMPORT  # small scalar: `_pickle.dumps`, no hooks
             with self.channel.send_lock:
-                try:
-                    writer = self.codec.encode(reply, (releases, *envelope), call_policy=policy)
-                except BaseException:
-                    self.codec.imports.pending.extendleft(reversed(releases))
-                    raise
-                self._send(REPLY, rid, chain, writer)
+                self._send(REPLY, rid, chain, self._dumps(reply, 5) if plain else self._encode(
+                    reply, (releases, *envelope), releases, call_policy=policy))
         except _BatchFailure as failure:
             self._send_error(rid, chain, error_record(failure.error, failure.index))
         except Exception as exc:
@@ -432,10 +428,7 @@ class Session:
     def _send_error(self, rid: int, chain: int, record: tuple[Any, ...]) -> None:
         body = self._dumps(((), record), 5)
         with self.channel.send_lock:
-            try:
-                self.channel.send_bytes(ERROR, rid, chain, body)
-            except OSError as exc:
-                self._fail(exc)
+            self._send(ERROR, rid, chain, body)
 
     def _execute(self, op: int, target: Any, name: str | None, args: tuple[Any, ...],
                  kwargs: dict[str, Any], extra: int) -> Any:
@@ -478,8 +471,7 @@ class Session:
             self.protected = self.codec.protected = tuple(protected)
             return None
         elif op == OP_STATS:
-            return {"exports": len(self.codec.exports), "imports": len(self.codec.imports),
-                    "classes": len(self.codec.exports.classes)}
+            return self.stats()
         else:
             raise ExtraditeProtocolError(f"corrupt frame: unknown operation {op}")
         if extra & EXTRA_AWAIT:
