@@ -82,6 +82,11 @@ def _is_class_proxy(cls: type) -> bool:
     return "_xd_class_hid" in cls.__dict__ or "_xd_api" in cls.__dict__
 
 
+def _is_proxy(obj: Any) -> bool:
+    """An instance or class proxy of some session (it travels home as a handle)."""
+    return isinstance(obj, Borrowed) or (isinstance(obj, BorrowedMeta) and _is_class_proxy(obj))
+
+
 def _mark_plain(value: Any, pickler: _FastPickler) -> None:
     """Containers inside a persistent id are protocol data, never values to lend."""
     if type(value) is tuple:
@@ -123,18 +128,10 @@ class Codec:
     def home_hid(self, obj: Any) -> int | None:
         """The handle id of `obj` when it is a proxy of this session's other side (it goes home).
 
-        A call on a proxy sends this int instead of pickling the proxy (`EXTRA_TARGET_HID`).
+        A call on a proxy sends this int instead of pickling the proxy (`EXTRA_TARGET_HID`);
+        a closed proxy or one of another session raises as it would when pickled.
         """
-        if isinstance(obj, Borrowed):
-            if obj._xd_session is not self.session:
-                return None  # pickling it raises the "another session" error
-            if obj._xd_closed:
-                raise ExtraditeClosedError(
-                    f"this {type(obj).__qualname__} proxy was closed (released); it cannot be used or sent any more")
-            return obj._xd_hid
-        if isinstance(obj, BorrowedMeta) and _is_class_proxy(obj):
-            return self._borrowed_pid(obj)[1]
-        return None
+        return self._borrowed_pid(obj)[1] if _is_proxy(obj) else None
 
     # -- encoding --------------------------------------------------------------------
     def encode(self, body: tuple[Any, ...], envelope: tuple[Any, ...] = (), *,
@@ -164,12 +161,16 @@ class Codec:
         try:
             pickler.dump(body)
         except BaseException:
-            for hid in pickler.exported:
-                self.exports.release(hid, 1)
-            for hid in pickler.new_classes:
-                self.exports.unexport_class(hid)
+            self._roll_back(pickler)
             raise
         return writer
+
+    def _roll_back(self, pickler: _FastPickler) -> None:
+        """A failed encode sent nothing: undo the handles and classes it lent."""
+        for hid in pickler.exported:
+            self.exports.release(hid, 1)
+        for hid in pickler.new_classes:
+            self.exports.unexport_class(hid)
 
     def _encode_fast(self, body: tuple[Any, ...], call_policy: str | None,
                      method_policy: str | None) -> BodyWriter:
@@ -195,10 +196,7 @@ class Codec:
             pickler.dump(body)
         except BaseException:
             self._fast = None  # its internal state may be half-way through a frame
-            for hid in pickler.exported:
-                self.exports.release(hid, 1)
-            for hid in pickler.new_classes:
-                self.exports.unexport_class(hid)
+            self._roll_back(pickler)
             raise
         finally:
             pickler.clear_memo()
@@ -293,21 +291,14 @@ class Codec:
 
     def reduce(self, pickler: _FastPickler, obj: Any) -> Any:
         """`reducer_override`: objects the C pickler does not handle by itself."""
-        if isinstance(obj, Borrowed) or (isinstance(obj, BorrowedMeta) and _is_class_proxy(obj)):
+        if _is_proxy(obj):
             return (_h, self._borrowed_pid(obj))
         cls = type(obj)
         if cls in SCALAR_TYPES or obj is _h or obj is _as_is:  # _h: the handle marker of this very stream
             return NotImplemented
         if cls is memoryview and REFERENCE not in (pickler.call_policy, pickler.method_policy):
             return _reduce_memoryview(obj)
-        policy = pickler.call_policy or pickler.method_policy
-        if policy is None:
-            for rule_type, rule_policy in self.config.rules:
-                if isinstance(obj, rule_type):
-                    policy = rule_policy
-                    break
-            else:
-                policy = self.config.default
+        policy, _, _ = self.config.resolve(obj, pickler.call_policy, pickler.method_policy)
         if policy == REFERENCE or self._must_lend(pickler, obj):
             return (_h, self._lend(pickler, obj))
         return NotImplemented
@@ -317,7 +308,7 @@ class Codec:
         cls = type(obj)
         if cls in SCALAR_TYPES or id(obj) in pickler.envelope:
             return None
-        if isinstance(obj, Borrowed) or (isinstance(obj, BorrowedMeta) and _is_class_proxy(obj)):
+        if _is_proxy(obj):
             return self._borrowed_pid(obj)
         policy, _, _ = self.config.resolve(obj, pickler.call_policy, pickler.method_policy)
         if policy == REFERENCE:
