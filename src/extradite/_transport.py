@@ -121,6 +121,11 @@ def _machine_quiet() -> bool:
     return bool(_load[1])
 
 
+def _truncated() -> ExtraditeProtocolError:
+    return ExtraditeProtocolError(
+        "the channel ended in the middle of a frame (truncated frame); the other side died or wrote garbage")
+
+
 class ChannelEOF(Exception):
     """The other side closed the channel between two frames."""
 
@@ -401,9 +406,7 @@ class Channel:
             n = self._recv_into(self._rview[self._end:])
             if n == 0:
                 if mid_frame or self._end > self._start:
-                    raise ExtraditeProtocolError(
-                        "the channel ended in the middle of a frame (truncated frame); "
-                        "the other side died or wrote garbage")
+                    raise _truncated()
                 raise ChannelEOF()
             self._end += n
 
@@ -442,9 +445,7 @@ class Channel:
             while have < body_len:
                 n = self._recv_into(view[have:])
                 if n == 0:
-                    raise ExtraditeProtocolError(
-                        "the channel ended in the middle of a frame (truncated frame); "
-                        "the other side died or wrote garbage")
+                    raise _truncated()
                 have += n
             body = memoryview(big)
         self._received += 1
