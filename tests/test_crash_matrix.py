@@ -69,6 +69,7 @@ def test_child_loads_no_generator_jinja_or_libcst(Matrix: Any) -> None:
     loaded = set(Matrix().loaded_modules())
     assert "extradite._child" in loaded
     assert not {m for m in loaded if m.startswith(("jinja2", "libcst", "extradite.gen"))}
+    assert "extradite._api" not in loaded  # the public API is for the parent; children skip it
 
 
 def test_importing_extradite_loads_no_generator_jinja_or_libcst() -> None:

@@ -2,34 +2,57 @@
 
 A child interpreter imports the target; this process gets a proxy class whose
 every interaction is a request over a private channel. See README.md.
+
+The public names load on first use (PEP 562): a child process imports this
+package too (for `extradite._child`) and must not pay for the API it never calls.
 """
 
-from ._api import close_extradite_session as close_extradite_session
-from ._api import extradite as extradite
-from ._api import prewarm_extradite_session as prewarm_extradite_session
-from ._errors import ExtraditeClosedError as ExtraditeClosedError
-from ._errors import ExtraditeError as ExtraditeError
-from ._errors import ExtraditeModuleLeakError as ExtraditeModuleLeakError
-from ._errors import ExtraditeProcessError as ExtraditeProcessError
-from ._errors import ExtraditeProtocolError as ExtraditeProtocolError
-from ._errors import ExtraditeRemoteError as ExtraditeRemoteError
-from ._errors import ExtraditeSessionConflictError as ExtraditeSessionConflictError
-from ._errors import ExtraditeStaleProxyWarning as ExtraditeStaleProxyWarning
-from ._errors import UnsupportedInteractionError as UnsupportedInteractionError
-from ._api import release as release
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._api import close_extradite_session as close_extradite_session
+    from ._api import extradite as extradite
+    from ._api import prewarm_extradite_session as prewarm_extradite_session
+    from ._api import release as release
+    from ._errors import ExtraditeClosedError as ExtraditeClosedError
+    from ._errors import ExtraditeError as ExtraditeError
+    from ._errors import ExtraditeModuleLeakError as ExtraditeModuleLeakError
+    from ._errors import ExtraditeProcessError as ExtraditeProcessError
+    from ._errors import ExtraditeProtocolError as ExtraditeProtocolError
+    from ._errors import ExtraditeRemoteError as ExtraditeRemoteError
+    from ._errors import ExtraditeSessionConflictError as ExtraditeSessionConflictError
+    from ._errors import ExtraditeStaleProxyWarning as ExtraditeStaleProxyWarning
+    from ._errors import UnsupportedInteractionError as UnsupportedInteractionError
 
-__all__ = [
-    "extradite",
-    "prewarm_extradite_session",
-    "close_extradite_session",
-    "release",
-    "ExtraditeError",
-    "ExtraditeProtocolError",
-    "ExtraditeProcessError",
-    "ExtraditeClosedError",
-    "ExtraditeModuleLeakError",
-    "UnsupportedInteractionError",
-    "ExtraditeRemoteError",
-    "ExtraditeSessionConflictError",
-    "ExtraditeStaleProxyWarning",
-]
+_HOME = {
+    "extradite": "_api",
+    "prewarm_extradite_session": "_api",
+    "close_extradite_session": "_api",
+    "release": "_api",
+    "ExtraditeError": "_errors",
+    "ExtraditeProtocolError": "_errors",
+    "ExtraditeProcessError": "_errors",
+    "ExtraditeClosedError": "_errors",
+    "ExtraditeModuleLeakError": "_errors",
+    "UnsupportedInteractionError": "_errors",
+    "ExtraditeRemoteError": "_errors",
+    "ExtraditeSessionConflictError": "_errors",
+    "ExtraditeStaleProxyWarning": "_errors",
+}
+__all__ = list(_HOME)
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, which see the imports above (typos stay errors)
+    def __getattr__(name: str) -> object:
+        home = _HOME.get(name)
+        if home is None:
+            raise AttributeError(f"module 'extradite' has no attribute {name!r}")
+        if home == "_api":
+            from . import _api as module
+        else:
+            from . import _errors as module
+        value: object = getattr(module, name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(__all__)
