@@ -105,6 +105,18 @@ def Service() -> Iterator[Any]:
         cls.close()
 
 
+@pytest.fixture
+def Values() -> Iterator[Any]:
+    """Proxy class of tests/targets/values.py:Values (values of every kind), closed after the test."""
+    from extradite import extradite
+
+    cls = extradite("targets.values:Values")
+    try:
+        yield cls
+    finally:
+        cls.close()
+
+
 def stress_scale() -> float:
     """Multiplier for stress loops: CI runs the slow tests short (EXTRADITE_STRESS_SCALE=0.1)."""
     return float(os.environ.get("EXTRADITE_STRESS_SCALE", "1"))

@@ -6,7 +6,6 @@ import io
 import pickle
 import sys
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,15 +24,6 @@ from extradite import (
 from extradite._codec import Codec
 from extradite._transport import Frame
 from extradite._shm import ArenaMaps
-
-
-@pytest.fixture
-def Values() -> Iterator[Any]:
-    cls = extradite("targets.values:Values")
-    try:
-        yield cls
-    finally:
-        cls.close()
 
 
 def test_error_hierarchy() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,6 @@ from extradite._wire import FLAG_SHM
 from conftest import kill_parent_of_a_child, wait_gone
 
 BIG = 512 * 1024
-
-
-@pytest.fixture
-def Values() -> Iterator[Any]:
-    cls = extradite("targets.values:Values")
-    try:
-        yield cls
-    finally:
-        cls.close()
 
 
 def shm_listing() -> set[str]:
