@@ -258,13 +258,15 @@ class _Method:
         self.name = name
         self.is_async = is_async
 
+    def bind(self, target: Any) -> BoundMethod:
+        if self.is_async:
+            return BoundAsyncMethod(target, self.name, EXTRA_AWAIT)
+        return BoundMethod(target, self.name)
+
     def __get__(self, obj: Any, owner: type) -> Any:
-        extra = EXTRA_AWAIT if self.is_async else 0
-        kind = BoundAsyncMethod if self.is_async else BoundMethod
-        if obj is None:
-            name = self.name
-            return lambda target, *args, **kwargs: kind(target, name, extra)(*args, **kwargs)
-        return kind(obj, self.name, extra)
+        if obj is None:  # `ProxyClass.method(instance, ...)`
+            return lambda target, *args, **kwargs: self.bind(target)(*args, **kwargs)
+        return self.bind(obj)
 
 
 class _ClassMethod(_Method):
@@ -273,9 +275,7 @@ class _ClassMethod(_Method):
     __slots__ = ()
 
     def __get__(self, obj: Any, owner: type) -> Any:
-        extra = EXTRA_AWAIT if self.is_async else 0
-        kind = BoundAsyncMethod if self.is_async else BoundMethod
-        return kind(_root(owner), self.name, extra)
+        return self.bind(_root(owner))
 
 
 class _CallBatch:
