@@ -10,8 +10,10 @@ becomes the proxy class of the target in that session. So typed generated
 methods come first in the MRO, and every name the generator did not know falls
 back to the dynamic proxy (members added since generation, instance attributes).
 
-At bind time the live target's member digests are compared with the generated
-`__extradite_members__`. Equal: nothing else happens. Different: one
+At bind time the import reply carries the live target's `fingerprint` (of its
+signatures) and, in the class descriptor, its member names and kinds: both are
+compared with what the generated class embeds. Equal: nothing else happens.
+Different: one more round trip fetches the live signatures, and one
 `ExtraditeStaleProxyWarning` names what changed; changed members use the dynamic
 path, removed members raise a clear `AttributeError` when used.
 """
@@ -26,11 +28,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from . import _proxy
 from ._errors import ExtraditeStaleProxyWarning
-from ._members import diff_digests, fingerprint
+from ._members import checksum, signatures
+from ._policy import VALUE
 from ._proxy import BoundMethod, PolicyIntrospection, RemoteClass, _check_calls, _in_thread, _pop_policy, _root, release
-from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
+from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
 
-__all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute"]
+__all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute", "member_digests"]
 
 _T = TypeVar("_T", bound="GeneratedProxy")
 _V = TypeVar("_V")
@@ -119,6 +122,10 @@ class GeneratedMeta(RemoteClass):
         target = namespace.get("__extradite_target__")
         if isinstance(target, str):
             _proxy.GENERATED[target] = functools.partial(_adopt, cls)
+            # The member kinds a bind expects in the class descriptor (worked out once).
+            type.__setattr__(cls, "_xd_kinds", {name: digest.partition(":")[0] for name, digest in
+                                                namespace.get("__extradite_members__", {}).items()
+                                                if name != "__init__"})
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         bound = cls._xd_bound()
@@ -153,6 +160,10 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     try:
         imported, live = handle.import_class(module, qualname, target, digests=True)
         root = _root(imported)
+        table: dict[str, str] = root.__dict__["_xd_members"]  # from the class descriptor
+        live_signatures = None
+        if live != cls.__extradite_fingerprint__ or table != cls._xd_kinds:  # stale: say what changed
+            live_signatures = handle.session.call(OP_CALL, signatures, None, (root,), None, VALUE)
     except BaseException:
         handle.release_user()
         raise
@@ -160,24 +171,61 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     handle.session.adopts_generated = True
     namespace: dict[str, Any] = {"__slots__": (), "_xd_api": ClassHandle(handle, target),
                                  "__module__": cls.__module__, "__qualname__": cls.__qualname__}
-    expected = dict(cls.__extradite_members__)
-    if fingerprint(live) != cls.__extradite_fingerprint__ or live != expected:
-        diff = diff_digests(expected, live)
-        for name in diff["removed"]:
-            namespace[name] = _Removed(cls.__qualname__, name)
-        for name in diff["changed"]:
-            dynamic = root.__dict__.get(name)
-            if dynamic is not None:
-                namespace[name] = dynamic
-        summary = "; ".join(f"{k}: {', '.join(v)}" for k, v in diff.items() if v)
-        warnings.warn(ExtraditeStaleProxyWarning(
-            f"the generated proxy {cls.__module__}.{cls.__qualname__} no longer matches {target} "
-            f"({summary}); changed and new members use the dynamic path, removed ones raise. "
-            "Regenerate with extradite-gen"), stacklevel=4)
+    if live_signatures is not None:
+        _mark_stale(cls, root, namespace, member_digests(table, live_signatures))
     bound: type[_T] = GeneratedMeta(cls.__name__, (cls, root), namespace)  # type: ignore[assignment]
     handle.session.codec.imports.classes[root.__dict__["_xd_class_hid"]] = bound
     weakref.finalize(bound, close_collected, namespace["_xd_api"])
     return bound
+
+
+def _mark_stale(cls: type[GeneratedProxy], root: type, namespace: dict[str, Any], live: dict[str, str]) -> None:
+    """Warn once about what changed; removed members raise, changed ones use the dynamic path."""
+    expected = cls.__extradite_members__
+    diff = {
+        "added": sorted(set(live) - set(expected)),
+        "removed": sorted(set(expected) - set(live)),
+        "changed": sorted(n for n in set(expected) & set(live) if expected[n] != live[n]),
+    }
+    if not any(diff.values()):
+        return  # only the fingerprint differs (generated by an extradite that computed it otherwise)
+    for name in diff["removed"]:
+        namespace[name] = _Removed(cls.__qualname__, name)
+    for name in diff["changed"]:
+        dynamic = root.__dict__.get(name)
+        if dynamic is not None:
+            namespace[name] = dynamic
+    summary = "; ".join(f"{k}: {', '.join(v)}" for k, v in diff.items() if v)
+    warnings.warn(ExtraditeStaleProxyWarning(
+        f"the generated proxy {cls.__module__}.{cls.__qualname__} no longer matches {cls.__extradite_target__} "
+        f"({summary}); changed and new members use the dynamic path, removed ones raise. "
+        "Regenerate with extradite-gen"), stacklevel=5)
+
+
+def member_digests(table: Mapping[str, str], live_signatures: Iterable[tuple[str, Any]]) -> dict[str, str]:
+    """Name -> "kind:digest" for each member of a member table, and "__init__" -> "init:digest".
+
+    `table` is `describe_type(cls)` (or its copy in a class descriptor), `live_signatures`
+    is `signatures(cls)`. Generated proxies embed the result; the digests are of the
+    signature texts below, which stay as they are so that embedded digests stay valid.
+    """
+    signed = dict(live_signatures)
+    digests = {name: f"{kind}:{checksum(_signature_text(signed.get(name, '')).encode())}"
+               for name, kind in table.items()}
+    init = signed.get("__init__", "")
+    if init != "":
+        digests["__init__"] = "init:" + checksum(_signature_text(init).encode())
+    return digests
+
+
+def _signature_text(signature: tuple[Any, ...] | str) -> str:
+    if isinstance(signature, str):
+        return signature
+    if len(signature) == 2:  # a property
+        return f"set={signature[0]},del={signature[1]}"
+    names, pos, args, kw, flags, defaults, kwdefaults = signature
+    return "|".join([",".join(names), f"pos={pos},args={args},kw={kw},flags={flags}", ",".join(defaults),
+                     ",".join(f"{k}={v}" for k, v in kwdefaults)])
 
 
 class _GeneratedClose:
@@ -195,6 +243,7 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     __extradite_target__: ClassVar[str]
     __extradite_fingerprint__: ClassVar[str]
     __extradite_members__: ClassVar[Mapping[str, str]]
+    _xd_kinds: ClassVar[dict[str, str]]     # set by GeneratedMeta from __extradite_members__
     __extradite_method_policies__: ClassVar[Mapping[str, str]] = {}
 
     if TYPE_CHECKING:

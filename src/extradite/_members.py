@@ -11,21 +11,19 @@ A member table maps each proxied name to a short kind string:
 Dunders appear only when they are in `SUPPORTED_DUNDERS` and the class defines
 them somewhere below `object` (so the proxy keeps cheap local defaults otherwise).
 
-`member_digests()` and `fingerprint()` summarise the table plus each member's
-call signature; generated proxies embed both and compare at connect time.
+A generated proxy embeds the kind and a digest of the call signature of each
+member (see `_generated.member_digests`) and a `fingerprint()` of the signatures.
+When it binds, the child sends just the live fingerprint; names and kinds cross
+anyway in the class descriptor (the table above), so the parent checks those
+itself, and asks for the `signatures()` only when something differs.
 """
 
 from __future__ import annotations
 
+import marshal
 import types
 
-__all__ = [
-    "SUPPORTED_DUNDERS",
-    "describe_type",
-    "member_digests",
-    "fingerprint",
-    "diff_digests",
-]
+__all__ = ["SUPPORTED_DUNDERS", "describe_type", "signatures", "fingerprint"]
 
 # Dunders a proxy forwards. `__hash__` and `__eq__` only when the target overrides
 # object's identity versions; `__repr__`/`__str__` always (see describe_type).
@@ -121,76 +119,73 @@ def describe_type(cls: type) -> dict[str, str]:
     return table
 
 
-def _signature_digest(raw: object) -> str:
-    """A stable description of how `raw` is called (no addresses, no annotations)."""
-    func = raw
-    if isinstance(raw, (staticmethod, classmethod)):
-        func = raw.__func__
-    elif isinstance(raw, property):
-        return f"set={raw.fset is not None},del={raw.fdel is not None}"
-    code = getattr(func, "__code__", None)
-    if isinstance(code, types.CodeType):
-        nargs = code.co_argcount + code.co_kwonlyargcount
-        names = code.co_varnames[: nargs + bool(code.co_flags & _CO_VARARGS) + bool(code.co_flags & _CO_VARKEYWORDS)]
-        defaults = getattr(func, "__defaults__", None) or ()
-        kwdefaults = getattr(func, "__kwdefaults__", None) or {}
-        flags = code.co_flags & (_CO_VARARGS | _CO_VARKEYWORDS | _CO_COROUTINE | _CO_ASYNC_GENERATOR)
-        return "|".join([
-            ",".join(names),
-            f"pos={code.co_posonlyargcount},args={code.co_argcount},kw={code.co_kwonlyargcount},flags={flags}",
-            ",".join(_default_text(d) for d in defaults),
-            ",".join(f"{k}={_default_text(v)}" for k, v in sorted(kwdefaults.items())),
-        ])
-    text_signature = getattr(func, "__text_signature__", None)
-    if isinstance(text_signature, str):
-        return text_signature
-    return type(raw).__name__
+_SIGNATURE_FLAGS = _CO_VARARGS | _CO_VARKEYWORDS | _CO_COROUTINE | _CO_ASYNC_GENERATOR
+_SCALARS = (bool, int, float, complex, str, bytes)
+_CodeType = types.CodeType
+_SIGNED_DUNDERS = SUPPORTED_DUNDERS | {"__init__"}  # the dunders whose signatures are fingerprinted
 
 
 def _default_text(value: object) -> str:
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+    if value is None or isinstance(value, _SCALARS):
         return repr(value)
     return f"<{type(value).__qualname__}>"
 
 
-def _checksum(text: str, length: int = 12) -> str:
+def checksum(data: bytes, length: int = 12) -> str:
     """A short, stable checksum (change detection, not security), with no import.
 
-    The text as one big integer, reduced by the interpreter's integer hash (a
+    The data as one big integer, reduced by the interpreter's integer hash (a
     residue modulo the Mersenne prime 2**61 - 1, the same in every process:
     integer hashing is not randomised). hashlib would cost the child
     milliseconds at every generated proxy's connect.
     """
-    value = hash(int.from_bytes(b"\x01" + text.encode(), "big"))
+    value = hash(int.from_bytes(b"\x01" + data, "big"))
     return f"{value:016x}"[-length:]
 
 
-def member_digests(cls: type) -> dict[str, str]:
-    """Name -> "kind:digest" for every member in `describe_type(cls)`, plus `__init__`."""
+def signatures(cls: type) -> list[tuple[str, tuple[object, ...] | str]]:
+    """(name, signature) of every member of `cls` and its `__init__`, by name.
+
+    A signature is plain data with no addresses or annotations. A function:
+    (names, posonly, args, kwonly, flags, default texts, keyword default texts by
+    name); a property: (settable, deletable); anything else a text. One loop with
+    no call per member: the child runs it whenever a generated proxy binds.
+    """
     raw = _raw_members(cls)
-    table = describe_type(cls)
-    _hash = _checksum
-    out: dict[str, str] = {}
-    for name, kind in table.items():
-        entry = raw.get(name)
-        digest = _signature_digest(entry) if entry is not None else ""
-        out[name] = f"{kind}:{_hash(digest)}"
-    init = raw.get("__init__")
-    if init is not None:
-        out["__init__"] = "init:" + _hash(_signature_digest(init))
+    signed = _SIGNED_DUNDERS
+    out: list[tuple[str, tuple[object, ...] | str]] = []
+    for name in sorted(raw):
+        if name not in signed and name.startswith("__") and name.endswith("__"):
+            continue
+        func = entry = raw[name]
+        if isinstance(entry, (staticmethod, classmethod)):
+            func = entry.__func__
+        elif isinstance(entry, property):
+            out.append((name, (entry.fset is not None, entry.fdel is not None)))
+            continue
+        code = getattr(func, "__code__", None)
+        if isinstance(code, _CodeType):
+            flags = code.co_flags
+            nargs = code.co_argcount + code.co_kwonlyargcount
+            defaults = getattr(func, "__defaults__", None)
+            kwdefaults = getattr(func, "__kwdefaults__", None)
+            out.append((name, (
+                code.co_varnames[: nargs + bool(flags & _CO_VARARGS) + bool(flags & _CO_VARKEYWORDS)],
+                code.co_posonlyargcount, code.co_argcount, code.co_kwonlyargcount, flags & _SIGNATURE_FLAGS,
+                tuple([_default_text(d) for d in defaults]) if defaults else (),
+                tuple([(k, _default_text(kwdefaults[k])) for k in sorted(kwdefaults)]) if kwdefaults else ())))
+        elif entry is None:
+            out.append((name, ""))
+        else:
+            text_signature = getattr(func, "__text_signature__", None)
+            out.append((name, text_signature if isinstance(text_signature, str) else type(entry).__name__))
     return out
 
 
-def fingerprint(digests: dict[str, str]) -> str:
-    """One short hash of a member digest table."""
-    text = "\n".join(f"{name}={digests[name]}" for name in sorted(digests))
-    return _checksum(text, 16)
+def fingerprint(cls: type) -> str:
+    """One short hash of `signatures(cls)`, computed by the child whenever a generated proxy binds.
 
-
-def diff_digests(expected: dict[str, str], actual: dict[str, str]) -> dict[str, list[str]]:
-    """What changed between a generated proxy's table and the live one."""
-    return {
-        "added": sorted(set(actual) - set(expected)),
-        "removed": sorted(set(expected) - set(actual)),
-        "changed": sorted(n for n in set(expected) & set(actual) if expected[n] != actual[n]),
-    }
+    So it is lean: no kind, text or digest per member, one checksum of the plain
+    data (marshal format 2 writes it the same way in every process).
+    """
+    return checksum(marshal.dumps(signatures(cls), 2), 16)

@@ -406,10 +406,10 @@ class Session:
                 policy = REFERENCE
             envelope: tuple[Any, ...] = (result,) if op == OP_BATCH else ()
             if op == OP_IMPORT and extra & EXTRA_DIGESTS:
-                from ._members import member_digests
+                from ._members import fingerprint
 
-                result = (result, member_digests(result) if isinstance(result, type) else {})
-                envelope = (result, result[1])  # the pair and the digest table are data, whatever the policy
+                result = (result, fingerprint(result) if isinstance(result, type) else "")
+                envelope = (result,)  # the pair is data, whatever the policy
             releases = self.codec.imports.take_releases()
             reply = (releases, result)
             plain = _plain(result) and op != OP_IMPORT  # small scalar: `_pickle.dumps`, no hooks

@@ -6,7 +6,7 @@ imported by it (the generator's own process must not import a target). Data flow
     generator ──argv──▶ this child: import module, find class, walk members
               ◀─stdout── one JSON document: per target a raw interface or an error
 
-Only the standard library and `extradite._members` are used here (no jinja2, no
+Only the standard library and extradite's own runtime modules are used here (no jinja2, no
 libcst), so any interpreter that can import `extradite` can introspect: that is
 what `--python` relies on. Annotations leave as text with every name fully
 qualified (`builtins.int`, `collections.abc.Iterable[builtins.str]`) plus a table
@@ -27,7 +27,8 @@ import types
 import typing
 from typing import Any
 
-from extradite._members import _raw_members, describe_type, fingerprint, member_digests
+from extradite._generated import member_digests
+from extradite._members import _raw_members, describe_type, fingerprint, signatures
 
 __all__ = ["main"]
 
@@ -311,7 +312,7 @@ def introspect(target: str) -> JSON:
     cls = obj
     raw = _raw_members(cls)
     table = describe_type(cls)
-    digests = member_digests(cls)
+    digests = member_digests(table, signatures(cls))
     members = []
     for name in sorted(table):
         kind = table[name]
@@ -339,7 +340,7 @@ def introspect(target: str) -> JSON:
         "protected_root": protected_root(module_name),
         "doc": _doc(cls),
         "digests": digests,
-        "fingerprint": fingerprint(digests),
+        "fingerprint": fingerprint(cls),
         "type_params": _type_params(cls),
         "members": members,
         "init": {
