@@ -27,9 +27,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from . import _proxy
+from ._api import ClassHandle, _session_for, close_collected, parse_target
 from ._errors import ExtraditeStaleProxyWarning
 from ._members import checksum, signatures
-from ._policy import VALUE
+from ._policy import VALUE, PolicyConfig
 from ._proxy import BoundMethod, PolicyIntrospection, RemoteClass, _check_calls, _in_thread, _pop_policy, _root, release
 from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
 
@@ -122,7 +123,8 @@ class GeneratedMeta(RemoteClass):
         target = namespace.get("__extradite_target__")
         if isinstance(target, str):
             _proxy.GENERATED[target] = functools.partial(_adopt, cls)
-            # The member kinds a bind expects in the class descriptor (worked out once).
+            # What every bind needs, worked out once: the import path and the expected member kinds.
+            type.__setattr__(cls, "_xd_target", parse_target(target))
             type.__setattr__(cls, "_xd_kinds", {name: digest.partition(":")[0] for name, digest in
                                                 namespace.get("__extradite_members__", {}).items()
                                                 if name != "__init__"})
@@ -145,16 +147,16 @@ def _adopt(generated: type, dynamic: type) -> type:
         "__qualname__": generated.__qualname__})
 
 
+_DEFAULT_CONFIG = PolicyConfig()  # immutable: shared by the binds that keep the default policy
+
+
 def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     """Connect `cls` to a session and build its bound class (see module docstring)."""
-    from ._api import ClassHandle, _session_for, close_collected, parse_target
-    from ._policy import PolicyConfig
-
     target = cls.__extradite_target__
-    module, qualname = parse_target(target)
-    share_key = options.get("share_key")
-    config = PolicyConfig(options.get("transport_policy", "value"), options.get("transport_type_rules"))
-    handle, _ = _session_for(share_key, config, options.get("share_keepalive_seconds"),
+    module, qualname = cls._xd_target
+    policy, rules = options.get("transport_policy", "value"), options.get("transport_type_rules")
+    config = _DEFAULT_CONFIG if policy == "value" and rules is None else PolicyConfig(policy, rules)
+    handle, _ = _session_for(options.get("share_key"), config, options.get("share_keepalive_seconds"),
                              options.get("python"), repr(target))
     handle.acquire()
     try:
@@ -243,7 +245,8 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     __extradite_target__: ClassVar[str]
     __extradite_fingerprint__: ClassVar[str]
     __extradite_members__: ClassVar[Mapping[str, str]]
-    _xd_kinds: ClassVar[dict[str, str]]     # set by GeneratedMeta from __extradite_members__
+    _xd_target: ClassVar[tuple[str, str]]   # set by GeneratedMeta from __extradite_target__
+    _xd_kinds: ClassVar[dict[str, str]]     # and from __extradite_members__
     __extradite_method_policies__: ClassVar[Mapping[str, str]] = {}
 
     if TYPE_CHECKING:
