@@ -392,3 +392,69 @@ def test_stale_fingerprint_falls_back(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_env(out, tmp_path),
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "stale ok" in run.stdout, run.stderr
+
+
+@needs_runtime
+def test_stale_kinds_and_signatures_are_named(tmp_path: Path) -> None:
+    """A bind names changed signatures and kinds; a current proxy binds silently."""
+    pkg = tmp_path / "xdkinds"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    module = pkg / "mod.py"
+    original = ("class Thing:\n    def keep(self) -> int:\n        return 1\n"
+                "    def shape(self, a: int) -> int:\n        return a\n")
+    module.write_text(original)
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "extradite.gen", "xdkinds.mod:Thing", "-o", str(out)],
+                            cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    script = textwrap.dedent(f"""\
+        import pathlib
+        import warnings
+        from extradite import ExtraditeStaleProxyWarning
+        from xdkinds_mod_xdproxy import Thing
+        MODULE = pathlib.Path({str(module)!r})
+        ORIGINAL = {original!r}
+
+        def bind(source):
+            MODULE.write_text(source)  # each bind starts its own child, which imports the file anew
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                cls = Thing.extradite()
+            return cls, [str(w.message) for w in caught if issubclass(w.category, ExtraditeStaleProxyWarning)]
+
+        cls, stale = bind(ORIGINAL)
+        assert stale == [], stale
+        assert cls().shape(2) == 2
+        cls.close_proxy_class()
+
+        cls, stale = bind(ORIGINAL.replace("def shape(self, a: int)", "def shape(self, a: int, b: int = 1)")
+                          .replace("return a", "return a + b"))
+        assert len(stale) == 1 and "changed: shape" in stale[0] and "keep" not in stale[0], stale
+        assert cls().shape(2, 3) == 5  # the changed member goes the dynamic way, with its new signature
+        cls.close_proxy_class()
+
+        cls, stale = bind(ORIGINAL.replace("    def keep", "    @property\\n    def keep"))
+        assert len(stale) == 1 and "changed: keep" in stale[0] and "shape" not in stale[0], stale
+        assert cls().keep == 1  # now a property
+        cls.close_proxy_class()
+
+        # Only the kind changes (the same parameters, so the same signature): still named.
+        cls, stale = bind(ORIGINAL.replace("    def keep", "    @staticmethod\\n    def keep"))
+        assert len(stale) == 1 and "changed: keep" in stale[0] and "shape" not in stale[0], stale
+        assert cls.keep(None) == 1
+        cls.close_proxy_class()
+
+        # A fingerprint computed some other way (an older extradite) with the same members: no warning.
+        type.__setattr__(Thing, "__extradite_fingerprint__", "0" * 16)
+        cls, stale = bind(ORIGINAL)
+        assert stale == [], stale
+        assert cls().keep() == 1
+        cls.close_proxy_class()
+        print("kinds ok")
+    """)
+    env = _env(out, tmp_path)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "kinds ok" in run.stdout, run.stderr
