@@ -10,17 +10,18 @@ becomes the proxy class of the target in that session. So typed generated
 methods come first in the MRO, and every name the generator did not know falls
 back to the dynamic proxy (members added since generation, instance attributes).
 
-At bind time the import reply carries the live target's `fingerprint` (of its
-signatures) and, in the class descriptor, its member names and kinds: both are
-compared with what the generated class embeds. Equal: nothing else happens.
-Different: one more round trip fetches the live signatures, and one
-`ExtraditeStaleProxyWarning` names what changed; changed members use the dynamic
-path, removed members raise a clear `AttributeError` when used.
+At bind time the import reply carries the live target's `signature_data`, and its
+class descriptor the member names and kinds: the checksum of the one and the kinds
+are compared with what the generated class embeds. Equal: nothing else happens.
+Different: one `ExtraditeStaleProxyWarning` names what changed (the digests of the
+live signatures against the embedded ones); changed members use the dynamic path,
+removed members raise a clear `AttributeError` when used.
 """
 
 from __future__ import annotations
 
 import functools
+import marshal
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -29,10 +30,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 from . import _proxy
 from ._api import ClassHandle, _session_for, close_collected, parse_target
 from ._errors import ExtraditeStaleProxyWarning
-from ._members import checksum, signatures
-from ._policy import VALUE, PolicyConfig
+from ._members import checksum
+from ._policy import PolicyConfig
 from ._proxy import BoundMethod, PolicyIntrospection, RemoteClass, _check_calls, _in_thread, _pop_policy, _root, release
-from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
+from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
 
 __all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute", "member_digests"]
 
@@ -162,10 +163,6 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     try:
         imported, live = handle.import_class(module, qualname, target, digests=True)
         root = _root(imported)
-        table: dict[str, str] = root.__dict__["_xd_members"]  # from the class descriptor
-        live_signatures = None
-        if live != cls.__extradite_fingerprint__ or table != cls._xd_kinds:  # stale: say what changed
-            live_signatures = handle.session.call(OP_CALL, signatures, None, (root,), None, VALUE)
     except BaseException:
         handle.release_user()
         raise
@@ -173,8 +170,9 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     handle.session.adopts_generated = True
     namespace: dict[str, Any] = {"__slots__": (), "_xd_api": ClassHandle(handle, target),
                                  "__module__": cls.__module__, "__qualname__": cls.__qualname__}
-    if live_signatures is not None:
-        _mark_stale(cls, root, namespace, member_digests(table, live_signatures))
+    table: dict[str, str] = root.__dict__["_xd_members"]  # from the class descriptor
+    if checksum(live, 16) != cls.__extradite_fingerprint__ or table != cls._xd_kinds:  # stale: say what changed
+        _mark_stale(cls, root, namespace, member_digests(table, marshal.loads(live)))
     bound: type[_T] = GeneratedMeta(cls.__name__, (cls, root), namespace)  # type: ignore[assignment]
     handle.session.codec.imports.classes[root.__dict__["_xd_class_hid"]] = bound
     weakref.finalize(bound, close_collected, namespace["_xd_api"])

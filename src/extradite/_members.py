@@ -13,9 +13,8 @@ them somewhere below `object` (so the proxy keeps cheap local defaults otherwise
 
 A generated proxy embeds the kind and a digest of the call signature of each
 member (see `_generated.member_digests`) and a `fingerprint()` of the signatures.
-When it binds, the child sends just the live fingerprint; names and kinds cross
-anyway in the class descriptor (the table above), so the parent checks those
-itself, and asks for the `signatures()` only when something differs.
+When it binds, the child sends the `signature_data()` (no checksum or text per
+member); names and kinds cross anyway in the class descriptor (the table above).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from __future__ import annotations
 import marshal
 import types
 
-__all__ = ["SUPPORTED_DUNDERS", "describe_type", "signatures", "fingerprint"]
+__all__ = ["SUPPORTED_DUNDERS", "describe_type", "signatures", "signature_data", "fingerprint", "checksum"]
 
 # Dunders a proxy forwards. `__hash__` and `__eq__` only when the target overrides
 # object's identity versions; `__repr__`/`__str__` always (see describe_type).
@@ -122,6 +121,7 @@ def describe_type(cls: type) -> dict[str, str]:
 _SIGNATURE_FLAGS = _CO_VARARGS | _CO_VARKEYWORDS | _CO_COROUTINE | _CO_ASYNC_GENERATOR
 _SCALARS = (bool, int, float, complex, str, bytes)
 _CodeType = types.CodeType
+_FunctionType = types.FunctionType
 _SIGNED_DUNDERS = SUPPORTED_DUNDERS | {"__init__"}  # the dunders whose signatures are fingerprinted
 
 
@@ -136,11 +136,10 @@ def checksum(data: bytes, length: int = 12) -> str:
 
     The data as one big integer, reduced by the interpreter's integer hash (a
     residue modulo the Mersenne prime 2**61 - 1, the same in every process:
-    integer hashing is not randomised). hashlib would cost the child
+    integer hashing is not randomised), in hex. hashlib would cost the child
     milliseconds at every generated proxy's connect.
     """
-    value = hash(int.from_bytes(b"\x01" + data, "big"))
-    return f"{value:016x}"[-length:]
+    return hex(hash(int.from_bytes(b"\x01" + data, "big")) | 1 << 64)[-length:]
 
 
 def signatures(cls: type) -> list[tuple[str, tuple[object, ...] | str]]:
@@ -158,20 +157,25 @@ def signatures(cls: type) -> list[tuple[str, tuple[object, ...] | str]]:
         if name not in signed and name.startswith("__") and name.endswith("__"):
             continue
         func = entry = raw[name]
-        if isinstance(entry, (staticmethod, classmethod)):
-            func = entry.__func__
-        elif isinstance(entry, property):
-            out.append((name, (entry.fset is not None, entry.fdel is not None)))
-            continue
-        code = getattr(func, "__code__", None)
+        code: object
+        if type(entry) is _FunctionType:  # most members: no wrapper to look through
+            code = entry.__code__
+        else:
+            if isinstance(entry, (staticmethod, classmethod)):
+                func = entry.__func__
+            elif isinstance(entry, property):
+                out.append((name, (entry.fset is not None, entry.fdel is not None)))
+                continue
+            code = getattr(func, "__code__", None)
         if isinstance(code, _CodeType):
             flags = code.co_flags
-            nargs = code.co_argcount + code.co_kwonlyargcount
+            argcount = code.co_argcount
+            kwonly = code.co_kwonlyargcount
             defaults = getattr(func, "__defaults__", None)
             kwdefaults = getattr(func, "__kwdefaults__", None)
             out.append((name, (
-                code.co_varnames[: nargs + bool(flags & _CO_VARARGS) + bool(flags & _CO_VARKEYWORDS)],
-                code.co_posonlyargcount, code.co_argcount, code.co_kwonlyargcount, flags & _SIGNATURE_FLAGS,
+                code.co_varnames[: argcount + kwonly + bool(flags & _CO_VARARGS) + bool(flags & _CO_VARKEYWORDS)],
+                code.co_posonlyargcount, argcount, kwonly, flags & _SIGNATURE_FLAGS,
                 tuple([_default_text(d) for d in defaults]) if defaults else (),
                 tuple([(k, _default_text(kwdefaults[k])) for k in sorted(kwdefaults)]) if kwdefaults else ())))
         elif entry is None:
@@ -182,10 +186,14 @@ def signatures(cls: type) -> list[tuple[str, tuple[object, ...] | str]]:
     return out
 
 
-def fingerprint(cls: type) -> str:
-    """One short hash of `signatures(cls)`, computed by the child whenever a generated proxy binds.
+def signature_data(cls: type) -> bytes:
+    """`signatures(cls)` in marshal format 2, which writes this plain data the same way in every process.
 
-    So it is lean: no kind, text or digest per member, one checksum of the plain
-    data (marshal format 2 writes it the same way in every process).
+    What the child sends when a generated proxy binds (the parent checksums it).
     """
-    return checksum(marshal.dumps(signatures(cls), 2), 16)
+    return marshal.dumps(signatures(cls), 2)
+
+
+def fingerprint(cls: type) -> str:
+    """The checksum of `signature_data(cls)` that a generated proxy embeds."""
+    return checksum(signature_data(cls), 16)

@@ -406,9 +406,9 @@ class Session:
                 policy = REFERENCE
             envelope: tuple[Any, ...] = (result,) if op == OP_BATCH else ()
             if op == OP_IMPORT and extra & EXTRA_DIGESTS:
-                from ._members import fingerprint
+                from ._members import signature_data
 
-                result = (result, fingerprint(result) if isinstance(result, type) else "")
+                result = (result, signature_data(result) if isinstance(result, type) else b"")
                 envelope = (result,)  # the pair is data, whatever the policy
             releases = self.codec.imports.take_releases()
             reply = (releases, result)

@@ -59,7 +59,7 @@ OP_STATS = 9           # sizes of the serving side's handle tables (tests, diagn
 # `extra` flags of a request.
 EXTRA_AWAIT = 0x1          # the result is awaitable: run it to completion on the serving side
 EXTRA_RESULT_BY_REF = 0x2  # the result travels by reference whatever the policy says
-EXTRA_DIGESTS = 0x4        # OP_IMPORT: reply (class, `_members.fingerprint` of its signatures), same round trip
+EXTRA_DIGESTS = 0x4        # OP_IMPORT: reply (class, `_members.signature_data` of it) in the same round trip
 EXTRA_TARGET_HID = 0x8     # `target` is the receiver's own handle id (a proxy going home), not an object
 
 # Persistent ids of handles inside a pickle stream (first item of the pid tuple).
