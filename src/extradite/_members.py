@@ -147,8 +147,8 @@ def signatures(cls: type) -> list[tuple[str, tuple[object, ...] | str]]:
 
     A signature is plain data with no addresses or annotations. A function:
     (names, posonly, args, kwonly, flags, default texts, keyword default texts by
-    name); a property: (settable, deletable); anything else a text. One loop with
-    no call per member: the child runs it whenever a generated proxy binds.
+    name); a property: (settable, deletable); anything else a text. One inline
+    loop (no helper call per member): the child runs it whenever a generated proxy binds.
     """
     raw = _raw_members(cls)
     signed = _SIGNED_DUNDERS
