@@ -127,30 +127,47 @@ def test_parent_killed_child_exits(tmp_path: Path) -> None:
     assert wait_gone(child_pid), "the child outlived its killed parent"
 
 
-def test_corrupt_frame_breaks_session_with_protocol_error(Fragile: Any) -> None:
-    """Garbage written into the channel is reported as a corrupt frame and stops the child."""
+@pytest.mark.parametrize("where", ["socket", "ring"])
+def test_corrupt_frame_breaks_session_with_protocol_error(Fragile: Any, where: str) -> None:
+    """Garbage in the channel (socket or shared ring) is reported as a corrupt frame and stops the child."""
     fragile = Fragile()
     handle = session_of(Fragile)
     child_pid = handle.process.pid
-    # Make the child write garbage: a frame header with a wrong version byte.
+    inject = _garbage_in_socket if where == "socket" else _garbage_in_ring
     with pytest.raises(ExtraditeProtocolError, match="corrupt frame"):
-        _inject_garbage_reply(handle, fragile)
+        inject(handle.session.channel, fragile.ping)
     assert wait_gone(child_pid)
 
 
-def _inject_garbage_reply(handle: Any, fragile: Any) -> None:
+def _garbage_in_socket(channel: Any, call: Any) -> None:
     import _socket
 
-    # Another end of the child's channel does not exist; instead, feed the parent's
-    # reader garbage by swapping its socket for one end of a fresh pair we control.
-    channel = handle.session.channel
+    # Another end of the child's channel does not exist; instead, feed the parent's reader
+    # garbage by swapping its socket for one end of a fresh pair we control (and hiding the
+    # ring, where the real reply goes).
     ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    real = channel.sock
-    channel.sock = ours
+    real, ring = channel.sock, channel._ring_rx
+    channel.sock, channel._ring_rx = ours, None
     try:
-        theirs.sendall(b"\x07" + b"\x00" * 15)
-        fragile.ping()
+        theirs.sendall(b"\x07" + b"\x00" * 31)  # a header whose version byte is wrong
+        call()
     finally:
-        channel.sock = real
+        channel.sock, channel._ring_rx = real, ring
         ours.close()
         theirs.close()
+
+
+def _garbage_in_ring(channel: Any, call: Any) -> None:
+    from extradite import _transport
+
+    if channel._ring_rx is None:
+        pytest.skip("no shared ring on this platform")
+    # Play a child that writes garbage: a frame with a wrong version byte at the head of
+    # its ring, published like a real frame.
+    page, word = channel._page, _transport._WORD
+    base = channel._rx
+    tail = word.unpack_from(page, base + _transport._TAIL)[0]
+    channel._ring_rx[tail % _transport._RING:tail % _transport._RING + 20] = b"\x07" + b"\x00" * 19
+    word.pack_into(page, base + _transport._TAIL, tail + 20)
+    word.pack_into(page, base, word.unpack_from(page, base)[0] + 1)
+    call()

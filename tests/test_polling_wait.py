@@ -1,8 +1,12 @@
-"""The low-latency wait: the shared sequence page, no lost wake-up, bounded polling (no child process)."""
+"""The shared page: ring frames, their order beside socket frames, no lost wake-up, bounded polling.
+
+Two `Channel`s on a socket pair in one process (no child process).
+"""
 
 from __future__ import annotations
 
 import os
+import random
 import socket
 import threading
 import time
@@ -11,20 +15,27 @@ from typing import Any
 import pytest
 
 from extradite import _transport
-from extradite._transport import Channel
+from extradite._errors import ExtraditeProtocolError
+from extradite._transport import BodyWriter, Channel, ChannelEOF
 from extradite._wire import REPLY, REQUEST
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="needs memfd_create")
+pytestmark = pytest.mark.skipif(not _transport._RING_POSSIBLE, reason="the shared ring needs memfd_create on x86-64")
 
 
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def _socket_is_empty(channel: Channel) -> bool:
+    try:
+        channel.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True
+    return False
+
+
 @pytest.fixture
 def pair(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(_transport, "_SPIN_MAX_NS", 200_000)
-    monkeypatch.setattr(_transport, "_POLL_POSSIBLE", True)
     monkeypatch.setattr(_transport, "_load", [time.perf_counter_ns(), 1])  # the machine counts as quiet
     before = _open_fds()
     a, b = socket.socketpair()
@@ -37,29 +48,122 @@ def pair(monkeypatch: pytest.MonkeyPatch) -> Any:
     assert _open_fds() == before, "a channel left a descriptor open"
 
 
-def test_page_rides_on_the_first_frame_and_words_count_frames(pair: Any) -> None:
-    owner, other = pair
-    assert owner._page is not None and other._page is None
-    owner.send_bytes(REQUEST, 1, 1, b"first")
+def _connect(owner: Channel, other: Channel) -> None:
+    """The first frame carries the page; both sides use the ring from then on."""
+    owner.send_bytes(REQUEST, 0, 1, b"first")
     frame = other.recv()
     assert bytes(frame.body) == b"first" and frame.flags == 0  # the page flag is consumed
+
+
+def _big(n: int) -> BodyWriter:
+    writer = BodyWriter()
+    writer.write(bytes([n % 251]) * (_transport._RING_MAX + 100))  # too big for the ring, too small for an arena
+    return writer
+
+
+def test_page_rides_on_the_first_frame_then_small_frames_skip_the_socket(pair: Any) -> None:
+    owner, other = pair
+    assert owner._page is not None and other._page is None
+    _connect(owner, other)
     assert other._page is not None
     for i in range(5):
-        other.send_bytes(REPLY, i, 1, b"r")
-    assert _transport._WORD.unpack_from(owner._page, owner._peer_word)[0] == 5
-    for i in range(5):
-        assert owner.recv().request_id == i
+        other.send_bytes(REPLY, i, 1, b"r%d" % i)
+    assert _socket_is_empty(owner), "small frames went through the socket"
+    assert _transport._WORD.unpack_from(owner._page, owner._rx)[0] == 5  # `published` counts frames
+    assert [bytes(owner.recv().body) for _ in range(5)] == [b"r%d" % i for i in range(5)]
     assert owner._received == 5
+
+
+def test_ring_and_socket_frames_arrive_in_sending_order(pair: Any) -> None:
+    owner, other = pair
+    _connect(owner, other)
+    rng = random.Random(5)
+    expected = []
+    for i in range(400):  # never read while sending: the ring fills, later frames take the socket
+        choice = rng.random()
+        if choice < 0.15:
+            owner.send(REQUEST, i, 1, _big(i))
+            expected.append((i, _transport._RING_MAX + 100))
+        elif choice < 0.2:
+            writer = BodyWriter()
+            writer.write(bytes(200_000))  # through an arena: descriptors on the socket
+            owner.send(REQUEST, i, 1, writer)
+            expected.append((i, -1))
+        else:
+            body = bytes([i % 256]) * rng.randrange(0, 3000)
+            owner.send_bytes(REQUEST, i, 1, body)
+            expected.append((i, len(body)))
+        if i % 50 == 49:  # drain now and then, so that the socket buffer never fills
+            while expected:
+                rid, size = expected.pop(0)
+                frame = other.recv()
+                assert frame.request_id == rid
+                if size >= 0:
+                    assert len(frame.body) == size
+                else:
+                    assert len(frame.open().read()) == 200_000
+                    frame.done()
+
+
+def test_wrapping_around_the_ring_keeps_every_byte(pair: Any) -> None:
+    owner, other = pair
+    _connect(owner, other)
+    rng = random.Random(7)
+    for i in range(3000):
+        body = rng.randbytes(rng.randrange(0, _transport._RING_MAX + 1))
+        other.send_bytes(REPLY, i, 1, body)
+        frame = owner.recv()
+        assert frame.request_id == i and bytes(frame.body) == body
+    assert owner._rx_head > 10 * _transport._RING  # it wrapped many times
+
+
+def test_a_sleeping_reader_is_woken_by_a_ring_frame(pair: Any) -> None:
+    owner, other = pair
+    _connect(owner, other)
+    owner.spin_cap_ns = owner._spin_ns = 0  # never poll: every wait sleeps on the socket
+    rng = random.Random(3)
+    for i in range(200):
+        delay = rng.choice([0, 0, 1e-5, 1e-4, 1e-3])
+        timer = threading.Timer(delay, other.send_bytes, (REPLY, i, 1, b"late"))
+        timer.start()
+        start = time.perf_counter()
+        frame = owner.recv()
+        timer.join()
+        assert frame.request_id == i
+        assert time.perf_counter() - start < 5, "a wake-up was lost"
+
+
+def test_many_writer_threads_one_reader(pair: Any) -> None:
+    owner, other = pair
+    _connect(owner, other)
+
+    def writer(tid: int) -> None:
+        for n in range(500):
+            with other.send_lock:
+                if n % 97 == 0:
+                    other.send(REPLY, n, tid, _big(n))
+                else:
+                    other.send_bytes(REPLY, n, tid, b"%d:%d" % (tid, n))
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    seen = {t: -1 for t in range(4)}
+    for _ in range(4 * 500):
+        frame = owner.recv()
+        assert frame.request_id == seen[frame.chain] + 1  # each thread's frames stay in order
+        seen[frame.chain] = frame.request_id
+    for thread in threads:
+        thread.join()
 
 
 def test_slow_peer_is_not_lost_and_polls_less(pair: Any) -> None:
     owner, other = pair
-    owner.send_bytes(REQUEST, 1, 1, b"hello")
-    other.recv()
+    _connect(owner, other)
     window = owner._spin_ns
 
     def late_reply() -> None:
-        time.sleep(0.05)  # far longer than any polling window: the reader must block, then wake
+        time.sleep(0.05)  # far longer than any polling window: the reader must sleep, then wake
         other.send_bytes(REPLY, 1, 1, b"late")
 
     for _ in range(3):
@@ -75,22 +179,41 @@ def test_slow_peer_is_not_lost_and_polls_less(pair: Any) -> None:
 
 def test_busy_machine_skips_polling_and_stays_correct(pair: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     owner, other = pair
+    _connect(owner, other)
     monkeypatch.setattr(_transport, "_load", [time.perf_counter_ns(), 0])  # runnable tasks > CPUs
-    owner.send_bytes(REQUEST, 1, 1, b"x")
-    other.recv()
     window = owner._spin_ns
     threading.Timer(0.02, other.send_bytes, (REPLY, 1, 1, b"y")).start()
     assert bytes(owner.recv().body) == b"y"
     assert owner._spin_ns == window  # no polling happened, so the window did not adapt
 
 
-def test_big_frames_with_shared_memory_keep_the_page(pair: Any) -> None:
+def test_a_replayed_frame_is_a_protocol_error(pair: Any) -> None:
     owner, other = pair
-    writer = _transport.BodyWriter()
-    payload = bytes(range(256)) * 1024  # 256 KiB: through an arena, descriptors beside the page's
-    writer.write(payload)
-    owner.send(REQUEST, 7, 7, writer)
-    frame = other.recv()
-    assert other._page is not None
-    assert frame.open().read() == payload
-    frame.done()
+    _connect(owner, other)
+    other.send_bytes(REPLY, 1, 1, b"once")
+    owner.recv()
+    other._sent -= 1  # the next frame repeats the last sequence number
+    other.send_bytes(REPLY, 1, 1, b"again")
+    with pytest.raises(ExtraditeProtocolError, match="corrupt frame.*replayed or stale"):
+        owner.recv()
+
+
+def test_closing_wakes_a_reader_that_waits(pair: Any) -> None:
+    owner, other = pair
+    _connect(owner, other)
+    owner.spin_cap_ns = owner._spin_ns = 0
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            owner.recv()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    time.sleep(0.05)
+    owner.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], (ChannelEOF, OSError))

@@ -170,6 +170,11 @@ class ArenaMaps:
         for _ in range(n_new):
             arena_id, size, oneshot = NEW_ENTRY.unpack_from(body, pos)
             pos += NEW_ENTRY.size
+            if not fds:
+                from ._errors import ExtraditeProtocolError
+
+                raise ExtraditeProtocolError(
+                    "corrupt frame: a shared-memory arena was announced without its descriptor")
             fd = fds.pop(0)
             try:
                 import mmap

@@ -1,41 +1,54 @@
-"""Frames over a stream socket, with big buffers detoured through shared memory.
+"""Frames over a stream socket and a shared ring, big buffers through shared memory.
 
     send:  BodyWriter (pickler's file) -> inline parts + big chunks
-           -> big chunks copied into an arena -> one sendmsg(header, table, inline, fds)
-    recv:  recvmsg_into a reusable buffer -> header -> body (+ fds) -> BodyReader
-           (the unpickler's file; big chunks are read straight out of the arena)
+           -> big chunks copied into an arena (see _shm)
+           -> small frame without descriptors: copied into the shared ring, no syscall
+           -> otherwise: one sendmsg(header, table, inline, fds) on the socket
+    recv:  the frame numbered `received` (see `seq` in _wire), from the ring or from the
+           socket (recvmsg_into a reusable buffer) -> BodyReader (the unpickler's file;
+           big chunks are read straight out of the arena)
 
 A clean EOF between frames raises `ChannelEOF`; an EOF inside a frame, a bad
-version byte or an impossible length raise `ExtraditeProtocolError`.
+version byte, an impossible length or an out-of-order frame raise
+`ExtraditeProtocolError`.
 
-Low-latency wait: waking a process that sleeps on another CPU costs 30-40 us per
-round trip on a small VM, more than the rest of a call. So before a blocking read
-the reader polls, for a short window, a *sequence word* in a page of shared memory
-(a memfd the parent creates and sends, as SCM_RIGHTS, with its first frame):
+The shared page: a system call costs ~3 us here and waking a process that sleeps
+on the other CPU 30-40 us per round trip, more than the rest of a call. So the
+parent makes one memfd (sent as SCM_RIGHTS with its first frame) holding, for
+each direction, a control block and a single-producer single-consumer ring:
 
-    page offset 0    u64  frames the page's owner (the parent) has sent
-    page offset 64   u64  frames the other side has sent (own cache line)
+    +0    u64  published  frames the writer has sent so far (socket or ring)
+    +64   u64  tail       ring bytes written   (writer)
+    +128  u64  head       ring bytes consumed  (reader)
+    +192  u64  sleeping   1 while the reader is, or is about to be, blocked on the socket
+    +256  ring of _RING bytes: whole frames (header + body), a PAD header or less than a
+          header's room at the end means "continue at the start"
 
-A writer bumps its word after each sendmsg has returned, so a word above the
-number of frames the reader has parsed means a whole frame is waiting in the
-socket. Polling costs no syscall but a sched_yield() per round, so a runnable
-process on this CPU (the peer, when both share one) goes first. Nothing can be
-lost: whatever the word says, the reader ends in an ordinary blocking recvmsg,
-which returns at once when data is there and sleeps when it is not.
+A frame of at most _RING_MAX bytes with no descriptors goes through the ring when
+it has room; any other frame (or any frame while the ring is full) goes through
+the socket. Each stream is in order, and the reader takes the frame whose `seq`
+is next from whichever stream holds it: a writer publishes frame n (ring tail,
+then `published`) before it sends frame n+1, so once the reader sees a later frame
+at the head of one stream, frame n is visible at the head of the other.
 
-The window adapts per channel: after a wait that ended within the cap it becomes
-twice that wait; after a longer one it halves, so a peer that is busy for long
-costs ever less polling (never more than the cap of CPU per wait). Polling is
-also skipped while the machine is busy: every 50 ms a waiting side reads
-/proc/loadavg and polls only while the runnable tasks do not outnumber the CPUs
-(a poller competing with CPU-bound processes steals the time its peer needs).
-It is off when this process may run on one CPU only.
+No lost wake-up: a reader with nothing to read stores sleeping=1, fences, and
+reads `published` once more before it blocks in recvmsg; a writer stores
+`published` after a ring frame, fences, and sends a header-only WAKE frame on the
+socket when it reads sleeping=1. The fences are a lock release + acquire (an
+atomic read-modify-write, a full barrier on x86-64, to which the ring is limited;
+elsewhere every frame takes the socket and the page only serves polling). A frame
+sent on the socket wakes a sleeping reader by itself.
 
-Polling is off by default: `EXTRADITE_SPIN_US=N` (read when this module is
-imported, inherited by the child) turns it on with a cap of N us (200 is a good
-value). On the 2-CPU development VM a tiny call took 19 us with it against 54 us
-without when the CPUs were otherwise idle, the same (noisy, 30-40 us) beside two
-CPU-bound processes, but 35 us against 32 us beside one.
+Low-latency wait: before it sleeps, a reader polls `published` for a short,
+adaptive window, with a sched_yield() per round so that a runnable peer on the
+same CPU goes first. The window adapts per channel: after a wait that ended within
+the cap it is the whole cap; after a longer one it halves, so a peer that is busy
+for long costs ever less polling (never more than the cap of CPU per wait).
+Polling is also skipped while the machine is busy: every 50 ms a waiting side
+reads /proc/loadavg and polls only while the runnable tasks do not outnumber the
+CPUs (a poller competing with CPU-bound processes steals the time its peer needs).
+`EXTRADITE_SPIN_US=N` (read when this module is imported, inherited by the child)
+sets the cap to N us; 0 turns polling off.
 """
 
 from __future__ import annotations
@@ -53,7 +66,7 @@ if TYPE_CHECKING:
 
 from ._errors import ExtraditeProtocolError
 from ._shm import THRESHOLD, ArenaMaps, ArenaPool
-from ._wire import FLAG_PAGE, FLAG_SHM, HEADER, HEADER_SIZE, MAX_BODY, VERSION
+from ._wire import FLAG_PAGE, FLAG_SHM, HEADER, HEADER_SIZE, MAX_BODY, PAD, VERSION, WAKE
 
 _RBUF_SIZE = 256 * 1024
 _MAX_FDS = 16
@@ -71,13 +84,24 @@ def _socket_constants() -> None:
     _ANC_SIZE = _socket.CMSG_SPACE(_MAX_FDS * 4)
 
 _SPIN_MIN_NS = 4_000
-_SPIN_DEFAULT_US = 0  # off: with one CPU-bound process beside the pair it measured 35 us against 32 us
+_SPIN_DEFAULT_US = 0
 _yield = getattr(os, "sched_yield", lambda: None)
 _now = time.perf_counter_ns
 _WORD = struct.Struct("<Q")
-_PAGE_SIZE = 4096
-_OWNER_WORD = 0   # offsets in the polling page (see module docstring)
-_OTHER_WORD = 64
+# The shared page (see module docstring): one control block + ring per direction.
+_CTRL = 256
+_RING = 64 * 1024
+_RING_MAX = 8 * 1024 - HEADER_SIZE  # bodies up to this size may take the ring
+_DIR_OWNER = 0               # the page owner's (parent's) direction
+_DIR_OTHER = _CTRL + _RING   # the other side's direction
+_PAGE_SIZE = 2 * (_CTRL + _RING)
+_TAIL, _HEAD, _SLEEPING = 64, 128, 192  # offsets in a control block; `published` is at 0
+_WAKE_FRAME = HEADER.pack(VERSION, WAKE, 0, 0, 0, 0, 0)
+_NO_FDS: list[int] = []
+_LATER = object()  # `_socket_take`: a later frame heads the socket
+_PAGE_POSSIBLE = hasattr(os, "memfd_create")
+# Ring frames rely on x86-64's ordering of plain stores (see module docstring).
+_RING_POSSIBLE = _PAGE_POSSIBLE and os.uname().machine in ("x86_64", "AMD64")
 
 
 def _spin_cap_ns() -> int:
@@ -89,13 +113,9 @@ def _spin_cap_ns() -> int:
             cap = max(0, int(float(text) * 1000))
         except ValueError:
             pass
-    return cap if _POLL_POSSIBLE else 0
+    return cap if _PAGE_POSSIBLE else 0
 
 
-_getaffinity = getattr(os, "sched_getaffinity", None)
-# A polling page is set up whenever polling could help (it lets either side turn polling on).
-_POLL_POSSIBLE = hasattr(os, "memfd_create") and (
-    len(_getaffinity(0)) if _getaffinity is not None else (os.cpu_count() or 1)) > 1
 _SPIN_MAX_NS = _spin_cap_ns()
 _CPUS = os.cpu_count() or 1
 _LOAD_EVERY_NS = 50_000_000
@@ -273,16 +293,21 @@ class Channel:
         self.spin_cap_ns = _SPIN_MAX_NS  # polling window bound for this channel (0: never poll)
         self._spin_ns = _SPIN_MAX_NS // 4  # current polling window (see module docstring)
         self.closed = False
-        self._sent = 0       # frames sent, published in this side's sequence word
-        self._received = 0   # frames parsed
+        self._sent = 0       # frames sent: the next frame's seq
+        self._received = 0   # frames taken: the seq of the frame `recv` returns next
         self._page: mmap.mmap | None = None
+        self._ring_tx: memoryview | None = None  # our ring, once the peer maps the page
+        self._ring_rx: memoryview | None = None  # the peer's ring
         self._page_fd = -1   # the owner's page descriptor, until it rides on the first frame
-        self._my_word = _OWNER_WORD
-        self._peer_word = _OTHER_WORD
-        if page_owner and _POLL_POSSIBLE:
+        self._tx = _DIR_OWNER  # control block offsets: our direction, the peer's
+        self._rx = _DIR_OTHER
+        self._rx_head = 0    # bytes consumed from the peer's ring (we alone write its head)
+        self._tx_fence = _thread.allocate_lock()  # see `_fence`; one per role: never contended
+        self._rx_fence = _thread.allocate_lock()
+        if page_owner and _PAGE_POSSIBLE:
             import mmap
 
-            fd = os.memfd_create("extradite-seq", os.MFD_CLOEXEC)
+            fd = os.memfd_create("extradite-ring", os.MFD_CLOEXEC)
             try:
                 os.ftruncate(fd, _PAGE_SIZE)
                 self._page = mmap.mmap(fd, _PAGE_SIZE)
@@ -290,6 +315,8 @@ class Channel:
                 os.close(fd)
                 raise
             self._page_fd = fd
+            if _RING_POSSIBLE:
+                self._ring_rx = memoryview(self._page)[_DIR_OTHER + _CTRL:_DIR_OTHER + _CTRL + _RING]
 
     # -- sending ---------------------------------------------------------------------
     def send(self, kind: int, request_id: int, chain: int, writer: BodyWriter) -> None:
@@ -320,32 +347,74 @@ class Channel:
             raise ExtraditeProtocolError(
                 f"a message of {size} bytes exceeds the frame limit of {MAX_BODY} bytes; "
                 "send large data as bytes, bytearray or buffers (they travel through shared memory)")
-        if self._page_fd >= 0:
-            flags |= FLAG_PAGE
-            fds = [*fds, self._page_fd]
-        header = HEADER.pack(VERSION, kind, flags, request_id, chain, size)
-        self._sendmsg([header, *parts], fds)
-        self._sent_one()
+        self._emit(kind, flags, request_id, chain, parts, size, fds)
         if arena is not None:
             self.pool.after_send(arena)
 
-    def _sent_one(self) -> None:
-        """A whole frame is in the socket: publish it in the sequence word."""
-        self._sent += 1
-        if self._page is not None:
-            _WORD.pack_into(self._page, self._my_word, self._sent)
-        if self._page_fd >= 0:  # the other side holds the page now
-            os.close(self._page_fd)
-            self._page_fd = -1
-
     def send_bytes(self, kind: int, request_id: int, chain: int, body: bytes) -> None:
         """Send a frame whose body is already encoded. Caller holds `send_lock`."""
+        self._emit(kind, 0, request_id, chain, [body], len(body), _NO_FDS)
+
+    def _emit(self, kind: int, flags: int, request_id: int, chain: int, parts: list[Any],
+              size: int, fds: list[int]) -> None:
+        try:
+            self._emit_frame(kind, flags, request_id, chain, parts, size, fds)
+        except (ValueError, TypeError):
+            if self.closed:  # closed by another thread meanwhile: the page is gone (a closed mmap
+                # raises ValueError or TypeError, a released view ValueError)
+                raise OSError("the extradite channel is closed") from None
+            raise
+
+    def _emit_frame(self, kind: int, flags: int, request_id: int, chain: int, parts: list[Any],
+                    size: int, fds: list[int]) -> None:
+        seq = self._sent & 0xFFFFFFFF
+        ring = self._ring_tx
+        if ring is not None and not fds and size <= _RING_MAX and self._ring_put(
+                ring, kind, flags, request_id, chain, seq, parts, size):
+            self._sent += 1
+            page = self._page
+            _WORD.pack_into(page, self._tx, self._sent)  # type: ignore[arg-type]
+            _fence(self._tx_fence)
+            if _WORD.unpack_from(page, self._tx + _SLEEPING)[0]:  # type: ignore[arg-type]
+                self.sock.sendall(_WAKE_FRAME)  # the reader sleeps on the socket: wake it
+            return
         if self._page_fd >= 0:
-            self._sendmsg([HEADER.pack(VERSION, kind, FLAG_PAGE, request_id, chain, len(body)), body],
-                          [self._page_fd])
-        else:
-            self.sock.sendall(HEADER.pack(VERSION, kind, 0, request_id, chain, len(body)) + body)
-        self._sent_one()
+            flags |= FLAG_PAGE
+            fds = [self._page_fd, *fds]
+        header = HEADER.pack(VERSION, kind, flags, request_id, chain, seq, size)
+        self._sendmsg([header, *parts], fds)
+        self._sent += 1
+        if self._page is not None:
+            _WORD.pack_into(self._page, self._tx, self._sent)
+            if self._page_fd >= 0:  # the other side holds the page now
+                os.close(self._page_fd)
+                self._page_fd = -1
+                if _RING_POSSIBLE:
+                    self._ring_tx = memoryview(self._page)[self._tx + _CTRL:self._tx + _CTRL + _RING]
+
+    def _ring_put(self, ring: memoryview, kind: int, flags: int, request_id: int, chain: int,
+                  seq: int, parts: list[Any], size: int) -> bool:
+        """Copy one frame into our ring; False when it has no room (the frame takes the socket)."""
+        page, base = self._page, self._tx
+        tail = _WORD.unpack_from(page, base + _TAIL)[0]  # type: ignore[arg-type]
+        used = tail - _WORD.unpack_from(page, base + _HEAD)[0]  # type: ignore[arg-type]
+        need = HEADER_SIZE + size
+        pos = tail % _RING
+        skip = _RING - pos if _RING - pos < need else 0
+        if used + skip + need > _RING:
+            return False
+        if skip:
+            if skip >= HEADER_SIZE:
+                HEADER.pack_into(ring, pos, VERSION, PAD, 0, 0, 0, 0, 0)
+            pos = 0
+        HEADER.pack_into(ring, pos, VERSION, kind, flags, request_id, chain, seq, size)
+        pos += HEADER_SIZE
+        for part in parts:
+            n = len(part)
+            ring[pos:pos + n] = part
+            pos += n
+        _WORD.pack_into(page, base + _TAIL, tail + skip + need)  # type: ignore[arg-type]
+        return True
 
     def _sendmsg(self, parts: list[Any], fds: list[int]) -> None:
         sock = self.sock
@@ -363,72 +432,107 @@ class Channel:
             sock.sendall(rest)
 
     # -- receiving -------------------------------------------------------------------
-    def _recv_into(self, view: memoryview) -> int:
-        window = self._spin_ns
-        page = self._page
-        if window and page is not None and _WORD.unpack_from(page, self._peer_word)[0] <= self._received \
-                and _machine_quiet():
-            # Nothing complete in the socket yet: poll the peer's sequence word for up to `window`.
-            word, received, unpack = self._peer_word, self._received, _WORD.unpack_from
-            start = _now()
-            while True:
-                _yield()  # a runnable process on this CPU (the peer, say) goes first
-                if unpack(page, word)[0] > received:
-                    break
-                if _now() - start >= window:
-                    break
-            n, anc, _flags, _addr = self.sock.recvmsg_into([view], _ANC_SIZE)
-            # The next window is the whole cap when the peer answered within it, else half
-            # the last window: a slow peer is polled for ever shorter times.
-            if _now() - start <= self.spin_cap_ns:
-                self._spin_ns = self.spin_cap_ns
-            else:
-                self._spin_ns = max(_SPIN_MIN_NS, window >> 1)
-        else:
-            n, anc, _flags, _addr = self.sock.recvmsg_into([view], _ANC_SIZE)
-        if anc:
-            self._take_fds(anc)
-        return int(n)
-
-    def _take_fds(self, anc: list[tuple[int, int, bytes]]) -> None:
-        for level, kind, data in anc:
-            if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
-                count = len(data) // 4
-                self._fds.extend(struct.unpack(f"{count}i", data[: count * 4]))
-
-    def _fill(self, need: int, mid_frame: bool) -> None:
-        """Make at least `need` bytes available from `_start` (need <= buffer size)."""
-        if self._start + need > len(self._rbuf):
-            pending = self._end - self._start
-            self._rview[0:pending] = self._rview[self._start:self._end]
-            self._start, self._end = 0, pending
-        while self._end - self._start < need:
-            n = self._recv_into(self._rview[self._end:])
-            if n == 0:
-                if mid_frame or self._end > self._start:
-                    raise _truncated()
-                raise ChannelEOF()
-            self._end += n
-
     def recv(self) -> Frame:
-        """Block until one whole frame has arrived."""
-        if self._end - self._start < HEADER_SIZE:
-            if self._end == 0 and not self._spin_ns:  # empty buffer, no polling: one blocking read (inlined)
-                n, anc, _flags, _addr = self.sock.recvmsg_into([self._rview], _ANC_SIZE)
-                if anc:
-                    self._take_fds(anc)
-                self._end = n
+        """Block until the next frame has arrived (from the ring or the socket)."""
+        try:
+            return self._recv()
+        except (ValueError, TypeError):
+            if self.closed:  # closed by another thread meanwhile: the page is gone
+                raise ChannelEOF() from None
+            raise
+
+    def _recv(self) -> Frame:
+        page = self._page
+        while True:
+            # `published` is read before the streams are looked at: a frame it counts is
+            # then either in the ring already or, if not there, on its way in the socket.
+            published = _WORD.unpack_from(page, self._rx)[0] if page is not None else 0
+            frame = self._take()
+            if frame is not None:
+                self._received += 1
+                return frame
+            if published > self._received:
+                self._recv_more(False)  # published and not in the ring: its bytes are in the socket
+            else:
+                self._wait()
+
+    def _take(self) -> Frame | None:
+        """The frame numbered `_received`, if one stream has it at its head."""
+        seq = self._received & 0xFFFFFFFF
+        ring = self._ring_rx
+        if ring is not None and self._ring_filled():
+            frame = self._ring_take(ring, seq)
+            if frame is not None:
+                return frame
+            return self._socket_take(seq, True)  # type: ignore[no-any-return]  # a later frame heads the ring: ours is in the socket
+        taken = self._socket_take(seq, False)
+        if taken is _LATER:  # a later frame heads the socket: ours is in the ring by now
+            taken = self._ring_take(ring, seq) if ring is not None and self._ring_filled() else None
+            if taken is None:
+                raise _corrupt(f"frame {seq} is missing from both the socket and the ring")
+        return taken  # type: ignore[no-any-return]
+
+    def _ring_filled(self) -> bool:
+        return bool(_WORD.unpack_from(self._page, self._rx + _TAIL)[0] != self._rx_head)  # type: ignore[arg-type]
+
+    def _ring_take(self, ring: memoryview, seq: int) -> Frame | None:
+        """Our frame from the head of the peer's ring (not empty); None if a later frame is there."""
+        head = self._rx_head
+        pos = head % _RING
+        if _RING - pos < HEADER_SIZE:  # too little room for a header: the writer wrapped around
+            head += _RING - pos
+            pos = 0
+        version, kind, flags, request_id, chain, frame_seq, body_len = HEADER.unpack_from(ring, pos)
+        if kind == PAD and version == VERSION:  # the writer wrapped around
+            head += _RING - pos
+            pos = 0
+            version, kind, flags, request_id, chain, frame_seq, body_len = HEADER.unpack_from(ring, 0)
+        end = head + HEADER_SIZE + body_len
+        if version != VERSION or kind == PAD or body_len > _RING_MAX \
+                or end > _WORD.unpack_from(self._page, self._rx + _TAIL)[0]:  # type: ignore[arg-type]
+            raise _corrupt(f"in the shared ring: version byte {version}, kind {kind}, body of {body_len} bytes")
+        if frame_seq != seq:
+            _check_later(frame_seq, seq)
+            if head != self._rx_head:
+                self._consume(head)
+            return None
+        start = pos + HEADER_SIZE
+        body = memoryview(ring[start:start + body_len].tobytes())
+        self._consume(end)
+        return self._frame(kind, flags, request_id, chain, body, False)
+
+    def _consume(self, head: int) -> None:
+        self._rx_head = head
+        _WORD.pack_into(self._page, self._rx + _HEAD, head)  # type: ignore[arg-type]
+
+    def _socket_take(self, seq: int, must: bool) -> Any:
+        """Our frame from the socket buffer (reading more if it is incomplete, or if `must`);
+        None when the buffer holds no frame header, _LATER when it holds a later frame."""
+        while True:
             if self._end - self._start < HEADER_SIZE:
-                self._fill(HEADER_SIZE, False)
-        version, kind, flags, request_id, chain, body_len = HEADER.unpack_from(self._rbuf, self._start)
-        if version != VERSION:
-            raise ExtraditeProtocolError(
-                f"corrupt frame: version byte {version}, expected {VERSION}; "
-                "both sides must run the same extradite and nothing else may write to the channel")
+                if not must:
+                    return None
+                self._recv_more(False)
+                continue
+            version, kind, flags, request_id, chain, frame_seq, body_len = HEADER.unpack_from(
+                self._rbuf, self._start)
+            if version != VERSION:
+                raise _corrupt(f"version byte {version}, expected {VERSION}")
+            if kind == WAKE:
+                self._start += HEADER_SIZE
+                if self._start == self._end:
+                    self._start = self._end = 0
+                continue
+            if frame_seq != seq:
+                _check_later(frame_seq, seq)
+                if must:
+                    raise _corrupt(f"frame {frame_seq} arrived where frame {seq} was due")
+                return _LATER
+            break
         self._start += HEADER_SIZE
         if body_len <= len(self._rbuf):
-            if self._end - self._start < body_len:
-                self._fill(body_len, True)
+            while self._end - self._start < body_len:
+                self._recv_more(True, body_len)
             start = self._start
             body = memoryview(bytes(self._rview[start:start + body_len]))
             start += body_len
@@ -448,33 +552,104 @@ class Channel:
                     raise _truncated()
                 have += n
             body = memoryview(big)
-        self._received += 1
-        fds: list[int] = []
-        if flags:
-            if flags & FLAG_PAGE:
-                self._adopt_page(self._fds.pop() if self._fds else -1)
-                flags &= ~FLAG_PAGE
-            if flags & FLAG_SHM:
-                fds, self._fds = self._fds, []
+        return self._frame(kind, flags, request_id, chain, body)
+
+    def _frame(self, kind: int, flags: int, request_id: int, chain: int, body: memoryview,
+               from_socket: bool = True) -> Frame:
+        fds = self._fds if from_socket else []  # descriptors only ever ride on socket frames
+        if flags & FLAG_PAGE:
+            if not from_socket or not fds:
+                raise _corrupt("a shared page was announced without its descriptor")
+            self._adopt_page(fds.pop(0))  # a frame's first descriptor; its arenas' follow (see send)
+            flags &= ~FLAG_PAGE
+        # An arena's descriptor is taken from the front of `fds` when the frame is decoded
+        # (ArenaMaps.parse), before the next frame is received.
         return Frame(kind, flags, request_id, chain, body, fds, self.maps)
 
+    def _recv_more(self, mid_frame: bool, need: int = HEADER_SIZE) -> None:
+        """One blocking read from the socket into the buffer (room for `need` bytes from `_start`)."""
+        if self._start + need > len(self._rbuf) or self._end == len(self._rbuf):
+            pending = self._end - self._start
+            self._rview[0:pending] = self._rview[self._start:self._end]
+            self._start, self._end = 0, pending
+        n = self._recv_into(self._rview[self._end:])
+        if n == 0:
+            if mid_frame or self._end > self._start:
+                raise _truncated()
+            raise ChannelEOF()
+        self._end += n
+
+    def _recv_into(self, view: memoryview) -> int:
+        n, anc, _flags, _addr = self.sock.recvmsg_into([view], _ANC_SIZE)
+        if anc:
+            for level, kind, data in anc:
+                if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
+                    count = len(data) // 4
+                    self._fds.extend(struct.unpack(f"{count}i", data[: count * 4]))
+        return int(n)
+
+    def _wait(self) -> None:
+        """Nothing to take: poll the peer's `published` word for a while, then sleep on the socket."""
+        page = self._page
+        if page is None:
+            self._recv_more(False)
+            return
+        word, received = self._rx, self._received
+        window = self._spin_ns
+        if not window or not _machine_quiet():
+            self._sleep(page, word, received)
+            return
+        start = _now()
+        while True:
+            _yield()  # a runnable process on this CPU (the peer, say) goes first
+            if _WORD.unpack_from(page, word)[0] > received:
+                self._spin_ns = self.spin_cap_ns  # answered within the window: poll as long next time
+                return
+            if _now() - start >= window:
+                break
+        self._sleep(page, word, received)
+        # The next window is the whole cap when the peer answered within it, else half the
+        # last window: a slow peer is polled for ever shorter times.
+        if _now() - start <= self.spin_cap_ns:
+            self._spin_ns = self.spin_cap_ns
+        else:
+            self._spin_ns = max(_SPIN_MIN_NS, window >> 1)
+
+    def _sleep(self, page: mmap.mmap, word: int, received: int) -> None:
+        """Block on the socket until the peer sends or publishes a frame (no lost wake-up)."""
+        if self._ring_rx is None:  # the peer only uses the socket
+            self._recv_more(False)
+            return
+        _WORD.pack_into(page, self._rx + _SLEEPING, 1)
+        try:
+            _fence(self._rx_fence)
+            if _WORD.unpack_from(page, word)[0] <= received:
+                self._recv_more(False)
+        finally:
+            if not self.closed:
+                _WORD.pack_into(page, self._rx + _SLEEPING, 0)
+
     def _adopt_page(self, fd: int) -> None:
-        """Map the polling page the other side sent (see module docstring)."""
-        if fd < 0:
-            raise ExtraditeProtocolError("corrupt frame: a polling page was announced without its descriptor")
+        """Map the page the other side sent (see module docstring)."""
         try:
             if self._page is None:  # adopted even when this side never polls: the peer reads our word
                 import mmap
 
-                self._page = mmap.mmap(fd, _PAGE_SIZE)
-                self._my_word, self._peer_word = _OTHER_WORD, _OWNER_WORD
-                _WORD.pack_into(self._page, self._my_word, self._sent)
+                self._page = page = mmap.mmap(fd, _PAGE_SIZE)
+                self._tx, self._rx = _DIR_OTHER, _DIR_OWNER
+                _WORD.pack_into(page, self._tx, self._sent)
+                if _RING_POSSIBLE:
+                    view = memoryview(page)
+                    self._ring_tx = view[_DIR_OTHER + _CTRL:_DIR_OTHER + _CTRL + _RING]
+                    self._ring_rx = view[_DIR_OWNER + _CTRL:_DIR_OWNER + _CTRL + _RING]
         finally:
             os.close(fd)
 
     def forget_in_fork(self) -> None:
         """In a forked copy of this process: drop the descriptor without shutting the socket down."""
         self.closed = True
+        self._ring_tx = self._ring_rx = None  # shared with the real peer: this copy never touches it
+        self._page = None
         try:
             self.sock.close()
         except OSError:
@@ -498,6 +673,40 @@ class Channel:
         if self._page_fd >= 0:
             os.close(self._page_fd)
             self._page_fd = -1
-        if self._page is not None:
-            self._page.close()
-            self._page = None
+        for fd in self._fds:  # received for frames that were never decoded
+            os.close(fd)
+        self._fds.clear()
+        self._drop_page()
+
+    def _drop_page(self) -> None:
+        """Unmap the shared page (a thread still inside `recv` or `send` then fails with
+        ValueError, which those turn into the error of a closed channel)."""
+        page, tx, rx = self._page, self._ring_tx, self._ring_rx
+        self._ring_tx = self._ring_rx = None
+        self._page = None
+        for view in (tx, rx):
+            if view is not None:
+                view.release()
+        if page is not None:
+            try:
+                page.close()
+            except BufferError:  # pragma: no cover - a view is in use right now: unmapped when it goes
+                pass
+
+
+def _fence(lock: _thread.LockType) -> None:
+    """A full memory barrier: acquiring and releasing a free lock are atomic read-modify-writes."""
+    lock.acquire()
+    lock.release()
+
+
+def _check_later(frame_seq: int, seq: int) -> None:
+    """A frame other than the one due must come after it (sequence numbers wrap at 2**32)."""
+    if (frame_seq - seq) & 0xFFFFFFFF >= 0x80000000:
+        raise _corrupt(f"frame {frame_seq} arrived after frame {seq} was due (replayed or stale)")
+
+
+def _corrupt(what: str) -> ExtraditeProtocolError:
+    return ExtraditeProtocolError(
+        f"corrupt frame: {what}; both sides must run the same extradite and nothing else may "
+        "write to the channel")

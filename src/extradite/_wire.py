@@ -1,6 +1,6 @@
 """Frame format and message vocabulary shared by both ends of a channel.
 
-A frame on the socket is a fixed header followed by `body_len` bytes:
+A frame (on the socket or in the shared ring) is a fixed header followed by `body_len` bytes:
 
     offset size field
     0      1    version    VERSION; anything else is a protocol error
@@ -9,7 +9,10 @@ A frame on the socket is a fixed header followed by `body_len` bytes:
                            FLAG_PAGE: the last descriptor is the shared polling page
     4      4    request_id id of the request; a reply carries its request's id
     8      4    chain      call chain: requests of one chain are served on one thread
-    12     4    body_len   number of body bytes that follow
+    12     4    seq        frame number in this direction (mod 2**32): frames travel either
+                           through the socket or through the shared ring (see _transport),
+                           and the reader merges the two streams by this number
+    16     4    body_len   number of body bytes that follow
 
 The body is a pickle (protocol 5) of a tuple whose first item is the list of
 handle releases riding on this frame. With FLAG_SHM, the body is prefixed by a
@@ -29,9 +32,9 @@ from __future__ import annotations
 
 import struct
 
-VERSION = 1
+VERSION = 2
 
-HEADER = struct.Struct("<BBHIII")
+HEADER = struct.Struct("<BBHIIII")
 HEADER_SIZE = HEADER.size
 
 # Frame kinds.
@@ -39,6 +42,8 @@ REQUEST = 1
 REPLY = 2
 ERROR = 3
 RELEASE = 4
+WAKE = 5     # socket only, header only, no sequence number: the reader sleeps, a ring frame waits
+PAD = 0      # ring only: the rest of the ring is unused, the next frame starts at its beginning
 
 # Header flags.
 FLAG_SHM = 0x1
