@@ -9,10 +9,11 @@
 Columns:
   direct      the same target code loaded in this process (under another module name, so
               the protected tree is never in sys.modules and `extradite()` still works)
-  extradite   the dynamic proxy returned by `extradite()` (default settings: no polling)
-  extradite_spin  the same with the opt-in low-latency wait on both sides (EXTRADITE_SPIN_US=200:
-              poll the peer's sequence word for up to 200 us before sleeping, while the machine
-              is quiet); only on a machine with 2+ CPUs
+  extradite   the dynamic proxy returned by `extradite()` (default settings: each side polls
+              the peer's `published` word for up to 200 us before it sleeps, while the machine
+              is quiet)
+  extradite_nopoll  the same with polling turned off on both sides (EXTRADITE_SPIN_US=0: every
+              wait sleeps on the socket), to show what the low-latency wait buys in each regime
   generated   the proxies in generated/ (extradite-gen output for extradite.demo); shown as
               "n/a (generated proxies unavailable)" when they cannot be imported or used
   mp_manager  multiprocessing.managers.BaseManager (what a user would otherwise reach for)
@@ -63,7 +64,7 @@ WORKLOAD = "extradite_bench_workload:Workload"
 TRIVIAL = "extradite_bench_trivial:Trivial"
 COUNTER = "extradite.demo.counter:Counter"
 EVENTBUS = "extradite.demo.callbacks:EventBus"
-COLUMNS = ("direct", "extradite", "extradite_spin", "generated", "mp_manager", "rpyc", "floor")
+COLUMNS = ("direct", "extradite", "extradite_nopoll", "generated", "mp_manager", "rpyc", "floor")
 Runner = Callable[[int], float]  # runs `ops` operations, returns seconds per operation
 CALLBACK_FANOUT = 100
 BATCH = 1000
@@ -176,12 +177,8 @@ class Env:
         self.C = extradite_class(COUNTER)
         self.B = extradite_class(EVENTBUS)
         self.closers += [self.W.close, self.C.close, self.B.close]
-        self.spin: tuple[Any, Any, Any] | None = None
-        self.spin_reason = ""
-        if len(os.sched_getaffinity(0)) > 1:
-            self.spin = (self._spinning(WORKLOAD), self._spinning(COUNTER), self._spinning(EVENTBUS))
-        else:
-            self.spin_reason = "n/a (one CPU available: polling would starve the peer)"
+        self.nopoll: tuple[Any, Any, Any] | None = None
+        self.nopoll = (self._sleeping(WORKLOAD), self._sleeping(COUNTER), self._sleeping(EVENTBUS))
         self.generated: Any = None
         self.generated_reason = "n/a (generated proxies unavailable)"
         self._load_generated()
@@ -191,12 +188,12 @@ class Env:
         self.rpyc_reason = "n/a (rpyc not installed)"
         self.pycache = ""
 
-    def _spinning(self, target: str) -> Any:
-        """A proxy class whose session polls before sleeping, on both sides."""
+    def _sleeping(self, target: str) -> Any:
+        """A proxy class whose session never polls: every wait sleeps on the socket, on both sides."""
         from extradite._api import session_of
 
         saved = os.environ.get("EXTRADITE_SPIN_US")
-        os.environ["EXTRADITE_SPIN_US"] = "200"  # read by the child at start-up
+        os.environ["EXTRADITE_SPIN_US"] = "0"  # read by the child at start-up
         try:
             cls = extradite_class(target)
         finally:
@@ -205,8 +202,7 @@ class Env:
             else:
                 os.environ["EXTRADITE_SPIN_US"] = saved
         channel = session_of(cls).session.channel
-        channel.spin_cap_ns = 200_000
-        channel._spin_ns = 50_000
+        channel.spin_cap_ns = channel._spin_ns = 0
         self.closers.append(cls.close)
         return cls
 
@@ -400,9 +396,9 @@ def _tiny(env: Env, ops: int) -> dict[str, Runner | str]:
         "extradite": _loop(lambda: c.increment(1)),
         "floor": env.pipe().run,
     }
-    if env.spin:
-        cs = env.spin[1](0)
-        cells["extradite_spin"] = _loop(lambda: cs.increment(1))
+    if env.nopoll:
+        cs = env.nopoll[1](0)
+        cells["extradite_nopoll"] = _loop(lambda: cs.increment(1))
     if env.generated:
         g = env.generated[0](0)
         cells["generated"] = _loop(lambda: g.increment(1))
@@ -422,9 +418,9 @@ def _batch(env: Env, ops: int) -> dict[str, Runner | str]:
         "direct": _loop(lambda: [d.increment(1) for _ in range(BATCH)]),
         "extradite": _loop(lambda: c.increment.batch(calls)),
     }
-    if env.spin:
-        cs = env.spin[1](0)
-        cells["extradite_spin"] = _loop(lambda: cs.increment.batch(calls))
+    if env.nopoll:
+        cs = env.nopoll[1](0)
+        cells["extradite_nopoll"] = _loop(lambda: cs.increment.batch(calls))
     if env.generated:
         g = env.generated[0](0)
         items = [(1,)] * BATCH
@@ -444,8 +440,8 @@ def _mutations(env: Env, ops: int) -> dict[str, Runner | str]:
                 obj.value = i
         return _timed(body)
     cells: dict[str, Runner | str] = {"direct": setter(d), "extradite": setter(c)}
-    if env.spin:
-        cells["extradite_spin"] = setter(env.spin[1](0))
+    if env.nopoll:
+        cells["extradite_nopoll"] = setter(env.nopoll[1](0))
     cells["generated"] = setter(env.generated[0](0)) if env.generated else env.generated_reason
     if env.mp():
         m = env.mp_workload
@@ -461,9 +457,9 @@ def _echo_cells(env: Env, payload: Any, floor: Runner | None) -> dict[str, Runne
         "extradite": _loop(lambda: w.echo(payload)),
         "generated": "n/a (no echo method in the generated demo proxies)",
     }
-    if env.spin:
-        ws = env.spin[0]()
-        cells["extradite_spin"] = _loop(lambda: ws.echo(payload))
+    if env.nopoll:
+        ws = env.nopoll[0]()
+        cells["extradite_nopoll"] = _loop(lambda: ws.echo(payload))
     if env.mp():
         m = env.mp_workload
         cells["mp_manager"] = _loop(lambda: m.echo(payload))
@@ -484,8 +480,8 @@ def _callbacks(env: Env, ops: int) -> dict[str, Runner | str]:
             bus.subscribe(callback)
         return _loop(lambda: bus.publish("t", b"x"))
     cells: dict[str, Runner | str] = {"direct": make(env.direct_bus.EventBus()), "extradite": make(env.B())}
-    if env.spin:
-        cells["extradite_spin"] = make(env.spin[2]())
+    if env.nopoll:
+        cells["extradite_nopoll"] = make(env.nopoll[2]())
     cells["generated"] = make(env.generated[1]()) if env.generated else env.generated_reason
     cells["mp_manager"] = "n/a (manager proxies cannot call back into the caller)"
     return cells
@@ -500,9 +496,9 @@ def _simple(method: str, *args: Any) -> Callable[[Env, int], dict[str, Runner | 
             "extradite": _loop(lambda: w(*args)),
             "generated": "n/a (no such method in the generated demo proxies)",
         }
-        if env.spin:
-            ws = getattr(env.spin[0](), method)
-            cells["extradite_spin"] = _loop(lambda: ws(*args))
+        if env.nopoll:
+            ws = getattr(env.nopoll[0](), method)
+            cells["extradite_nopoll"] = _loop(lambda: ws(*args))
         if env.mp():
             m = getattr(env.mp_workload, method)
             cells["mp_manager"] = _loop(lambda: m(*args))
@@ -527,8 +523,8 @@ def _pipeline(env: Env, ops: int) -> dict[str, Runner | str]:
         return _timed(body)
     cells: dict[str, Runner | str] = {"direct": make(env.direct.Workload()), "extradite": make(env.W()),
                                       "generated": "n/a (no pipeline in the generated demo proxies)"}
-    if env.spin:
-        cells["extradite_spin"] = make(env.spin[0]())
+    if env.nopoll:
+        cells["extradite_nopoll"] = make(env.nopoll[0]())
     if env.mp():
         cells["mp_manager"] = make(env.mp_workload)
     return cells
@@ -711,8 +707,10 @@ def targets(results: dict[str, dict[str, Cell]], memory: dict[str, float] | None
     if tiny is not None and pipe is not None:
         add("tiny call <= 1.2x pipe ping-pong", tiny * 1e6, pipe * 1.2e6, "us")
     add("tiny call <= 15 us", None if tiny is None else tiny * 1e6, 15, "us")
-    tiny_spin = m("tiny_call", "extradite_spin")
-    add("tiny call, opt-in polling wait <= 15 us", None if tiny_spin is None else tiny_spin * 1e6, 15, "us")
+    for case in results:
+        polled, slept = m(case, "extradite"), m(case, "extradite_nopoll")
+        if polled is not None and slept is not None:
+            add(f"polling (default) <= no polling ({case})", polled * 1e6, slept * 1e6, "us")
     batch = m("batch_call", "extradite")
     add("batched call <= 1.5 us/item", None if batch is None else batch * 1e6, 1.5, "us")
     cb = m("callbacks", "extradite")

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "benchmarks" / "extradite_performance_benchmark.py"
 
@@ -51,8 +53,9 @@ def test_import_path_stays_light() -> None:
     assert proc.stdout.strip() == "[]"
 
 
-def test_low_latency_wait_keeps_calls_correct() -> None:
-    """The opt-in polling wait (EXTRADITE_SPIN_US) on both sides: results, callbacks and big buffers intact."""
+@pytest.mark.parametrize("spin_us", ["0", "100"])
+def test_waits_with_and_without_polling_keep_calls_correct(spin_us: str) -> None:
+    """Every wait sleeping (EXTRADITE_SPIN_US=0) or polling first: results, callbacks and big buffers intact."""
     code = """
 import sys
 from extradite import extradite
@@ -61,8 +64,8 @@ Counter = extradite("extradite.demo.counter:Counter")
 Bus = extradite("extradite.demo.callbacks:EventBus")
 try:
     import os
-    if len(os.sched_getaffinity(0)) > 1:
-        assert session_of(Counter).session.channel._spin_ns > 0, "polling is not on"
+    polls = session_of(Counter).session.channel._spin_ns > 0
+    assert polls == (os.environ["EXTRADITE_SPIN_US"] != "0"), "the setting did not reach the channel"
     counter = Counter(0)
     assert [counter.increment(1) for _ in range(2000)][-1] == 2000
     bus = Bus()
@@ -78,7 +81,7 @@ finally:
 """
     import os
 
-    env = dict(os.environ, EXTRADITE_SPIN_US="100", PYTHONPATH=str(ROOT / "src"))
+    env = dict(os.environ, EXTRADITE_SPIN_US=spin_us, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
