@@ -362,39 +362,34 @@ class Channel:
     def _emit(self, kind: int, flags: int, request_id: int, chain: int, parts: list[Any],
               size: int, fds: list[int]) -> None:
         try:
-            self._emit_frame(kind, flags, request_id, chain, parts, size, fds)
+            seq = self._sent & 0xFFFFFFFF
+            ring = self._ring_tx
+            if ring is not None and not fds and size <= _RING_MAX and self._ring_put(
+                    ring, kind, flags, request_id, chain, seq, parts, size):
+                self._sent += 1
+                page = self._page
+                _WORD.pack_into(page, self._tx, self._sent)  # type: ignore[arg-type]
+                _fence(self._tx_fence)
+                if _WORD.unpack_from(page, self._tx + _SLEEPING)[0]:  # type: ignore[arg-type]
+                    self.sock.sendall(_WAKE_FRAME)  # the reader sleeps on the socket: wake it
+                return
+            if self._page_fd >= 0:
+                flags |= FLAG_PAGE
+                fds = [self._page_fd, *fds]
+            header = HEADER.pack(VERSION, kind, flags, request_id, chain, seq, size)
+            self._sendmsg([header, *parts], fds)
+            self._sent += 1
+            if self._page is not None:
+                _WORD.pack_into(self._page, self._tx, self._sent)
+                if self._page_fd >= 0:  # the other side holds the page now
+                    os.close(self._page_fd)
+                    self._page_fd = -1
+                    if _RING_POSSIBLE:
+                        self._ring_tx = memoryview(self._page)[self._tx + _CTRL:self._tx + _CTRL + _RING]
         except (ValueError, TypeError):
-            if self.closed:  # closed by another thread meanwhile: the page is gone (a closed mmap
-                # raises ValueError or TypeError, a released view ValueError)
+            if self.closed:  # closed by another thread meanwhile: the page is gone
                 raise OSError("the extradite channel is closed") from None
             raise
-
-    def _emit_frame(self, kind: int, flags: int, request_id: int, chain: int, parts: list[Any],
-                    size: int, fds: list[int]) -> None:
-        seq = self._sent & 0xFFFFFFFF
-        ring = self._ring_tx
-        if ring is not None and not fds and size <= _RING_MAX and self._ring_put(
-                ring, kind, flags, request_id, chain, seq, parts, size):
-            self._sent += 1
-            page = self._page
-            _WORD.pack_into(page, self._tx, self._sent)  # type: ignore[arg-type]
-            _fence(self._tx_fence)
-            if _WORD.unpack_from(page, self._tx + _SLEEPING)[0]:  # type: ignore[arg-type]
-                self.sock.sendall(_WAKE_FRAME)  # the reader sleeps on the socket: wake it
-            return
-        if self._page_fd >= 0:
-            flags |= FLAG_PAGE
-            fds = [self._page_fd, *fds]
-        header = HEADER.pack(VERSION, kind, flags, request_id, chain, seq, size)
-        self._sendmsg([header, *parts], fds)
-        self._sent += 1
-        if self._page is not None:
-            _WORD.pack_into(self._page, self._tx, self._sent)
-            if self._page_fd >= 0:  # the other side holds the page now
-                os.close(self._page_fd)
-                self._page_fd = -1
-                if _RING_POSSIBLE:
-                    self._ring_tx = memoryview(self._page)[self._tx + _CTRL:self._tx + _CTRL + _RING]
 
     def _ring_put(self, ring: memoryview, kind: int, flags: int, request_id: int, chain: int,
                   seq: int, parts: list[Any], size: int) -> bool:
@@ -439,26 +434,35 @@ class Channel:
     def recv(self) -> Frame:
         """Block until the next frame has arrived (from the ring or the socket)."""
         try:
-            return self._recv()
+            page = self._page
+            while True:
+                # `published` is read before the streams are looked at: a frame it counts is
+                # then either in the ring already or, if not there, on its way in the socket.
+                if page is not None:
+                    published = _WORD.unpack_from(page, self._rx)[0]
+                    ring = self._ring_rx
+                    if ring is not None and self._end == self._start \
+                            and _WORD.unpack_from(page, self._rx + _TAIL)[0] != self._rx_head:
+                        frame = self._ring_take(ring, self._received & 0xFFFFFFFF)  # the usual case
+                        if frame is None:  # a later frame heads the ring: ours is in the socket
+                            frame = self._socket_take(self._received & 0xFFFFFFFF, True)
+                    else:
+                        frame = self._take()
+                else:
+                    published = 0
+                    frame = self._take()
+                if frame is not None:
+                    self._received += 1
+                    return frame
+                if published > self._received:
+                    self._recv_more(False)  # published and not in the ring: its bytes are in the socket
+                else:
+                    self._wait()
         except (ValueError, TypeError):
-            if self.closed:  # closed by another thread meanwhile: the page is gone
+            if self.closed:  # closed by another thread meanwhile: the page is gone (a closed
+                # mmap raises ValueError or TypeError, a released view ValueError)
                 raise ChannelEOF() from None
             raise
-
-    def _recv(self) -> Frame:
-        page = self._page
-        while True:
-            # `published` is read before the streams are looked at: a frame it counts is
-            # then either in the ring already or, if not there, on its way in the socket.
-            published = _WORD.unpack_from(page, self._rx)[0] if page is not None else 0
-            frame = self._take()
-            if frame is not None:
-                self._received += 1
-                return frame
-            if published > self._received:
-                self._recv_more(False)  # published and not in the ring: its bytes are in the socket
-            else:
-                self._wait()
 
     def _take(self) -> Frame | None:
         """The frame numbered `_received`, if one stream has it at its head."""
@@ -500,10 +504,13 @@ class Channel:
             if head != self._rx_head:
                 self._consume(head)
             return None
+        if flags & FLAG_PAGE:
+            raise _corrupt("a shared page was announced in the ring")
         start = pos + HEADER_SIZE
         body = memoryview(ring[start:start + body_len].tobytes())
-        self._consume(end)
-        return self._frame(kind, flags, request_id, chain, body, False)
+        self._rx_head = end
+        _WORD.pack_into(self._page, self._rx + _HEAD, end)  # type: ignore[arg-type]
+        return Frame(kind, flags, request_id, chain, body, [], self.maps)
 
     def _consume(self, head: int) -> None:
         self._rx_head = head
@@ -558,11 +565,11 @@ class Channel:
             body = memoryview(big)
         return self._frame(kind, flags, request_id, chain, body)
 
-    def _frame(self, kind: int, flags: int, request_id: int, chain: int, body: memoryview,
-               from_socket: bool = True) -> Frame:
-        fds = self._fds if from_socket else []  # descriptors only ever ride on socket frames
+    def _frame(self, kind: int, flags: int, request_id: int, chain: int, body: memoryview) -> Frame:
+        """A frame from the socket: it owns the descriptors that came with it (ring frames have none)."""
+        fds = self._fds
         if flags & FLAG_PAGE:
-            if not from_socket or not fds:
+            if not fds:
                 raise _corrupt("a shared page was announced without its descriptor")
             self._adopt_page(fds.pop(0))  # a frame's first descriptor; its arenas' follow (see send)
             flags &= ~FLAG_PAGE
