@@ -1,6 +1,6 @@
 """Start the child interpreter, watch it, and stop it.
 
-    Popen([python, -S, -c, bootstrap], pass_fds=[child end of socketpair])
+    Popen([python, -S, -c, bootstrap], pass_fds=[child end of socketpair, compiled code])
       stdin  <- /dev/null
       stdout -> inherited (the target's prints show up as usual)
       stderr -> pipe -> drain thread -> this process's sys.stderr, last lines kept
@@ -45,7 +45,8 @@ def daemon_threads_allowed() -> bool:
     return True if allowed is None else bool(allowed())
 
 
-def _bootstrap(fd: int, path: list[str] | None, prepend: list[str], append: str | None) -> str:
+def _bootstrap(fd: int, path: list[str] | None, prepend: list[str], append: str | None,
+               code_fd: int = -1) -> str:
     lines = ["import sys"]
     if path is not None:
         lines.append(f"sys.path[:] = {path!r}")
@@ -53,9 +54,13 @@ def _bootstrap(fd: int, path: list[str] | None, prepend: list[str], append: str 
         lines.append(f"sys.path[:0] = {prepend!r}")
     if append is not None:
         lines.append(f"sys.path.append({append!r})")
+    if code_fd >= 0:  # compiled runtime modules from the parent (see _bootcode)
+        from ._bootcode import FINDER
+
+        lines.append(FINDER.replace("CODE_FD", str(code_fd)))
     lines.append("from extradite._child import main")
     lines.append(f"main({fd})")
-    return "; ".join(lines)
+    return "\n".join(lines)
 
 
 def _project_paths() -> list[str]:
@@ -73,14 +78,20 @@ def _project_paths() -> list[str]:
     return out
 
 
-def child_command(fd: int, python: str | None) -> list[str]:
-    """The argv that starts a child serving the channel on descriptor `fd`."""
-    same = python is None or os.path.realpath(python) == os.path.realpath(sys.executable)
-    if same:
+def same_interpreter(python: str | None) -> bool:
+    return python is None or os.path.realpath(python) == os.path.realpath(sys.executable)
+
+
+def child_command(fd: int, python: str | None, code_fd: int = -1) -> list[str]:
+    """The argv that starts a child serving the channel on descriptor `fd`.
+
+    `code_fd` (same interpreter only): a memfd of compiled runtime modules, see _bootcode.
+    """
+    if same_interpreter(python):
         path = list(sys.path)
         if _EXTRADITE_ROOT not in path:
             path.append(_EXTRADITE_ROOT)
-        return [sys.executable, "-S", "-c", _bootstrap(fd, path, [], None)]
+        return [sys.executable, "-S", "-c", _bootstrap(fd, path, [], None, code_fd)]
     assert python is not None
     return [python, "-c", _bootstrap(fd, None, _project_paths(), _EXTRADITE_ROOT)]
 
@@ -93,15 +104,23 @@ class ChildProcess:
 
         self.label = label
         self.tail: deque[str] = deque(maxlen=_STDERR_LINES)
-        argv = child_command(child_fd, python)
+        code_fd = -1
+        if same_interpreter(python):  # the same bytecode: ship it (see _bootcode)
+            from ._bootcode import code_fd as make_code_fd
+
+            code_fd = make_code_fd()
+        argv = child_command(child_fd, python, code_fd)
         try:
             self.popen = subprocess.Popen(
-                argv, pass_fds=(child_fd,), stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                close_fds=True)
+                argv, pass_fds=(child_fd,) if code_fd < 0 else (child_fd, code_fd),
+                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True)
         except OSError as exc:
             raise ExtraditeProcessError(
                 f"could not start the child interpreter {argv[0]!r} for {label}: {exc}; "
                 "check the python= path") from exc
+        finally:
+            if code_fd >= 0:
+                os.close(code_fd)
         self.pid = self.popen.pid
         assert self.popen.stderr is not None
         self._stopping = False

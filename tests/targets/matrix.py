@@ -17,3 +17,9 @@ class Matrix:
 
     def loaded_modules(self) -> list[str]:
         return sorted(sys.modules)
+
+    def module_origin(self, name: str) -> str:
+        """How this child got module `name`: its loader's name and its file, space-separated."""
+        module = sys.modules[name]
+        loader = module.__spec__.loader
+        return f"{getattr(loader, '__name__', type(loader).__name__)} {module.__file__}"

@@ -1,0 +1,70 @@
+"""Children of the same interpreter get the runtime's compiled code instead of compiling it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from conftest import python_env
+
+from extradite import extradite
+from extradite._bootcode import CHILD_MODULES
+
+
+@pytest.fixture
+def Matrix() -> Iterator[Any]:
+    cls = extradite("targets.matrix:Matrix")
+    try:
+        yield cls
+    finally:
+        cls.close()
+
+
+def test_a_child_imports_only_the_shipped_runtime_modules(Matrix: Any) -> None:
+    loaded = {m for m in Matrix().loaded_modules() if m == "extradite" or m.startswith("extradite.")}
+    assert loaded <= set(CHILD_MODULES), f"ship these too (see _bootcode): {sorted(loaded - set(CHILD_MODULES))}"
+
+
+_PROBE = """
+import sys
+from extradite import extradite
+Matrix = extradite("targets.matrix:Matrix")
+try:
+    m = Matrix()
+    print(m.module_origin("extradite._session"))
+    print(m.echo(41) + 1)
+finally:
+    Matrix.close()
+"""
+
+
+def _probe(tmp_path: Path, *, pyc: bool) -> list[str]:
+    env = python_env()
+    env["PYTHONPYCACHEPREFIX"] = str(tmp_path / "pycache")  # empty: no valid bytecode cache
+    if pyc:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        # fill the cache first, so that every child module has a valid .pyc
+        warm = [sys.executable, "-c", "import " + ", ".join(CHILD_MODULES)]
+        subprocess.run(warm, env=env, check=True, timeout=60)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_without_bytecode_cache_the_child_runs_shipped_code(tmp_path: Path) -> None:
+    loader, origin, answer = _probe(tmp_path, pyc=False)
+    assert loader == "_XdFinder"  # compiled by the parent, not by the child
+    assert origin == str(Path(__file__).resolve().parent.parent / "src" / "extradite" / "_session.py")
+    assert answer == "42"
+
+
+def test_with_a_valid_bytecode_cache_the_child_reads_it(tmp_path: Path) -> None:
+    loader, _origin, answer = _probe(tmp_path, pyc=True)
+    assert loader == "SourceFileLoader"
+    assert answer == "42"
