@@ -93,28 +93,32 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail("resource leak: " + "; ".join(problems), pytrace=False)
 
 
-@pytest.fixture
-def Service() -> Iterator[Any]:
-    """Proxy class of tests/targets/handles.py:Service (handles, callbacks, batches), closed after the test."""
+def _proxy_class(target: str) -> Iterator[Any]:
     from extradite import extradite
 
-    cls = extradite("targets.handles:Service")
+    cls = extradite(target)
     try:
         yield cls
     finally:
         cls.close()
+
+
+@pytest.fixture
+def Service() -> Iterator[Any]:
+    """Proxy class of tests/targets/handles.py:Service (handles, callbacks, batches), closed after the test."""
+    yield from _proxy_class("targets.handles:Service")
 
 
 @pytest.fixture
 def Values() -> Iterator[Any]:
     """Proxy class of tests/targets/values.py:Values (values of every kind), closed after the test."""
-    from extradite import extradite
+    yield from _proxy_class("targets.values:Values")
 
-    cls = extradite("targets.values:Values")
-    try:
-        yield cls
-    finally:
-        cls.close()
+
+@pytest.fixture
+def Matrix() -> Iterator[Any]:
+    """Proxy class of tests/targets/matrix.py:Matrix (results that fail at each stage), closed after the test."""
+    yield from _proxy_class("targets.matrix:Matrix")
 
 
 def stress_scale() -> float:

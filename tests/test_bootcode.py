@@ -5,23 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from conftest import python_env
 
-from extradite import extradite
 from extradite._bootcode import CHILD_MODULES
-
-
-@pytest.fixture
-def Matrix() -> Iterator[Any]:
-    cls = extradite("targets.matrix:Matrix")
-    try:
-        yield cls
-    finally:
-        cls.close()
 
 
 def test_a_child_imports_only_the_shipped_runtime_modules(Matrix: Any) -> None:

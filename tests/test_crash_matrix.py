@@ -8,24 +8,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from conftest import python_env
-from extradite import ExtraditeProcessError, UnsupportedInteractionError, extradite
+from extradite import ExtraditeProcessError, UnsupportedInteractionError
 
 import crashkit
-
-
-@pytest.fixture
-def Matrix() -> Iterator[Any]:
-    cls = extradite("targets.matrix:Matrix")
-    try:
-        yield cls
-    finally:
-        cls.close()
 
 
 def test_pickle_request_fails_then_travels_as_handle(Matrix: Any) -> None:
