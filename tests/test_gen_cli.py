@@ -354,18 +354,24 @@ def test_stdlib_proxies_run(stdlib_out: Path) -> None:
     assert result.returncode == 0 and "usage_stdlib ok" in result.stdout, result.stderr
 
 
-@needs_runtime
-def test_stale_fingerprint_falls_back(tmp_path: Path) -> None:
-    pkg = tmp_path / "xdstale"
+def _generate_package(tmp_path: Path, package: str, source: str) -> tuple[Path, Path]:
+    """Write `package/mod.py` with `source`, generate its Thing proxy; return (module file, output dir)."""
+    pkg = tmp_path / package
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     module = pkg / "mod.py"
-    module.write_text("class Thing:\n    def keep(self) -> int:\n        return 1\n"
-                      "    def gone(self) -> int:\n        return 2\n")
+    module.write_text(source)
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "extradite.gen", "xdstale.mod:Thing", "-o", str(out)],
+    result = subprocess.run([sys.executable, "-m", "extradite.gen", f"{package}.mod:Thing", "-o", str(out)],
                             cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+    return module, out
+
+
+@needs_runtime
+def test_stale_fingerprint_falls_back(tmp_path: Path) -> None:
+    module, out = _generate_package(tmp_path, "xdstale", "class Thing:\n    def keep(self) -> int:\n        return 1\n"
+                                    "    def gone(self) -> int:\n        return 2\n")
     module.write_text("class Thing:\n    def keep(self) -> int:\n        return 1\n"
                       "    def fresh(self) -> int:\n        return 3\n")
     script = textwrap.dedent("""\
@@ -397,17 +403,9 @@ def test_stale_fingerprint_falls_back(tmp_path: Path) -> None:
 @needs_runtime
 def test_stale_kinds_and_signatures_are_named(tmp_path: Path) -> None:
     """A bind names changed signatures and kinds; a current proxy binds silently."""
-    pkg = tmp_path / "xdkinds"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    module = pkg / "mod.py"
     original = ("class Thing:\n    def keep(self) -> int:\n        return 1\n"
                 "    def shape(self, a: int) -> int:\n        return a\n")
-    module.write_text(original)
-    out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "extradite.gen", "xdkinds.mod:Thing", "-o", str(out)],
-                            cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
+    module, out = _generate_package(tmp_path, "xdkinds", original)
     script = textwrap.dedent(f"""\
         import pathlib
         import warnings
