@@ -36,7 +36,7 @@ def _socket_is_empty(channel: Channel) -> bool:
 
 @pytest.fixture
 def pair(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(_transport, "_load", [time.perf_counter_ns(), 1])  # the machine counts as quiet
+    monkeypatch.setattr(_transport, "_load", [time.perf_counter_ns(), 1, 0])  # the machine counts as quiet
     before = _open_fds()
     a, b = socket.socketpair()
     owner, other = Channel(a, page_owner=True), Channel(b)
@@ -180,7 +180,7 @@ def test_slow_peer_is_not_lost_and_polls_less(pair: Any) -> None:
 def test_busy_machine_skips_polling_and_stays_correct(pair: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     owner, other = pair
     _connect(owner, other)
-    monkeypatch.setattr(_transport, "_load", [time.perf_counter_ns(), 0])  # runnable tasks > CPUs
+    monkeypatch.setattr(_transport, "_load", [time.perf_counter_ns(), 0, 2])  # runnable tasks > CPUs
     window = owner._spin_ns
     threading.Timer(0.02, other.send_bytes, (REPLY, 1, 1, b"y")).start()
     assert bytes(owner.recv().body) == b"y"

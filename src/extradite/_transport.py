@@ -45,8 +45,9 @@ same CPU goes first. The window adapts per channel: after a wait that ended with
 the cap it is the whole cap; after a longer one it halves, so a peer that is busy
 for long costs ever less polling (never more than the cap of CPU per wait).
 Polling is also skipped while the machine is busy: every 50 ms a waiting side
-reads /proc/loadavg and polls only while the runnable tasks do not outnumber the
-CPUs (a poller competing with CPU-bound processes steals the time its peer needs).
+reads /proc/loadavg and stops polling once two samples in a row show more runnable
+tasks than CPUs (a poller competing with CPU-bound processes steals the time its
+peer needs; a single busy sample is mostly a passing kernel worker).
 Polling is on by default with a cap of 200 us: on the 2-CPU development VM a tiny
 call took ~15 us with it against ~55 us without on otherwise idle CPUs, ~25 against
 ~40 us with both processes pinned to one CPU (the yield hands the CPU over), and
@@ -123,11 +124,19 @@ def _spin_cap_ns() -> int:
 _SPIN_MAX_NS = _spin_cap_ns()
 _CPUS = os.cpu_count() or 1
 _LOAD_EVERY_NS = 50_000_000
-_load = [0, 1]  # [time of the last /proc/loadavg sample, polling allowed]
+# [time of the last /proc/loadavg sample, polling allowed, busy samples in a row]
+_load = [0, 1, 0]
 
 
 def _machine_quiet() -> bool:
-    """True while runnable tasks do not outnumber the CPUs (sampled every 50 ms, for all channels)."""
+    """False while other runnable tasks compete for the CPUs (sampled every 50 ms, for all channels).
+
+    A waiting side and its peer are runnable themselves, so `running` counts them; the
+    machine is busy when the count exceeds the CPUs in two samples in a row. One busy
+    sample is most often a kernel worker or a short process that is gone by the next
+    sample, and turning polling off for it costs a sleep and a cross-CPU wake-up (30-40
+    us) per call for 50 ms; a CPU-bound competitor shows up in every sample.
+    """
     now = _now()
     if now - _load[0] < _LOAD_EVERY_NS:
         return bool(_load[1])
@@ -141,7 +150,8 @@ def _machine_quiet() -> bool:
         running = int(text.split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
         running = 0  # no loadavg: rely on the adaptive window alone
-    _load[1] = running <= _CPUS
+    _load[2] = _load[2] + 1 if running > _CPUS else 0
+    _load[1] = _load[2] < 2
     return bool(_load[1])
 
 
