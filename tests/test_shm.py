@@ -83,6 +83,70 @@ def test_many_buffers_in_one_message_and_reuse(Values: Any) -> None:
     assert memfd_mappings() <= 8
 
 
+def test_pickle_frames_that_go_through_shared_memory(Values: Any) -> None:
+    """A long list pickles into several 64 KiB pickle frames, each big enough for an arena:
+    the unpickler reads them with `read`, not with the one-chunk `readinto` of a payload."""
+    values = Values()
+    payload = [list(range(i, i + 1000)) for i in range(0, 300_000, 1000)]
+    payload.append(os.urandom(THRESHOLD * 2))  # and a payload chunk after them
+    shm_frames = frames_with_shm(Values)
+    assert values.echo(payload) == payload
+    assert shm_frames, "the pickle frames went through the socket"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_body_reader_gives_the_spliced_stream_to_any_read_pattern(seed: int) -> None:
+    """Every mix of read, readinto and readline sees inline bytes and chunks in stream order."""
+    import random
+
+    from extradite._transport import BodyReader
+
+    rng = random.Random(seed)
+    inline = bytes(rng.randrange(256) for _ in range(300))
+    positions = sorted(rng.choice([0, 17, 17, 150, 299, 300]) for _ in range(rng.randrange(4)))
+    chunks = [bytes(rng.randrange(256) for _ in range(rng.randrange(1, 90))) for _ in positions]
+    expected = b""
+    last = 0
+    for pos, chunk in zip(positions, chunks):
+        expected += inline[last:pos] + chunk
+        last = pos
+    expected += inline[last:]
+    segments = [(1, memoryview(chunk), pos) for pos, chunk in zip(positions, chunks)]
+    reader = BodyReader(inline, segments)
+    got = b""
+    while True:
+        how = rng.randrange(4)
+        if how == 0:
+            piece = reader.read(rng.randrange(0, 70))
+        elif how == 1:
+            buffer = bytearray(rng.randrange(1, 70))
+            piece = bytes(buffer[:reader.readinto(memoryview(buffer))])
+        elif how == 2:
+            piece = reader.readline()
+        else:
+            buffer = bytearray(len(rng.choice(chunks)) if chunks else 5)  # one chunk's length
+            piece = bytes(buffer[:reader.readinto(memoryview(buffer))])
+        got += piece
+        if len(got) == len(expected) and reader.read(10) == b"":
+            break
+        assert len(got) <= len(expected)
+    assert got == expected
+    assert reader.read() == b""
+
+
+def test_body_reader_the_unpicklers_pattern() -> None:
+    """Small reads up to a chunk, one readinto of exactly the chunk, small reads after it."""
+    from extradite._transport import BodyReader
+
+    first, second = b"A" * 40, b"B" * 50
+    reader = BodyReader(b"0123456789", [(1, memoryview(first), 4), (2, memoryview(second), 4)])
+    assert reader.read(4) == b"0123"
+    for chunk in (first, second):
+        buffer = bytearray(len(chunk))
+        assert reader.readinto(memoryview(buffer)) == len(chunk) and buffer == chunk
+    assert reader.read(3) == b"456" and reader.read() == b"789" and reader.read(1) == b""
+
+
 def test_big_result_from_child(Values: Any) -> None:
     data = Values().make_bytes(3 * 1024 * 1024 + 5)
     assert len(data) == 3 * 1024 * 1024 + 5 and data[:3] == b"\x00\x01\x02"

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 TYPE_CHECKING = False  # mmap is imported when the first arena is made: `import extradite` stays cheap
 if TYPE_CHECKING:
     import mmap
@@ -45,6 +45,7 @@ TABLE_HEAD = struct.Struct("<HHHH")
 NEW_ENTRY = struct.Struct("<IQI")
 DROP_ENTRY = struct.Struct("<I")
 SEG_ENTRY = struct.Struct("<IQQQ")
+ONE_SEGMENT = struct.Struct("<HHHHIQQQ")  # TABLE_HEAD + SEG_ENTRY: the usual table
 
 
 def _anonymous_fd(size: int) -> int:
@@ -129,11 +130,29 @@ class ArenaPool:
         STATE.pack_into(arena.map, 0, BUSY)
         return arena
 
-    def build_table(self, arena: Arena, segments: Sequence[tuple[int, int, int]]) -> tuple[bytes, list[int]]:
-        """The segment table for one frame and the descriptors that must ride with it.
+    def place(self, big: Sequence[tuple[int, memoryview]]) -> tuple[Arena, bytes, list[int]]:
+        """Copy a frame's big buffers, given as (stream_pos, view), into one arena.
 
-        `segments` holds (offset, length, stream_pos) inside `arena`.
+        Returns the arena, the frame's segment table and the descriptors that must
+        ride with the frame (those of arenas the receiver has not mapped yet).
         """
+        if len(big) == 1:  # the usual frame: one buffer in an arena the receiver has mapped
+            pos, view = big[0]
+            n = view.nbytes
+            arena = self.acquire(n)
+            arena.view[DATA_OFFSET:DATA_OFFSET + n] = view
+            if arena.announced and not self._dropped:
+                return arena, ONE_SEGMENT.pack(0, 0, 1, 0, arena.arena_id, DATA_OFFSET, n, pos), []
+            segments = [(DATA_OFFSET, n, pos)]
+        else:
+            arena = self.acquire(sum(view.nbytes for _, view in big))
+            offset = DATA_OFFSET
+            segments = []
+            for pos, view in big:
+                n = view.nbytes
+                arena.view[offset:offset + n] = view
+                segments.append((offset, n, pos))
+                offset += n
         new: list[Arena] = [] if arena.announced else [arena]
         arena.announced = True
         dropped, self._dropped = self._dropped, []
@@ -141,7 +160,7 @@ class ArenaPool:
         parts += [NEW_ENTRY.pack(a.arena_id, a.size, a.oneshot) for a in new]
         parts += [DROP_ENTRY.pack(i) for i in dropped]
         parts += [SEG_ENTRY.pack(arena.arena_id, off, length, pos) for off, length, pos in segments]
-        return b"".join(parts), [a.fd for a in new]
+        return arena, b"".join(parts), [a.fd for a in new]
 
     def after_send(self, arena: Arena) -> None:
         """A one-shot arena's mapping is no longer needed once its descriptor is sent."""
@@ -166,6 +185,11 @@ class ArenaMaps:
         Consumes descriptors from `fds` for newly announced arenas.
         """
         n_new, n_dropped, n_segments, _ = TABLE_HEAD.unpack_from(body, 0)
+        if n_new == n_dropped == 0 and n_segments == 1:  # the usual table (see ArenaPool.place)
+            _, _, _, _, arena_id, offset, length, stream_pos = ONE_SEGMENT.unpack_from(body, 0)
+            entry = self._maps.get(arena_id)
+            if entry is not None:
+                return [(arena_id, entry[1][offset:offset + length], stream_pos)], ONE_SEGMENT.size
         pos = TABLE_HEAD.size
         for _ in range(n_new):
             arena_id, size, oneshot = NEW_ENTRY.unpack_from(body, pos)
@@ -191,16 +215,27 @@ class ArenaMaps:
         for _ in range(n_segments):
             arena_id, offset, length, stream_pos = SEG_ENTRY.unpack_from(body, pos)
             pos += SEG_ENTRY.size
-            view = self._maps[arena_id][1]
+            entry = self._maps.get(arena_id)
+            if entry is None:
+                from ._errors import ExtraditeProtocolError
+
+                raise ExtraditeProtocolError(
+                    f"corrupt frame: shared-memory arena {arena_id} was never announced")
+            view = entry[1]
             segments.append((arena_id, view[offset:offset + length], stream_pos))
         return segments, pos
 
     def consumed(self, segments: list[tuple[int, memoryview, int]]) -> None:
         """The frame is decoded: hand its arenas back to the sender."""
-        arena_ids = set()
-        for arena_id, view, _ in segments:
+        if len(segments) == 1:
+            arena_id, view, _ = segments[0]
             view.release()
-            arena_ids.add(arena_id)
+            arena_ids: Iterable[int] = (arena_id,)
+        else:
+            arena_ids = set()
+            for arena_id, view, _ in segments:
+                view.release()
+                arena_ids.add(arena_id)
         for arena_id in arena_ids:
             entry = self._maps.get(arena_id)
             if entry is None:

@@ -191,70 +191,93 @@ class BodyWriter:
         return n
 
 
-class BodyReader(io.RawIOBase):
-    """File object for an unpickler over inline bytes with shared-memory chunks spliced in."""
+class BodyReader:
+    """File object for an unpickler: the inline bytes with shared-memory chunks spliced in.
 
-    def __init__(self, inline: memoryview, segments: list[tuple[int, memoryview, int]]) -> None:
-        super().__init__()
-        pieces: list[memoryview] = []
-        last = 0
-        for _, view, pos in segments:
-            if pos > last:
-                pieces.append(inline[last:pos])
-            pieces.append(view)
-            last = pos
-        if last < len(inline):
-            pieces.append(inline[last:])
-        self._pieces = pieces
-        self._index = 0
-        self._offset = 0
+    A chunk written at inline offset `pos` (see `BodyWriter.write`) is read between
+    `inline[:pos]` and `inline[pos:]`. The unpickler reads a frame's opcodes with a few
+    small `read`s and a big bytes payload with one `readinto` of exactly its length, so
+    both have a fast path; anything else (a pickle frame that went to shared memory,
+    a read that spans a chunk boundary) takes the general `_take`.
+    """
 
-    def readable(self) -> bool:
-        return True
+    __slots__ = ("_inline", "_segments", "_index", "_off", "_limit", "_chunk", "_chunk_off")
+
+    def __init__(self, inline: bytes, segments: list[tuple[int, memoryview, int]]) -> None:
+        self._inline = inline
+        self._segments = segments
+        self._index = -1
+        self._off = 0          # read position in `inline`
+        self._limit = 0        # where the pending chunk splices in (len(inline): none left)
+        self._chunk: memoryview | None = None
+        self._chunk_off = 0    # bytes of the pending chunk already read
+        self._next_chunk()
+
+    def _next_chunk(self) -> None:
+        self._index += 1
+        self._chunk_off = 0
+        if self._index < len(self._segments):
+            _, self._chunk, self._limit = self._segments[self._index]
+        else:
+            self._chunk, self._limit = None, len(self._inline)
+
+    def read(self, size: int | None = -1) -> bytes:
+        off = self._off
+        if size is not None and size >= 0 and off + size <= self._limit:  # inside the inline run
+            self._off = off + size
+            return self._inline[off:off + size]
+        out = bytearray()
+        want = -1 if size is None or size < 0 else size
+        while want:
+            chunk = self._take(want)
+            if not chunk:
+                break
+            out += chunk
+            if want > 0:
+                want -= len(chunk)
+        return bytes(out)
 
     def readinto(self, buffer: Any) -> int:
+        chunk = self._chunk
+        if chunk is not None and self._off == self._limit and not self._chunk_off \
+                and len(buffer) == len(chunk):  # exactly one whole chunk (a bytes payload)
+            buffer[:] = chunk
+            self._next_chunk()
+            return len(chunk)
         dest = memoryview(buffer).cast("B")
         filled = 0
-        want = len(dest)
-        while filled < want and self._index < len(self._pieces):
-            piece = self._pieces[self._index]
-            take = min(want - filled, len(piece) - self._offset)
-            dest[filled:filled + take] = piece[self._offset:self._offset + take]
-            filled += take
-            self._offset += take
-            if self._offset == len(piece):
-                self._index += 1
-                self._offset = 0
+        while filled < len(dest):
+            part = self._take(len(dest) - filled)
+            if not part:
+                break
+            dest[filled:filled + len(part)] = part
+            filled += len(part)
         return filled
 
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            size = sum(len(p) for p in self._pieces[self._index:]) - self._offset
-        if self._index < len(self._pieces):
-            piece = self._pieces[self._index]
-            start = self._offset
-            end = start + size
-            if end <= len(piece):  # the common case (a pickle frame inside one piece): one copy
-                if end == len(piece):
-                    self._index += 1
-                    self._offset = 0
-                else:
-                    self._offset = end
-                return piece[start:end].tobytes()
-        out = bytearray(size)
-        got = self.readinto(out)
-        if got < size:
-            del out[got:]
-        return bytes(out)
+    def _take(self, want: int) -> bytes | memoryview:
+        """Up to `want` bytes (all of the current run if -1) from the read position, consumed."""
+        off = self._off
+        if off < self._limit:
+            end = self._limit if want < 0 else min(self._limit, off + want)
+            self._off = end
+            return self._inline[off:end]
+        chunk = self._chunk
+        if chunk is None:
+            return b""
+        start = self._chunk_off
+        end = len(chunk) if want < 0 else min(len(chunk), start + want)
+        self._chunk_off = end
+        if end == len(chunk):
+            self._next_chunk()
+        return chunk[start:end]
 
     def readline(self, size: int | None = -1) -> bytes:
         out = bytearray()
-        while self._index < len(self._pieces):
+        while True:
             chunk = self.read(1)
             out += chunk
-            if chunk == b"\n" or (size is not None and 0 <= size <= len(out)):
-                break
-        return bytes(out)
+            if not chunk or chunk == b"\n" or (size is not None and 0 <= size <= len(out)):
+                return bytes(out)
 
 
 class Frame:
@@ -281,7 +304,7 @@ class Frame:
             return io.BytesIO(self.body)
         segments, table_len = self._maps.parse(self.body, self.fds)
         self._segments = segments
-        return BodyReader(self.body[table_len:], segments)
+        return BodyReader(self.body[table_len:].tobytes(), segments)
 
     def done(self) -> None:
         if self._segments:
@@ -341,19 +364,11 @@ class Channel:
         """
         parts, big, size = writer.parts, writer.big, writer.size
         writer.parts, writer.big, writer.size = [], [], 0
-        fds: list[int] = []
-        flags = 0
-        arena = None
-        if big:
-            arena = self.pool.acquire(sum(v.nbytes for _, v in big))
-            offset = 64
-            segments = []
-            for pos, view in big:
-                n = view.nbytes
-                arena.view[offset:offset + n] = view
-                segments.append((offset, n, pos))
-                offset += n
-            table, fds = self.pool.build_table(arena, segments)
+        if not big:
+            fds = _NO_FDS
+            flags = 0
+        else:
+            arena, table, fds = self.pool.place(big)
             parts = [table, *parts]
             size += len(table)
             flags = FLAG_SHM
@@ -362,7 +377,7 @@ class Channel:
                 f"a message of {size} bytes exceeds the frame limit of {MAX_BODY} bytes; "
                 "send large data as bytes, bytearray or buffers (they travel through shared memory)")
         self._emit(kind, flags, request_id, chain, parts, size, fds)
-        if arena is not None:
+        if big:
             self.pool.after_send(arena)
 
     def send_bytes(self, kind: int, request_id: int, chain: int, body: bytes) -> None:
