@@ -164,10 +164,9 @@ def _garbage_in_ring(channel: Any, call: Any) -> None:
         pytest.skip("no shared ring on this platform")
     # Play a child that writes garbage: a frame with a wrong version byte at the head of
     # its ring, published like a real frame.
-    page, word = channel._page, _transport._WORD
-    base = channel._rx
-    tail = word.unpack_from(page, base + _transport._TAIL)[0]
+    words, base = channel._words, channel._rx
+    tail = words[base + _transport._TAIL]
     channel._ring_rx[tail % _transport._RING:tail % _transport._RING + 20] = b"\x07" + b"\x00" * 19
-    word.pack_into(page, base + _transport._TAIL, tail + 20)
-    word.pack_into(page, base, word.unpack_from(page, base)[0] + 1)
+    words[base + _transport._TAIL] = tail + 20
+    words[base] += 1
     call()

@@ -18,7 +18,7 @@ parent makes one memfd (sent as SCM_RIGHTS with its first frame) holding, for
 each direction, a control block and a single-producer single-consumer ring:
 
     +0    u64  published  frames the writer has sent so far (socket or ring)
-    +64   u64  tail       ring bytes written   (writer)
+    +8    u64  tail       ring bytes written   (writer; same cache line as `published`)
     +128  u64  head       ring bytes consumed  (reader)
     +192  u64  sleeping   1 while the reader is, or is about to be, blocked on the socket
     +256  ring of _RING bytes: whole frames (header + body), a PAD header or less than a
@@ -92,7 +92,6 @@ _SPIN_MIN_NS = 4_000
 _SPIN_DEFAULT_US = 200
 _yield = getattr(os, "sched_yield", lambda: None)
 _now = time.perf_counter_ns
-_WORD = struct.Struct("<Q")
 # The shared page (see module docstring): one control block + ring per direction.
 _CTRL = 256
 _RING = 64 * 1024
@@ -100,7 +99,11 @@ _RING_MAX = 8 * 1024 - HEADER_SIZE  # bodies up to this size may take the ring
 _DIR_OWNER = 0               # the page owner's (parent's) direction
 _DIR_OTHER = _CTRL + _RING   # the other side's direction
 _PAGE_SIZE = 2 * (_CTRL + _RING)
-_TAIL, _HEAD, _SLEEPING = 64, 128, 192  # offsets in a control block; `published` is at 0
+# The control words are read and written through a memoryview cast to native "Q": one aligned
+# 8-byte load or store each. Never struct.pack_into: it zeroes its destination before packing
+# (`s_pack_internal` memsets), so the other side could read a passing 0, and "<Q" also
+# writes byte by byte. Offsets in words, from a direction's first word (see module docstring):
+_TAIL, _HEAD, _SLEEPING = 1, 16, 24  # `published` is word 0; `tail` shares its cache line
 _WAKE_FRAME = HEADER.pack(VERSION, WAKE, 0, 0, 0, 0, 0)
 _NO_FDS: list[int] = []
 _LATER = object()  # `_socket_take`: a later frame heads the socket
@@ -333,12 +336,15 @@ class Channel:
         self._sent = 0       # frames sent: the next frame's seq
         self._received = 0   # frames taken: the seq of the frame `recv` returns next
         self._page: mmap.mmap | None = None
+        self._words: memoryview | None = None  # the page as native u64 words (see _TAIL)
         self._ring_tx: memoryview | None = None  # our ring, once the peer maps the page
         self._ring_rx: memoryview | None = None  # the peer's ring
         self._page_fd = -1   # the owner's page descriptor, until it rides on the first frame
-        self._tx = _DIR_OWNER  # control block offsets: our direction, the peer's
-        self._rx = _DIR_OTHER
+        self._tx = _DIR_OWNER >> 3  # first words of the control blocks: our direction, the peer's
+        self._rx = _DIR_OTHER >> 3
         self._rx_head = 0    # bytes consumed from the peer's ring (we alone write its head)
+        self._tx_tail = 0    # bytes written to our ring (we alone write its tail)
+        self._tx_head_seen = 0  # the peer's head of our ring when we last read it (it only grows)
         self._tx_fence = _thread.allocate_lock()  # see `_fence`; one per role: never contended
         self._rx_fence = _thread.allocate_lock()
         if page_owner and _PAGE_POSSIBLE:
@@ -348,6 +354,7 @@ class Channel:
             try:
                 os.ftruncate(fd, _PAGE_SIZE)
                 self._page = mmap.mmap(fd, _PAGE_SIZE)
+                self._words = memoryview(self._page).cast("Q")
             except BaseException:
                 os.close(fd)
                 raise
@@ -380,9 +387,48 @@ class Channel:
         if big:
             self.pool.after_send(arena)
 
-    def send_bytes(self, kind: int, request_id: int, chain: int, body: bytes) -> None:
-        """Send a frame whose body is already encoded. Caller holds `send_lock`."""
-        self._emit(kind, 0, request_id, chain, [body], len(body), _NO_FDS)
+    def send_bytes(self, kind: int, request_id: int, chain: int, body: bytes, flags: int = 0) -> None:
+        """Send a frame whose body is already encoded. Caller holds `send_lock`.
+
+        The usual frame (small, room in the ring before its end) is written here inline,
+        as `_emit` and `_ring_put` would: every call passes here twice.
+        """
+        ring = self._ring_tx
+        need = HEADER_SIZE + len(body)
+        if ring is not None and need <= _RING_MAX + HEADER_SIZE:
+            tail = self._tx_tail
+            pos = tail % _RING
+            if pos + need <= _RING and tail + need - self._tx_head_seen <= _RING or self._ring_room(need):
+                try:
+                    words = self._words
+                    HEADER.pack_into(ring, pos, VERSION, kind, flags, request_id, chain,
+                                     self._sent & 0xFFFFFFFF, need - HEADER_SIZE)
+                    ring[pos + HEADER_SIZE:pos + need] = body
+                    self._tx_tail = tail = tail + need
+                    base = self._tx
+                    words[base + _TAIL] = tail  # type: ignore[index]
+                    self._sent += 1
+                    words[base] = self._sent  # type: ignore[index]
+                    fence = self._tx_fence  # see `_fence`
+                    fence.acquire()
+                    fence.release()
+                    if words[base + _SLEEPING]:  # type: ignore[index]
+                        self.sock.sendall(_WAKE_FRAME)  # the reader sleeps on the socket: wake it
+                except (ValueError, TypeError):
+                    if self.closed:  # closed by another thread meanwhile: the page is gone
+                        raise OSError("the extradite channel is closed") from None
+                    raise
+                return
+        self._emit(kind, flags, request_id, chain, [body], len(body), _NO_FDS)
+
+    def _ring_room(self, need: int) -> bool:
+        """Whether a frame of `need` bytes fits at the ring's tail without wrapping around,
+        once the reader's current head is read (`_tx_head_seen` lags behind it)."""
+        tail = self._tx_tail
+        if tail % _RING + need > _RING:
+            return False  # it must wrap: `_ring_put` does that
+        self._tx_head_seen = self._words[self._tx + _HEAD]  # type: ignore[index]
+        return tail + need - self._tx_head_seen <= _RING
 
     def _emit(self, kind: int, flags: int, request_id: int, chain: int, parts: list[Any],
               size: int, fds: list[int]) -> None:
@@ -392,10 +438,10 @@ class Channel:
             if ring is not None and not fds and size <= _RING_MAX and self._ring_put(
                     ring, kind, flags, request_id, chain, seq, parts, size):
                 self._sent += 1
-                page = self._page
-                _WORD.pack_into(page, self._tx, self._sent)  # type: ignore[arg-type]
+                words = self._words
+                words[self._tx] = self._sent  # type: ignore[index]
                 _fence(self._tx_fence)
-                if _WORD.unpack_from(page, self._tx + _SLEEPING)[0]:  # type: ignore[arg-type]
+                if words[self._tx + _SLEEPING]:  # type: ignore[index]
                     self.sock.sendall(_WAKE_FRAME)  # the reader sleeps on the socket: wake it
                 return
             if self._page_fd >= 0:
@@ -405,12 +451,12 @@ class Channel:
             self._sendmsg([header, *parts], fds)
             self._sent += 1
             if self._page is not None:
-                _WORD.pack_into(self._page, self._tx, self._sent)
+                self._words[self._tx] = self._sent  # type: ignore[index]
                 if self._page_fd >= 0:  # the other side holds the page now
                     os.close(self._page_fd)
                     self._page_fd = -1
                     if _RING_POSSIBLE:
-                        self._ring_tx = memoryview(self._page)[self._tx + _CTRL:self._tx + _CTRL + _RING]
+                        self._ring_tx = memoryview(self._page)[_DIR_OWNER + _CTRL:_DIR_OWNER + _CTRL + _RING]
         except (ValueError, TypeError):
             if self.closed:  # closed by another thread meanwhile: the page is gone
                 raise OSError("the extradite channel is closed") from None
@@ -419,9 +465,10 @@ class Channel:
     def _ring_put(self, ring: memoryview, kind: int, flags: int, request_id: int, chain: int,
                   seq: int, parts: list[Any], size: int) -> bool:
         """Copy one frame into our ring; False when it has no room (the frame takes the socket)."""
-        page, base = self._page, self._tx
-        tail = _WORD.unpack_from(page, base + _TAIL)[0]  # type: ignore[arg-type]
-        used = tail - _WORD.unpack_from(page, base + _HEAD)[0]  # type: ignore[arg-type]
+        words, base = self._words, self._tx
+        tail = self._tx_tail  # we alone write our tail
+        self._tx_head_seen = words[base + _HEAD]  # type: ignore[index]
+        used = tail - self._tx_head_seen
         need = HEADER_SIZE + size
         pos = tail % _RING
         skip = _RING - pos if _RING - pos < need else 0
@@ -437,7 +484,8 @@ class Channel:
             n = len(part)
             ring[pos:pos + n] = part
             pos += n
-        _WORD.pack_into(page, base + _TAIL, tail + skip + need)  # type: ignore[arg-type]
+        self._tx_tail = tail + skip + need
+        words[base + _TAIL] = self._tx_tail  # type: ignore[index]
         return True
 
     def _sendmsg(self, parts: list[Any], fds: list[int]) -> None:
@@ -459,16 +507,32 @@ class Channel:
     def recv(self) -> Frame:
         """Block until the next frame has arrived (from the ring or the socket)."""
         try:
-            page = self._page
+            words = self._words
             while True:
                 # `published` is read before the streams are looked at: a frame it counts is
                 # then either in the ring already or, if not there, on its way in the socket.
-                if page is not None:
-                    published = _WORD.unpack_from(page, self._rx)[0]
+                if words is not None:
+                    published = words[self._rx]
                     ring = self._ring_rx
-                    if ring is not None and self._end == self._start \
-                            and _WORD.unpack_from(page, self._rx + _TAIL)[0] != self._rx_head:
-                        frame = self._ring_take(ring, self._received & 0xFFFFFFFF)  # the usual case
+                    tail = 0 if ring is None else words[self._rx + _TAIL]
+                    head = self._rx_head
+                    if tail != head and self._end == self._start:
+                        # The usual case: the frame due heads the ring whole, no wrap-around
+                        # (`_ring_take` checks the same, and handles everything else).
+                        pos = head % _RING
+                        if pos + HEADER_SIZE <= _RING:
+                            version, kind, flags, request_id, chain, frame_seq, body_len = \
+                                HEADER.unpack_from(ring, pos)  # type: ignore[arg-type]
+                            end = head + HEADER_SIZE + body_len
+                            if version == VERSION and kind != PAD and not flags & FLAG_PAGE and end <= tail \
+                                    and body_len <= _RING_MAX and frame_seq == self._received & 0xFFFFFFFF:
+                                pos += HEADER_SIZE
+                                body = ring[pos:pos + body_len].tobytes()  # type: ignore[index]
+                                self._rx_head = end
+                                words[self._rx + _HEAD] = end
+                                self._received += 1
+                                return Frame(kind, flags, request_id, chain, memoryview(body), [], self.maps)
+                        frame = self._ring_take(ring, self._received & 0xFFFFFFFF)  # type: ignore[arg-type]
                         if frame is None:  # a later frame heads the ring: ours is in the socket
                             frame = self._socket_take(self._received & 0xFFFFFFFF, True)
                     else:
@@ -506,7 +570,7 @@ class Channel:
         return taken  # type: ignore[no-any-return]
 
     def _ring_filled(self) -> bool:
-        return bool(_WORD.unpack_from(self._page, self._rx + _TAIL)[0] != self._rx_head)  # type: ignore[arg-type]
+        return bool(self._words[self._rx + _TAIL] != self._rx_head)  # type: ignore[index]
 
     def _ring_take(self, ring: memoryview, seq: int) -> Frame | None:
         """Our frame from the head of the peer's ring (not empty); None if a later frame is there."""
@@ -522,7 +586,7 @@ class Channel:
             version, kind, flags, request_id, chain, frame_seq, body_len = HEADER.unpack_from(ring, 0)
         end = head + HEADER_SIZE + body_len
         if version != VERSION or kind == PAD or body_len > _RING_MAX \
-                or end > _WORD.unpack_from(self._page, self._rx + _TAIL)[0]:  # type: ignore[arg-type]
+                or end > self._words[self._rx + _TAIL]:  # type: ignore[index]
             raise _corrupt(f"in the shared ring: version byte {version}, kind {kind}, body of {body_len} bytes")
         if frame_seq != seq:
             _check_later(frame_seq, seq)
@@ -534,12 +598,12 @@ class Channel:
         start = pos + HEADER_SIZE
         body = memoryview(ring[start:start + body_len].tobytes())
         self._rx_head = end
-        _WORD.pack_into(self._page, self._rx + _HEAD, end)  # type: ignore[arg-type]
+        self._words[self._rx + _HEAD] = end  # type: ignore[index]
         return Frame(kind, flags, request_id, chain, body, [], self.maps)
 
     def _consume(self, head: int) -> None:
         self._rx_head = head
-        _WORD.pack_into(self._page, self._rx + _HEAD, head)  # type: ignore[arg-type]
+        self._words[self._rx + _HEAD] = head  # type: ignore[index]
 
     def _socket_take(self, seq: int, must: bool) -> Any:
         """Our frame from the socket buffer (reading more if it is incomplete, or if `must`);
@@ -626,24 +690,24 @@ class Channel:
 
     def _wait(self) -> None:
         """Nothing to take: poll the peer's `published` word for a while, then sleep on the socket."""
-        page = self._page
-        if page is None:
+        words = self._words
+        if words is None:
             self._recv_more(False)
             return
         word, received = self._rx, self._received
         window = self._spin_ns
         if not window or not _machine_quiet():
-            self._sleep(page, word, received)
+            self._sleep(words, word, received)
             return
         start = _now()
         while True:
             _yield()  # a runnable process on this CPU (the peer, say) goes first
-            if _WORD.unpack_from(page, word)[0] > received:
+            if words[word] > received:
                 self._spin_ns = self.spin_cap_ns  # answered within the window: poll as long next time
                 return
             if _now() - start >= window:
                 break
-        self._sleep(page, word, received)
+        self._sleep(words, word, received)
         # The next window is the whole cap when the peer answered within it, else half the
         # last window: a slow peer is polled for ever shorter times.
         if _now() - start <= self.spin_cap_ns:
@@ -651,19 +715,19 @@ class Channel:
         else:
             self._spin_ns = max(_SPIN_MIN_NS, window >> 1)
 
-    def _sleep(self, page: mmap.mmap, word: int, received: int) -> None:
+    def _sleep(self, words: memoryview, word: int, received: int) -> None:
         """Block on the socket until the peer sends or publishes a frame (no lost wake-up)."""
         if self._ring_rx is None:  # the peer only uses the socket
             self._recv_more(False)
             return
-        _WORD.pack_into(page, self._rx + _SLEEPING, 1)
+        words[self._rx + _SLEEPING] = 1
         try:
             _fence(self._rx_fence)
-            if _WORD.unpack_from(page, word)[0] <= received:
+            if words[word] <= received:
                 self._recv_more(False)
         finally:
             if not self.closed:
-                _WORD.pack_into(page, self._rx + _SLEEPING, 0)
+                words[self._rx + _SLEEPING] = 0
 
     def _adopt_page(self, fd: int) -> None:
         """Map the page the other side sent (see module docstring)."""
@@ -672,8 +736,9 @@ class Channel:
                 import mmap
 
                 self._page = page = mmap.mmap(fd, _PAGE_SIZE)
-                self._tx, self._rx = _DIR_OTHER, _DIR_OWNER
-                _WORD.pack_into(page, self._tx, self._sent)
+                self._words = words = memoryview(page).cast("Q")
+                self._tx, self._rx = _DIR_OTHER >> 3, _DIR_OWNER >> 3
+                words[self._tx] = self._sent
                 if _RING_POSSIBLE:
                     view = memoryview(page)
                     self._ring_tx = view[_DIR_OTHER + _CTRL:_DIR_OTHER + _CTRL + _RING]
@@ -684,7 +749,7 @@ class Channel:
     def forget_in_fork(self) -> None:
         """In a forked copy of this process: drop the descriptor without shutting the socket down."""
         self.closed = True
-        self._ring_tx = self._ring_rx = None  # shared with the real peer: this copy never touches it
+        self._ring_tx = self._ring_rx = self._words = None  # shared with the real peer: untouched here
         self._page = None
         try:
             self.sock.close()
@@ -717,10 +782,10 @@ class Channel:
     def _drop_page(self) -> None:
         """Unmap the shared page (a thread still inside `recv` or `send` then fails with
         ValueError, which those turn into the error of a closed channel)."""
-        page, tx, rx = self._page, self._ring_tx, self._ring_rx
-        self._ring_tx = self._ring_rx = None
+        page, tx, rx, words = self._page, self._ring_tx, self._ring_rx, self._words
+        self._ring_tx = self._ring_rx = self._words = None
         self._page = None
-        for view in (tx, rx):
+        for view in (tx, rx, words):
             if view is not None:
                 view.release()
         if page is not None:
