@@ -188,13 +188,15 @@ class BoundMethod:
         self._extra = extra
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        target = self._target
+        target, name = self._target, self._name
         policy = _pop_policy(kwargs) if kwargs else None
-        session = _session(target)
-        method_policy = _method_policy(target, self._name)
-        if self._name is None:
-            return session.call(OP_CALL, target, None, args, kwargs, policy, self._extra, method_policy)
-        return session.call(OP_CALL_METHOD, target, self._name, args, kwargs, policy, self._extra, method_policy)
+        if isinstance(target, RemoteObject):  # the usual target, inlined: every call passes here
+            policies = type(target).__extradite_method_policies__
+            return target._xd_session.call(
+                OP_CALL if name is None else OP_CALL_METHOD, target, name, args, kwargs, policy,
+                self._extra, policies.get(name) if policies and name is not None else None)
+        return _session(target).call(OP_CALL if name is None else OP_CALL_METHOD, target, name, args,
+                                     kwargs, policy, self._extra, _method_policy(target, name))
 
     def batch(self, calls: Iterable[Any], call_policy: str | None = None) -> list[Any]:
         """Run `fn(*args, **kwargs)` for each `(args, kwargs)` in one round trip, in order.
@@ -266,7 +268,9 @@ class _Method:
     def __get__(self, obj: Any, owner: type) -> Any:
         if obj is None:  # `ProxyClass.method(instance, ...)`
             return lambda target, *args, **kwargs: self.bind(target)(*args, **kwargs)
-        return self.bind(obj)
+        if self.is_async:
+            return BoundAsyncMethod(obj, self.name, EXTRA_AWAIT)
+        return BoundMethod(obj, self.name)
 
 
 class _ClassMethod(_Method):

@@ -27,6 +27,7 @@ reach the other side before any frame that refers to them).
 from __future__ import annotations
 
 import _thread
+import sys
 import threading
 from collections import deque
 from io import BytesIO
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from ._codec import Codec, error_record, leaked_tree, raise_record
+from ._handles import Borrowed
 from ._errors import (
     UnsupportedInteractionError,
     ExtraditeClosedError,
@@ -46,6 +48,7 @@ from ._policy import REFERENCE
 from ._shm import THRESHOLD
 from ._transport import BodyWriter, ChannelEOF, Channel
 from ._wire import (
+    FLAG_PLAIN,
     CHILD_CHAIN_BIT,
     ERROR,
     EXTRA_AWAIT,
@@ -67,6 +70,8 @@ from ._wire import (
 )
 
 NoneType = type(None)
+_loads: Any = None  # `_pickle.loads`, set with the first session (`_pickle` loads lazily)
+_get_ident = _thread.get_ident
 
 
 class _Waiter:
@@ -91,6 +96,8 @@ class Session:
         import _pickle  # here, not at module level: `import extradite` stays cheap
 
         self._dumps = _pickle.dumps
+        global _loads
+        _loads = _pickle.loads
         self.channel = Channel(sock, page_owner=not is_child)
         self.codec = Codec(self, factory, is_child=is_child)
         self.is_child = is_child
@@ -108,7 +115,11 @@ class Session:
         self._chains: dict[int, list[_Waiter]] = {}
         self._server: _Waiter | None = None
         self._next_id = 0
-        self._local = threading.local()
+        self._chain_bit = CHILD_CHAIN_BIT if is_child else 0
+        self._pending_releases = self.codec.imports.pending  # a deque: tested on every call
+        self._take_releases = self.codec.imports.take_releases
+        # chain ids of the requests each thread is serving, innermost last (only while it serves)
+        self._serving: dict[int, list[int]] = {}
         self._loop: Any = None
 
     # -- calling ---------------------------------------------------------------------
@@ -136,23 +147,28 @@ class Session:
         reply for a thread that started meanwhile, a broken channel) makes it register
         as an ordinary waiter, route that frame and continue in the general `_wait`.
         """
-        self.check_usable()
-        home = self.codec.home_hid(target)
-        if home is not None:
-            target = home
+        if self.broken is not None or self.closed or (self.protected and _leak(self.protected)):
+            self.check_usable()  # raises the reason
+        if isinstance(target, Borrowed) and target._xd_session is self and not target._xd_closed:
+            target = target._xd_hid  # the usual target: a live proxy of this session (inlined home_hid)
             extra |= EXTRA_TARGET_HID
-        kwargs = kwargs or {}
-        effective = policy or method_policy
-        releases = self.codec.imports.take_releases()
-        body = (releases, op, target, name, args, kwargs, effective, extra)
+        else:
+            home = self.codec.home_hid(target)
+            if home is not None:
+                target = home
+                extra |= EXTRA_TARGET_HID
+        if kwargs is None:
+            kwargs = {}
+        releases = self._take_releases() if self._pending_releases else []
+        body = (releases, op, target, name, args, kwargs, policy or method_policy, extra)
         # Only plain scalars: `_pickle.dumps` in C, no pickler hooks, no lock needed to encode.
         data = self._dumps(body, 5) if _plain_request(target, args, kwargs) else None
-        chains = getattr(self._local, "chains", None)
+        chains = self._serving.get(_get_ident())
         lock = self._lock
         lock.acquire()
         rid = self._next_id = (self._next_id + 1) & 0x7FFFFFFF or 1
         # a new chain takes the id of its first request (ids are unique, chains have their own field)
-        chain = chains[-1] if chains else rid | (CHILD_CHAIN_BIT if self.is_child else 0)
+        chain = chains[-1] if chains else rid | self._chain_bit
         if self._reading or self._waiters:  # another call is in flight: the general path
             waiter = self._register(rid, chain)
             lock.release()
@@ -165,13 +181,27 @@ class Session:
             self._reading = True  # the reader role, claimed without a waiter
             lock.release()
             try:
-                self._send_request(rid, chain, body, data, releases, policy, method_policy)
+                if data is not None:  # inlined `_send_request` for the usual request
+                    channel = self.channel
+                    channel.send_lock.acquire()
+                    try:
+                        sent = self._send(REQUEST, rid, chain, data, FLAG_PLAIN)
+                    finally:
+                        channel.send_lock.release()
+                    if not sent:
+                        raise _fresh(self.broken or ExtraditeProtocolError("the channel failed")) from None
+                else:
+                    self._send_request(rid, chain, body, data, releases, policy, method_policy)
                 item = self._read_one()
             except BaseException:
                 self._stop_reading()
                 raise
             if item is not None and item[1] == rid and item[0] in (REPLY, ERROR) and item[4] is None:
-                self._stop_reading()
+                lock.acquire()  # inlined `_stop_reading`
+                self._reading = False
+                if self._sleepers:
+                    self._cond.notify_all()
+                lock.release()
                 kind, payload = item[0], item[3]
             else:  # not (only) our reply: become an ordinary waiter and hand the frame on
                 lock.acquire()
@@ -231,7 +261,7 @@ class Session:
                                      call_policy=policy, method_policy=method_policy)
             else:
                 frame = data
-            if not self._send(REQUEST, rid, chain, frame):
+            if not self._send(REQUEST, rid, chain, frame, 0 if data is None else FLAG_PLAIN):
                 raise _fresh(self.broken or ExtraditeProtocolError("the channel failed")) from None
 
     def _encode(self, body: tuple[Any, ...], envelope: tuple[Any, ...], releases: list[Any],
@@ -243,14 +273,14 @@ class Session:
             self.codec.imports.pending.extendleft(reversed(releases))
             raise
 
-    def _send(self, kind: int, rid: int, chain: int, data: bytes | BodyWriter) -> bool:
+    def _send(self, kind: int, rid: int, chain: int, data: bytes | BodyWriter, flags: int = 0) -> bool:
         """Send one frame (caller holds the send lock); a failing socket breaks the session.
 
         Returns False when the send failed (the session is broken from then on).
         """
         try:
             if type(data) is bytes:
-                self.channel.send_bytes(kind, rid, chain, data)
+                self.channel.send_bytes(kind, rid, chain, data, flags)
             else:
                 self.channel.send(kind, rid, chain, data)  # type: ignore[arg-type]
         except OSError as exc:
@@ -333,7 +363,9 @@ class Session:
         body: Any = None
         problem: BaseException | None = None
         try:
-            if frame.flags:
+            if frame.flags == FLAG_PLAIN and self.is_child:  # trusted: the parent's plain request
+                body = _loads(frame.body.obj)
+            elif frame.flags:
                 body = self.codec.decode(frame)
             else:  # no shared memory: unpickle the bytes in place (inlined: every call passes here)
                 body = self.codec.unpickler(BytesIO(frame.body.obj)).load()
@@ -391,9 +423,10 @@ class Session:
 
     def _serve(self, item: tuple[Any, ...]) -> None:
         _kind, rid, chain, body, problem = item
-        chains = getattr(self._local, "chains", None)
+        ident = _get_ident()
+        chains = self._serving.get(ident)
         if chains is None:
-            chains = self._local.chains = []
+            chains = self._serving[ident] = []
         chains.append(chain)
         try:
             if problem is not None:
@@ -401,7 +434,10 @@ class Session:
             _releases, op, target, name, args, kwargs, policy, extra = body
             if extra & EXTRA_TARGET_HID:
                 target = self.codec.exports.get(target)
-            result = self._execute(op, target, name, args, kwargs, extra)
+            if op == OP_CALL_METHOD and not extra & EXTRA_AWAIT:  # the usual request, inlined
+                result = getattr(target, name)(*args, **kwargs)
+            else:
+                result = self._execute(op, target, name, args, kwargs, extra)
             if extra & EXTRA_RESULT_BY_REF:
                 policy = REFERENCE
             envelope: tuple[Any, ...] = (result,) if op == OP_BATCH else ()
@@ -410,12 +446,17 @@ class Session:
 
                 result = (result, signature_data(result) if isinstance(result, type) else b"")
                 envelope = (result,)  # the pair is data, whatever the policy
-            releases = self.codec.imports.take_releases()
+            releases = self._take_releases() if self._pending_releases else []
             reply = (releases, result)
-            plain = _plain(result) and op != OP_IMPORT  # small scalar: `_pickle.dumps`, no hooks
-            with self.channel.send_lock:
+            cls = type(result)  # a small scalar goes by `_pickle.dumps`, no hooks (inlined `_plain`)
+            plain = (cls in _PLAIN_SCALARS or (cls is bytes and len(result) < THRESHOLD)) and op != OP_IMPORT
+            send_lock = self.channel.send_lock
+            send_lock.acquire()  # encoding under it too: see the module docstring
+            try:
                 self._send(REPLY, rid, chain, self._dumps(reply, 5) if plain else self._encode(
                     reply, (releases, *envelope), releases, call_policy=policy))
+            finally:
+                send_lock.release()
         except _BatchFailure as failure:
             self._send_error(rid, chain, error_record(failure.error, failure.index))
         except Exception as exc:
@@ -424,6 +465,8 @@ class Session:
             self._send_error(rid, chain, error_record(exc))
         finally:
             chains.pop()
+            if not chains:
+                del self._serving[ident]
 
     def _send_error(self, rid: int, chain: int, record: tuple[Any, ...]) -> None:
         body = self._dumps(((), record), 5)
@@ -522,6 +565,15 @@ class Session:
 
 
 _PLAIN_SCALARS = frozenset({int, str, float, bool, NoneType})
+_modules = sys.modules
+
+
+def _leak(trees: tuple[str, ...]) -> bool:
+    """Whether a protected module tree is imported here now (`check_usable` says which)."""
+    for tree in trees:
+        if tree in _modules:
+            return True
+    return False
 
 
 def _plain(value: Any) -> bool:

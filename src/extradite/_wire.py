@@ -7,6 +7,7 @@ A frame (on the socket or in the shared ring) is a fixed header followed by `bod
     1      1    kind       REQUEST | REPLY | ERROR | RELEASE
     2      2    flags      FLAG_SHM: the body starts with a segment table
                            FLAG_PAGE: the last descriptor is the shared polling page
+                           FLAG_PLAIN: a request of plain scalars only (see below)
     4      4    request_id id of the request; a reply carries its request's id
     8      4    chain      call chain: requests of one chain are served on one thread
     12     4    seq        frame number in this direction (mod 2**32): frames travel either
@@ -48,6 +49,8 @@ PAD = 0      # ring only: the rest of the ring is unused, the next frame starts 
 # Header flags.
 FLAG_SHM = 0x1
 FLAG_PAGE = 0x2  # the frame's last descriptor is the polling page (first frame of the parent; see _transport)
+FLAG_PLAIN = 0x4  # a request body `_pickle.dumps` made of plain scalars: the child, which trusts
+                  # its parent, loads it with `_pickle.loads` (the parent never trusts this flag)
 
 # Request operations. Each is served by the handler of the same name in `_session`.
 OP_CALL = 1            # target(*args, **kwargs)
