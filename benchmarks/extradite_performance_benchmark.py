@@ -19,8 +19,9 @@ Columns:
   mp_manager  multiprocessing.managers.BaseManager (what a user would otherwise reach for)
   rpyc        rpyc classic connection, only when rpyc is installed
   floor       what the machine allows for the regime: raw os.pipe ping-pong between two
-              Python processes, `python -I -S -c pass`, a memory copy of the payload, or
-              pickling + unpickling the payload twice in-process (named per case)
+              Python processes, `python -I -S -c pass`, a memory copy of the payload,
+              pickling + unpickling the payload twice in-process, or a second process
+              echoing 512 KiB through shared memory (named per case)
 
 This suite measures and reports; it never asserts a time. The "targets" section compares
 the medians with the goals of issue 5 and says "met" or "not met".
@@ -126,6 +127,72 @@ class PipePong:
         os.close(self.to_child)
         self.proc.wait(timeout=5)
         os.close(self.from_child)
+
+
+_SHM_PONG = """import mmap,os,sys
+fd,n=int(sys.argv[1]),int(sys.argv[2])
+m=mmap.mmap(fd,0);v=memoryview(m);w=v.cast("Q");a=4096;b=a+n;seen=0
+while True:
+ while w[0]==seen:os.sched_yield()
+ seen=w[0]
+ if w[2]:break
+ q=bytes(v[a:a+n])
+ v[b:b+n]=q
+ w[1]=seen
+"""
+
+
+class ShmPong:
+    """The physical floor of a bytes echo: a second Python process that takes the payload
+    out of shared memory and puts it back (four copies across two CPUs), with both sides
+    polling a word, as a polling extradite call does, and no pickling or framing.
+
+    The echo process polls without pause, so it lives only for one sample (`run`): left
+    running, it would take a CPU from every other measurement.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.payload = bytes(size)
+
+    def run(self, ops: int) -> float:
+        import mmap
+
+        n = self.size
+        fd = os.memfd_create("xdbench-floor")
+        try:
+            os.ftruncate(fd, 4096 + 2 * n)
+            mapping = mmap.mmap(fd, 4096 + 2 * n)
+            proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _SHM_PONG, str(fd), str(n)], pass_fds=(fd,))
+        finally:
+            os.close(fd)
+        view = memoryview(mapping)
+        words = view.cast("Q")
+        payload, poll, a, b = self.payload, os.sched_yield, 4096, 4096 + n
+        seq = 0
+
+        def echo() -> None:
+            nonlocal seq
+            view[a:a + n] = payload
+            seq += 1
+            words[0] = seq
+            while words[1] != seq:
+                poll()
+            bytes(view[b:b + n])
+        try:
+            for _ in range(max(10, ops // 10)):  # warm-up: the echo process has started
+                echo()
+            start = time.perf_counter()
+            for _ in range(ops):
+                echo()
+            return (time.perf_counter() - start) / ops
+        finally:
+            words[2] = 1
+            words[0] = seq + 1
+            proc.wait(timeout=5)
+            words.release()
+            view.release()
+            mapping.close()
 
 
 def _bare_start(ops: int) -> float:
@@ -577,6 +644,9 @@ def _cases() -> list[Case]:
         Case("bytes_512k", "bytes round trip 512 KiB", 500,
              lambda env, ops: _echo_cells(env, bytes(512 * 1024), _memcpy(512 * 1024)),
              floor_label="memcpy of payload", payload_bytes=512 * 1024),
+        Case("bytes_512k_shm_floor", "512 KiB through shared memory between two processes, four copies", 500,
+             lambda env, ops: {"floor": ShmPong(512 * 1024).run},
+             floor_label="two-process shared-memory echo, polled"),
         Case("bytes_16m", "bytes round trip 16 MiB", 20,
              lambda env, ops: _echo_cells(env, bytes(16 << 20), _memcpy(16 << 20)),
              floor_label="memcpy of payload", payload_bytes=16 << 20),

@@ -17,7 +17,7 @@ def test_quick_run_prints_table_and_json(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(SUITE), "--quick", "--repetitions", "1",
-         "--cases", "state_mutation,small_payload", "--json-output", str(out)],
+         "--cases", "state_mutation,small_payload,bytes_512k_shm_floor", "--json-output", str(out)],
         capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -27,7 +27,9 @@ def test_quick_run_prints_table_and_json(tmp_path: Path) -> None:
     assert any(line.startswith("state_mutation ") for line in lines)
     assert any(line.startswith("small_payload ") for line in lines)
     data = json.loads(out.read_text())
-    assert set(data["cases"]) == {"state_mutation", "small_payload"}
+    assert set(data["cases"]) == {"state_mutation", "small_payload", "bytes_512k_shm_floor"}
+    floor = data["cases"].pop("bytes_512k_shm_floor")["columns"]["floor"]
+    assert len(floor["samples"]) == 1 and floor["median"] > 0  # its echo process ran and stopped
     for case in data["cases"].values():
         extradite_cell = case["columns"]["extradite"]
         assert extradite_cell["min"] <= extradite_cell["median"] <= extradite_cell["max"]
