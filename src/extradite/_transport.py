@@ -398,22 +398,13 @@ class Channel:
         if ring is not None and need <= _RING_MAX + HEADER_SIZE:
             tail = self._tx_tail
             pos = tail % _RING
-            if pos + need <= _RING and tail + need - self._tx_head_seen <= _RING or self._ring_room(need):
+            if pos + need <= _RING and self._ring_has_room(need):
                 try:
-                    words = self._words
                     HEADER.pack_into(ring, pos, VERSION, kind, flags, request_id, chain,
                                      self._sent & 0xFFFFFFFF, need - HEADER_SIZE)
                     ring[pos + HEADER_SIZE:pos + need] = body
-                    self._tx_tail = tail = tail + need
-                    base = self._tx
-                    words[base + _TAIL] = tail  # type: ignore[index]
-                    self._sent += 1
-                    words[base] = self._sent  # type: ignore[index]
-                    fence = self._tx_fence  # see `_fence`
-                    fence.acquire()
-                    fence.release()
-                    if words[base + _SLEEPING]:  # type: ignore[index]
-                        self.sock.sendall(_WAKE_FRAME)  # the reader sleeps on the socket: wake it
+                    self._tx_tail = tail + need
+                    self._publish()
                 except (ValueError, TypeError):
                     if self.closed:  # closed by another thread meanwhile: the page is gone
                         raise OSError("the extradite channel is closed") from None
@@ -421,14 +412,24 @@ class Channel:
                 return
         self._emit(kind, flags, request_id, chain, [body], len(body), _NO_FDS)
 
-    def _ring_room(self, need: int) -> bool:
-        """Whether a frame of `need` bytes fits at the ring's tail without wrapping around,
-        once the reader's current head is read (`_tx_head_seen` lags behind it)."""
-        tail = self._tx_tail
-        if tail % _RING + need > _RING:
-            return False  # it must wrap: `_ring_put` does that
+    def _ring_has_room(self, need: int) -> bool:
+        """Whether `need` more bytes fit in our ring; the reader's head is read only when the
+        last one seen (`_tx_head_seen`, which lags behind it) leaves too little room."""
+        if self._tx_tail + need - self._tx_head_seen <= _RING:
+            return True
         self._tx_head_seen = self._words[self._tx + _HEAD]  # type: ignore[index]
-        return tail + need - self._tx_head_seen <= _RING
+        return self._tx_tail + need - self._tx_head_seen <= _RING
+
+    def _publish(self) -> None:
+        """Make the frame just written to the ring visible (tail, then `published`), and wake
+        the reader if it sleeps on the socket (see the module docstring: no lost wake-up)."""
+        words, base = self._words, self._tx
+        words[base + _TAIL] = self._tx_tail  # type: ignore[index]
+        self._sent += 1
+        words[base] = self._sent  # type: ignore[index]
+        _fence(self._tx_fence)
+        if words[base + _SLEEPING]:  # type: ignore[index]
+            self.sock.sendall(_WAKE_FRAME)
 
     def _emit(self, kind: int, flags: int, request_id: int, chain: int, parts: list[Any],
               size: int, fds: list[int]) -> None:
@@ -437,12 +438,7 @@ class Channel:
             ring = self._ring_tx
             if ring is not None and not fds and size <= _RING_MAX and self._ring_put(
                     ring, kind, flags, request_id, chain, seq, parts, size):
-                self._sent += 1
-                words = self._words
-                words[self._tx] = self._sent  # type: ignore[index]
-                _fence(self._tx_fence)
-                if words[self._tx + _SLEEPING]:  # type: ignore[index]
-                    self.sock.sendall(_WAKE_FRAME)  # the reader sleeps on the socket: wake it
+                self._publish()
                 return
             if self._page_fd >= 0:
                 flags |= FLAG_PAGE
@@ -464,15 +460,13 @@ class Channel:
 
     def _ring_put(self, ring: memoryview, kind: int, flags: int, request_id: int, chain: int,
                   seq: int, parts: list[Any], size: int) -> bool:
-        """Copy one frame into our ring; False when it has no room (the frame takes the socket)."""
-        words, base = self._words, self._tx
+        """Copy one frame into our ring, wrapping around if it must; False when it has no room
+        (the frame takes the socket). `_publish` makes it visible."""
         tail = self._tx_tail  # we alone write our tail
-        self._tx_head_seen = words[base + _HEAD]  # type: ignore[index]
-        used = tail - self._tx_head_seen
         need = HEADER_SIZE + size
         pos = tail % _RING
         skip = _RING - pos if _RING - pos < need else 0
-        if used + skip + need > _RING:
+        if not self._ring_has_room(skip + need):
             return False
         if skip:
             if skip >= HEADER_SIZE:
@@ -485,7 +479,6 @@ class Channel:
             ring[pos:pos + n] = part
             pos += n
         self._tx_tail = tail + skip + need
-        words[base + _TAIL] = self._tx_tail  # type: ignore[index]
         return True
 
     def _sendmsg(self, parts: list[Any], fds: list[int]) -> None:
@@ -514,25 +507,9 @@ class Channel:
                 if words is not None:
                     published = words[self._rx]
                     ring = self._ring_rx
-                    tail = 0 if ring is None else words[self._rx + _TAIL]
-                    head = self._rx_head
-                    if tail != head and self._end == self._start:
-                        # The usual case: the frame due heads the ring whole, no wrap-around
-                        # (`_ring_take` checks the same, and handles everything else).
-                        pos = head % _RING
-                        if pos + HEADER_SIZE <= _RING:
-                            version, kind, flags, request_id, chain, frame_seq, body_len = \
-                                HEADER.unpack_from(ring, pos)  # type: ignore[arg-type]
-                            end = head + HEADER_SIZE + body_len
-                            if version == VERSION and kind != PAD and not flags & FLAG_PAGE and end <= tail \
-                                    and body_len <= _RING_MAX and frame_seq == self._received & 0xFFFFFFFF:
-                                pos += HEADER_SIZE
-                                body = ring[pos:pos + body_len].tobytes()  # type: ignore[index]
-                                self._rx_head = end
-                                words[self._rx + _HEAD] = end
-                                self._received += 1
-                                return Frame(kind, flags, request_id, chain, memoryview(body), [], self.maps)
-                        frame = self._ring_take(ring, self._received & 0xFFFFFFFF)  # type: ignore[arg-type]
+                    if ring is not None and self._end == self._start \
+                            and words[self._rx + _TAIL] != self._rx_head:
+                        frame = self._ring_take(ring, self._received & 0xFFFFFFFF)  # the usual case
                         if frame is None:  # a later frame heads the ring: ours is in the socket
                             frame = self._socket_take(self._received & 0xFFFFFFFF, True)
                     else:
