@@ -131,6 +131,8 @@ class Codec:
         A call on a proxy sends this int instead of pickling the proxy (`EXTRA_TARGET_HID`);
         a closed proxy or one of another session raises as it would when pickled.
         """
+        if isinstance(obj, Borrowed) and obj._xd_session is self.session and not obj._xd_closed:
+            return obj._xd_hid  # the usual target of a call
         return self._borrowed_pid(obj)[1] if _is_proxy(obj) else None
 
     # -- encoding --------------------------------------------------------------------

@@ -27,7 +27,6 @@ reach the other side before any frame that refers to them).
 from __future__ import annotations
 
 import _thread
-import sys
 import threading
 from collections import deque
 from io import BytesIO
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from ._codec import Codec, error_record, leaked_tree, raise_record
-from ._handles import Borrowed
 from ._errors import (
     UnsupportedInteractionError,
     ExtraditeClosedError,
@@ -70,7 +68,6 @@ from ._wire import (
 )
 
 NoneType = type(None)
-_loads: Any = None  # `_pickle.loads`, set with the first session (`_pickle` loads lazily)
 _get_ident = _thread.get_ident
 
 
@@ -96,8 +93,7 @@ class Session:
         import _pickle  # here, not at module level: `import extradite` stays cheap
 
         self._dumps = _pickle.dumps
-        global _loads
-        _loads = _pickle.loads
+        self._loads = _pickle.loads
         self.channel = Channel(sock, page_owner=not is_child)
         self.codec = Codec(self, factory, is_child=is_child)
         self.is_child = is_child
@@ -147,16 +143,12 @@ class Session:
         reply for a thread that started meanwhile, a broken channel) makes it register
         as an ordinary waiter, route that frame and continue in the general `_wait`.
         """
-        if self.broken is not None or self.closed or (self.protected and _leak(self.protected)):
+        if self.broken is not None or self.closed or (self.protected and leaked_tree(self.protected)):
             self.check_usable()  # raises the reason
-        if isinstance(target, Borrowed) and target._xd_session is self and not target._xd_closed:
-            target = target._xd_hid  # the usual target: a live proxy of this session (inlined home_hid)
+        home = self.codec.home_hid(target)
+        if home is not None:
+            target = home
             extra |= EXTRA_TARGET_HID
-        else:
-            home = self.codec.home_hid(target)
-            if home is not None:
-                target = home
-                extra |= EXTRA_TARGET_HID
         if kwargs is None:
             kwargs = {}
         releases = self._take_releases() if self._pending_releases else []
@@ -181,27 +173,13 @@ class Session:
             self._reading = True  # the reader role, claimed without a waiter
             lock.release()
             try:
-                if data is not None:  # inlined `_send_request` for the usual request
-                    channel = self.channel
-                    channel.send_lock.acquire()
-                    try:
-                        sent = self._send(REQUEST, rid, chain, data, FLAG_PLAIN)
-                    finally:
-                        channel.send_lock.release()
-                    if not sent:
-                        raise _fresh(self.broken or ExtraditeProtocolError("the channel failed")) from None
-                else:
-                    self._send_request(rid, chain, body, data, releases, policy, method_policy)
+                self._send_request(rid, chain, body, data, releases, policy, method_policy)
                 item = self._read_one()
             except BaseException:
                 self._stop_reading()
                 raise
             if item is not None and item[1] == rid and item[0] in (REPLY, ERROR) and item[4] is None:
-                lock.acquire()  # inlined `_stop_reading`
-                self._reading = False
-                if self._sleepers:
-                    self._cond.notify_all()
-                lock.release()
+                self._stop_reading()
                 kind, payload = item[0], item[3]
             else:  # not (only) our reply: become an ordinary waiter and hand the frame on
                 lock.acquire()
@@ -364,7 +342,7 @@ class Session:
         problem: BaseException | None = None
         try:
             if frame.flags == FLAG_PLAIN and self.is_child:  # trusted: the parent's plain request
-                body = _loads(frame.body.obj)
+                body = self._loads(frame.body.obj)
             elif frame.flags:
                 body = self.codec.decode(frame)
             else:  # no shared memory: unpickle the bytes in place (inlined: every call passes here)
@@ -434,10 +412,7 @@ class Session:
             _releases, op, target, name, args, kwargs, policy, extra = body
             if extra & EXTRA_TARGET_HID:
                 target = self.codec.exports.get(target)
-            if op == OP_CALL_METHOD and not extra & EXTRA_AWAIT:  # the usual request, inlined
-                result = getattr(target, name)(*args, **kwargs)
-            else:
-                result = self._execute(op, target, name, args, kwargs, extra)
+            result = self._execute(op, target, name, args, kwargs, extra)
             if extra & EXTRA_RESULT_BY_REF:
                 policy = REFERENCE
             envelope: tuple[Any, ...] = (result,) if op == OP_BATCH else ()
@@ -448,8 +423,7 @@ class Session:
                 envelope = (result,)  # the pair is data, whatever the policy
             releases = self._take_releases() if self._pending_releases else []
             reply = (releases, result)
-            cls = type(result)  # a small scalar goes by `_pickle.dumps`, no hooks (inlined `_plain`)
-            plain = (cls in _PLAIN_SCALARS or (cls is bytes and len(result) < THRESHOLD)) and op != OP_IMPORT
+            plain = _plain(result) and op != OP_IMPORT  # small scalar: `_pickle.dumps`, no hooks
             send_lock = self.channel.send_lock
             send_lock.acquire()  # encoding under it too: see the module docstring
             try:
@@ -565,15 +539,6 @@ class Session:
 
 
 _PLAIN_SCALARS = frozenset({int, str, float, bool, NoneType})
-_modules = sys.modules
-
-
-def _leak(trees: tuple[str, ...]) -> bool:
-    """Whether a protected module tree is imported here now (`check_usable` says which)."""
-    for tree in trees:
-        if tree in _modules:
-            return True
-    return False
 
 
 def _plain(value: Any) -> bool:
