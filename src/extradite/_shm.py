@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 TYPE_CHECKING = False  # mmap is imported when the first arena is made: `import extradite` stays cheap
 if TYPE_CHECKING:
     import mmap
@@ -227,16 +227,9 @@ class ArenaMaps:
 
     def consumed(self, segments: list[tuple[int, memoryview, int]]) -> None:
         """The frame is decoded: hand its arenas back to the sender."""
-        if len(segments) == 1:
-            arena_id, view, _ = segments[0]
+        for _, view, _ in segments:
             view.release()
-            arena_ids: Iterable[int] = (arena_id,)
-        else:
-            arena_ids = set()
-            for arena_id, view, _ in segments:
-                view.release()
-                arena_ids.add(arena_id)
-        for arena_id in arena_ids:
+        for arena_id in {arena_id for arena_id, _, _ in segments}:
             entry = self._maps.get(arena_id)
             if entry is None:
                 continue
