@@ -153,6 +153,41 @@ def test_parent_unpickler_refuses_globals_from_protected_tree() -> None:
         sys.modules.update(saved)
 
 
+def test_parent_ignores_the_plain_flag_on_frames_from_the_child() -> None:
+    """FLAG_PLAIN lets a child load its parent's request with `_pickle.loads`; a parent given
+    the flag by a child still unpickles with its restricted unpickler."""
+    import json.decoder
+    import socket
+
+    from extradite._proxy import ProxyFactory
+    from extradite._session import Session
+    from extradite._wire import FLAG_PLAIN, REPLY
+
+    payload = pickle.dumps(((), json.decoder.JSONDecodeError), 5)
+    ours, theirs = socket.socketpair()
+    session = Session(ours, is_child=False, factory=ProxyFactory)
+    real = session.channel
+
+    class OneFrame:
+        def recv(self) -> Frame:
+            return Frame(REPLY, FLAG_PLAIN, 1, 1, memoryview(payload), [], ArenaMaps())
+
+    session.codec.protected = ("json",)
+    saved = {name: mod for name, mod in sys.modules.items() if name == "json" or name.startswith("json.")}
+    for name in saved:
+        del sys.modules[name]
+    try:
+        session.channel = OneFrame()  # type: ignore[assignment]
+        item = session._read_one()
+        assert item is not None and isinstance(item[4], ExtraditeModuleLeakError)
+        assert "json" not in sys.modules and "json.decoder" not in sys.modules
+    finally:
+        sys.modules.update(saved)
+        session.channel = real
+        session.close()
+        theirs.close()
+
+
 def test_child_unpickling_failure_is_reported(Values: Any) -> None:
     class Local:  # defined in a function: cannot be pickled, so it travels as a handle
         pass

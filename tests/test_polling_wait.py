@@ -188,6 +188,21 @@ def test_busy_machine_skips_polling_and_stays_correct(pair: Any, monkeypatch: py
     assert owner._spin_ns == window  # no polling happened, so the window did not adapt
 
 
+def test_polling_stops_after_two_busy_load_samples_in_a_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One busy sample (a passing kernel worker) keeps polling on; a CPU-bound competitor,
+    busy in every sample, turns it off; one quiet sample turns it back on."""
+    busy, quiet = _transport._CPUS + 1, _transport._CPUS
+    samples = iter([busy, quiet, busy, busy, busy, quiet])
+    monkeypatch.setattr(_transport, "_runnable_tasks", lambda: next(samples))
+    monkeypatch.setattr(_transport, "_load", [0, 1, 0])
+    decisions = []
+    for _ in range(6):
+        _transport._load[0] = 0  # the last sample is old: take a new one
+        decisions.append(_transport._machine_quiet())
+    assert decisions == [True, True, True, False, False, True]
+    assert _transport._machine_quiet() is True  # within 50 ms: the last decision, no new sample
+
+
 def test_a_replayed_frame_is_a_protocol_error(pair: Any) -> None:
     owner, other = pair
     _connect(owner, other)

@@ -144,18 +144,22 @@ def _machine_quiet() -> bool:
     if now - _load[0] < _LOAD_EVERY_NS:
         return bool(_load[1])
     _load[0] = now
+    _load[2] = _load[2] + 1 if _runnable_tasks() > _CPUS else 0
+    _load[1] = _load[2] < 2
+    return bool(_load[1])
+
+
+def _runnable_tasks() -> int:
+    """Runnable tasks on the machine now (the 4th field of /proc/loadavg); 0 if unknown."""
     try:
         fd = os.open("/proc/loadavg", os.O_RDONLY)
         try:
             text = os.read(fd, 128)
         finally:
             os.close(fd)
-        running = int(text.split()[3].split(b"/")[0])
+        return int(text.split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
-        running = 0  # no loadavg: rely on the adaptive window alone
-    _load[2] = _load[2] + 1 if running > _CPUS else 0
-    _load[1] = _load[2] < 2
-    return bool(_load[1])
+        return 0  # no loadavg: rely on the adaptive window alone
 
 
 def _truncated() -> ExtraditeProtocolError:
