@@ -190,11 +190,6 @@ class BoundMethod:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         target, name = self._target, self._name
         policy = _pop_policy(kwargs) if kwargs else None
-        if isinstance(target, RemoteObject):  # the usual target, inlined: every call passes here
-            policies = type(target).__extradite_method_policies__
-            return target._xd_session.call(
-                OP_CALL if name is None else OP_CALL_METHOD, target, name, args, kwargs, policy,
-                self._extra, policies.get(name) if policies and name is not None else None)
         return _session(target).call(OP_CALL if name is None else OP_CALL_METHOD, target, name, args,
                                      kwargs, policy, self._extra, _method_policy(target, name))
 
@@ -268,9 +263,7 @@ class _Method:
     def __get__(self, obj: Any, owner: type) -> Any:
         if obj is None:  # `ProxyClass.method(instance, ...)`
             return lambda target, *args, **kwargs: self.bind(target)(*args, **kwargs)
-        if self.is_async:
-            return BoundAsyncMethod(obj, self.name, EXTRA_AWAIT)
-        return BoundMethod(obj, self.name)
+        return self.bind(obj)
 
 
 class _ClassMethod(_Method):
