@@ -119,12 +119,9 @@ def test_body_reader_gives_the_spliced_stream_to_any_read_pattern(seed: int) -> 
         if how == 0:
             piece = reader.read(rng.randrange(0, 70))
         elif how == 1:
-            buffer = bytearray(rng.randrange(1, 70))
-            piece = bytes(buffer[:reader.readinto(memoryview(buffer))])
-        elif how == 2:
             piece = reader.readline()
-        else:
-            buffer = bytearray(len(rng.choice(chunks)) if chunks else 5)  # one chunk's length
+        else:  # readinto a buffer of any size, or of one chunk's length (the payload fast path)
+            buffer = bytearray(len(rng.choice(chunks)) if how == 3 and chunks else rng.randrange(1, 70))
             piece = bytes(buffer[:reader.readinto(memoryview(buffer))])
         got += piece
         if len(got) == len(expected) and reader.read(10) == b"":
