@@ -323,8 +323,7 @@ class Codec:
     def decode(self, frame: Frame) -> Any:
         """Unpickle a frame's body and free its shared memory."""
         if not frame.flags & FLAG_SHM:
-            body = frame.body
-            return self.unpickler(BytesIO(body.obj if type(body.obj) is bytes else body)).load()
+            return self.unpickler(BytesIO(frame.body)).load()
         try:
             return self.unpickler(frame.open()).load()
         finally:

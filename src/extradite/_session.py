@@ -224,10 +224,11 @@ class Session:
 
     def _stop_reading(self) -> None:
         """Give up the reader role; threads waiting for it wake up."""
-        with self._lock:
-            self._reading = False
-            if self._sleepers:
-                self._cond.notify_all()
+        self._lock.acquire()
+        self._reading = False
+        if self._sleepers:
+            self._cond.notify_all()
+        self._lock.release()
 
     def _send_request(self, rid: int, chain: int, body: tuple[Any, ...], data: bytes | None,
                       releases: list[Any], policy: str | None, method_policy: str | None) -> None:
@@ -342,11 +343,11 @@ class Session:
         problem: BaseException | None = None
         try:
             if frame.flags == FLAG_PLAIN and self.is_child:  # trusted: the parent's plain request
-                body = self._loads(frame.body.obj)
+                body = self._loads(frame.body)
             elif frame.flags:
                 body = self.codec.decode(frame)
             else:  # no shared memory: unpickle the bytes in place (inlined: every call passes here)
-                body = self.codec.unpickler(BytesIO(frame.body.obj)).load()
+                body = self.codec.unpickler(BytesIO(frame.body)).load()
         except ExtraditeError as exc:
             problem = exc
         except Exception as exc:

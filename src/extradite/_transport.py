@@ -293,7 +293,7 @@ class Frame:
     __slots__ = ("kind", "flags", "request_id", "chain", "body", "fds", "_segments", "_maps")
 
     def __init__(self, kind: int, flags: int, request_id: int, chain: int,
-                 body: memoryview, fds: list[int], maps: ArenaMaps) -> None:
+                 body: bytes | bytearray, fds: list[int], maps: ArenaMaps) -> None:
         self.kind = kind
         self.flags = flags
         self.request_id = request_id
@@ -305,13 +305,10 @@ class Frame:
 
     def open(self) -> Any:
         if not self.flags & FLAG_SHM:
-            whole = self.body.obj
-            if type(whole) is bytes and len(whole) == self.body.nbytes:
-                return io.BytesIO(whole)  # BytesIO shares a bytes object until written to: no copy
-            return io.BytesIO(self.body)
+            return io.BytesIO(self.body)  # BytesIO shares a bytes object until written to: no copy
         segments, table_len = self._maps.parse(self.body, self.fds)
         self._segments = segments
-        return BodyReader(self.body[table_len:].tobytes(), segments)
+        return BodyReader(bytes(memoryview(self.body)[table_len:]), segments)
 
     def done(self) -> None:
         if self._segments:
@@ -511,13 +508,17 @@ class Channel:
                 if words is not None:
                     published = words[self._rx]
                     ring = self._ring_rx
-                    if ring is not None and self._end == self._start \
-                            and words[self._rx + _TAIL] != self._rx_head:
+                    if self._end != self._start:  # bytes in the socket buffer: either stream
+                        frame = self._take()
+                    elif ring is not None and words[self._rx + _TAIL] != self._rx_head:
                         frame = self._ring_take(ring, self._received & 0xFFFFFFFF)  # the usual case
                         if frame is None:  # a later frame heads the ring: ours is in the socket
                             frame = self._socket_take(self._received & 0xFFFFFFFF, True)
-                    else:
-                        frame = self._take()
+                    elif published > self._received:  # not in the ring: its bytes are in the socket
+                        frame = self._socket_take(self._received & 0xFFFFFFFF, True)
+                    else:  # nothing sent yet (the usual case of a call's first look)
+                        self._wait()
+                        continue
                 else:
                     published = 0
                     frame = self._take()
@@ -577,7 +578,7 @@ class Channel:
         if flags & FLAG_PAGE:
             raise _corrupt("a shared page was announced in the ring")
         start = pos + HEADER_SIZE
-        body = memoryview(ring[start:start + body_len].tobytes())
+        body = ring[start:start + body_len].tobytes()
         self._rx_head = end
         self._words[self._rx + _HEAD] = end  # type: ignore[index]
         return Frame(kind, flags, request_id, chain, body, [], self.maps)
@@ -615,7 +616,7 @@ class Channel:
             while self._end - self._start < body_len:
                 self._recv_more(True, body_len)
             start = self._start
-            body = memoryview(bytes(self._rview[start:start + body_len]))
+            body = bytes(self._rview[start:start + body_len])
             start += body_len
             if start == self._end:  # all consumed (the usual case): the next frame starts at 0
                 self._start = self._end = 0
@@ -632,10 +633,10 @@ class Channel:
                 if n == 0:
                     raise _truncated()
                 have += n
-            body = memoryview(big)
+            body = big
         return self._frame(kind, flags, request_id, chain, body)
 
-    def _frame(self, kind: int, flags: int, request_id: int, chain: int, body: memoryview) -> Frame:
+    def _frame(self, kind: int, flags: int, request_id: int, chain: int, body: bytes | bytearray) -> Frame:
         """A frame from the socket: it owns the descriptors that came with it (ring frames have none)."""
         fds = self._fds
         if flags & FLAG_PAGE:
