@@ -179,7 +179,7 @@ class ArenaMaps:
     def __init__(self) -> None:
         self._maps: dict[int, tuple[mmap.mmap, memoryview, bool]] = {}
 
-    def parse(self, body: memoryview, fds: list[int]) -> tuple[list[tuple[int, memoryview, int]], int]:
+    def parse(self, body: bytes | bytearray, fds: list[int]) -> tuple[list[tuple[int, memoryview, int]], int]:
         """Apply a segment table; return its segments as (arena_id, view, stream_pos) and its length.
 
         Consumes descriptors from `fds` for newly announced arenas.

@@ -616,7 +616,7 @@ class Channel:
             while self._end - self._start < body_len:
                 self._recv_more(True, body_len)
             start = self._start
-            body = bytes(self._rview[start:start + body_len])
+            body: bytes | bytearray = bytes(self._rview[start:start + body_len])
             start += body_len
             if start == self._end:  # all consumed (the usual case): the next frame starts at 0
                 self._start = self._end = 0
