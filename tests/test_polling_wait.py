@@ -106,6 +106,23 @@ def test_ring_and_socket_frames_arrive_in_sending_order(pair: Any) -> None:
                     frame.done()
 
 
+def test_a_published_socket_frame_is_read_without_waiting(pair: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ring empty, socket buffer empty, `published` ahead: the frame is in the socket, so `recv`
+    reads it there at once (no polling window, no sleep)."""
+    owner, other = pair
+    _connect(owner, other)
+    owner.send(REQUEST, 7, 1, _big(7))
+    owner.send_bytes(REQUEST, 8, 1, b"after")  # and the ring frame behind it keeps its place
+
+    def no_wait() -> None:
+        raise AssertionError("recv waited although a published frame was in the socket")
+
+    monkeypatch.setattr(other, "_wait", no_wait)
+    frame = other.recv()
+    assert frame.request_id == 7 and len(frame.body) == _transport._RING_MAX + 100
+    assert bytes(other.recv().body) == b"after"
+
+
 def test_wrapping_around_the_ring_keeps_every_byte(pair: Any) -> None:
     owner, other = pair
     _connect(owner, other)
