@@ -1,8 +1,9 @@
 """extradite performance benchmark: direct vs `extradite()` vs generated proxies, beside the floors.
 
     for each repetition:                      (interleaved: every column of every case,
-        for each case:                         in a rotating order, once per repetition)
+        for each case:                         in a new shuffled order, once per repetition)
             for each column:  direct | extradite | generated | mp_manager | rpyc | floor
+                untimed warm-up of ops/10 operations (the column's own data in the caches)
                 sample = seconds per operation over `ops` operations
     report median, min and max per cell; a table on stdout, everything in --json-output
 
@@ -40,6 +41,7 @@ import json
 import os
 import pickle
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -732,12 +734,19 @@ def run(cases: list[Case], repetitions: int, quick: bool, memory: bool) -> tuple
             for runner in cells.values():  # warm-up, not recorded
                 if not isinstance(runner, str):
                     runner(max(1, ops // 10))
+        order = random.Random(5)  # the same orders in every run
         for rep in range(repetitions):
             for case_name, (case, ops, cells) in built.items():
                 runners = [(c, r) for c, r in cells.items() if not isinstance(r, str)]
-                shift = rep % max(1, len(runners))
-                for column, runner in runners[shift:] + runners[:shift]:
+                # A new order each repetition: a rotation keeps each column's predecessor, so
+                # what one column leaves behind (a 16 MiB memcpy's cache state, a busy manager
+                # process) would always land on the same next column.
+                order.shuffle(runners)
+                for column, runner in runners:
                     gc.collect()
+                    # Untimed first: caches and arenas then hold this column's data, not the
+                    # previous column's.
+                    runner(max(1, ops // 10))
                     results[case_name][column].samples.append(runner(ops) / case.per)
         if memory:
             extra["memory"] = _memory(env)
