@@ -399,7 +399,7 @@ class Channel:
         if ring is not None and need <= _RING_MAX + HEADER_SIZE:
             tail = self._tx_tail
             pos = tail % _RING
-            if pos + need <= _RING and (tail + need - self._tx_head_seen <= _RING or self._ring_has_room(need)):
+            if pos + need <= _RING and self._ring_has_room(need):
                 try:
                     HEADER.pack_into(ring, pos, VERSION, kind, flags, request_id, chain,
                                      self._sent & 0xFFFFFFFF, need - HEADER_SIZE)
@@ -428,9 +428,7 @@ class Channel:
         words[base + _TAIL] = self._tx_tail  # type: ignore[index]
         self._sent += 1
         words[base] = self._sent  # type: ignore[index]
-        fence = self._tx_fence  # `_fence`, inlined: every frame passes here
-        fence.acquire()
-        fence.release()
+        _fence(self._tx_fence)
         if words[base + _SLEEPING]:  # type: ignore[index]
             self.sock.sendall(_WAKE_FRAME)
 
