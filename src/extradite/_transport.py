@@ -305,7 +305,7 @@ class Frame:
 
     def open(self) -> Any:
         if not self.flags & FLAG_SHM:
-            return io.BytesIO(self.body)  # BytesIO shares a bytes object until written to: no copy
+            return io.BytesIO(self.body)  # a bytes body is shared until written to: no copy
         segments, table_len = self._maps.parse(self.body, self.fds)
         self._segments = segments
         return BodyReader(bytes(memoryview(self.body)[table_len:]), segments)
