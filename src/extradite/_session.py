@@ -34,6 +34,7 @@ TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are st
 if TYPE_CHECKING:
     from typing import Any, Callable
 
+from . import _scalar
 from ._codec import Codec, error_record, leaked_tree, raise_record
 from ._errors import (
     UnsupportedInteractionError,
@@ -47,6 +48,7 @@ from ._shm import THRESHOLD
 from ._transport import BodyWriter, ChannelEOF, Channel
 from ._wire import (
     FLAG_PLAIN,
+    FLAG_SCALAR,
     CHILD_CHAIN_BIT,
     ERROR,
     EXTRA_AWAIT,
@@ -344,6 +346,8 @@ class Session:
         try:
             if frame.flags == FLAG_PLAIN and self.is_child:  # trusted: the parent's plain request
                 body = self._loads(frame.body)
+            elif frame.flags == FLAG_SCALAR and frame.kind == REPLY:  # nothing to trust: no pickle
+                body = ((), _scalar.decode(frame.body))
             elif frame.flags:
                 body = self.codec.decode(frame)
             else:  # no shared memory: unpickle the bytes in place (inlined: every call passes here)
@@ -423,13 +427,17 @@ class Session:
                 result = (result, signature_data(result) if isinstance(result, type) else b"")
                 envelope = (result,)  # the pair is data, whatever the policy
             releases = self._take_releases() if self._pending_releases else []
-            reply = (releases, result)
-            plain = _plain(result) and op != OP_IMPORT  # small scalar: `_pickle.dumps`, no hooks
+            plain = _plain(result) and op != OP_IMPORT  # small scalar: no pickler hooks
             send_lock = self.channel.send_lock
             send_lock.acquire()  # encoding under it too: see the module docstring
             try:
-                self._send(REPLY, rid, chain, self._dumps(reply, 5) if plain else self._encode(
-                    reply, (releases, *envelope), releases, call_policy=policy))
+                if plain and not releases:  # the usual reply: read without an unpickler
+                    self._send(REPLY, rid, chain, _scalar.encode(result), FLAG_SCALAR)
+                elif plain:
+                    self._send(REPLY, rid, chain, self._dumps((releases, result), 5))
+                else:
+                    self._send(REPLY, rid, chain, self._encode(
+                        (releases, result), (releases, *envelope), releases, call_policy=policy))
             finally:
                 send_lock.release()
         except _BatchFailure as failure:

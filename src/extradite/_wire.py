@@ -8,6 +8,7 @@ A frame (on the socket or in the shared ring) is a fixed header followed by `bod
     2      2    flags      FLAG_SHM: the body starts with a segment table
                            FLAG_PAGE: the last descriptor is the shared polling page
                            FLAG_PLAIN: a request of plain scalars only (see below)
+                           FLAG_SCALAR: a reply whose body is one scalar, not a pickle
     4      4    request_id id of the request; a reply carries its request's id
     8      4    chain      call chain: requests of one chain are served on one thread
     12     4    seq        frame number in this direction (mod 2**32): frames travel either
@@ -24,7 +25,8 @@ same `sendmsg` as ancillary data.
 Request bodies: (releases, op, target, name, args, kwargs, policy, extra)
                 (with EXTRA_TARGET_HID in `extra`, `target` is a plain int: the
                 receiver's handle id, so a call on a proxy pickles no handle)
-Reply bodies:   (releases, value)
+Reply bodies:   (releases, value), or with FLAG_SCALAR the value alone in the format
+                of `_scalar` (a plain scalar with no releases riding along)
 Error bodies:   (releases, error_record) - see `_codec.error_record`
 Release bodies: (releases,)
 """
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import struct
 
-VERSION = 2
+VERSION = 3  # 3: FLAG_SCALAR replies
 
 HEADER = struct.Struct("<BBHIIII")
 HEADER_SIZE = HEADER.size
@@ -51,6 +53,7 @@ FLAG_SHM = 0x1
 FLAG_PAGE = 0x2  # the frame's last descriptor is the polling page (first frame of the parent; see _transport)
 FLAG_PLAIN = 0x4  # a request body `_pickle.dumps` made of plain scalars: the child, which trusts
                   # its parent, loads it with `_pickle.loads` (the parent never trusts this flag)
+FLAG_SCALAR = 0x8  # a reply body in the `_scalar` format: read without an unpickler, by either side
 
 # Request operations. Each is served by the handler of the same name in `_session`.
 OP_CALL = 1            # target(*args, **kwargs)

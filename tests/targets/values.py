@@ -16,6 +16,9 @@ class Values:
     def echo(self, value: Any) -> Any:
         return value
 
+    def apply(self, func: Any, value: Any) -> Any:
+        return func(value)
+
     def make_bytes(self, n: int) -> bytes:
         return bytes(range(256)) * (n // 256) + bytes(n % 256)
 
