@@ -226,11 +226,10 @@ class Session:
 
     def _stop_reading(self) -> None:
         """Give up the reader role; threads waiting for it wake up."""
-        self._lock.acquire()
-        self._reading = False
-        if self._sleepers:
-            self._cond.notify_all()
-        self._lock.release()
+        with self._lock:
+            self._reading = False
+            if self._sleepers:
+                self._cond.notify_all()
 
     def _send_request(self, rid: int, chain: int, body: tuple[Any, ...], data: bytes | None,
                       releases: list[Any], policy: str | None, method_policy: str | None) -> None:
