@@ -93,19 +93,25 @@ def test_a_plain_reply_is_read_without_an_unpickler(Values: Any, monkeypatch: py
     assert values.echo(41) == 41 and values.echo("x") == "x" and values.echo(None) is None
 
 
-def test_callback_replies_from_the_parent_use_the_format(Values: Any) -> None:
-    """The child reads its parent's scalar replies the same way (a callback's result)."""
+def test_callback_replies_from_the_parent_use_the_format(Values: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A callback's result goes back to the child in the format too, and the child reads it."""
     from extradite._api import session_of
 
-    calls: list[int] = []
+    encoded: list[Any] = []
+    real_encode = _scalar.encode
+
+    def encode(value: Any) -> bytes:
+        encoded.append(value)
+        return real_encode(value)
+
+    monkeypatch.setattr(_scalar, "encode", encode)  # the parent encodes its replies with it
 
     def callback(n: int) -> int:
-        calls.append(n)
         return n * 2
 
     values = Values()
     assert values.apply(callback, 21) == 42
-    assert calls == [21] and session_of(Values).session.broken is None
+    assert encoded == [42] and session_of(Values).session.broken is None
 
 
 def _session_reading(frame: Frame) -> tuple[Session, socket.socket]:
