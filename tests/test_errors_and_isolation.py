@@ -132,7 +132,7 @@ class _FakeSession:
 
 
 def _frame(payload: bytes) -> Frame:
-    return Frame(2, 0, 1, 1, memoryview(payload), [], ArenaMaps())
+    return Frame(2, 0, 1, 1, payload, [], ArenaMaps())
 
 
 def test_parent_unpickler_refuses_globals_from_protected_tree() -> None:
@@ -170,7 +170,7 @@ def test_parent_ignores_the_plain_flag_on_frames_from_the_child() -> None:
 
     class OneFrame:
         def recv(self) -> Frame:
-            return Frame(REPLY, FLAG_PLAIN, 1, 1, memoryview(payload), [], ArenaMaps())
+            return Frame(REPLY, FLAG_PLAIN, 1, 1, payload, [], ArenaMaps())
 
     session.codec.protected = ("json",)
     saved = {name: mod for name, mod in sys.modules.items() if name == "json" or name.startswith("json.")}
