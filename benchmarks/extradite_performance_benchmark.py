@@ -21,8 +21,12 @@ Columns:
   rpyc        rpyc classic connection, only when rpyc is installed
   floor       what the machine allows for the regime: raw os.pipe ping-pong between two
               Python processes, `python -I -S -c pass`, a memory copy of the payload,
-              pickling + unpickling the payload twice in-process, or a second process
-              echoing 512 KiB through shared memory (named per case)
+              pickling + unpickling the payload twice in-process, a second process
+              echoing 512 KiB through shared memory, or a minimal Python RPC over a shared
+              ring with both processes pinned to one CPU (named per case)
+
+tiny_call_pinned also reports the CPU time each side spends per call (pinned to one CPU,
+a call's software cost is what shows: issue 5 aims at 4 us per side).
 
 This suite measures and reports; it never asserts a time. The "targets" section compares
 the medians with the goals of issue 5 and says "met" or "not met".
@@ -144,6 +148,89 @@ while True:
 """
 
 
+# Both processes of a call on one CPU, where its software cost shows (issue 5: at most 4 us
+# of CPU per side). Each sample is a fresh process pinned to that CPU; the extradite child
+# inherits the pin. CPU times come from os.times() and /proc/<pid>/stat (10 ms ticks: a
+# sample runs long enough for them).
+_PINNED_COMMON = """import json,os,sys,time
+os.sched_setaffinity(0,{int(sys.argv[1])})
+n=int(sys.argv[2])
+def stat(pid):
+    f=open(f"/proc/{pid}/stat").read().rsplit(")",1)[1].split()
+    return (int(f[11])+int(f[12]))/os.sysconf("SC_CLK_TCK")
+def measure(call,pid):
+    for _ in range(min(n,2000)):call()
+    c0,p0,t0=stat(pid),os.times(),time.perf_counter()
+    for _ in range(n):call()
+    t1,p1,c1=time.perf_counter(),os.times(),stat(pid)
+    print(json.dumps({"wall":(t1-t0)/n,"parent_cpu":(p1.user+p1.system-p0.user-p0.system)/n,"child_cpu":(c1-c0)/n}))
+"""
+_PINNED_EXTRADITE = _PINNED_COMMON + f"""from extradite import extradite
+from extradite._api import session_of
+C=extradite({COUNTER!r})
+try:
+    c=C();measure(lambda:c.increment(1),session_of(C).process.pid)
+finally:
+    C.close()
+"""
+# The floor: the least a Python RPC over a shared ring can do (pickle the request, poll a
+# word with sched_yield, getattr + call, pickle the reply), with no framing, no threads, no
+# handles, no restricted unpickler and no sleeping on a socket.
+_PINNED_FLOOR = _PINNED_COMMON + """import mmap,pickle
+m=mmap.mmap(-1,1<<16);w=memoryview(m).cast("Q");REQ,REP=1024,8192
+class Counter:
+    n=0
+    def increment(self,k):self.n+=k;return self.n
+pid=os.fork()
+if pid==0:
+    obj=Counter();seen=0
+    while True:
+        while w[0]==seen:os.sched_yield()
+        seen+=1;size=w[2]
+        name,args=pickle.loads(m[REQ:REQ+size])
+        if name is None:os._exit(0)
+        data=pickle.dumps(getattr(obj,name)(*args),5)
+        m[REP:REP+len(data)]=data;w[3]=len(data);w[1]=seen
+sent=0
+def call():
+    global sent
+    data=pickle.dumps(("increment",(1,)),5)
+    m[REQ:REQ+len(data)]=data;w[2]=len(data);sent+=1;w[0]=sent
+    while w[1]!=sent:os.sched_yield()
+    return pickle.loads(m[REP:REP+w[3]])
+try:
+    measure(call,pid)
+finally:
+    data=pickle.dumps((None,()),5);m[REQ:REQ+len(data)]=data;w[2]=len(data);w[0]=sent+1;os.waitpid(pid,0)
+"""
+
+
+class Pinned:
+    """Runs a pinned script per sample; keeps each full sample's CPU per side for the report."""
+
+    def __init__(self, script: str, full_ops: int) -> None:
+        self.script = script
+        self.full_ops = full_ops
+        self.cpu: list[tuple[float, float]] = []  # (parent, child) seconds of CPU per call
+
+    def run(self, ops: int) -> float:
+        cpu = min(os.sched_getaffinity(0))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+        proc = subprocess.run([sys.executable, "-c", self.script, str(cpu), str(ops)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the pinned run failed: {proc.stderr.strip()[-2000:]}")
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        if ops == self.full_ops:  # not the warm-up
+            self.cpu.append((data["parent_cpu"], data["child_cpu"]))
+        return float(data["wall"])
+
+    def median_cpu(self) -> tuple[float, float] | None:
+        if not self.cpu:
+            return None
+        return statistics.median(c[0] for c in self.cpu), statistics.median(c[1] for c in self.cpu)
+
+
 class ShmPong:
     """The physical floor of a bytes echo: a second Python process that takes the payload
     out of shared memory and puts it back (four copies across two CPUs), with both sides
@@ -256,6 +343,7 @@ class Env:
         self.pong: PipePong | None = None
         self.rpyc_reason = "n/a (rpyc not installed)"
         self.pycache = ""
+        self.pinned: dict[str, Pinned] = {}  # tiny_call_pinned's runs, for their CPU per side
 
     def _sleeping(self, target: str) -> Any:
         """A proxy class whose session never polls: every wait sleeps on the socket, on both sides."""
@@ -541,6 +629,13 @@ SMALL = {f"k{i}": v for i, v in enumerate([1, 2.5, "text", None, True, b"raw", -
 BIG_LIST = list(range(100_000))
 
 
+def _pinned_cells(env: Env, ops: int) -> dict[str, Runner | str]:
+    if not (hasattr(os, "sched_setaffinity") and hasattr(os, "fork") and os.path.exists("/proc/self/stat")):
+        return {"extradite": "n/a (needs Linux: sched_setaffinity, fork and /proc)"}
+    env.pinned = {"extradite": Pinned(_PINNED_EXTRADITE, ops), "floor": Pinned(_PINNED_FLOOR, ops)}
+    return {column: pinned.run for column, pinned in env.pinned.items()}
+
+
 def _callbacks(env: Env, ops: int) -> dict[str, Runner | str]:
     def make(bus: Any) -> Runner:
         def callback(topic: str, payload: bytes) -> None:
@@ -649,6 +744,8 @@ def _cases() -> list[Case]:
         Case("bytes_512k_shm_floor", "512 KiB through shared memory between two processes, four copies", 500,
              lambda env, ops: {"floor": ShmPong(512 * 1024).run},
              floor_label="two-process shared-memory echo, polled"),
+        Case("tiny_call_pinned", "tiny call, both processes pinned to one CPU (wall; CPU per side below)",
+             50_000, _pinned_cells, floor_label="minimal Python RPC over a shared ring, pinned"),
         Case("bytes_16m", "bytes round trip 16 MiB", 20,
              lambda env, ops: _echo_cells(env, bytes(16 << 20), _memcpy(16 << 20)),
              floor_label="memcpy of payload", payload_bytes=16 << 20),
@@ -750,6 +847,9 @@ def run(cases: list[Case], repetitions: int, quick: bool, memory: bool) -> tuple
                     results[case_name][column].samples.append(runner(ops) / case.per)
         if memory:
             extra["memory"] = _memory(env)
+        cpu = {column: pinned.median_cpu() for column, pinned in env.pinned.items()}
+        if cpu.get("extradite"):
+            extra["pinned_cpu"] = cpu
     finally:
         env.close()
         import shutil
@@ -771,7 +871,8 @@ def _median(results: dict[str, dict[str, Cell]], case: str, column: str) -> floa
     return statistics.median(cell.samples) if cell and cell.samples else None
 
 
-def targets(results: dict[str, dict[str, Cell]], memory: dict[str, float] | None) -> list[dict[str, Any]]:
+def targets(results: dict[str, dict[str, Cell]], memory: dict[str, float] | None,
+            pinned_cpu: dict[str, tuple[float, float] | None] | None = None) -> list[dict[str, Any]]:
     """The goals of issue 5, evaluated on this run's medians."""
     m = lambda case, col: _median(results, case, col)  # noqa: E731
     out: list[dict[str, Any]] = []
@@ -818,6 +919,10 @@ def targets(results: dict[str, dict[str, Cell]], memory: dict[str, float] | None
         gen, dyn = m(case, "generated"), m(case, "extradite")
         if gen is not None and dyn is not None:
             add(f"generated <= dynamic ({case})", gen * 1e6, dyn * 1e6, "us")
+    cpu = (pinned_cpu or {}).get("extradite")
+    if cpu:
+        add("CPU per tiny call, pinned: parent <= 4 us", cpu[0] * 1e6, 4, "us")
+        add("CPU per tiny call, pinned: child <= 4 us", cpu[1] * 1e6, 4, "us")
     if memory:
         add("child RSS <= bare + 15 MB", memory["child_rss_above_bare_mb"], 15, "MB")
         add("10,000 handles <= 5 MB in parent", memory["parent_mb_per_10000_handles"], 5, "MB")
@@ -868,6 +973,10 @@ def render(cases: list[Case], results: dict[str, dict[str, Cell]], extra: dict[s
         lines.append(f"memory: child RSS {memory['child_rss_mb']:.1f} MB = bare interpreter "
                      f"{memory['bare_interpreter_rss_mb']:.1f} MB + {memory['child_rss_above_bare_mb']:.1f} MB; "
                      f"10,000 handle proxies cost the parent {memory['parent_mb_per_10000_handles']:.2f} MB")
+    for column, cpu in extra.get("pinned_cpu", {}).items():
+        if cpu:
+            lines.append(f"tiny_call_pinned/{column}: CPU per call {cpu[0] * 1e6:.2f} us in the parent, "
+                         f"{cpu[1] * 1e6:.2f} us in the child")
     goals = extra.get("targets", [])
     if goals:
         lines += ["", "targets (issue 5; medians of this run):"]
@@ -904,7 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.dump_traceback_later(300 if args.quick else 900, exit=True)
     started = time.perf_counter()
     results, extra = run(cases, repetitions, args.quick, memory=not args.cases)
-    extra["targets"] = targets(results, extra.get("memory"))
+    extra["targets"] = targets(results, extra.get("memory"), extra.get("pinned_cpu"))
     elapsed = time.perf_counter() - started
     affinity = sorted(os.sched_getaffinity(0))
     header = (f"extradite {getattr(extradite, '__version__', '')} benchmark: python {platform.python_version()}, "
@@ -921,6 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "columns": {col: cell.stats() for col, cell in results[case.name].items()}}
                       for case in cases},
             "memory": extra.get("memory"),
+            "pinned_cpu_seconds_per_call": extra.get("pinned_cpu"),
             "targets": extra["targets"],
             "notes": extra.get("notes", {}),
         }

@@ -37,6 +37,21 @@ def test_quick_run_prints_table_and_json(tmp_path: Path) -> None:
     assert data["meta"]["repetitions"] == 1
 
 
+def test_pinned_case_reports_cpu_per_side(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(SUITE), "--quick", "--repetitions", "1", "--cases", "tiny_call_pinned",
+         "--json-output", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny_call_pinned/extradite: CPU per call" in proc.stdout
+    assert "tiny_call_pinned/floor: CPU per call" in proc.stdout
+    assert "CPU per tiny call, pinned: parent <= 4 us" in proc.stdout
+    data = json.loads(out.read_text())
+    parent, child = data["pinned_cpu_seconds_per_call"]["extradite"]
+    assert parent > 0 and child > 0  # both processes ran on the pinned CPU and were measured
+    assert data["cases"]["tiny_call_pinned"]["columns"]["floor"]["median"] > 0
+
+
 def test_unknown_case_is_refused() -> None:
     proc = subprocess.run([sys.executable, str(SUITE), "--cases", "no_such_case"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
