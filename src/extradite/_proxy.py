@@ -16,10 +16,10 @@ remote object.
 from __future__ import annotations
 
 import types
-import weakref
-from collections.abc import Callable, Iterable
+from _weakref import ref as _weakref  # weakref.ref itself, without the weakref module (child start-up)
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from typing import Any
 
 from ._errors import ExtraditeClosedError, ExtraditeError, UnsupportedInteractionError
@@ -422,7 +422,7 @@ class ProxyFactory:
         def forget(ref: Any, hid: int = hid, imports: Any = imports) -> None:
             imports.forget(hid, ref)
 
-        ref = weakref.ref(obj, forget)
+        ref = _weakref(obj, forget)
         imports.bind(hid, ref)
         return obj
 

@@ -27,7 +27,7 @@ reach the other side before any frame that refers to them).
 from __future__ import annotations
 
 import _thread
-import threading
+import sys
 from collections import deque
 from io import BytesIO
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
@@ -73,6 +73,45 @@ NoneType = type(None)
 _get_ident = _thread.get_ident
 
 
+class _Condition:
+    """`threading.Condition`'s wait and notify_all over a `_thread` lock.
+
+    A child imports no `threading` (0.7 ms of its start-up here); nothing here waits
+    with a timeout or notifies a single waiter.
+    """
+
+    __slots__ = ("_lock", "_waiters", "acquire", "release")
+
+    def __init__(self, lock: _thread.LockType) -> None:
+        self._lock = lock
+        self._waiters: list[_thread.LockType] = []
+        self.acquire = lock.acquire
+        self.release = lock.release
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+    def wait(self) -> None:
+        """Release the lock, block until `notify_all`, take the lock again. Caller holds it."""
+        waiter = _thread.allocate_lock()
+        waiter.acquire()
+        self._waiters.append(waiter)
+        self._lock.release()
+        try:
+            waiter.acquire()
+        finally:
+            self._lock.acquire()
+
+    def notify_all(self) -> None:
+        """Wake every thread in `wait` (they run once the caller releases the lock). Caller holds it."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.release()
+
+
 class _Waiter:
     __slots__ = ("chain", "reply", "inbox")
 
@@ -106,7 +145,7 @@ class Session:
         self.on_broken: Callable[[BaseException], BaseException] | None = None
         self.adopts_generated = False  # set when a generated proxy binds to this session
         self._lock = _thread.allocate_lock()  # guards the routing state below; hot paths take it directly
-        self._cond = threading.Condition(self._lock)
+        self._cond = _Condition(self._lock)
         self._reading = False
         self._sleepers = 0  # threads inside cond.wait(): with none, notifying is skipped (hot path)
         self._waiters: dict[int, _Waiter] = {}
@@ -504,12 +543,11 @@ class Session:
         return result
 
     def _import(self, module_name: str, path: str | None, args: tuple[Any, ...]) -> Any:
-        import importlib
-
         protected = tuple(args)
         if protected:
             self.protected = self.codec.protected = tuple(dict.fromkeys(self.protected + protected))
-        obj: Any = importlib.import_module(module_name)
+        __import__(module_name)  # importlib.import_module without importing importlib (child start-up)
+        obj: Any = sys.modules[module_name]
         for part in (path or "").split("."):
             if part:
                 obj = getattr(obj, part)

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
 TYPE_CHECKING = False  # mmap is imported when the first arena is made: `import extradite` stays cheap
 if TYPE_CHECKING:
     import mmap
+    from collections.abc import Sequence
 
 THRESHOLD = 64 * 1024
 DATA_OFFSET = 64
