@@ -51,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,6 +205,13 @@ finally:
 """
 
 
+def _package_env(base: Mapping[str, str]) -> dict[str, str]:
+    """`base` with this checkout's package first on PYTHONPATH, for interpreters this suite starts."""
+    env = dict(base)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
 class Pinned:
     """Runs a pinned script per sample; keeps each full sample's CPU per side for the report."""
 
@@ -215,8 +222,7 @@ class Pinned:
 
     def run(self, ops: int) -> float:
         cpu = min(os.sched_getaffinity(0))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
-        proc = subprocess.run([sys.executable, "-c", self.script, str(cpu), str(ops)], env=env,
+        proc = subprocess.run([sys.executable, "-c", self.script, str(cpu), str(ops)], env=_package_env(os.environ),
                               capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
             raise RuntimeError(f"the pinned run failed: {proc.stderr.strip()[-2000:]}")
@@ -697,9 +703,7 @@ def _pipeline(env: Env, ops: int) -> dict[str, Runner | str]:
 def _import_cost(env: Env, ops: int) -> dict[str, Runner | str]:
     """`from extradite import extradite` in a fresh interpreter, as `-X importtime` reports it
     (bytecode cached). The package itself is lazy, so this counts what a user's first line costs."""
-    package_root = str(Path(extradite.__file__).resolve().parent.parent)
-    child_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    child_env["PYTHONPATH"] = os.pathsep.join([package_root, child_env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    child_env = _package_env({k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
     argv = [sys.executable, "-X", "importtime", "-c", "from extradite import extradite"]
     subprocess.run(argv, env=child_env, capture_output=True, check=True)  # writes the bytecode cache
 
