@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 import socket
+import struct
 from typing import Any
 
 import pytest
@@ -39,9 +40,10 @@ def test_every_plain_scalar_survives_the_format(value: Any) -> None:
     assert _same(_scalar.decode(_scalar.encode(value)), value)
 
 
-def test_nan_keeps_its_bits() -> None:
-    nan = float("nan")
-    assert math.isnan(_scalar.decode(_scalar.encode(nan)))  # type: ignore[arg-type]
+@pytest.mark.parametrize("nan", [float("nan"), -float("nan"), struct.unpack("<d", b"\x01\x00\x00\x00\x00\x00\xf8\x7f")[0]])
+def test_nan_keeps_its_bits(nan: float) -> None:
+    got = _scalar.decode(_scalar.encode(nan))
+    assert struct.pack("<d", got) == struct.pack("<d", nan)
 
 
 @pytest.mark.parametrize("value", [1 << 3, True, 2.5, "s", b"b"])
