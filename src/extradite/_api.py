@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._process import ChildProcess
-    from ._session import Session
+    from ._session import Pending, Session
 
 # The session machinery (_codec, _session, _proxy, _process, _transport and the pickle,
 # socket and mmap modules under them) loads with the first session, not with
@@ -169,7 +169,11 @@ class SessionHandle:
         return error
 
     def import_class(self, module: str, qualname: str, target: str, *, digests: bool = False) -> Any:
-        """The class proxy of `target` (with `digests`: and its member digests, same round trip)."""
+        """The class proxy of `target`.
+
+        With `digests`: (class proxy, `Pending` of the class's `signature_data`). Both requests
+        go out at once; the child works out the signatures while this side builds its classes.
+        """
         tree = protected_tree(module)
         leaked = tree in sys.modules
         if leaked:
@@ -183,20 +187,36 @@ class SessionHandle:
 
             protect(tree)
             self.session.protected = self.session.codec.protected = tuple(self.trees)
+        session = self.session
+        signatures: Pending | None = None
         try:
-            reply = self.session.call(OP_IMPORT, module, qualname, (tree,), None, None,
-                                      EXTRA_RESULT_BY_REF | (EXTRA_DIGESTS if digests else 0))
-        except ExtraditeRemoteError as exc:
-            exc.remote_message = f"extradite({target!r}) could not load the target in the child: {exc.remote_message}"
-            exc.args = (exc.remote_message,) if not isinstance(exc, ImportError) else exc.args
-            raise
-        cls = reply[0] if digests else reply
-        from ._proxy import RemoteClass
+            if digests:
+                imported = session.call(OP_IMPORT, module, qualname, (tree,), None, None, EXTRA_RESULT_BY_REF,
+                                        defer=True)
+                try:
+                    signatures = session.call(OP_IMPORT, module, qualname, (), None, None, EXTRA_DIGESTS,
+                                              defer=True)
+                except BaseException:
+                    imported.cancel()
+                    raise
+                cls = imported.result()
+            else:
+                cls = session.call(OP_IMPORT, module, qualname, (tree,), None, None, EXTRA_RESULT_BY_REF)
+            from ._proxy import RemoteClass
 
-        if not isinstance(cls, RemoteClass):
-            kind = type(cls).__qualname__
-            raise TypeError(f"extradite({target!r}): {qualname!r} is a {kind}, not a class; extradite() takes classes")
-        return reply
+            if not isinstance(cls, RemoteClass):
+                kind = type(cls).__qualname__
+                raise TypeError(f"extradite({target!r}): {qualname!r} is a {kind}, not a class; "
+                                "extradite() takes classes")
+        except BaseException as exc:
+            if signatures is not None:
+                signatures.cancel()
+            if isinstance(exc, ExtraditeRemoteError):
+                exc.remote_message = (f"extradite({target!r}) could not load the target in the child: "
+                                      f"{exc.remote_message}")
+                exc.args = (exc.remote_message,) if not isinstance(exc, ImportError) else exc.args
+            raise
+        return (cls, signatures) if digests else cls
 
     def acquire(self) -> None:
         with _lock:

@@ -121,6 +121,33 @@ class _Waiter:
         self.inbox: deque[tuple[Any, ...]] = deque()
 
 
+class Pending:
+    """A request sent with `Session.call(..., defer=True)`, its reply not yet taken."""
+
+    __slots__ = ("_session", "_rid", "_chain", "_waiter")
+
+    def __init__(self, session: Session, rid: int, chain: int, waiter: _Waiter) -> None:
+        self._session = session
+        self._rid = rid
+        self._chain = chain
+        self._waiter = waiter
+
+    def result(self) -> Any:
+        """Wait for the reply (serving callbacks meanwhile): its value, or its error raised."""
+        session, waiter = self._session, self._waiter
+        with session._lock:  # innermost of its chain from now on: its callbacks come to this thread
+            waiting = session._waiters.get(self._rid) is waiter
+            if waiting:
+                session._register(self._rid, self._chain, waiter)
+        if not waiting and waiter.reply is None:
+            raise RuntimeError("this request was cancelled before its reply came; there is no result to take")
+        return session._collect(self._rid, self._chain, waiter)
+
+    def cancel(self) -> None:
+        """Stop waiting: the reply is dropped when it comes (the other side still runs the request)."""
+        self._session._unregister(self._rid, self._chain, self._waiter)
+
+
 class _BatchFailure(Exception):
     def __init__(self, index: int, error: BaseException) -> None:
         self.index = index
@@ -175,8 +202,14 @@ class Session:
 
     def call(self, op: int, target: Any, name: str | None = None, args: tuple[Any, ...] = (),
              kwargs: dict[str, Any] | None = None, policy: str | None = None, extra: int = 0,
-             method_policy: str | None = None) -> Any:
+             method_policy: str | None = None, defer: bool = False) -> Any:
         """Send one request and wait for its result, serving callbacks meanwhile.
+
+        With `defer`, send it and return a `Pending` at once: its `result()` waits. So a
+        caller can have the other side work on several requests (served in order)
+        while it does its own work; every `Pending` must get `result()` or `cancel()`.
+        Until `result()` is called, callbacks of a deferred request run on whichever
+        thread reads them (usually the caller, waiting for another of its requests).
 
         Fast path: when no other call is in flight and nobody reads the channel, this
         thread claims the reader role without registering a waiter, reads the next
@@ -202,14 +235,18 @@ class Session:
         rid = self._next_id = (self._next_id + 1) & 0x7FFFFFFF or 1
         # a new chain takes the id of its first request (ids are unique, chains have their own field)
         chain = chains[-1] if chains else rid | self._chain_bit
-        if self._reading or self._waiters:  # another call is in flight: the general path
-            waiter = self._register(rid, chain)
+        if self._reading or self._waiters or defer:  # another call is in flight: the general path
+            if defer:  # waits for nothing yet: not on its chain's stack (see `Pending.result`)
+                waiter = self._waiters[rid] = _Waiter(chain)
+            else:
+                waiter = self._register(rid, chain)
             lock.release()
             try:
                 self._send_request(rid, chain, body, data, releases, policy, method_policy)
-                kind, payload = self._wait(waiter)
-            finally:
+            except BaseException:
                 self._unregister(rid, chain, waiter)
+                raise
+            return Pending(self, rid, chain, waiter) if defer else self._collect(rid, chain, waiter)
         else:
             self._reading = True  # the reader role, claimed without a waiter
             lock.release()
@@ -221,31 +258,38 @@ class Session:
                 raise
             if item is not None and item[1] == rid and item[0] in (REPLY, ERROR) and item[4] is None:
                 self._stop_reading()
-                kind, payload = item[0], item[3]
-            else:  # not (only) our reply: become an ordinary waiter and hand the frame on
-                lock.acquire()
-                try:
-                    waiter = self._register(rid, chain)
-                    self._reading = False
-                    if item is not None:
-                        self._route(item, waiter)
-                    elif self._sleepers:
-                        self._cond.notify_all()
-                finally:
-                    lock.release()
-                try:
-                    kind, payload = self._wait(waiter)
-                finally:
-                    self._unregister(rid, chain, waiter)
+                if item[0] == REPLY:
+                    return item[3][1]
+                raise_record(item[3][1])
+            # not (only) our reply: become an ordinary waiter and hand the frame on
+            lock.acquire()
+            try:
+                waiter = self._register(rid, chain)
+                self._reading = False
+                if item is not None:
+                    self._route(item, waiter)
+                elif self._sleepers:
+                    self._cond.notify_all()
+            finally:
+                lock.release()
+            return self._collect(rid, chain, waiter)
+
+    def _collect(self, rid: int, chain: int, waiter: _Waiter) -> Any:
+        """Wait for the reply of `waiter` (registered), unregister it: the result or its error raised."""
+        try:
+            kind, payload = self._wait(waiter)
+        finally:
+            self._unregister(rid, chain, waiter)
         if kind == REPLY:
             return payload[1]
         if kind == ERROR:
             raise_record(payload[1])
         raise payload  # a local failure (decode error, broken channel)
 
-    def _register(self, rid: int, chain: int) -> _Waiter:
-        """A waiter for reply `rid`, innermost of its chain. Caller holds `_lock`."""
-        waiter = _Waiter(chain)
+    def _register(self, rid: int, chain: int, waiter: _Waiter | None = None) -> _Waiter:
+        """A waiter for reply `rid` (new, or `waiter`), innermost of its chain. Caller holds `_lock`."""
+        if waiter is None:
+            waiter = _Waiter(chain)
         self._waiters[rid] = waiter
         stack = self._chains.get(chain)
         if stack is None:
@@ -255,10 +299,11 @@ class Session:
         return waiter
 
     def _unregister(self, rid: int, chain: int, waiter: _Waiter) -> None:
+        """Forget a waiter (again: a no-op); a reply that comes for it later is dropped."""
         with self._lock:
             self._waiters.pop(rid, None)
             stack = self._chains.get(chain)
-            if stack:
+            if stack and waiter in stack:
                 stack.remove(waiter)
                 if not stack:
                     del self._chains[chain]
@@ -459,13 +504,9 @@ class Session:
             if extra & EXTRA_RESULT_BY_REF:
                 policy = REFERENCE
             envelope: tuple[Any, ...] = (result,) if op == OP_BATCH else ()
-            if op == OP_IMPORT and extra & EXTRA_DIGESTS:
-                from ._members import signature_data
-
-                result = (result, signature_data(result) if isinstance(result, type) else b"")
-                envelope = (result,)  # the pair is data, whatever the policy
             releases = self._take_releases() if self._pending_releases else []
-            plain = _plain(result) and op != OP_IMPORT  # small scalar: no pickler hooks
+            # a small scalar (not an imported object: those go by reference): no pickler hooks
+            plain = _plain(result) and (op != OP_IMPORT or extra & EXTRA_DIGESTS)
             send_lock = self.channel.send_lock
             send_lock.acquire()  # encoding under it too: see the module docstring
             try:
@@ -521,7 +562,12 @@ class Session:
                 results.append(value)
             return results
         elif op == OP_IMPORT:
-            return self._import(target, name, args)
+            imported = self._import(target, name, args)
+            if extra & EXTRA_DIGESTS:
+                from ._members import signature_data
+
+                return signature_data(imported) if isinstance(imported, type) else b""
+            return imported
         elif op == OP_CONFIGURE:
             from ._policy import PolicyConfig
 

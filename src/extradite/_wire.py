@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import struct
 
-VERSION = 3  # 3: FLAG_SCALAR replies
+VERSION = 4  # 3: FLAG_SCALAR replies; 4: an EXTRA_DIGESTS import replies the signatures alone
 
 HEADER = struct.Struct("<BBHIIII")
 HEADER_SIZE = HEADER.size
@@ -70,7 +70,7 @@ OP_STATS = 9           # sizes of the serving side's handle tables (tests, diagn
 # `extra` flags of a request.
 EXTRA_AWAIT = 0x1          # the result is awaitable: run it to completion on the serving side
 EXTRA_RESULT_BY_REF = 0x2  # the result travels by reference whatever the policy says
-EXTRA_DIGESTS = 0x4        # OP_IMPORT: reply (class, `_members.signature_data` of it) in the same round trip
+EXTRA_DIGESTS = 0x4        # OP_IMPORT: reply `_members.signature_data` of the imported class (bytes), not the class
 EXTRA_TARGET_HID = 0x8     # `target` is the receiver's own handle id (a proxy going home), not an object
 
 # Persistent ids of handles inside a pickle stream (first item of the pid tuple).

@@ -1,0 +1,93 @@
+"""`Session.call(..., defer=True)`: requests sent at once, their replies taken later.
+
+A generated proxy's bind sends the import and the signature request together, so
+that the child works out the signatures while the parent builds its classes.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from extradite import ExtraditeRemoteError, close_extradite_session, extradite
+from extradite._api import _shared, session_of
+from extradite._wire import OP_CALL_METHOD
+
+
+def _idle(session: Any) -> bool:
+    """No waiter left: the next call takes the fast path again."""
+    return not session._waiters and not session._chains and not session._reading
+
+
+def test_deferred_requests_run_in_order_and_are_taken_in_any_order(Values: Any) -> None:
+    values = Values()
+    session = session_of(Values).session
+    seen: list[int] = []
+    first = session.call(OP_CALL_METHOD, values, "apply", (seen.append, 1), defer=True)
+    second = session.call(OP_CALL_METHOD, values, "apply", (seen.append, 2), defer=True)
+    assert second.result() is None and seen == [1, 2]  # the first callback ran while waiting for the second
+    assert first.result() is None
+    assert first.result() is None  # taken again: the same reply
+    assert _idle(session)
+    assert values.echo(3) == 3
+
+
+def test_a_deferred_error_is_raised_by_result(Values: Any) -> None:
+    values = Values()
+    session = session_of(Values).session
+    pending = session.call(OP_CALL_METHOD, values, "raise_", ("KeyError", "k"), defer=True)
+    with pytest.raises(KeyError, match="k"):
+        pending.result()
+    assert _idle(session)
+
+
+def test_a_deferred_callback_runs_on_the_thread_that_takes_the_result(Values: Any) -> None:
+    values = Values()
+    session = session_of(Values).session
+    threads: list[threading.Thread] = []
+
+    def callback(n: int) -> int:
+        threads.append(threading.current_thread())
+        return n * 2
+
+    pending = session.call(OP_CALL_METHOD, values, "apply", (callback, 21), defer=True)
+    assert pending.result() == 42 and threads == [threading.current_thread()]
+
+
+def test_a_cancelled_request_leaves_no_waiter_and_its_reply_is_dropped(Values: Any) -> None:
+    values = Values()
+    session = session_of(Values).session
+    pending = session.call(OP_CALL_METHOD, values, "echo", ("dropped",), defer=True)
+    pending.cancel()
+    pending.cancel()  # again: nothing happens
+    assert _idle(session)
+    with pytest.raises(RuntimeError, match="cancelled before its reply came"):
+        pending.result()
+    assert values.echo("kept") == "kept"  # reads past the dropped reply
+    assert _idle(session) and session.broken is None
+
+
+def test_a_generated_bind_that_cannot_import_leaves_the_shared_session_usable() -> None:
+    """The import fails; the signature request sent with it is cancelled, not left waiting."""
+    from extradite import _proxy
+    from extradite._generated import GeneratedProxy
+
+    class Missing(GeneratedProxy):
+        __extradite_target__ = "targets.no_such_module:Thing"
+        __extradite_fingerprint__ = "0" * 16
+        __extradite_members__: dict[str, str] = {}
+
+    key = "test-deferred-missing"
+    try:
+        with pytest.raises(ExtraditeRemoteError, match="could not load the target in the child"):
+            Missing.extradite(share_key=key, share_keepalive_seconds=30)
+        session = _shared[key].session
+        assert _idle(session)
+        Values = extradite("targets.values:Values", share_key=key, share_keepalive_seconds=30)
+        assert Values().echo(7) == 7 and _idle(session)
+        Values.close()
+    finally:
+        close_extradite_session(key)
+        _proxy.GENERATED.pop(Missing.__extradite_target__, None)
