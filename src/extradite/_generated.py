@@ -10,9 +10,10 @@ becomes the proxy class of the target in that session. So typed generated
 methods come first in the MRO, and every name the generator did not know falls
 back to the dynamic proxy (members added since generation, instance attributes).
 
-At bind time the import reply carries the live target's `signature_data`, and its
-class descriptor the member names and kinds: the checksum of the one and the kinds
-are compared with what the generated class embeds. Equal: nothing else happens.
+At bind time the import reply's class descriptor carries the member names and kinds,
+and a second request, sent with the import, the live target's `signature_data` (the
+child works it out while the parent builds the bound class): the checksum of the one
+and the kinds are compared with what the generated class embeds. Equal: nothing else happens.
 Different: one `ExtraditeStaleProxyWarning` names what changed (the digests of the
 live signatures against the embedded ones); changed members use the dynamic path,
 removed members raise a clear `AttributeError` when used.
