@@ -195,3 +195,17 @@ def test_type_rules_ordering_matters_for_share_key(make: Any) -> None:
     make(share_key="rules-order", transport_type_rules={list: "reference", dict: "value"})
     with pytest.raises(ExtraditeSessionConflictError):
         make(share_key="rules-order", transport_type_rules={dict: "value", list: "reference"})
+
+
+def test_a_method_policy_of_the_proxy_class_applies_to_its_instances_methods(Values: Any) -> None:
+    """Generated classes carry per-method policies; a dynamic method of their instances uses them."""
+    values = Values()
+    payload = [1, 2]
+    assert values.echo(payload) == payload and values.echo(payload) is not payload  # by value: a copy
+    type.__setattr__(type(values), "__extradite_method_policies__", {"echo": "reference"})
+    try:
+        assert values.echo(payload) is payload  # lent to the child, and home again
+        assert values.apply(len, payload) == 2   # other methods: unchanged
+    finally:
+        type.__delattr__(type(values), "__extradite_method_policies__")
+    assert values.echo(payload) is not payload

@@ -190,6 +190,10 @@ class BoundMethod:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         target, name = self._target, self._name
         policy = _pop_policy(kwargs) if kwargs else None
+        if isinstance(target, RemoteObject) and name is not None:  # an instance's method: `_session`
+            policies = type(target).__extradite_method_policies__   # and `_method_policy` inlined
+            return target._xd_session.call(OP_CALL_METHOD, target, name, args, kwargs, policy, self._extra,
+                                           policies.get(name) if policies else None)
         return _session(target).call(OP_CALL if name is None else OP_CALL_METHOD, target, name, args,
                                      kwargs, policy, self._extra, _method_policy(target, name))
 
@@ -263,7 +267,9 @@ class _Method:
     def __get__(self, obj: Any, owner: type) -> Any:
         if obj is None:  # `ProxyClass.method(instance, ...)`
             return lambda target, *args, **kwargs: self.bind(target)(*args, **kwargs)
-        return self.bind(obj)
+        if self.is_async:
+            return BoundAsyncMethod(obj, self.name, EXTRA_AWAIT)
+        return BoundMethod(obj, self.name)  # `bind`, inlined: every method call passes here
 
 
 class _ClassMethod(_Method):
