@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+
+from extradite import close_extradite_session
 
 from extradite_demo_callbacks_xdproxy import EventBus
 from extradite_demo_counter_xdproxy import Counter
@@ -97,11 +100,36 @@ def service() -> None:
     _close(s)
 
 
+def threads() -> None:
+    """Binds on one shared session from several threads at once: the import and signature
+    requests of each bind interleave with the other threads' binds and calls."""
+    key = "usage-demo-threads"
+    errors: list[BaseException] = []
+
+    def work(start: int) -> None:
+        try:
+            for _ in range(5):
+                bound = Counter.extradite(share_key=key, share_keepalive_seconds=30)
+                assert bound(start).increment(1) == start + 1
+                bound.close_proxy_class()
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors, errors
+    assert close_extradite_session(key)
+
+
 if __name__ == "__main__":
     counter()
     bus()
     box()
     service()
+    threads()
     for proxy in (Counter, EventBus, Box, AsyncService):
         _close(proxy)
     print("usage_demo ok")
