@@ -17,8 +17,8 @@ from extradite._wire import OP_CALL_METHOD
 
 
 def _idle(session: Any) -> bool:
-    """No waiter left: the next call takes the fast path again."""
-    return not session._waiters and not session._chains and not session._reading
+    """No waiter left (the next call takes the fast path again) and no thread marked as serving."""
+    return not session._waiters and not session._chains and not session._reading and not session._serving
 
 
 def test_deferred_requests_run_in_order_and_are_taken_in_any_order(Values: Any) -> None:
@@ -54,6 +54,7 @@ def test_a_deferred_callback_runs_on_the_thread_that_takes_the_result(Values: An
 
     pending = session.call(OP_CALL_METHOD, values, "apply", (callback, 21), defer=True)
     assert pending.result() == 42 and threads == [threading.current_thread()]
+    assert _idle(session)
 
 
 def test_a_cancelled_request_leaves_no_waiter_and_its_reply_is_dropped(Values: Any) -> None:

@@ -178,6 +178,7 @@ class Session:
         self._waiters: dict[int, _Waiter] = {}
         self._chains: dict[int, list[_Waiter]] = {}
         self._server: _Waiter | None = None
+        self._server_ident = -1  # the thread in serve_forever: its `_serving` entry stays (hot path)
         self._next_id = 0
         self._chain_bit = CHILD_CHAIN_BIT if is_child else 0
         self._pending_releases = self.codec.imports.pending  # a deque: tested on every call
@@ -484,6 +485,7 @@ class Session:
     def serve_forever(self) -> BaseException | None:
         """Serve requests on this thread until the channel ends (the child's main loop)."""
         self._server = _Waiter(0)
+        self._server_ident = _get_ident()
         kind, payload = self._wait(None)
         return payload if kind == -1 else None
 
@@ -527,7 +529,7 @@ class Session:
             self._send_error(rid, chain, error_record(exc))
         finally:
             chains.pop()
-            if not chains:
+            if not chains and ident != self._server_ident:  # other threads' entries go (threads end)
                 del self._serving[ident]
 
     def _send_error(self, rid: int, chain: int, record: tuple[Any, ...]) -> None:
