@@ -41,55 +41,69 @@ class EventBus(_xd_GeneratedProxy):
         self._xd_init((), {})
 
     def __repr__(self) -> str:
-        return typing.cast("str", self._xd_call("__repr__", (), {}))
+        _xd_result: str = self._xd_call("__repr__", (), {})
+        return _xd_result
 
     def __str__(self) -> str:
-        return typing.cast("str", self._xd_call("__str__", (), {}))
+        _xd_result: str = self._xd_call("__str__", (), {})
+        return _xd_result
 
     def blob(self, size: int, fill: int = 97) -> bytes:
         """`size` bytes of `fill` (large sizes exercise the shared-memory path)."""
-        return typing.cast("bytes", self._xd_call("blob", (size, fill), {}))
+        _xd_result: bytes = self._xd_call("blob", (size, fill), {})
+        return _xd_result
 
     def blob_batch(self, calls: collections.abc.Iterable[tuple[int] | tuple[int, int]]) -> list[bytes]:
         """Call `blob` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[bytes]", self._xd_batch("blob", calls, 2, ()))
+        _xd_result: list[bytes] = self._xd_batch("blob", calls, 2, ())
+        return _xd_result
 
     @staticmethod
     def checksum(data: bytes) -> str:
-        return typing.cast("str", EventBus._xd_class_call("checksum", (data,), {}))
+        _xd_result: str = EventBus._xd_class_call("checksum", (data,), {})
+        return _xd_result
 
     @classmethod
     def checksum_batch(cls, calls: collections.abc.Iterable[tuple[bytes]]) -> list[str]:
         """Call `checksum` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[str]", cls._xd_class_batch("checksum", calls, 1, ()))
+        _xd_result: list[str] = cls._xd_class_batch("checksum", calls, 1, ())
+        return _xd_result
 
     def publish(self, topic: str, payload: bytes) -> int:
         """Call every subscriber; returns how many were called."""
-        return typing.cast("int", self._xd_call("publish", (topic, payload), {}))
+        _xd_result: int = self._xd_call("publish", (topic, payload), {})
+        return _xd_result
 
     def publish_batch(self, calls: collections.abc.Iterable[tuple[str, bytes]]) -> list[int]:
         """Call `publish` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[int]", self._xd_batch("publish", calls, 2, ()))
+        _xd_result: list[int] = self._xd_batch("publish", calls, 2, ())
+        return _xd_result
 
     def reverse(self, data: bytes | bytearray | memoryview) -> bytes:
-        return typing.cast("bytes", self._xd_call("reverse", (data,), {}))
+        _xd_result: bytes = self._xd_call("reverse", (data,), {})
+        return _xd_result
 
     def reverse_batch(self, calls: collections.abc.Iterable[tuple[bytes | bytearray | memoryview]]) -> list[bytes]:
         """Call `reverse` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[bytes]", self._xd_batch("reverse", calls, 1, ()))
+        _xd_result: list[bytes] = self._xd_batch("reverse", calls, 1, ())
+        return _xd_result
 
     def subscribe(self, callback: collections.abc.Callable[[str, bytes], object]) -> int:
         """Register `callback(topic, payload)`; returns the number of subscribers."""
-        return typing.cast("int", self._xd_call("subscribe", (callback,), {}))
+        _xd_result: int = self._xd_call("subscribe", (callback,), {})
+        return _xd_result
 
     def subscribe_batch(self, calls: collections.abc.Iterable[tuple[collections.abc.Callable[[str, bytes], object]]]) -> list[int]:
         """Call `subscribe` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[int]", self._xd_batch("subscribe", calls, 1, ()))
+        _xd_result: list[int] = self._xd_batch("subscribe", calls, 1, ())
+        return _xd_result
 
     def transform(self, data: bytes, func: collections.abc.Callable[[bytes], bytes]) -> bytes:
         """Apply `func` (a callback) to `data` and return the result."""
-        return typing.cast("bytes", self._xd_call("transform", (data, func), {}))
+        _xd_result: bytes = self._xd_call("transform", (data, func), {})
+        return _xd_result
 
     def transform_batch(self, calls: collections.abc.Iterable[tuple[bytes, collections.abc.Callable[[bytes], bytes]]]) -> list[bytes]:
         """Call `transform` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[bytes]", self._xd_batch("transform", calls, 2, ()))
+        _xd_result: list[bytes] = self._xd_batch("transform", calls, 2, ())
+        return _xd_result

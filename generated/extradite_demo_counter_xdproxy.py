@@ -57,102 +57,127 @@ class Counter(_xd_GeneratedProxy):
         self._xd_init((start,), {"step": step})
 
     def __contains__(self, item: int) -> bool:
-        return typing.cast("bool", self._xd_call("__contains__", (item,), {}))
+        _xd_result: bool = self._xd_call("__contains__", (item,), {})
+        return _xd_result
 
     def __eq__(self, other: object, /) -> bool:
-        return typing.cast("bool", self._xd_call("__eq__", (other,), {}))
+        _xd_result: bool = self._xd_call("__eq__", (other,), {})
+        return _xd_result
 
     def __hash__(self) -> int:
-        return typing.cast("int", self._xd_call("__hash__", (), {}))
+        _xd_result: int = self._xd_call("__hash__", (), {})
+        return _xd_result
 
     def __len__(self) -> int:
-        return typing.cast("int", self._xd_call("__len__", (), {}))
+        _xd_result: int = self._xd_call("__len__", (), {})
+        return _xd_result
 
     def __repr__(self) -> str:
-        return typing.cast("str", self._xd_call("__repr__", (), {}))
+        _xd_result: str = self._xd_call("__repr__", (), {})
+        return _xd_result
 
     def __str__(self) -> str:
-        return typing.cast("str", self._xd_call("__str__", (), {}))
+        _xd_result: str = self._xd_call("__str__", (), {})
+        return _xd_result
 
     def add_many(self, *amounts: int) -> int:
-        return typing.cast("int", self._xd_call("add_many", amounts, {}))
+        _xd_result: int = self._xd_call("add_many", amounts, {})
+        return _xd_result
 
     def add_many_batch(self, calls: collections.abc.Iterable[tuple[int, ...]]) -> list[int]:
         """Call `add_many` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[int]", self._xd_batch("add_many", calls, -1, ()))
+        _xd_result: list[int] = self._xd_batch("add_many", calls, -1, ())
+        return _xd_result
 
     def configure(self, *, step: int, label: str | None = None) -> None:
         self._xd_call("configure", (), {"step": step, "label": label})
 
     def configure_batch(self, calls: collections.abc.Iterable[tuple[int] | tuple[int, str | None]]) -> list[None]:
         """Call `configure` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[None]", self._xd_batch("configure", calls, 0, ("step", "label")))
+        _xd_result: list[None] = self._xd_batch("configure", calls, 0, ("step", "label"))
+        return _xd_result
 
     def copy(self) -> Counter:
         """A new counter with the same value and step (stays on the child's side)."""
-        return typing.cast("Counter", self._xd_call("copy", (), {}))
+        _xd_result: Counter = self._xd_call("copy", (), {})
+        return _xd_result
 
     def copy_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[Counter]:
         """Call `copy` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[Counter]", self._xd_batch("copy", calls, 0, ()))
+        _xd_result: list[Counter] = self._xd_batch("copy", calls, 0, ())
+        return _xd_result
 
     def decrement(self, amount: int = 1, /) -> int:
-        return typing.cast("int", self._xd_call("decrement", (amount,), {}))
+        _xd_result: int = self._xd_call("decrement", (amount,), {})
+        return _xd_result
 
     def decrement_batch(self, calls: collections.abc.Iterable[tuple[()] | tuple[int]]) -> list[int]:
         """Call `decrement` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[int]", self._xd_batch("decrement", calls, 1, ()))
+        _xd_result: list[int] = self._xd_batch("decrement", calls, 1, ())
+        return _xd_result
 
     def describe(self, prefix: str = '', marker: object = _xd_MISSING) -> str:
         """A one-line description; `marker` shows only when given."""
-        return typing.cast("str", self._xd_call("describe", (prefix,), {"marker": marker}))
+        _xd_result: str = self._xd_call("describe", (prefix,), {"marker": marker})
+        return _xd_result
 
     def describe_batch(self, calls: collections.abc.Iterable[tuple[()] | tuple[str] | tuple[str, object]]) -> list[str]:
         """Call `describe` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[str]", self._xd_batch("describe", calls, 2, ()))
+        _xd_result: list[str] = self._xd_batch("describe", calls, 2, ())
+        return _xd_result
 
     @classmethod
     def from_string(cls, text: str) -> Counter:
         """Parse a counter from its decimal text."""
-        return typing.cast("Counter", cls._xd_class_call("from_string", (text,), {}))
+        _xd_result: Counter = cls._xd_class_call("from_string", (text,), {})
+        return _xd_result
 
     @classmethod
     def from_string_batch(cls, calls: collections.abc.Iterable[tuple[str]]) -> list[Counter]:
         """Call `from_string` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[Counter]", cls._xd_class_batch("from_string", calls, 1, ()))
+        _xd_result: list[Counter] = cls._xd_class_batch("from_string", calls, 1, ())
+        return _xd_result
 
     def increment(self, amount: int | None = None) -> int:
         """Add `amount` (default: the step) and return the new value."""
-        return typing.cast("int", self._xd_call("increment", (amount,), {}))
+        _xd_result: int = self._xd_call("increment", (amount,), {})
+        return _xd_result
 
     def increment_batch(self, calls: collections.abc.Iterable[tuple[()] | tuple[int | None]]) -> list[int]:
         """Call `increment` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[int]", self._xd_batch("increment", calls, 1, ()))
+        _xd_result: list[int] = self._xd_batch("increment", calls, 1, ())
+        return _xd_result
 
     @staticmethod
     def parse(text: str, base: int = 10) -> int:
-        return typing.cast("int", Counter._xd_class_call("parse", (text, base), {}))
+        _xd_result: int = Counter._xd_class_call("parse", (text, base), {})
+        return _xd_result
 
     @classmethod
     def parse_batch(cls, calls: collections.abc.Iterable[tuple[str] | tuple[str, int]]) -> list[int]:
         """Call `parse` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[int]", cls._xd_class_batch("parse", calls, 2, ()))
+        _xd_result: list[int] = cls._xd_class_batch("parse", calls, 2, ())
+        return _xd_result
 
     def snapshot(self) -> dict[str, int]:
-        return typing.cast("dict[str, int]", self._xd_call("snapshot", (), {}))
+        _xd_result: dict[str, int] = self._xd_call("snapshot", (), {})
+        return _xd_result
 
     def snapshot_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[dict[str, int]]:
         """Call `snapshot` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[dict[str, int]]", self._xd_batch("snapshot", calls, 0, ()))
+        _xd_result: list[dict[str, int]] = self._xd_batch("snapshot", calls, 0, ())
+        return _xd_result
 
     @property
     def step(self) -> int:
-        return typing.cast("int", self._xd_get("step"))
+        _xd_result: int = self._xd_get("step")
+        return _xd_result
 
     @property
     def value(self) -> int:
         """The current value."""
-        return typing.cast("int", self._xd_get("value"))
+        _xd_result: int = self._xd_get("value")
+        return _xd_result
 
     @value.setter
     def value(self, value: int) -> None:

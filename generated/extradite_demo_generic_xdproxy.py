@@ -53,55 +53,71 @@ class Box(_xd_GeneratedProxy, typing.Generic[T]):
         self._xd_init((items,), {})
 
     def __contains__(self, item: object) -> bool:
-        return typing.cast("bool", self._xd_call("__contains__", (item,), {}))
+        _xd_result: bool = self._xd_call("__contains__", (item,), {})
+        return _xd_result
 
     def __getitem__(self, index: int) -> T:
-        return typing.cast("T", self._xd_call("__getitem__", (index,), {}))
+        _xd_result: T = self._xd_call("__getitem__", (index,), {})
+        return _xd_result
 
     def __iter__(self) -> collections.abc.Iterator[T]:
-        return typing.cast("collections.abc.Iterator[T]", self._xd_call("__iter__", (), {}))
+        _xd_result: collections.abc.Iterator[T] = self._xd_call("__iter__", (), {})
+        return _xd_result
 
     def __len__(self) -> int:
-        return typing.cast("int", self._xd_call("__len__", (), {}))
+        _xd_result: int = self._xd_call("__len__", (), {})
+        return _xd_result
 
     def __repr__(self) -> str:
-        return typing.cast("str", self._xd_call("__repr__", (), {}))
+        _xd_result: str = self._xd_call("__repr__", (), {})
+        return _xd_result
 
     def __str__(self) -> str:
-        return typing.cast("str", self._xd_call("__str__", (), {}))
+        _xd_result: str = self._xd_call("__str__", (), {})
+        return _xd_result
 
     def get(self, index: int = -1) -> T:
-        return typing.cast("T", self._xd_call("get", (index,), {}))
+        _xd_result: T = self._xd_call("get", (index,), {})
+        return _xd_result
 
     def get_batch(self, calls: collections.abc.Iterable[tuple[()] | tuple[int]]) -> list[T]:
         """Call `get` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[T]", self._xd_batch("get", calls, 1, ()))
+        _xd_result: list[T] = self._xd_batch("get", calls, 1, ())
+        return _xd_result
 
     def items(self) -> list[T]:
-        return typing.cast("list[T]", self._xd_call("items", (), {}))
+        _xd_result: list[T] = self._xd_call("items", (), {})
+        return _xd_result
 
     def items_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[list[T]]:
         """Call `items` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[list[T]]", self._xd_batch("items", calls, 0, ()))
+        _xd_result: list[list[T]] = self._xd_batch("items", calls, 0, ())
+        return _xd_result
 
     def label(self, key: K) -> K:
-        return typing.cast("K", self._xd_call("label", (key,), {}))
+        _xd_result: K = self._xd_call("label", (key,), {})
+        return _xd_result
 
     def label_batch(self, calls: collections.abc.Iterable[tuple[K]]) -> list[K]:
         """Call `label` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[K]", self._xd_batch("label", calls, 1, ()))
+        _xd_result: list[K] = self._xd_batch("label", calls, 1, ())
+        return _xd_result
 
     def pop_or(self, default: T) -> T:
-        return typing.cast("T", self._xd_call("pop_or", (default,), {}))
+        _xd_result: T = self._xd_call("pop_or", (default,), {})
+        return _xd_result
 
     def pop_or_batch(self, calls: collections.abc.Iterable[tuple[T]]) -> list[T]:
         """Call `pop_or` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[T]", self._xd_batch("pop_or", calls, 1, ()))
+        _xd_result: list[T] = self._xd_batch("pop_or", calls, 1, ())
+        return _xd_result
 
     def put(self, item: T) -> int:
         """Append `item`; returns the new size."""
-        return typing.cast("int", self._xd_call("put", (item,), {}))
+        _xd_result: int = self._xd_call("put", (item,), {})
+        return _xd_result
 
     def put_batch(self, calls: collections.abc.Iterable[tuple[T]]) -> list[int]:
         """Call `put` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[int]", self._xd_batch("put", calls, 1, ()))
+        _xd_result: list[int] = self._xd_batch("put", calls, 1, ())
+        return _xd_result

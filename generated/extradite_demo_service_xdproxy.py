@@ -39,10 +39,12 @@ class AsyncService(_xd_GeneratedProxy):
         self._xd_init((name,), {})
 
     def __repr__(self) -> str:
-        return typing.cast("str", self._xd_call("__repr__", (), {}))
+        _xd_result: str = self._xd_call("__repr__", (), {})
+        return _xd_result
 
     def __str__(self) -> str:
-        return typing.cast("str", self._xd_call("__str__", (), {}))
+        _xd_result: str = self._xd_call("__str__", (), {})
+        return _xd_result
 
     @typing.overload
     def convert(self, value: int) -> str: ...
@@ -54,26 +56,33 @@ class AsyncService(_xd_GeneratedProxy):
 
     def convert_batch(self, calls: collections.abc.Iterable[tuple[int] | tuple[str]]) -> list[str | int]:
         """Call `convert` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[str | int]", self._xd_batch("convert", calls, 1, ()))
+        _xd_result: list[str | int] = self._xd_batch("convert", calls, 1, ())
+        return _xd_result
 
     def count(self) -> int:
-        return typing.cast("int", self._xd_call("count", (), {}))
+        _xd_result: int = self._xd_call("count", (), {})
+        return _xd_result
 
     def count_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[int]:
         """Call `count` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[int]", self._xd_batch("count", calls, 0, ()))
+        _xd_result: list[int] = self._xd_batch("count", calls, 0, ())
+        return _xd_result
 
     async def delayed(self, value: int, delay: float = 0.0) -> int:
-        return typing.cast("int", await self._xd_call_async("delayed", (value, delay), {}))
+        _xd_result: int = await self._xd_call_async("delayed", (value, delay), {})
+        return _xd_result
 
     async def delayed_batch(self, calls: collections.abc.Iterable[tuple[int] | tuple[int, float]]) -> list[int]:
         """Call `delayed` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[int]", await self._xd_batch_async("delayed", calls, 2, ()))
+        _xd_result: list[int] = await self._xd_batch_async("delayed", calls, 2, ())
+        return _xd_result
 
     async def fetch(self, key: str) -> str:
         """Return the value for `key` after a short pause."""
-        return typing.cast("str", await self._xd_call_async("fetch", (key,), {}))
+        _xd_result: str = await self._xd_call_async("fetch", (key,), {})
+        return _xd_result
 
     async def fetch_batch(self, calls: collections.abc.Iterable[tuple[str]]) -> list[str]:
         """Call `fetch` once per item of `calls` in one round trip; results in order."""
-        return typing.cast("list[str]", await self._xd_batch_async("fetch", calls, 1, ()))
+        _xd_result: list[str] = await self._xd_batch_async("fetch", calls, 1, ())
+        return _xd_result

@@ -245,7 +245,6 @@ class _GeneratedClose:
 
 class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     """Base class of generated proxies."""
-
     __extradite_target__: ClassVar[str]
     __extradite_fingerprint__: ClassVar[str]
     __extradite_members__: ClassVar[Mapping[str, str]]
@@ -283,8 +282,10 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
         """Construction happens in the metaclass; generated `__init__` bodies only type-check."""
 
     def _xd_call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        args, kwargs = _strip(args, kwargs)
-        policy = _pop_policy(kwargs) if kwargs else None
+        policy = None
+        if kwargs or (args and args[-1] is MISSING):  # else nothing to strip (the usual call)
+            args, kwargs = _strip(args, kwargs)
+            policy = _pop_policy(kwargs) if kwargs else None
         return self._xd_session.call(OP_CALL_METHOD, self, name, args, kwargs, policy, 0,
                                      self.__extradite_method_policies__.get(name))
 

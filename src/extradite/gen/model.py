@@ -32,7 +32,7 @@ class Batch:
     item_type: str  # the per-call tuple type mypy checks
     calls_type: str  # `collections.abc.Iterable[item_type]`
     returns: str  # "list[...]"
-    body: str  # the return expression
+    body: tuple[str, ...]  # statements of the .py body
     is_async: bool = False  # an `async def` helper for an async method
 
 
@@ -55,7 +55,7 @@ class Property:
     doc: str | None
     settable: bool
     deletable: bool
-    getter: str  # expression of the .py getter
+    getter: tuple[str, ...]  # statements of the .py getter
 
 
 @dataclass(frozen=True)
