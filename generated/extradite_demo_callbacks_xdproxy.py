@@ -21,6 +21,7 @@ __all__ = ["EventBus"]
 class EventBus(_xd_GeneratedProxy):
     """Delivers published payloads to subscribed callbacks (which may live in the parent)."""
 
+    __slots__ = ()
     __extradite_target__ = "extradite.demo.callbacks:EventBus"
     __extradite_fingerprint__ = "1b3cb28d413d5c56"
     __extradite_members__ = {

@@ -22,6 +22,7 @@ __all__ = ["Counter"]
 class Counter(_xd_GeneratedProxy):
     """Counts up (and down); the state lives wherever the instance lives."""
 
+    __slots__ = ()
     __extradite_target__ = "extradite.demo.counter:Counter"
     __extradite_fingerprint__ = "1ee196a4d1e8a384"
     __extradite_members__ = {

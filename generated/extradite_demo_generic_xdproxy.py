@@ -25,6 +25,7 @@ K = typing.TypeVar('K', bound='str')
 class Box(_xd_GeneratedProxy, typing.Generic[T]):
     """Holds items of one type."""
 
+    __slots__ = ()
     __extradite_target__ = "extradite.demo.generic:Box"
     __extradite_fingerprint__ = "0483763dbeb45cca"
     __extradite_members__ = {

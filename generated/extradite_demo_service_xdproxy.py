@@ -21,6 +21,7 @@ __all__ = ["AsyncService"]
 class AsyncService(_xd_GeneratedProxy):
     """Answers requests after a delay; some methods are coroutines, one is overloaded."""
 
+    __slots__ = ()
     __extradite_target__ = "extradite.demo.service:AsyncService"
     __extradite_fingerprint__ = "066c158e5277b169"
     __extradite_members__ = {

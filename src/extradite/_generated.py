@@ -245,6 +245,10 @@ class _GeneratedClose:
 
 class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     """Base class of generated proxies."""
+
+    # No instance dict: a generated instance has the layout of every proxy of its target,
+    # so construction can give it the class that was called (see `RemoteClass.__call__`).
+    __slots__ = ()
     __extradite_target__: ClassVar[str]
     __extradite_fingerprint__: ClassVar[str]
     __extradite_members__: ClassVar[Mapping[str, str]]

@@ -141,8 +141,13 @@ class RemoteClass(BorrowedMeta):
         root = _root(cls)
         policy = _pop_policy(kwargs) if kwargs else None
         instance = root._xd_class_session.call(OP_CALL, root, None, args, kwargs, policy, EXTRA_RESULT_BY_REF)
-        if type(instance) is root and cls is not root:
-            object.__setattr__(instance, "__class__", cls)
+        if type(instance) is not cls and cls is not root:
+            # A new object comes back as the session's class of its type (the root, or a generated
+            # proxy bound to the session): it is made an instance of the class that was called.
+            try:
+                object.__setattr__(instance, "__class__", cls)
+            except TypeError:  # layouts differ: a generated proxy from before GeneratedProxy had slots
+                pass
         return instance
 
     def __getattr__(cls, name: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from extradite import close_extradite_session
+from extradite import close_extradite_session, extradite
 
 from extradite_demo_callbacks_xdproxy import EventBus
 from extradite_demo_counter_xdproxy import Counter
@@ -124,12 +124,30 @@ def threads() -> None:
     assert close_extradite_session(key)
 
 
+def shared_with_dynamic() -> None:
+    """A generated and a dynamic proxy class of one target on one shared session: each
+    constructs instances of its own class (the dynamic one keeps `method.batch`)."""
+    key = "usage-demo-shared"
+    dynamic = extradite("extradite.demo.counter:Counter", share_key=key)
+    before = dynamic(1)
+    typed = Counter.extradite(share_key=key)
+    after = dynamic(1)
+    assert type(before) is dynamic and type(after) is dynamic, (type(before), type(after))
+    assert after.increment.batch([((1,), {}), ((2,), {})]) == [2, 4]
+    made = typed(1)
+    assert type(made) is typed and made.increment_batch([(1,), (2,)]) == [2, 4]
+    assert typed.__dictoffset__ == 0  # no instance dict: the layout of every proxy of the target
+    dynamic.close()
+    typed.close_proxy_class()
+
+
 if __name__ == "__main__":
     counter()
     bus()
     box()
     service()
     threads()
+    shared_with_dynamic()
     for proxy in (Counter, EventBus, Box, AsyncService):
         _close(proxy)
     print("usage_demo ok")
