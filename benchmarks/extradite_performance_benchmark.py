@@ -336,12 +336,17 @@ class Env:
         self.direct_counter = _load_direct("xdbench_direct_counter", demo / "counter.py")
         self.direct_bus = _load_direct("xdbench_direct_callbacks", demo / "callbacks.py")
         self.W = extradite_class(WORKLOAD)
-        self.C = extradite_class(COUNTER)
-        self.B = extradite_class(EVENTBUS)
+        # Counter and EventBus each run in one session that the generated proxy shares (see
+        # `_load_generated`): generated against dynamic then compares the proxy layers alone,
+        # not two sessions (which differ by a few percent between themselves).
+        self.shared_keys = (f"xdbench-{os.getpid()}-counter", f"xdbench-{os.getpid()}-bus")
+        self.C = extradite_class(COUNTER, share_key=self.shared_keys[0])
+        self.B = extradite_class(EVENTBUS, share_key=self.shared_keys[1])
         self.closers += [self.W.close, self.C.close, self.B.close]
         self.nopoll: tuple[Any, Any, Any] | None = None
         self.nopoll = (self._sleeping(WORKLOAD), self._sleeping(COUNTER), self._sleeping(EVENTBUS))
-        self.generated: Any = None
+        self.generated: Any = None  # the generated classes (each start binds them anew)
+        self.generated_bound: Any = None  # bound to the sessions of self.C and self.B (call regimes)
         self.generated_reason = "n/a (generated proxies unavailable)"
         self._load_generated()
         self.manager: Any = None
@@ -375,10 +380,14 @@ class Env:
                 sys.path.insert(0, str(GENERATED))
             counter_mod = importlib.import_module("extradite_demo_counter_xdproxy")
             bus_mod = importlib.import_module("extradite_demo_callbacks_xdproxy")
-            probe = counter_mod.Counter(0)
-            if probe.increment(2) != 2:
+            counter = counter_mod.Counter.extradite(share_key=self.shared_keys[0])
+            self.closers.append(counter.close_proxy_class)
+            bus = bus_mod.EventBus.extradite(share_key=self.shared_keys[1])
+            self.closers.append(bus.close_proxy_class)
+            if counter(0).increment(2) != 2:
                 raise RuntimeError("generated Counter.increment returned a wrong value")
             self.generated = (counter_mod.Counter, bus_mod.EventBus)
+            self.generated_bound = (counter, bus)
         except Exception as exc:  # the generated runtime may not exist yet: report, never fake
             self.notes["generated"] = f"generated proxies unavailable: {type(exc).__name__}: {exc}"
 
@@ -563,7 +572,7 @@ def _tiny(env: Env, ops: int) -> dict[str, Runner | str]:
         cs = env.nopoll[1](0)
         cells["extradite_nopoll"] = _loop(lambda: cs.increment(1))
     if env.generated:
-        g = env.generated[0](0)
+        g = env.generated_bound[0](0)
         cells["generated"] = _loop(lambda: g.increment(1))
     else:
         cells["generated"] = env.generated_reason
@@ -585,7 +594,7 @@ def _batch(env: Env, ops: int) -> dict[str, Runner | str]:
         cs = env.nopoll[1](0)
         cells["extradite_nopoll"] = _loop(lambda: cs.increment.batch(calls))
     if env.generated:
-        g = env.generated[0](0)
+        g = env.generated_bound[0](0)
         items = [(1,)] * BATCH
         cells["generated"] = _loop(lambda: g.increment_batch(items))
     else:
@@ -605,7 +614,7 @@ def _mutations(env: Env, ops: int) -> dict[str, Runner | str]:
     cells: dict[str, Runner | str] = {"direct": setter(d), "extradite": setter(c)}
     if env.nopoll:
         cells["extradite_nopoll"] = setter(env.nopoll[1](0))
-    cells["generated"] = setter(env.generated[0](0)) if env.generated else env.generated_reason
+    cells["generated"] = setter(env.generated_bound[0](0)) if env.generated else env.generated_reason
     if env.mp():
         m = env.mp_workload
         cells["mp_manager"] = _loop(lambda: m.set_item("k", 1))
@@ -652,7 +661,7 @@ def _callbacks(env: Env, ops: int) -> dict[str, Runner | str]:
     cells: dict[str, Runner | str] = {"direct": make(env.direct_bus.EventBus()), "extradite": make(env.B())}
     if env.nopoll:
         cells["extradite_nopoll"] = make(env.nopoll[2]())
-    cells["generated"] = make(env.generated[1]()) if env.generated else env.generated_reason
+    cells["generated"] = make(env.generated_bound[1]()) if env.generated else env.generated_reason
     cells["mp_manager"] = "n/a (manager proxies cannot call back into the caller)"
     return cells
 
