@@ -16,7 +16,8 @@ Columns:
   extradite_nopoll  the same with polling turned off on both sides (EXTRADITE_SPIN_US=0: every
               wait sleeps on the socket), to show what the low-latency wait buys in each regime
   generated   the proxies in generated/ (extradite-gen output for extradite.demo); shown as
-              "n/a (generated proxies unavailable)" when they cannot be imported or used
+              "n/a (generated proxies unavailable)" when they cannot be imported or used.
+              In the call regimes they share the dynamic proxy's session (the same child)
   mp_manager  multiprocessing.managers.BaseManager (what a user would otherwise reach for)
   rpyc        rpyc classic connection, only when rpyc is installed
   floor       what the machine allows for the regime: raw os.pipe ping-pong between two
@@ -26,7 +27,9 @@ Columns:
               ring with both processes pinned to one CPU (named per case)
 
 tiny_call_pinned also reports the CPU time each side spends per call (pinned to one CPU,
-a call's software cost is what shows: issue 5 aims at 4 us per side).
+a call's software cost is what shows: issue 5 aims at 4 us per side). bind_pairs runs the
+dynamic and the generated bind of warm_start back to back in pairs and reports the median
+of the per-pair differences (a start's spread hides a difference of tens of us otherwise).
 
 This suite measures and reports; it never asserts a time. The "targets" section compares
 the medians with the goals of issue 5 and says "met" or "not met".
@@ -355,6 +358,7 @@ class Env:
         self.rpyc_reason = "n/a (rpyc not installed)"
         self.pycache = ""
         self.pinned: dict[str, Pinned] = {}  # tiny_call_pinned's runs, for their CPU per side
+        self.bind_pairs: BindPairs | None = None  # bind_pairs' runs, for the paired differences
 
     def _sleeping(self, target: str) -> Any:
         """A proxy class whose session never polls: every wait sleeps on the socket, on both sides."""
@@ -519,45 +523,108 @@ def _cold(env: Env, ops: int, *, pyc: bool, trivial: bool = False) -> dict[str, 
     return cells
 
 
+def _warm_start_once(make_class: Callable[[str], Any], close: Callable[[Any], None], trivial: bool) -> float:
+    """Seconds for one `extradite()` (or generated bind) + first call on a prewarmed, serving session."""
+    key = f"xdbench-warm-{os.getpid()}"
+    prewarm_extradite_session(key, share_keepalive_seconds=30)
+    other = extradite_class(EVENTBUS, share_key=key, share_keepalive_seconds=30)
+    other().delivered  # the child is up and serving
+    other.close()
+    start = time.perf_counter()
+    cls = make_class(key)
+    if trivial:
+        cls().ping()
+    else:
+        cls(0).increment(1)
+    elapsed = time.perf_counter() - start
+    close(cls)
+    close_extradite_session(key)
+    del cls, other
+    _collect_now()
+    return elapsed
+
+
+def _dynamic_bind(target: str) -> Callable[[str], Any]:
+    return lambda key: extradite_class(target, share_key=key, share_keepalive_seconds=30)
+
+
+def _generated_bind(gen: Any) -> Callable[[str], Any]:
+    return lambda key: gen.extradite(share_key=key, share_keepalive_seconds=30)
+
+
+def _close_dynamic(cls: Any) -> None:
+    cls.close()
+
+
+def _close_generated(cls: Any) -> None:
+    cls.close_proxy_class()
+
+
 def _warm(env: Env, ops: int, *, trivial: bool = False) -> dict[str, Runner | str]:
     """A shared session already running (prewarm + keepalive): extradite() + first call."""
     def warm(make_class: Callable[[str], Any], close: Callable[[Any], None]) -> Runner:
-        def run(n: int) -> float:
-            total = 0.0
-            for i in range(n):
-                key = f"xdbench-warm-{os.getpid()}-{i}"
-                prewarm_extradite_session(key, share_keepalive_seconds=30)
-                other = extradite_class(EVENTBUS, share_key=key, share_keepalive_seconds=30)
-                other().delivered  # the child is up and serving
-                other.close()
-                start = time.perf_counter()
-                cls = make_class(key)
-                if trivial:
-                    cls().ping()
-                else:
-                    cls(0).increment(1)
-                total += time.perf_counter() - start
-                close(cls)
-                close_extradite_session(key)
-                del cls, other
-                _collect_now()
-            return total / n
-        return run
+        return lambda n: sum(_warm_start_once(make_class, close, trivial) for _ in range(n)) / n
 
     cells: dict[str, Runner | str] = {
-        "extradite": warm(lambda key: extradite_class(TRIVIAL if trivial else COUNTER, share_key=key,
-                                                      share_keepalive_seconds=30),
-                          lambda cls: cls.close()),
+        "extradite": warm(_dynamic_bind(TRIVIAL if trivial else COUNTER), _close_dynamic),
     }
     if trivial:
         cells["generated"] = "n/a (no generated proxy for the trivial target)"
     elif env.generated:
-        gen = env.generated[0]
-        cells["generated"] = warm(lambda key: gen.extradite(share_key=key, share_keepalive_seconds=30),
-                                  lambda cls: cls.close_proxy_class())
+        cells["generated"] = warm(_generated_bind(env.generated[0]), _close_generated)
     else:
         cells["generated"] = env.generated_reason
     return cells
+
+
+class BindPairs:
+    """Dynamic and generated binds on prewarmed sessions, measured in interleaved pairs.
+
+    Their difference (tens of us) is far below the spread of a start (a few ms), so each
+    pair runs back to back, in alternating order, and the report gives the median of the
+    per-pair differences with a bootstrap interval. A batch of pairs serves both columns:
+    the first column asked for `n` operations measures `n` pairs, the other takes its half.
+    """
+
+    def __init__(self, generated: Any, full_ops: int) -> None:
+        self.make = {"extradite": (_dynamic_bind(COUNTER), _close_dynamic),
+                     "generated": (_generated_bind(generated), _close_generated)}
+        self.full_ops = full_ops
+        self.waiting: dict[tuple[str, int], float] = {}
+        self.diffs: list[float] = []  # generated - dynamic, seconds, per pair of the timed batches
+
+    def runner(self, column: str) -> Runner:
+        def run(n: int) -> float:
+            ready = self.waiting.pop((column, n), None)
+            if ready is not None:
+                return ready
+            times: dict[str, list[float]] = {"extradite": [], "generated": []}
+            for i in range(n):
+                order = ("extradite", "generated") if (len(self.diffs) + i) % 2 else ("generated", "extradite")
+                for kind in order:
+                    times[kind].append(_warm_start_once(*self.make[kind], False))
+            if n == self.full_ops:
+                self.diffs += [g - d for g, d in zip(times["generated"], times["extradite"])]
+            other = "generated" if column == "extradite" else "extradite"
+            self.waiting[(other, n)] = statistics.mean(times[other])
+            return statistics.mean(times[column])
+        return run
+
+    def summary(self) -> dict[str, float] | None:
+        """Median of generated - dynamic per pair, with a 95% bootstrap interval (seconds)."""
+        if len(self.diffs) < 2:
+            return None
+        rng = random.Random(11)
+        boot = sorted(statistics.median(rng.choices(self.diffs, k=len(self.diffs))) for _ in range(2000))
+        return {"pairs": len(self.diffs), "median": statistics.median(self.diffs),
+                "low": boot[49], "high": boot[1949]}
+
+
+def _bind_pairs(env: Env, ops: int) -> dict[str, Runner | str]:
+    if not env.generated:
+        return {"extradite": "n/a (needs the generated proxies)", "generated": env.generated_reason}
+    env.bind_pairs = BindPairs(env.generated[0], ops)
+    return {column: env.bind_pairs.runner(column) for column in ("extradite", "generated")}
 
 
 def _tiny(env: Env, ops: int) -> dict[str, Runner | str]:
@@ -745,6 +812,7 @@ def _cases() -> list[Case]:
         Case("warm_start", "extradite() + first call on a prewarmed shared session", 8, _warm),
         Case("warm_start_trivial", "extradite() + first call on a prewarmed shared session, trivial target", 3,
              lambda env, ops: _warm(env, ops, trivial=True)),
+        Case("bind_pairs", "warm_start's dynamic and generated binds, back to back in pairs", 20, _bind_pairs),
         Case("tiny_call", "tiny unbatched call (Counter.increment)", 20_000, _tiny,
              floor_label="os.pipe ping-pong"),
         Case("batch_call", f"tiny batched call (batch of {BATCH}), per item", 40, _batch, per=BATCH),
@@ -865,6 +933,8 @@ def run(cases: list[Case], repetitions: int, quick: bool, memory: bool) -> tuple
         cpu = {column: pinned.median_cpu() for column, pinned in env.pinned.items()}
         if cpu.get("extradite"):
             extra["pinned_cpu"] = cpu
+        if env.bind_pairs is not None and env.bind_pairs.summary():
+            extra["bind_pairs"] = env.bind_pairs.summary()
     finally:
         env.close()
         import shutil
@@ -887,7 +957,8 @@ def _median(results: dict[str, dict[str, Cell]], case: str, column: str) -> floa
 
 
 def targets(results: dict[str, dict[str, Cell]], memory: dict[str, float] | None,
-            pinned_cpu: dict[str, tuple[float, float] | None] | None = None) -> list[dict[str, Any]]:
+            pinned_cpu: dict[str, tuple[float, float] | None] | None = None,
+            bind_pairs: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """The goals of issue 5, evaluated on this run's medians."""
     m = lambda case, col: _median(results, case, col)  # noqa: E731
     out: list[dict[str, Any]] = []
@@ -934,6 +1005,8 @@ def targets(results: dict[str, dict[str, Cell]], memory: dict[str, float] | None
         gen, dyn = m(case, "generated"), m(case, "extradite")
         if gen is not None and dyn is not None:
             add(f"generated <= dynamic ({case})", gen * 1e6, dyn * 1e6, "us")
+    if bind_pairs:
+        add("generated - dynamic <= 0, paired binds", bind_pairs["median"] * 1e6, 0, "us")
     cpu = (pinned_cpu or {}).get("extradite")
     if cpu:
         add("CPU per tiny call, pinned: parent <= 4 us", cpu[0] * 1e6, 4, "us")
@@ -992,6 +1065,11 @@ def render(cases: list[Case], results: dict[str, dict[str, Cell]], extra: dict[s
         if cpu:
             lines.append(f"tiny_call_pinned/{column}: CPU per call {cpu[0] * 1e6:.2f} us in the parent, "
                          f"{cpu[1] * 1e6:.2f} us in the child")
+    pairs = extra.get("bind_pairs")
+    if pairs:
+        lines.append(f"bind_pairs: generated - dynamic, median of {pairs['pairs']} pairs "
+                     f"{pairs['median'] * 1e6:+.1f} us (95% interval {pairs['low'] * 1e6:+.1f} to "
+                     f"{pairs['high'] * 1e6:+.1f} us)")
     goals = extra.get("targets", [])
     if goals:
         lines += ["", "targets (issue 5; medians of this run):"]
@@ -1028,7 +1106,7 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.dump_traceback_later(300 if args.quick else 900, exit=True)
     started = time.perf_counter()
     results, extra = run(cases, repetitions, args.quick, memory=not args.cases)
-    extra["targets"] = targets(results, extra.get("memory"), extra.get("pinned_cpu"))
+    extra["targets"] = targets(results, extra.get("memory"), extra.get("pinned_cpu"), extra.get("bind_pairs"))
     elapsed = time.perf_counter() - started
     affinity = sorted(os.sched_getaffinity(0))
     header = (f"extradite {getattr(extradite, '__version__', '')} benchmark: python {platform.python_version()}, "
@@ -1046,6 +1124,7 @@ def main(argv: list[str] | None = None) -> int:
                       for case in cases},
             "memory": extra.get("memory"),
             "pinned_cpu_seconds_per_call": extra.get("pinned_cpu"),
+            "bind_pairs_seconds": extra.get("bind_pairs"),
             "targets": extra["targets"],
             "notes": extra.get("notes", {}),
         }

@@ -52,6 +52,23 @@ def test_pinned_case_reports_cpu_per_side(tmp_path: Path) -> None:
     assert data["cases"]["tiny_call_pinned"]["columns"]["floor"]["median"] > 0
 
 
+def test_bind_pairs_report_the_paired_difference(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(SUITE), "--quick", "--repetitions", "2", "--cases", "bind_pairs",
+         "--json-output", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "bind_pairs: generated - dynamic, median of 4 pairs" in proc.stdout
+    assert "generated - dynamic <= 0, paired binds" in proc.stdout
+    data = json.loads(out.read_text())
+    pairs = data["bind_pairs_seconds"]
+    assert pairs["pairs"] == 4 and pairs["low"] <= pairs["median"] <= pairs["high"]
+    columns = data["cases"]["bind_pairs"]["columns"]
+    # both columns come from the same pairs: one sample each per repetition, both measured
+    assert len(columns["extradite"]["samples"]) == len(columns["generated"]["samples"]) == 2
+    assert columns["extradite"]["median"] > 0 and columns["generated"]["median"] > 0
+
+
 def test_unknown_case_is_refused() -> None:
     proc = subprocess.run([sys.executable, str(SUITE), "--cases", "no_such_case"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
