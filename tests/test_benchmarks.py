@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,20 +14,24 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "benchmarks" / "extradite_performance_benchmark.py"
 
 
-def test_quick_run_prints_table_and_json(tmp_path: Path) -> None:
+def _quick_run(tmp_path: Path, cases: str, repetitions: int = 1) -> tuple[str, dict[str, Any]]:
+    """A `--quick` run of `cases`: its stdout and its JSON output."""
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(SUITE), "--quick", "--repetitions", "1",
-         "--cases", "state_mutation,small_payload,bytes_512k_shm_floor", "--json-output", str(out)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT)
+        [sys.executable, str(SUITE), "--quick", "--repetitions", str(repetitions), "--cases", cases,
+         "--json-output", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_quick_run_prints_table_and_json(tmp_path: Path) -> None:
+    stdout, data = _quick_run(tmp_path, "state_mutation,small_payload,bytes_512k_shm_floor")
+    lines = stdout.splitlines()
     header = next(line for line in lines if line.startswith("case "))
     for column in ("direct", "extradite", "generated"):
         assert column in header
     assert any(line.startswith("state_mutation ") for line in lines)
     assert any(line.startswith("small_payload ") for line in lines)
-    data = json.loads(out.read_text())
     assert set(data["cases"]) == {"state_mutation", "small_payload", "bytes_512k_shm_floor"}
     floor = data["cases"].pop("bytes_512k_shm_floor")["columns"]["floor"]
     assert len(floor["samples"]) == 1 and floor["median"] > 0  # its echo process ran and stopped
@@ -38,29 +43,19 @@ def test_quick_run_prints_table_and_json(tmp_path: Path) -> None:
 
 
 def test_pinned_case_reports_cpu_per_side(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, str(SUITE), "--quick", "--repetitions", "1", "--cases", "tiny_call_pinned",
-         "--json-output", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert "tiny_call_pinned/extradite: CPU per call" in proc.stdout
-    assert "tiny_call_pinned/floor: CPU per call" in proc.stdout
-    assert "CPU per tiny call, pinned: parent <= 4 us" in proc.stdout
-    data = json.loads(out.read_text())
+    stdout, data = _quick_run(tmp_path, "tiny_call_pinned")
+    assert "tiny_call_pinned/extradite: CPU per call" in stdout
+    assert "tiny_call_pinned/floor: CPU per call" in stdout
+    assert "CPU per tiny call, pinned: parent <= 4 us" in stdout
     parent, child = data["pinned_cpu_seconds_per_call"]["extradite"]
     assert parent > 0 and child > 0  # both processes ran on the pinned CPU and were measured
     assert data["cases"]["tiny_call_pinned"]["columns"]["floor"]["median"] > 0
 
 
 def test_bind_pairs_report_the_paired_difference(tmp_path: Path) -> None:
-    out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, str(SUITE), "--quick", "--repetitions", "2", "--cases", "bind_pairs",
-         "--json-output", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert "bind_pairs: generated - dynamic, median of 4 pairs" in proc.stdout
-    assert "generated - dynamic <= 0, paired binds" in proc.stdout
-    data = json.loads(out.read_text())
+    stdout, data = _quick_run(tmp_path, "bind_pairs", repetitions=2)
+    assert "bind_pairs: generated - dynamic, median of 4 pairs" in stdout
+    assert "generated - dynamic <= 0, paired binds" in stdout
     pairs = data["bind_pairs_seconds"]
     assert pairs["pairs"] == 4 and pairs["low"] <= pairs["median"] <= pairs["high"]
     columns = data["cases"]["bind_pairs"]["columns"]
