@@ -279,10 +279,23 @@ def test_missing_interpreter(tmp_path: Path) -> None:
 def test_other_interpreter(tmp_path: Path, python: Path) -> None:
     if not python.exists():
         pytest.skip(f"{python} is not installed on this machine")
-    result = gen(*DEMO_TARGETS, "-o", str(tmp_path), "--python", str(python))
+    other, here = tmp_path / "other", tmp_path / "here"
+    result = gen(*DEMO_TARGETS, "-o", str(other), "--python", str(python))
     assert result.returncode == 0, result.stderr
-    text = (tmp_path / "extradite_demo_counter_xdproxy.pyi").read_text()
+    text = (other / "extradite_demo_counter_xdproxy.pyi").read_text()
     assert "def increment(self, amount: int | None = None) -> int" in text
+    # The same members and fingerprints as this interpreter's output: a proxy generated on
+    # one Python version is not stale on another (typing.Generic's own entries differ
+    # between versions and are no part of a target's members).
+    assert gen(*DEMO_TARGETS, "-o", str(here)).returncode == 0
+    for produced in sorted(other.glob("*_xdproxy.py")):
+        assert _identity(produced.read_text()) == _identity((here / produced.name).read_text()), produced.name
+
+
+def _identity(source: str) -> list[str]:
+    """The fingerprint and member-digest lines of a generated module."""
+    return [line.strip() for line in source.splitlines()
+            if "__extradite_fingerprint__" in line or (line.strip().endswith('",') and ": \"" in line)]
 
 
 # --- mypy ----------------------------------------------------------------------------------

@@ -92,10 +92,15 @@ def _classify(raw: object) -> str:
 
 
 def _raw_members(cls: type) -> dict[str, object]:
-    """Name -> raw class-dict entry, subclasses winning, `object` excluded."""
+    """Name -> raw class-dict entry, subclasses winning.
+
+    Excluded: `object`, and `typing`'s own classes (Generic, Protocol): their entries are
+    typing machinery, not the target's API, and differ between Python versions (3.11's
+    Generic has `_is_protocol`), which made a proxy generated on one version stale on another.
+    """
     raw: dict[str, object] = {}
     for klass in reversed(cls.__mro__):
-        if klass is object:
+        if klass is object or klass.__module__ == "typing":
             continue
         raw.update(vars(klass))
     return raw
