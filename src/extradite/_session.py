@@ -124,12 +124,11 @@ class _Waiter:
 class Pending:
     """A request sent with `Session.call(..., defer=True)`, its reply not yet taken."""
 
-    __slots__ = ("_session", "_rid", "_chain", "_waiter")
+    __slots__ = ("_session", "_rid", "_waiter")
 
-    def __init__(self, session: Session, rid: int, chain: int, waiter: _Waiter) -> None:
+    def __init__(self, session: Session, rid: int, waiter: _Waiter) -> None:
         self._session = session
         self._rid = rid
-        self._chain = chain
         self._waiter = waiter
 
     def result(self) -> Any:
@@ -138,14 +137,14 @@ class Pending:
         with session._lock:  # innermost of its chain from now on: its callbacks come to this thread
             waiting = session._waiters.get(self._rid) is waiter
             if waiting:
-                session._register(self._rid, self._chain, waiter)
+                session._register(self._rid, waiter)
         if not waiting and waiter.reply is None:
             raise RuntimeError("this request was cancelled before its reply came; there is no result to take")
-        return session._collect(self._rid, self._chain, waiter)
+        return session._collect(self._rid, waiter)
 
     def cancel(self) -> None:
         """Stop waiting: the reply is dropped when it comes (the other side still runs the request)."""
-        self._session._unregister(self._rid, self._chain, self._waiter)
+        self._session._unregister(self._rid, self._waiter)
 
 
 class _BatchFailure(Exception):
@@ -237,17 +236,18 @@ class Session:
         # a new chain takes the id of its first request (ids are unique, chains have their own field)
         chain = chains[-1] if chains else rid | self._chain_bit
         if self._reading or self._waiters or defer:  # another call is in flight: the general path
+            waiter = _Waiter(chain)
             if defer:  # waits for nothing yet: not on its chain's stack (see `Pending.result`)
-                waiter = self._waiters[rid] = _Waiter(chain)
+                self._waiters[rid] = waiter
             else:
-                waiter = self._register(rid, chain)
+                self._register(rid, waiter)
             lock.release()
             try:
                 self._send_request(rid, chain, body, data, releases, policy, method_policy)
             except BaseException:
-                self._unregister(rid, chain, waiter)
+                self._unregister(rid, waiter)
                 raise
-            return Pending(self, rid, chain, waiter) if defer else self._collect(rid, chain, waiter)
+            return Pending(self, rid, waiter) if defer else self._collect(rid, waiter)
         else:
             self._reading = True  # the reader role, claimed without a waiter
             lock.release()
@@ -265,7 +265,7 @@ class Session:
             # not (only) our reply: become an ordinary waiter and hand the frame on
             lock.acquire()
             try:
-                waiter = self._register(rid, chain)
+                waiter = self._register(rid, _Waiter(chain))
                 self._reading = False
                 if item is not None:
                     self._route(item, waiter)
@@ -273,41 +273,39 @@ class Session:
                     self._cond.notify_all()
             finally:
                 lock.release()
-            return self._collect(rid, chain, waiter)
+            return self._collect(rid, waiter)
 
-    def _collect(self, rid: int, chain: int, waiter: _Waiter) -> Any:
+    def _collect(self, rid: int, waiter: _Waiter) -> Any:
         """Wait for the reply of `waiter` (registered), unregister it: the result or its error raised."""
         try:
             kind, payload = self._wait(waiter)
         finally:
-            self._unregister(rid, chain, waiter)
+            self._unregister(rid, waiter)
         if kind == REPLY:
             return payload[1]
         if kind == ERROR:
             raise_record(payload[1])
         raise payload  # a local failure (decode error, broken channel)
 
-    def _register(self, rid: int, chain: int, waiter: _Waiter | None = None) -> _Waiter:
-        """A waiter for reply `rid` (new, or `waiter`), innermost of its chain. Caller holds `_lock`."""
-        if waiter is None:
-            waiter = _Waiter(chain)
+    def _register(self, rid: int, waiter: _Waiter) -> _Waiter:
+        """Make `waiter` the one for reply `rid`, innermost of its chain. Caller holds `_lock`."""
         self._waiters[rid] = waiter
-        stack = self._chains.get(chain)
+        stack = self._chains.get(waiter.chain)
         if stack is None:
-            self._chains[chain] = [waiter]
+            self._chains[waiter.chain] = [waiter]
         else:
             stack.append(waiter)
         return waiter
 
-    def _unregister(self, rid: int, chain: int, waiter: _Waiter) -> None:
+    def _unregister(self, rid: int, waiter: _Waiter) -> None:
         """Forget a waiter (again: a no-op); a reply that comes for it later is dropped."""
         with self._lock:
             self._waiters.pop(rid, None)
-            stack = self._chains.get(chain)
+            stack = self._chains.get(waiter.chain)
             if stack and waiter in stack:
                 stack.remove(waiter)
                 if not stack:
-                    del self._chains[chain]
+                    del self._chains[waiter.chain]
 
     def _stop_reading(self) -> None:
         """Give up the reader role; threads waiting for it wake up."""
