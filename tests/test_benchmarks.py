@@ -56,6 +56,7 @@ def test_bind_pairs_report_the_paired_difference(tmp_path: Path) -> None:
     stdout, data = _quick_run(tmp_path, "bind_pairs", repetitions=2)
     assert "bind_pairs: generated - dynamic, median of 4 pairs" in stdout
     assert "generated - dynamic <= 0, paired binds" in stdout
+    assert "generated <= dynamic (bind_pairs)" not in stdout  # judged per pair, not by column medians
     pairs = data["bind_pairs_seconds"]
     assert pairs["pairs"] == 4 and pairs["low"] <= pairs["median"] <= pairs["high"]
     columns = data["cases"]["bind_pairs"]["columns"]
