@@ -191,3 +191,30 @@ def test_objects_from_two_sessions_cannot_be_mixed(opened: list[Any]) -> None:
     with pytest.raises(UnsupportedInteractionError):
         right.keep(lock)
     assert right.echo(1) == 1  # the refused call left the session usable
+
+
+def test_a_generated_class_without_slots_sharing_a_session_leaves_dynamic_construction_working() -> None:
+    """Proxies generated before GeneratedProxy had `__slots__` have an instance dict, so a dynamic
+    class on their session cannot take over the instances it constructs: it gets them as they
+    come (the generated type), still working, instead of an error."""
+    from extradite import ExtraditeStaleProxyWarning, _proxy
+    from extradite._generated import GeneratedProxy
+
+    class OldValues(GeneratedProxy):  # as generated then: no __slots__
+        __extradite_target__ = "targets.values:Values"
+        __extradite_fingerprint__ = "0" * 16
+        __extradite_members__: dict[str, str] = {}
+
+    key = "test-old-generated-layout"
+    try:
+        dynamic = extradite("targets.values:Values", share_key=key, share_keepalive_seconds=30)
+        with pytest.warns(ExtraditeStaleProxyWarning):  # its (empty) members differ from the live ones
+            typed = OldValues.extradite(share_key=key, share_keepalive_seconds=30)
+        assert typed.__dictoffset__ != 0
+        made = dynamic()  # comes back as the typed class, which the dynamic one cannot take over
+        assert isinstance(made, typed) and made.echo(5) == 5
+        dynamic.close()
+        typed.close_proxy_class()
+    finally:
+        close_extradite_session(key)
+        _proxy.GENERATED.pop(OldValues.__extradite_target__, None)
