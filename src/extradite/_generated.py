@@ -16,13 +16,13 @@ child works it out while the parent builds the bound class): the checksum of the
 and the kinds are compared with what the generated class embeds. Equal: nothing else happens.
 Different: one `ExtraditeStaleProxyWarning` names what changed (the digests of the
 live signatures against the embedded ones); changed members use the dynamic path,
-removed members raise a clear `AttributeError` when used.
+removed members raise a clear `AttributeError` when used. Signature data that does not
+read as such is a broken child: it is stopped and the bind raises `ExtraditeProtocolError`.
 """
 
 from __future__ import annotations
 
 import functools
-import marshal
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 from . import _proxy
 from ._api import ClassHandle, _session_for, close_collected, parse_target
 from ._errors import ExtraditeStaleProxyWarning
-from ._members import checksum
+from ._members import checksum, load_signature_data
 from ._policy import PolicyConfig
 from ._proxy import BoundMethod, PolicyIntrospection, RemoteClass, _check_calls, _in_thread, _pop_policy, _root, release
 from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
@@ -172,12 +172,16 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
             signatures.cancel()
             raise
         live = signatures.result()
+        table: dict[str, str] = root.__dict__["_xd_members"]  # from the class descriptor
+        if checksum(live, 16) != cls.__extradite_fingerprint__ or table != cls._xd_kinds:  # stale: say what changed
+            try:
+                live_signatures = load_signature_data(live)
+            except ValueError as exc:  # a broken or hostile child: it is stopped, as for a corrupt frame
+                raise handle._describe_failure(ValueError(f"the child sent malformed signatures of {target}: {exc}")) from None
+            _mark_stale(cls, root, bound, member_digests(table, live_signatures))
     except BaseException:
         handle.release_user()
         raise
-    table: dict[str, str] = root.__dict__["_xd_members"]  # from the class descriptor
-    if checksum(live, 16) != cls.__extradite_fingerprint__ or table != cls._xd_kinds:  # stale: say what changed
-        _mark_stale(cls, root, bound, member_digests(table, marshal.loads(live)))
     # From now on handles of generated targets come back typed (this class's own: here).
     handle.session.adopts_generated = True
     handle.session.codec.imports.classes[root.__dict__["_xd_class_hid"]] = bound

@@ -15,6 +15,8 @@ A generated proxy embeds the kind and a digest of the call signature of each
 member (see `_generated.member_digests`) and a `fingerprint()` of the signatures.
 When it binds, the child sends the `signature_data()` (no checksum or text per
 member); names and kinds cross anyway in the class descriptor (the table above).
+The parent checksums those bytes, and reads them (`load_signature_data`, strict:
+the child may be hostile) only when the checksum differs, to name what changed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from __future__ import annotations
 import marshal
 import types
 
-__all__ = ["SUPPORTED_DUNDERS", "describe_type", "signatures", "signature_data", "fingerprint", "checksum"]
+__all__ = ["SUPPORTED_DUNDERS", "describe_type", "signatures", "signature_data", "load_signature_data",
+           "fingerprint", "checksum"]
 
 # Dunders a proxy forwards. `__hash__` and `__eq__` only when the target overrides
 # object's identity versions; `__repr__`/`__str__` always (see describe_type).
@@ -202,3 +205,73 @@ def signature_data(cls: type) -> bytes:
 def fingerprint(cls: type) -> str:
     """The checksum of `signature_data(cls)` that a generated proxy embeds."""
     return checksum(signature_data(cls), 16)
+
+
+_Signature = tuple[object, ...] | str
+
+
+def load_signature_data(data: bytes) -> list[tuple[str, _Signature]]:
+    """Read `signature_data` from another process, which may be broken or hostile.
+
+    Not `marshal.loads` (not meant for untrusted bytes): a strict reader of the only
+    codes format 2 writes for this data (list, tuple, str, int, bool, None), then a check
+    that the result has the shape `signatures` returns. ValueError says what was wrong.
+    """
+    view = memoryview(data)
+    pos = 0
+
+    def take(n: int) -> memoryview:
+        nonlocal pos
+        if n < 0 or pos + n > len(view):
+            raise ValueError(f"signature data ends early at byte {pos} of {len(view)}")
+        chunk = view[pos:pos + n]
+        pos += n
+        return chunk
+
+    def count() -> int:
+        return int.from_bytes(take(4), "little", signed=True)
+
+    def read(depth: int) -> object:
+        code = bytes(take(1))
+        if code in (b"[", b"(") and depth < 5:  # list > entry > signature > keyword defaults > pair
+            n = count()
+            if not 0 <= n <= len(view) - pos:  # every item takes at least one byte
+                raise ValueError(f"signature data has a bad length {n} at byte {pos}")
+            items = [read(depth + 1) for _ in range(n)]
+            return items if code == b"[" else tuple(items)
+        if code in (b"u", b"t"):
+            return str(take(count()), "utf-8")
+        if code == b"i":
+            return count()
+        if code in (b"T", b"F", b"N"):
+            return {b"T": True, b"F": False, b"N": None}[code]
+        raise ValueError(f"signature data has an unexpected code {code!r} at byte {pos - 1}")
+
+    out = read(0)
+    if pos != len(view):
+        raise ValueError(f"signature data has {len(view) - pos} bytes after its end")
+    if not isinstance(out, list) or not all(_is_entry(item) for item in out):
+        raise ValueError("signature data does not have the shape of signatures()")
+    return out
+
+
+def _is_entry(item: object) -> bool:
+    """(name, signature) as `signatures` makes it."""
+    if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+        return False
+    sig = item[1]
+    if isinstance(sig, str):
+        return True
+    if not isinstance(sig, tuple):
+        return False
+    if len(sig) == 2:
+        return all(isinstance(v, bool) for v in sig)
+    if len(sig) != 7:
+        return False
+    names, pos, args, kw, flags, defaults, kwdefaults = sig
+    return (isinstance(names, tuple) and all(isinstance(n, str) for n in names)
+            and all(type(v) is int for v in (pos, args, kw, flags))
+            and isinstance(defaults, tuple) and all(isinstance(d, str) for d in defaults)
+            and isinstance(kwdefaults, tuple)
+            and all(isinstance(k, tuple) and len(k) == 2 and all(isinstance(t, str) for t in k)
+                    for k in kwdefaults))
