@@ -121,6 +121,7 @@ class Codec:
         self.protected: tuple[str, ...] = ()
         from . import _pickling
 
+        self._pickling = _pickling
         self._picklers = (_pickling.FastPickler, _pickling.RefPickler)
         self._fast: _FastPickler | None = None  # reused by `_encode_fast`
         self.unpickler: type[_Unpickler] = type("_Unpickler", (_pickling.Unpickler,), {"codec": self})
@@ -226,15 +227,16 @@ class Codec:
             return (hid, None)
         pickler.new_classes.append(hid)
         bases = tuple(self._class_pid(pickler, base) for base in cls.__bases__ if base is not object)
-        descriptor = (
+        # The plain part goes pre-pickled, as one bytes object: the pickler would call
+        # persistent_id for each of its ~60 names, kinds and tuples (half of a class's encode).
+        plain = self._pickling.dump_plain((
             getattr(cls, "__module__", "builtins") or "builtins",
             cls.__qualname__,
             repr(cls),
             tuple(describe_type(cls).items()),
-            bases,
             isinstance(cls, type) and issubclass(cls, BaseException),
-        )
-        return (hid, descriptor)
+        ))
+        return (hid, (plain, bases))
 
     def _lend(self, pickler: _FastPickler, obj: Any) -> tuple[Any, ...]:
         """Persistent id lending `obj` (or its class) to the other side."""
@@ -364,10 +366,29 @@ class Codec:
             return known
         if descriptor is None:
             raise ExtraditeProtocolError(f"corrupt frame: class handle {hid} arrived without its descriptor")
-        bases = tuple(self._load_class(base) for base in descriptor[4])
-        cls = self.factory.make_class(self.session, hid, descriptor, bases)
+        try:
+            plain, base_pids = descriptor
+            module, qualname, repr_text, members, is_exception = self._read_descriptor(plain)
+        except (TypeError, ValueError) as exc:
+            raise ExtraditeProtocolError(f"corrupt frame: the descriptor of class handle {hid} is malformed "
+                                         f"({exc})") from None
+        bases = tuple(self._load_class(base) for base in base_pids)
+        cls = self.factory.make_class(self.session, hid, (module, qualname, repr_text, members, base_pids,
+                                                          is_exception), bases)
         self.imports.classes[hid] = cls
         return cls
+
+    def _read_descriptor(self, plain: bytes) -> tuple[str, str, str, tuple[tuple[str, str], ...], bool]:
+        """The plain part of a class descriptor (see `_class_pid`), checked: the sender may be hostile."""
+        if type(plain) is not bytes:
+            raise TypeError(f"{type(plain).__name__}, not bytes")
+        module, qualname, repr_text, members, is_exception = self._pickling.load_plain(plain)
+        if not (all(type(v) is str for v in (module, qualname, repr_text)) and type(is_exception) is bool
+                and type(members) is tuple
+                and all(type(m) is tuple and len(m) == 2 and type(m[0]) is str and type(m[1]) is str
+                        for m in members)):
+            raise ValueError("its fields do not have the expected types")
+        return module, qualname, repr_text, members, is_exception
 
 
 # -- protected trees of every session in this process ------------------------------------

@@ -56,3 +56,25 @@ class Unpickler(_pickle.Unpickler):
             return self.codec.load_marker
         self.codec.check_global(module, name)
         return super().find_class(module, name)
+
+
+class _PlainUnpickler(_pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise ValueError(f"plain data names a global ({module}.{name})")
+
+
+def dump_plain(value: Any) -> bytes:
+    """Builtin scalars and tuples pickled apart from a message (see `Codec._class_pid`)."""
+    return _pickle.dumps(value, PROTOCOL)
+
+
+def load_plain(data: bytes) -> Any:
+    """`dump_plain`'s value from another process, which may be hostile: no global is loaded."""
+    import io
+
+    try:
+        return _PlainUnpickler(io.BytesIO(data)).load()
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"plain data does not unpickle: {exc!r}") from None

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import struct
 
-VERSION = 4  # 3: FLAG_SCALAR replies; 4: an EXTRA_DIGESTS import replies the signatures alone
+VERSION = 5  # 3: FLAG_SCALAR replies; 4: an EXTRA_DIGESTS import replies the signatures alone;
+#             5: a class descriptor's plain fields travel pre-pickled (`Codec._class_pid`)
 
 HEADER = struct.Struct("<BBHIIII")
 HEADER_SIZE = HEADER.size
