@@ -790,6 +790,10 @@ def _import_cost(env: Env, ops: int) -> dict[str, Runner | str]:
     """`from extradite import extradite` in a fresh interpreter, as `-X importtime` reports it
     (bytecode cached). The package itself is lazy, so this counts what a user's first line costs."""
     child_env = _package_env({k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
+    # The cache goes to this run's directory: a .pyc written into the checkout would change what
+    # later children load (and a child that compiles nothing pays the compiler's ~1 ms set-up at
+    # its first source import, which moved warm_start_trivial from 0.6 to 1.9 ms).
+    child_env["PYTHONPYCACHEPREFIX"] = env.pycache
     argv = [sys.executable, "-X", "importtime", "-c", "from extradite import extradite"]
     subprocess.run(argv, env=child_env, capture_output=True, check=True)  # writes the bytecode cache
 
