@@ -59,6 +59,7 @@ def test_random_corruption_raises_value_error_or_reads_the_shape() -> None:
 
 @pytest.mark.parametrize("data, message", [
     (b"", "ends early"),
+    ("[", "not bytes"),
     (b"[\xff\xff\xff\x7f", "bad length"),
     (b"[\xff\xff\xff\xff", "bad length"),
     (b"[\x01\x00\x00\x00c", "unexpected code"),
@@ -77,7 +78,7 @@ def test_forged_data_is_refused(data: bytes, message: str) -> None:
         load_signature_data(data)
 
 
-@pytest.mark.parametrize("target", ["Truncated", "HugeLength", "UnknownCode", "WrongShape"])
+@pytest.mark.parametrize("target", ["Truncated", "HugeLength", "UnknownCode", "WrongShape", "NotBytes"])
 def test_a_child_forging_its_signatures_is_stopped_with_a_clear_error(target: str) -> None:
     class Forged(GeneratedProxy):
         __extradite_target__ = f"targets.forged:{target}"

@@ -173,11 +173,13 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
             raise
         live = signatures.result()
         table: dict[str, str] = root.__dict__["_xd_members"]  # from the class descriptor
-        if checksum(live, 16) != cls.__extradite_fingerprint__ or table != cls._xd_kinds:  # stale: say what changed
+        if (type(live) is not bytes or checksum(live, 16) != cls.__extradite_fingerprint__
+                or table != cls._xd_kinds):  # stale (or forged): say what changed
             try:
                 live_signatures = load_signature_data(live)
             except ValueError as exc:  # a broken or hostile child: it is stopped, as for a corrupt frame
-                raise handle._describe_failure(ValueError(f"the child sent malformed signatures of {target}: {exc}")) from None
+                problem = ValueError(f"the child sent malformed signatures of {target}: {exc}")
+                raise handle._describe_failure(problem) from None
             _mark_stale(cls, root, bound, member_digests(table, live_signatures))
     except BaseException:
         handle.release_user()

@@ -217,6 +217,8 @@ def load_signature_data(data: bytes) -> list[tuple[str, _Signature]]:
     codes format 2 writes for this data (list, tuple, str, int, bool, None), then a check
     that the result has the shape `signatures` returns. ValueError says what was wrong.
     """
+    if type(data) is not bytes:
+        raise ValueError(f"signature data is a {type(data).__name__}, not bytes")
     view = memoryview(data)
     pos = 0
 

@@ -32,3 +32,7 @@ class UnknownCode:
 
 class WrongShape:
     FORGED = marshal.dumps([("name", (1, 2, 3))], 2)
+
+
+class NotBytes:
+    FORGED = "a str where bytes belong"
