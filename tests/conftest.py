@@ -6,7 +6,7 @@ import gc
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from pathlib import Path
 
@@ -119,6 +119,27 @@ def Values() -> Iterator[Any]:
 def Matrix() -> Iterator[Any]:
     """Proxy class of tests/targets/matrix.py:Matrix (results that fail at each stage), closed after the test."""
     yield from _proxy_class("targets.matrix:Matrix")
+
+
+@pytest.fixture
+def placeholder_proxy() -> Iterator[Callable[..., Any]]:
+    """`make(target, name)`: a generated proxy class of `target` that embeds no members and a
+    fingerprint no target has, so every bind reads the child's signature data (a stale bind).
+    The runtime's registry of generated targets forgets them after the test."""
+    from extradite import _proxy
+    from extradite._generated import GeneratedProxy
+
+    made: list[str] = []
+
+    def make(target: str, name: str = "Placeholder") -> Any:
+        made.append(target)
+        return type(name, (GeneratedProxy,), {
+            "__module__": __name__, "__extradite_target__": target,
+            "__extradite_fingerprint__": "0" * 16, "__extradite_members__": {}})
+
+    yield make
+    for target in made:
+        _proxy.GENERATED.pop(target, None)
 
 
 def stress_scale() -> float:

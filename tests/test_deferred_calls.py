@@ -7,6 +7,7 @@ that the child works out the signatures while the parent builds its classes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -70,16 +71,10 @@ def test_a_cancelled_request_leaves_no_waiter_and_its_reply_is_dropped(Values: A
     assert _idle(session) and session.broken is None
 
 
-def test_a_generated_bind_that_cannot_import_leaves_the_shared_session_usable() -> None:
+def test_a_generated_bind_that_cannot_import_leaves_the_shared_session_usable(
+        placeholder_proxy: Callable[..., Any]) -> None:
     """The import fails; the signature request sent with it is cancelled, not left waiting."""
-    from extradite import _proxy
-    from extradite._generated import GeneratedProxy
-
-    class Missing(GeneratedProxy):
-        __extradite_target__ = "targets.no_such_module:Thing"
-        __extradite_fingerprint__ = "0" * 16
-        __extradite_members__: dict[str, str] = {}
-
+    Missing = placeholder_proxy("targets.no_such_module:Thing", "Missing")
     key = "test-deferred-missing"
     try:
         with pytest.raises(ExtraditeRemoteError, match="could not load the target in the child"):
@@ -91,4 +86,3 @@ def test_a_generated_bind_that_cannot_import_leaves_the_shared_session_usable() 
         Values.close()
     finally:
         close_extradite_session(key)
-        _proxy.GENERATED.pop(Missing.__extradite_target__, None)

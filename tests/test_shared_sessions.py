@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -193,18 +193,14 @@ def test_objects_from_two_sessions_cannot_be_mixed(opened: list[Any]) -> None:
     assert right.echo(1) == 1  # the refused call left the session usable
 
 
-def test_a_generated_class_without_slots_sharing_a_session_leaves_dynamic_construction_working() -> None:
+def test_a_generated_class_without_slots_sharing_a_session_leaves_dynamic_construction_working(
+        placeholder_proxy: Callable[..., Any]) -> None:
     """Proxies generated before GeneratedProxy had `__slots__` have an instance dict, so a dynamic
     class on their session cannot take over the instances it constructs: it gets them as they
     come (the generated type), still working, instead of an error."""
-    from extradite import ExtraditeStaleProxyWarning, _proxy
-    from extradite._generated import GeneratedProxy
+    from extradite import ExtraditeStaleProxyWarning
 
-    class OldValues(GeneratedProxy):  # as generated then: no __slots__
-        __extradite_target__ = "targets.values:Values"
-        __extradite_fingerprint__ = "0" * 16
-        __extradite_members__: dict[str, str] = {}
-
+    OldValues = placeholder_proxy("targets.values:Values", "OldValues")  # as generated then: no __slots__
     key = "test-old-generated-layout"
     try:
         dynamic = extradite("targets.values:Values", share_key=key, share_keepalive_seconds=30)
@@ -217,4 +213,3 @@ def test_a_generated_class_without_slots_sharing_a_session_leaves_dynamic_constr
         typed.close_proxy_class()
     finally:
         close_extradite_session(key)
-        _proxy.GENERATED.pop(OldValues.__extradite_target__, None)

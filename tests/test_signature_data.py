@@ -14,11 +14,12 @@ import json
 import marshal
 import random
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from extradite import ExtraditeProtocolError, _proxy
-from extradite._generated import GeneratedProxy
+from extradite import ExtraditeProtocolError, ExtraditeStaleProxyWarning
 from extradite._members import load_signature_data, signature_data
 from extradite.demo import callbacks, counter
 
@@ -79,41 +80,25 @@ def test_forged_data_is_refused(data: bytes, message: str) -> None:
 
 
 @pytest.mark.parametrize("target", ["Truncated", "HugeLength", "UnknownCode", "WrongShape", "NotBytes"])
-def test_a_child_forging_its_signatures_is_stopped_with_a_clear_error(target: str) -> None:
-    class Forged(GeneratedProxy):
-        __extradite_target__ = f"targets.forged:{target}"
-        __extradite_fingerprint__ = "0" * 16  # differs from anything: the parent reads the data
-        __extradite_members__: dict[str, str] = {}
-
-    try:
-        with pytest.raises(ExtraditeProtocolError, match="malformed signatures of targets.forged") as caught:
-            Forged.extradite()
-        assert "was stopped" in str(caught.value)
-        # Nothing half-bound is left: the next bind starts a new child and fails the same way.
-        with pytest.raises(ExtraditeProtocolError, match="malformed signatures"):
-            Forged.extradite()
-    finally:
-        _proxy.GENERATED.pop(Forged.__extradite_target__, None)
+def test_a_child_forging_its_signatures_is_stopped_with_a_clear_error(
+        target: str, placeholder_proxy: Callable[..., Any]) -> None:
+    Forged = placeholder_proxy(f"targets.forged:{target}")  # its fingerprint differs: the parent reads the data
+    with pytest.raises(ExtraditeProtocolError, match="malformed signatures of targets.forged") as caught:
+        Forged.extradite()
+    assert "was stopped" in str(caught.value)
+    # Nothing half-bound is left: the next bind starts a new child and fails the same way.
+    with pytest.raises(ExtraditeProtocolError, match="malformed signatures"):
+        Forged.extradite()
 
 
-
-def test_a_stale_warning_raised_as_an_error_leaves_nothing_bound() -> None:
+def test_a_stale_warning_raised_as_an_error_leaves_nothing_bound(placeholder_proxy: Callable[..., Any]) -> None:
     """`-W error::ExtraditeStaleProxyWarning` makes a stale bind fail; its child must not outlive it."""
-    from extradite import ExtraditeStaleProxyWarning
-
-    class Stale(GeneratedProxy):
-        __extradite_target__ = "targets.values:Values"
-        __extradite_fingerprint__ = "0" * 16
-        __extradite_members__: dict[str, str] = {}
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ExtraditeStaleProxyWarning)
-            with pytest.raises(ExtraditeStaleProxyWarning, match="no longer matches"):
-                Stale.extradite()
-        with pytest.warns(ExtraditeStaleProxyWarning):
-            bound = Stale.extradite()
-        assert bound().echo(3) == 3
-        bound.close_proxy_class()
-    finally:
-        _proxy.GENERATED.pop(Stale.__extradite_target__, None)
+    Stale = placeholder_proxy("targets.values:Values")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExtraditeStaleProxyWarning)
+        with pytest.raises(ExtraditeStaleProxyWarning, match="no longer matches"):
+            Stale.extradite()
+    with pytest.warns(ExtraditeStaleProxyWarning):
+        bound = Stale.extradite()
+    assert bound().echo(3) == 3
+    bound.close_proxy_class()
