@@ -115,3 +115,14 @@ finally:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+def test_the_bytecode_cases_write_no_cache_into_the_checkout(tmp_path: Path) -> None:
+    """A .pyc left in src/ changes what later children load (and so later runs' start-up figures)."""
+    def caches() -> dict[Path, int]:
+        return {path: path.stat().st_mtime_ns for path in (ROOT / "src").rglob("*.pyc")}
+
+    before = caches()
+    _quick_run(tmp_path, "import_extradite,cold_start_trivial_pyc")
+    written = {path for path, mtime in caches().items() if before.get(path) != mtime}
+    assert not written, sorted(map(str, written))
