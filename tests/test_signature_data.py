@@ -33,6 +33,13 @@ def test_reads_what_signature_data_writes(cls: type) -> None:
     assert load_signature_data(data) == marshal.loads(data)
 
 
+def test_names_that_are_not_valid_utf8_read_as_marshal_wrote_them() -> None:
+    """marshal writes a lone surrogate (a name set with setattr) as it is: still the target's data."""
+    odd = type("Odd", (), {"\ud800name": lambda self: 1, "méthode": lambda self, é=1: é})
+    data = signature_data(odd)
+    assert load_signature_data(data) == marshal.loads(data)
+
+
 def test_every_truncation_is_a_clear_error() -> None:
     data = signature_data(counter.Counter)
     for end in range(len(data)):

@@ -242,7 +242,7 @@ def load_signature_data(data: bytes) -> list[tuple[str, _Signature]]:
             items = [read(depth + 1) for _ in range(n)]
             return items if code == b"[" else tuple(items)
         if code in (b"u", b"t"):
-            return str(take(count()), "utf-8")
+            return str(take(count()), "utf-8", "surrogatepass")  # as marshal writes str
         if code == b"i":
             return count()
         if code in (b"T", b"F", b"N"):
