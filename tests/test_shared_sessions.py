@@ -21,6 +21,7 @@ from extradite._api import session_of
 
 SERVICE = "targets.handles:Service"
 COUNTER = "targets.counter:Counter"
+BARE = "targets.bare:Bare"
 
 
 @pytest.fixture
@@ -141,6 +142,24 @@ def test_prewarm_returns_true_when_it_started_a_child_and_false_when_running() -
         cls.close()
     finally:
         close_extradite_session("pre")
+
+
+def test_a_prewarmed_child_warms_up_while_idle_and_the_bind_finds_the_session_idle() -> None:
+    """prewarm sends OP_WARM_UP and drops its reply; a child started by a bind does not warm up."""
+    try:
+        assert prewarm_extradite_session("pre-warm") is True
+        cls = extradite(BARE, share_key="pre-warm")
+        assert cls().warmed_up() is True
+        session = session_of(cls).session
+        assert not session._waiters and not session._chains  # the dropped reply left nothing waiting
+        cls.close()
+    finally:
+        close_extradite_session("pre-warm")
+    cold = extradite(BARE)
+    try:
+        assert cold().warmed_up() is False
+    finally:
+        cold.close()
 
 
 def test_prewarm_with_conflicting_options_raises() -> None:

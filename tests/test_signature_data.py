@@ -13,6 +13,7 @@ import fractions
 import json
 import marshal
 import random
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from extradite import ExtraditeProtocolError, ExtraditeStaleProxyWarning
-from extradite._members import load_signature_data, signature_data
+from extradite._members import fingerprint, load_signature_data, signature_data, stale_signature_data, warm_up
 from extradite.demo import callbacks, counter
 
 REAL_CLASSES: list[type] = [counter.Counter, callbacks.EventBus, collections.OrderedDict, json.JSONDecoder,
@@ -31,6 +32,23 @@ REAL_CLASSES: list[type] = [counter.Counter, callbacks.EventBus, collections.Ord
 def test_reads_what_signature_data_writes(cls: type) -> None:
     data = signature_data(cls)
     assert load_signature_data(data) == marshal.loads(data)
+
+
+def test_the_child_sends_no_signature_data_when_the_fingerprint_is_the_same() -> None:
+    """What an EXTRA_DIGESTS import replies: None for an up-to-date proxy, else the data to read."""
+    cls = counter.Counter
+    assert stale_signature_data(cls, fingerprint(cls)) is None
+    assert stale_signature_data(cls, "0" * 16) == signature_data(cls)
+    assert stale_signature_data(counter.Counter.increment, fingerprint(cls)) == b""  # not a class
+
+
+def test_warm_up_imports_nothing() -> None:
+    """It runs in a prewarmed child, whose modules are pinned (tests/test_bootcode.py)."""
+    from extradite import _members
+
+    before = set(sys.modules)
+    warm_up()
+    assert set(sys.modules) == before and _members.warmed_up
 
 
 def test_names_that_are_not_valid_utf8_read_as_marshal_wrote_them() -> None:

@@ -39,7 +39,7 @@ from ._errors import (
     ExtraditeSessionConflictError,
 )
 from ._policy import PolicyConfig
-from ._wire import EXTRA_DIGESTS, EXTRA_RESULT_BY_REF, OP_CONFIGURE, OP_IMPORT, OP_STATS
+from ._wire import EXTRA_DIGESTS, EXTRA_RESULT_BY_REF, OP_CONFIGURE, OP_IMPORT, OP_STATS, OP_WARM_UP
 
 _lock = _thread.RLock()
 _deferred: deque[ClassHandle] = deque()   # classes collected while _lock was busy
@@ -168,11 +168,12 @@ class SessionHandle:
         error.__cause__ = exc
         return error
 
-    def import_class(self, module: str, qualname: str, target: str, *, digests: bool = False) -> Any:
+    def import_class(self, module: str, qualname: str, target: str, *, fingerprint: str | None = None) -> Any:
         """The class proxy of `target`.
 
-        With `digests`: (class proxy, `Pending` of the class's `signature_data`). Both requests
-        go out at once; the child works out the signatures while this side builds its classes.
+        With a generated proxy's `fingerprint`: (class proxy, `Pending` of None when the class
+        has it, else of its `signature_data`). Both requests go out at once; the child works
+        out the signatures while this side builds its classes.
         """
         tree = protected_tree(module)
         leaked = tree in sys.modules
@@ -190,11 +191,11 @@ class SessionHandle:
         session = self.session
         signatures: Pending | None = None
         try:
-            if digests:
+            if fingerprint is not None:
                 imported = session.call(OP_IMPORT, module, qualname, (tree,), None, None, EXTRA_RESULT_BY_REF,
                                         defer=True)
                 try:
-                    signatures = session.call(OP_IMPORT, module, qualname, (), None, None, EXTRA_DIGESTS,
+                    signatures = session.call(OP_IMPORT, module, qualname, (fingerprint,), None, None, EXTRA_DIGESTS,
                                               defer=True)
                 except BaseException:
                     imported.cancel()
@@ -216,7 +217,7 @@ class SessionHandle:
                                       f"{exc.remote_message}")
                 exc.args = (exc.remote_message,) if not isinstance(exc, ImportError) else exc.args
             raise
-        return (cls, signatures) if digests else cls
+        return (cls, signatures) if fingerprint is not None else cls
 
     def acquire(self) -> None:
         with _lock:
@@ -393,6 +394,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
     config = PolicyConfig(transport_policy, transport_type_rules)
     _check_keepalive(share_key, share_keepalive_seconds)
     handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(share_key))
+    if started:  # the child warms up while nobody waits for it; its reply is dropped
+        handle.session.call(OP_WARM_UP, None, defer=True).cancel()
     if started and share_keepalive_seconds:
         handle.acquire()
         handle.release_user()  # no users yet: the keepalive clock starts now

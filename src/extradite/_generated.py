@@ -11,13 +11,14 @@ methods come first in the MRO, and every name the generator did not know falls
 back to the dynamic proxy (members added since generation, instance attributes).
 
 At bind time the import reply's class descriptor carries the member names and kinds,
-and a second request, sent with the import, the live target's `signature_data` (the
-child works it out while the parent builds the bound class): the checksum of the one
-and the kinds are compared with what the generated class embeds. Equal: nothing else happens.
-Different: one `ExtraditeStaleProxyWarning` names what changed (the digests of the
-live signatures against the embedded ones); changed members use the dynamic path,
-removed members raise a clear `AttributeError` when used. Signature data that does not
-read as such is a broken child: it is stopped and the bind raises `ExtraditeProtocolError`.
+which the parent compares with what the generated class embeds; a second request, sent
+with the import, carries the embedded fingerprint, which the child compares with the live
+target's while the parent builds the bound class. Both equal: nothing else happens.
+Different: the child sends the live `signature_data`, and one `ExtraditeStaleProxyWarning`
+names what changed (the digests of the live signatures against the embedded ones):
+changed members use the dynamic path, removed members raise a clear `AttributeError`
+when used. Signature data that does not read as such is a broken child: it is stopped
+and the bind raises `ExtraditeProtocolError`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ._errors import ExtraditeStaleProxyWarning
 from ._members import checksum, load_signature_data
 from ._policy import PolicyConfig
 from ._proxy import BoundMethod, PolicyIntrospection, RemoteClass, _check_calls, _in_thread, _pop_policy, _root, release
-from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
+from ._wire import EXTRA_AWAIT, EXTRA_DIGESTS, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_IMPORT, OP_SETATTR
 
 __all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute", "member_digests"]
 
@@ -162,7 +163,8 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
                              options.get("python"), repr(target))
     handle.acquire()
     try:
-        imported, signatures = handle.import_class(module, qualname, target, digests=True)
+        imported, signatures = handle.import_class(module, qualname, target,
+                                                   fingerprint=cls.__extradite_fingerprint__)
         try:  # while the child works out the signatures: the bound class
             root = _root(imported)
             namespace: dict[str, Any] = {"__slots__": (), "_xd_api": ClassHandle(handle, target),
@@ -171,10 +173,11 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
         except BaseException:
             signatures.cancel()
             raise
-        live = signatures.result()
+        live = signatures.result()  # None: the child found the fingerprint the same
         table: dict[str, str] = root.__dict__["_xd_members"]  # from the class descriptor
-        if (type(live) is not bytes or checksum(live, 16) != cls.__extradite_fingerprint__
-                or table != cls._xd_kinds):  # stale (or forged): say what changed
+        if live is not None or table != cls._xd_kinds:  # stale (or forged): say what changed
+            if live is None:  # the kinds alone differ: the signatures are needed to say how
+                live = handle.session.call(OP_IMPORT, module, qualname, ("",), None, None, EXTRA_DIGESTS)
             try:
                 live_signatures = load_signature_data(live)
             except ValueError as exc:  # a broken or hostile child: it is stopped, as for a corrupt frame

@@ -13,10 +13,10 @@ them somewhere below `object` (so the proxy keeps cheap local defaults otherwise
 
 A generated proxy embeds the kind and a digest of the call signature of each
 member (see `_generated.member_digests`) and a `fingerprint()` of the signatures.
-When it binds, the child sends the `signature_data()` (no checksum or text per
-member); names and kinds cross anyway in the class descriptor (the table above).
-The parent checksums those bytes, and reads them (`load_signature_data`, strict:
-the child may be hostile) only when the checksum differs, to name what changed.
+When it binds, the child compares that fingerprint with the live class's
+(`stale_signature_data`) and sends the `signature_data()` only when it differs; names
+and kinds cross anyway in the class descriptor (the table above). The parent reads
+those bytes (`load_signature_data`, strict: the child may be hostile) to name what changed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import marshal
 import types
 
 __all__ = ["SUPPORTED_DUNDERS", "describe_type", "signatures", "signature_data", "load_signature_data",
-           "fingerprint", "checksum"]
+           "fingerprint", "stale_signature_data", "checksum", "warm_up"]
 
 # Dunders a proxy forwards. `__hash__` and `__eq__` only when the target overrides
 # object's identity versions; `__repr__`/`__str__` always (see describe_type).
@@ -202,6 +202,15 @@ def signature_data(cls: type) -> bytes:
     return marshal.dumps(signatures(cls), 2)
 
 
+def stale_signature_data(cls: object, expected: str) -> bytes | None:
+    """None when `cls` has the fingerprint a generated proxy expects, else its `signature_data`.
+
+    The child compares, so a bind whose proxy is up to date moves no signature data.
+    """
+    data = signature_data(cls) if isinstance(cls, type) else b""
+    return None if type(data) is bytes and checksum(data, 16) == expected else data
+
+
 def fingerprint(cls: type) -> str:
     """The checksum of `signature_data(cls)` that a generated proxy embeds."""
     return checksum(signature_data(cls), 16)
@@ -277,3 +286,51 @@ def _is_entry(item: object) -> bool:
             and isinstance(kwdefaults, tuple)
             and all(isinstance(k, tuple) and len(k) == 2 and all(isinstance(t, str) for t in k)
                     for k in kwdefaults))
+
+
+_WARM_UP_SOURCE = """
+class Sample:
+    limit = 3
+
+    def __init__(self, start=0, *, step=1):
+        self.value = start
+
+    def add(self, amount=None, /, *more, scale=1.0, **options):
+        return self.value
+
+    @property
+    def double(self):
+        return 2 * self.value
+
+    @classmethod
+    def make(cls, text: str = ""):
+        return cls()
+
+    @staticmethod
+    def parse(text, base=10):
+        return int(text, base)
+
+    def __len__(self):
+        return 0
+"""
+
+
+def warm_up() -> None:
+    """What a prewarmed child does while it waits for its first class (`OP_WARM_UP`).
+
+    A process's first `compile` sets the compiler up (1-2 ms, paid by the first target
+    imported from source), and the member-table and signature code above runs about
+    twice as slow the first time as later. A bind after this pays neither.
+    """
+    global warmed_up
+    namespace: dict[str, object] = {}
+    exec(compile(_WARM_UP_SOURCE, "<extradite warm-up>", "exec"), namespace)
+    sample = namespace["Sample"]
+    assert isinstance(sample, type)
+    for _ in range(2):
+        describe_type(sample)
+        fingerprint(sample)
+    warmed_up = True
+
+
+warmed_up = False  # whether this process ran `warm_up` (diagnostics and tests)

@@ -64,6 +64,7 @@ from ._wire import (
     OP_IMPORT,
     OP_SETATTR,
     OP_STATS,
+    OP_WARM_UP,
     RELEASE,
     REPLY,
     REQUEST,
@@ -562,12 +563,11 @@ class Session:
                 results.append(value)
             return results
         elif op == OP_IMPORT:
-            imported = self._import(target, name, args)
-            if extra & EXTRA_DIGESTS:
-                from ._members import signature_data
+            if extra & EXTRA_DIGESTS:  # args: (the fingerprint a generated proxy expects,)
+                from ._members import stale_signature_data
 
-                return signature_data(imported) if isinstance(imported, type) else b""
-            return imported
+                return stale_signature_data(self._import(target, name, ()), args[0])
+            return self._import(target, name, args)
         elif op == OP_CONFIGURE:
             from ._policy import PolicyConfig
 
@@ -582,6 +582,11 @@ class Session:
             return None
         elif op == OP_STATS:
             return self.stats()
+        elif op == OP_WARM_UP:
+            from ._members import warm_up
+
+            warm_up()
+            return None
         else:
             raise ExtraditeProtocolError(f"corrupt frame: unknown operation {op}")
         if extra & EXTRA_AWAIT:

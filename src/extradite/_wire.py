@@ -35,8 +35,9 @@ from __future__ import annotations
 
 import struct
 
-VERSION = 5  # 3: FLAG_SCALAR replies; 4: an EXTRA_DIGESTS import replies the signatures alone;
-#             5: a class descriptor's plain fields travel pre-pickled (`Codec._class_pid`)
+VERSION = 6  # 3: FLAG_SCALAR replies; 4: an EXTRA_DIGESTS import replies the signatures alone;
+#             5: a class descriptor's plain fields travel pre-pickled (`Codec._class_pid`);
+#             6: OP_WARM_UP, and the child compares an EXTRA_DIGESTS import's fingerprint
 
 HEADER = struct.Struct("<BBHIIII")
 HEADER_SIZE = HEADER.size
@@ -66,12 +67,13 @@ OP_BATCH = 6           # [target(*a, **k) or getattr(target, name)(*a, **k) for 
 OP_IMPORT = 7          # import module `target`, return the attribute path `name` (by reference)
 OP_CONFIGURE = 8       # install policy configuration on the serving side
 OP_STATS = 9           # sizes of the serving side's handle tables (tests, diagnostics)
+OP_WARM_UP = 10        # a prewarmed child, idle: pay now what its first import would pay (`_members.warm_up`)
 
 
 # `extra` flags of a request.
 EXTRA_AWAIT = 0x1          # the result is awaitable: run it to completion on the serving side
 EXTRA_RESULT_BY_REF = 0x2  # the result travels by reference whatever the policy says
-EXTRA_DIGESTS = 0x4        # OP_IMPORT: reply `_members.signature_data` of the imported class (bytes), not the class
+EXTRA_DIGESTS = 0x4        # OP_IMPORT: reply `_members.stale_signature_data(class, args[0])`, not the class
 EXTRA_TARGET_HID = 0x8     # `target` is the receiver's own handle id (a proxy going home), not an object
 
 # Persistent ids of handles inside a pickle stream (first item of the pid tuple).
