@@ -15,8 +15,9 @@ Columns:
               is quiet)
   extradite_nopoll  the same with polling turned off on both sides (EXTRADITE_SPIN_US=0: every
               wait sleeps on the socket), to show what the low-latency wait buys in each regime
-  generated   the proxies in generated/ (extradite-gen output for extradite.demo); shown as
-              "n/a (generated proxies unavailable)" when they cannot be imported or used.
+  generated   the proxies in generated/ (extradite-gen output for extradite.demo), and for the
+              Workload regimes a proxy extradite-gen writes at the start of the run (into a
+              temporary directory); "n/a (...)" says why when they cannot be made or used.
               In the call regimes they share the dynamic proxy's session (the same child)
   mp_manager  multiprocessing.managers.BaseManager (what a user would otherwise reach for)
   rpyc        rpyc classic connection, only when rpyc is installed
@@ -50,6 +51,7 @@ import os
 import pickle
 import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -340,11 +342,12 @@ class Env:
         demo = ROOT / "src" / "extradite" / "demo"
         self.direct_counter = _load_direct("xdbench_direct_counter", demo / "counter.py")
         self.direct_bus = _load_direct("xdbench_direct_callbacks", demo / "callbacks.py")
-        self.W = extradite_class(WORKLOAD)
-        # Counter and EventBus each run in one session that the generated proxy shares (see
-        # `_load_generated`): generated against dynamic then compares the proxy layers alone,
+        # Counter, EventBus and Workload each run in one session that the generated proxy shares
+        # (see `_load_generated`): generated against dynamic then compares the proxy layers alone,
         # not two sessions (which differ by a few percent between themselves).
-        self.shared_keys = (f"xdbench-{os.getpid()}-counter", f"xdbench-{os.getpid()}-bus")
+        self.shared_keys = (f"xdbench-{os.getpid()}-counter", f"xdbench-{os.getpid()}-bus",
+                            f"xdbench-{os.getpid()}-workload")
+        self.W = extradite_class(WORKLOAD, share_key=self.shared_keys[2])
         self.C = extradite_class(COUNTER, share_key=self.shared_keys[0])
         self.B = extradite_class(EVENTBUS, share_key=self.shared_keys[1])
         self.closers += [self.W.close, self.C.close, self.B.close]
@@ -354,6 +357,9 @@ class Env:
         self.generated_bound: Any = None  # bound to the sessions of self.C and self.B (call regimes)
         self.generated_reason = "n/a (generated proxies unavailable)"
         self._load_generated()
+        self.generated_workload: Any = None  # the Workload proxy, generated for this run (payload regimes)
+        self.generated_workload_reason = "n/a (the Workload proxy could not be generated)"
+        self._generate_workload()
         self.manager: Any = None
         self.mp_reason = ""
         self.pong: PipePong | None = None
@@ -396,6 +402,37 @@ class Env:
             self.generated_bound = (counter, bus)
         except Exception as exc:  # the generated runtime may not exist yet: report, never fake
             self.notes["generated"] = f"generated proxies unavailable: {type(exc).__name__}: {exc}"
+
+    def _generate_workload(self) -> None:
+        """Run extradite-gen on the benchmark's Workload into a temporary directory and bind it.
+
+        Generated for each run (a second or so), so the column always measures what the
+        generator writes now; without the generator's dependencies the column says why.
+        """
+        out = tempfile.mkdtemp(prefix="xdbench-gen-")
+        self.closers.append(lambda: shutil.rmtree(out, ignore_errors=True))
+        try:
+            env = _package_env(dict(os.environ))
+            env["PYTHONPATH"] = os.pathsep.join([str(TARGETS), env.get("PYTHONPATH", "")])
+            env["PYTHONDONTWRITEBYTECODE"] = "1"  # no .pyc in the checkout: the cold starts would read it
+            result = subprocess.run([sys.executable, "-m", "extradite.gen", WORKLOAD, "-o", out], env=env,
+                                    capture_output=True, text=True, timeout=120)
+            if result.returncode != 0:
+                raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else
+                                   f"extradite-gen exited with {result.returncode}")
+            sys.path.insert(0, out)
+            try:
+                module = importlib.import_module("extradite_bench_workload_xdproxy")
+            finally:
+                sys.path.remove(out)
+            bound = module.Workload.extradite(share_key=self.shared_keys[2])
+            self.closers.append(bound.close_proxy_class)
+            if bound().inc(3) != 3:
+                raise RuntimeError("generated Workload.inc returned a wrong value")
+            self.generated_workload = bound
+        except Exception as exc:  # report, never fake
+            self.notes["generated_workload"] = f"generated Workload unavailable: {type(exc).__name__}: {exc}"
+            self.generated_workload_reason = f"n/a (the Workload proxy could not be generated: {exc})"
 
     def mp(self) -> Any:
         if self.manager is None and not self.mp_reason:
@@ -704,8 +741,12 @@ def _echo_cells(env: Env, payload: Any, floor: Runner | None) -> dict[str, Runne
     cells: dict[str, Runner | str] = {
         "direct": _loop(lambda: d.echo(payload)),
         "extradite": _loop(lambda: w.echo(payload)),
-        "generated": "n/a (no echo method in the generated demo proxies)",
     }
+    if env.generated_workload is not None:
+        g = env.generated_workload()
+        cells["generated"] = _loop(lambda: g.echo(payload))
+    else:
+        cells["generated"] = env.generated_workload_reason
     if env.nopoll:
         ws = env.nopoll[0]()
         cells["extradite_nopoll"] = _loop(lambda: ws.echo(payload))
@@ -750,8 +791,12 @@ def _simple(method: str, *args: Any) -> Callable[[Env, int], dict[str, Runner | 
         cells: dict[str, Runner | str] = {
             "direct": _loop(lambda: d(*args)),
             "extradite": _loop(lambda: w(*args)),
-            "generated": "n/a (no such method in the generated demo proxies)",
         }
+        if env.generated_workload is not None:
+            g = getattr(env.generated_workload(), method)
+            cells["generated"] = _loop(lambda: g(*args))
+        else:
+            cells["generated"] = env.generated_workload_reason
         if env.nopoll:
             ws = getattr(env.nopoll[0](), method)
             cells["extradite_nopoll"] = _loop(lambda: ws(*args))
@@ -778,7 +823,8 @@ def _pipeline(env: Env, ops: int) -> dict[str, Runner | str]:
                 obj.echo(blob)
         return _timed(body)
     cells: dict[str, Runner | str] = {"direct": make(env.direct.Workload()), "extradite": make(env.W()),
-                                      "generated": "n/a (no pipeline in the generated demo proxies)"}
+                                      "generated": (make(env.generated_workload()) if env.generated_workload
+                                                    is not None else env.generated_workload_reason)}
     if env.nopoll:
         cells["extradite_nopoll"] = make(env.nopoll[0]())
     if env.mp():
@@ -952,8 +998,6 @@ def run(cases: list[Case], repetitions: int, quick: bool, memory: bool) -> tuple
             extra["bind_pairs"] = env.bind_pairs.summary()
     finally:
         env.close()
-        import shutil
-
         shutil.rmtree(env.pycache, ignore_errors=True)
     return results, extra
 
