@@ -659,12 +659,33 @@ class BindPairs:
 
     def summary(self) -> dict[str, float] | None:
         """Median of generated - dynamic per pair, with a 95% bootstrap interval (seconds)."""
-        if len(self.diffs) < 2:
-            return None
-        rng = random.Random(11)
-        boot = sorted(statistics.median(rng.choices(self.diffs, k=len(self.diffs))) for _ in range(2000))
-        return {"pairs": len(self.diffs), "median": statistics.median(self.diffs),
-                "low": boot[49], "high": boot[1949]}
+        return _median_interval(self.diffs)
+
+
+def _median_interval(values: list[float]) -> dict[str, float] | None:
+    """{pairs, median, low, high}: the median of `values` with a 95% bootstrap interval."""
+    if len(values) < 2:
+        return None
+    rng = random.Random(11)
+    boot = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(2000))
+    return {"pairs": len(values), "median": statistics.median(values), "low": boot[49], "high": boot[1949]}
+
+
+def generated_ratios(results: dict[str, dict[str, Cell]]) -> dict[str, dict[str, float]]:
+    """Per case, generated / dynamic paired by repetition (both ran once in each), median and interval.
+
+    A column median can differ by a few percent from run to run; the paired ratios show
+    whether a difference is beyond this run's noise (an interval that excludes 1).
+    """
+    out = {}
+    for case, cells in results.items():
+        gen, dyn = cells.get("generated"), cells.get("extradite")
+        if case == "bind_pairs" or gen is None or dyn is None or not gen.samples or not dyn.samples:
+            continue  # bind_pairs: paired per bind (see BindPairs)
+        summary = _median_interval([g / d for g, d in zip(gen.samples, dyn.samples)])
+        if summary is not None:
+            out[case] = summary
+    return out
 
 
 def _bind_pairs(env: Env, ops: int) -> dict[str, Runner | str]:
@@ -1124,6 +1145,10 @@ def render(cases: list[Case], results: dict[str, dict[str, Cell]], extra: dict[s
         if cpu:
             lines.append(f"tiny_call_pinned/{column}: CPU per call {cpu[0] * 1e6:.2f} us in the parent, "
                          f"{cpu[1] * 1e6:.2f} us in the child")
+    ratios = extra.get("generated_ratios")
+    if ratios:
+        lines.append("generated / dynamic, paired by repetition (median [95% interval]): " + "; ".join(
+            f"{case} {r['median']:.3f} [{r['low']:.3f} - {r['high']:.3f}]" for case, r in ratios.items()))
     pairs = extra.get("bind_pairs")
     if pairs:
         lines.append(f"bind_pairs: generated - dynamic, median of {pairs['pairs']} pairs "
@@ -1166,6 +1191,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     results, extra = run(cases, repetitions, args.quick, memory=not args.cases)
     extra["targets"] = targets(results, extra.get("memory"), extra.get("pinned_cpu"), extra.get("bind_pairs"))
+    extra["generated_ratios"] = generated_ratios(results)
     elapsed = time.perf_counter() - started
     affinity = sorted(os.sched_getaffinity(0))
     header = (f"extradite {getattr(extradite, '__version__', '')} benchmark: python {platform.python_version()}, "
@@ -1184,6 +1210,7 @@ def main(argv: list[str] | None = None) -> int:
             "memory": extra.get("memory"),
             "pinned_cpu_seconds_per_call": extra.get("pinned_cpu"),
             "bind_pairs_seconds": extra.get("bind_pairs"),
+            "generated_over_dynamic": extra["generated_ratios"],
             "targets": extra["targets"],
             "notes": extra.get("notes", {}),
         }

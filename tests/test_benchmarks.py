@@ -53,6 +53,17 @@ def test_pinned_case_reports_cpu_per_side(tmp_path: Path) -> None:
     assert data["cases"]["tiny_call_pinned"]["columns"]["floor"]["median"] > 0
 
 
+def test_generated_and_dynamic_are_also_compared_per_repetition(tmp_path: Path) -> None:
+    stdout, data = _quick_run(tmp_path, "state_mutation,bind_pairs", repetitions=2)
+    ratios = data["generated_over_dynamic"]
+    assert set(ratios) == {"state_mutation"}  # bind_pairs is paired per bind instead
+    columns = data["cases"]["state_mutation"]["columns"]
+    paired = sorted(g / d for g, d in zip(columns["generated"]["samples"], columns["extradite"]["samples"]))
+    assert ratios["state_mutation"]["median"] == pytest.approx(sum(paired) / 2)
+    assert ratios["state_mutation"]["low"] <= ratios["state_mutation"]["median"] <= ratios["state_mutation"]["high"]
+    assert "generated / dynamic, paired by repetition (median [95% interval]): state_mutation " in stdout
+
+
 def test_bind_pairs_report_the_paired_difference(tmp_path: Path) -> None:
     stdout, data = _quick_run(tmp_path, "bind_pairs", repetitions=2)
     assert "bind_pairs: generated - dynamic, median of 4 pairs" in stdout
