@@ -151,6 +151,51 @@ def test_a_sleeping_reader_is_woken_by_a_ring_frame(pair: Any) -> None:
         assert time.perf_counter() - start < 5, "a wake-up was lost"
 
 
+class _CountingSocket:
+    """A socket whose sendall calls are recorded."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.sent: list[bytes] = []
+
+    def sendall(self, data: bytes) -> None:
+        self.sent.append(bytes(data))
+        self.sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+def test_frames_published_during_one_sleep_send_one_wake(pair: Any) -> None:
+    """A deferred request behind another: one WAKE on the socket; the reader takes both from the ring.
+    A reader that went back to sleep shows a new sleep, which gets its own WAKE."""
+    owner, other = pair
+    _connect(owner, other)
+    owner.spin_cap_ns = owner._spin_ns = 0  # never poll: every wait sleeps on the socket
+    counting = _CountingSocket(other.sock)
+    other.sock = counting  # type: ignore[assignment]
+    wakes = counting.sent
+    try:
+        _one_wake_per_sleep(owner, other, wakes)
+    finally:
+        other.sock = counting.sock
+
+
+def _one_wake_per_sleep(owner: Channel, other: Channel, wakes: list[bytes]) -> None:
+    for round_ in range(3):
+        taken: list[int] = []
+        reader = threading.Thread(target=lambda: taken.extend(owner.recv().request_id for _ in range(2)))
+        reader.start()
+        deadline = time.monotonic() + 5
+        while not owner._words[owner._rx + _transport._SLEEPING] and time.monotonic() < deadline:  # type: ignore[index]
+            time.sleep(0.001)
+        other.send_bytes(REPLY, 10 * round_, 1, b"first")
+        other.send_bytes(REPLY, 10 * round_ + 1, 1, b"second")
+        reader.join(5)
+        assert taken == [10 * round_, 10 * round_ + 1]
+        assert wakes == [_transport._WAKE_FRAME] * (round_ + 1), "one WAKE per sleep, not per frame"
+
+
 def test_many_writer_threads_one_reader(pair: Any) -> None:
     owner, other = pair
     _connect(owner, other)

@@ -31,13 +31,16 @@ is next from whichever stream holds it: a writer publishes frame n (ring tail,
 then `published`) before it sends frame n+1, so once the reader sees a later frame
 at the head of one stream, frame n is visible at the head of the other.
 
-No lost wake-up: a reader with nothing to read stores sleeping=1, fences, and
-reads `published` once more before it blocks in recvmsg; a writer stores
-`published` after a ring frame, fences, and sends a header-only WAKE frame on the
-socket when it reads sleeping=1. The fences are a lock release + acquire (an
-atomic read-modify-write, a full barrier on x86-64, to which the ring is limited;
-elsewhere every frame takes the socket and the page only serves polling). A frame
-sent on the socket wakes a sleeping reader by itself.
+No lost wake-up: a reader with nothing to read stores `sleeping` = the number of
+this sleep (1, 2, ...), fences, and reads `published` once more before it blocks in
+recvmsg (and stores 0 once awake); a writer stores `published` after a ring frame,
+fences, and sends a header-only WAKE frame on the socket when it reads a sleep it
+has not woken yet. A second frame published during the same sleep needs no WAKE of
+its own (a deferred request behind another, say): the reader takes every published
+frame once awake, and a reader that went back to sleep shows a new number. The fences
+are a lock release + acquire (an atomic read-modify-write, a full barrier on x86-64,
+to which the ring is limited; elsewhere every frame takes the socket and the page only
+serves polling). A frame sent on the socket wakes a sleeping reader by itself.
 
 Low-latency wait: before it sleeps, a reader polls `published` for a short,
 adaptive window, with a sched_yield() per round so that a runnable peer on the
@@ -336,6 +339,8 @@ class Channel:
         self.closed = False
         self._sent = 0       # frames sent: the next frame's seq
         self._received = 0   # frames taken: the seq of the frame `recv` returns next
+        self._sleeps = 0     # sleeps on the socket so far (the number the peer reads, see _sleep)
+        self._woken = 0      # the peer's last sleep that a WAKE frame was sent for
         self._page: mmap.mmap | None = None
         self._words: memoryview | None = None  # the page as native u64 words (see _TAIL)
         self._ring_tx: memoryview | None = None  # our ring, once the peer maps the page
@@ -429,8 +434,10 @@ class Channel:
         self._sent += 1
         words[base] = self._sent  # type: ignore[index]
         _fence(self._tx_fence)
-        if words[base + _SLEEPING]:  # type: ignore[index]
+        sleep = words[base + _SLEEPING]  # type: ignore[index]
+        if sleep and sleep != self._woken:  # asleep, and no WAKE sent for this sleep yet
             self.sock.sendall(_WAKE_FRAME)
+            self._woken = sleep
 
     def _emit(self, kind: int, flags: int, request_id: int, chain: int, parts: list[Any],
               size: int, fds: list[int]) -> None:
@@ -702,7 +709,8 @@ class Channel:
         if self._ring_rx is None:  # the peer only uses the socket
             self._recv_more(False)
             return
-        words[self._rx + _SLEEPING] = 1
+        self._sleeps += 1
+        words[self._rx + _SLEEPING] = self._sleeps
         try:
             _fence(self._rx_fence)
             if words[word] <= received:
