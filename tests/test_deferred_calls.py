@@ -7,6 +7,7 @@ that the child works out the signatures while the parent builds its classes.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,32 @@ def test_deferred_requests_run_in_order_and_are_taken_in_any_order(Values: Any) 
     assert first.result() is None  # taken again: the same reply
     assert _idle(session)
     assert values.echo(3) == 3
+
+
+def test_a_reply_expected_soon_is_polled_for_the_whole_window(Values: Any) -> None:
+    """`result(soon=True)` (a generated bind's signature check): the adaptive window, shrunk by a
+    long wait before, is back at the cap for this wait; the reply is the same."""
+    values = Values()
+    channel = session_of(Values).session.channel
+    windows: list[int] = []  # the polling window each wait starts with
+    real_wait = channel._wait
+
+    def wait() -> None:
+        windows.append(channel._spin_ns)
+        real_wait()
+
+    channel._wait = wait  # type: ignore[method-assign]
+    try:
+        for soon in (False, True):
+            channel._spin_ns = 1_000  # as a long wait leaves it
+            # the child sleeps 5 ms before it replies, so this side surely waits
+            pending = session_of(Values).session.call(OP_CALL_METHOD, values, "apply", (time.sleep, 0.005),
+                                                      defer=True)
+            del windows[:]
+            assert pending.result(soon=soon) is None
+            assert windows and windows[0] == (channel.spin_cap_ns if soon else 1_000)
+    finally:
+        del channel._wait
 
 
 def test_a_deferred_error_is_raised_by_result(Values: Any) -> None:

@@ -196,6 +196,16 @@ def _one_wake_per_sleep(owner: Channel, other: Channel, wakes: list[bytes]) -> N
         assert wakes == [_transport._WAKE_FRAME] * (round_ + 1), "one WAKE per sleep, not per frame"
 
 
+def test_polling_the_next_wait_fully_respects_the_cap(pair: Any) -> None:
+    owner, _ = pair
+    owner._spin_ns = 1_000
+    owner.poll_next_wait_fully()
+    assert owner._spin_ns == owner.spin_cap_ns == 200_000
+    owner.spin_cap_ns = owner._spin_ns = 0  # EXTRADITE_SPIN_US=0: never poll, not even then
+    owner.poll_next_wait_fully()
+    assert owner._spin_ns == 0
+
+
 def test_many_writer_threads_one_reader(pair: Any) -> None:
     owner, other = pair
     _connect(owner, other)

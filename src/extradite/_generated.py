@@ -173,7 +173,7 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
         except BaseException:
             signatures.cancel()
             raise
-        live = signatures.result()  # None: the child found the fingerprint the same
+        live = signatures.result(soon=True)  # None: the child found the fingerprint the same
         table: dict[str, str] = root.__dict__["_xd_members"]  # from the class descriptor
         if live is not None or table != cls._xd_kinds:  # stale (or forged): say what changed
             if live is None:  # the kinds alone differ: the signatures are needed to say how

@@ -704,6 +704,11 @@ class Channel:
         else:
             self._spin_ns = max(_SPIN_MIN_NS, window >> 1)
 
+    def poll_next_wait_fully(self) -> None:
+        """The next wait is for a frame the peer is finishing: poll the whole window (the cap,
+        still off while the machine is busy) before sleeping, not the shrunk one."""
+        self._spin_ns = self.spin_cap_ns
+
     def _sleep(self, words: memoryview, word: int, received: int) -> None:
         """Block on the socket until the peer sends or publishes a frame (no lost wake-up)."""
         if self._ring_rx is None:  # the peer only uses the socket
