@@ -578,6 +578,7 @@ def _warm_start_once(make_class: Callable[[str], Any], close: Callable[[Any], No
     """
     key = f"xdbench-warm-{os.getpid()}"
     prewarm_extradite_session(key, share_keepalive_seconds=30)
+    _until_idle(key)  # as when the session is prewarmed ahead: its child has warmed up
     other = extradite_class(EVENTBUS, share_key=key, share_keepalive_seconds=30)
     other().delivered  # the child is up and serving
     other.close()
@@ -595,6 +596,18 @@ def _warm_start_once(make_class: Callable[[str], Any], close: Callable[[Any], No
     del cls, other
     _collect_now()
     return elapsed
+
+
+def _until_idle(share_key: str) -> None:
+    """Wait until the prewarmed child of `share_key` sleeps: it has started and served its warm-up.
+
+    A bind sent sooner would find the child still starting, and it skips its warm-up then."""
+    from extradite._api import _shared
+
+    channel = _shared[share_key].session.channel
+    deadline = time.monotonic() + 30
+    while not channel.peer_asleep() and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def _dynamic_bind(target: str) -> Callable[[str], Any]:

@@ -187,13 +187,24 @@ def _one_wake_per_sleep(owner: Channel, other: Channel, wakes: list[bytes]) -> N
         reader = threading.Thread(target=lambda: taken.extend(owner.recv().request_id for _ in range(2)))
         reader.start()
         deadline = time.monotonic() + 5
-        while not owner._words[owner._rx + _transport._SLEEPING] and time.monotonic() < deadline:  # type: ignore[index]
+        while not other.peer_asleep() and time.monotonic() < deadline:
             time.sleep(0.001)
         other.send_bytes(REPLY, 10 * round_, 1, b"first")
         other.send_bytes(REPLY, 10 * round_ + 1, 1, b"second")
         reader.join(5)
         assert taken == [10 * round_, 10 * round_ + 1]
         assert wakes == [_transport._WAKE_FRAME] * (round_ + 1), "one WAKE per sleep, not per frame"
+
+
+def test_frame_ready_says_whether_a_frame_waits_without_waiting(pair: Any) -> None:
+    owner, other = pair
+    _connect(owner, other)
+    assert not owner.frame_ready()
+    other.send_bytes(REPLY, 1, 1, b"ring")  # through the ring
+    other.send(REPLY, 2, 1, _big(2))  # through the socket
+    assert owner.frame_ready()
+    assert owner.recv().request_id == 1 and owner.frame_ready()
+    assert owner.recv().request_id == 2 and not owner.frame_ready()
 
 
 def test_polling_the_next_wait_fully_respects_the_cap(pair: Any) -> None:

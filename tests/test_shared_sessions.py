@@ -144,10 +144,24 @@ def test_prewarm_returns_true_when_it_started_a_child_and_false_when_running() -
         close_extradite_session("pre")
 
 
+def _wait_until_the_child_sleeps(share_key: str) -> None:
+    """Until the shared child sleeps on its socket: it has served everything sent so far."""
+    from extradite._api import _shared
+
+    channel = _shared[share_key].session.channel
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if channel.peer_asleep():
+            return
+        time.sleep(0.005)
+    raise AssertionError("the prewarmed child never went idle")
+
+
 def test_a_prewarmed_child_warms_up_while_idle_and_the_bind_finds_the_session_idle() -> None:
     """prewarm sends OP_WARM_UP and drops its reply; a child started by a bind does not warm up."""
     try:
         assert prewarm_extradite_session("pre-warm") is True
+        _wait_until_the_child_sleeps("pre-warm")
         cls = extradite(BARE, share_key="pre-warm")
         assert cls().warmed_up() is True
         session = session_of(cls).session
@@ -160,6 +174,17 @@ def test_a_prewarmed_child_warms_up_while_idle_and_the_bind_finds_the_session_id
         assert cold().warmed_up() is False
     finally:
         cold.close()
+
+
+def test_a_bind_right_after_prewarm_does_not_wait_for_the_warm_up() -> None:
+    """The import is already there when the child starts: it skips the warm-up."""
+    try:
+        assert prewarm_extradite_session("pre-skip") is True
+        cls = extradite(BARE, share_key="pre-skip")  # sent while the child still starts up
+        assert cls().warmed_up() is False
+        cls.close()
+    finally:
+        close_extradite_session("pre-skip")
 
 
 def test_prewarm_with_conflicting_options_raises() -> None:

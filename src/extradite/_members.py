@@ -316,7 +316,8 @@ class Sample:
 
 
 def warm_up() -> None:
-    """What a prewarmed child does while it waits for its first class (`OP_WARM_UP`).
+    """What a prewarmed child does while it waits for its first class (`OP_WARM_UP`; skipped
+    when a request is already there: a bind right after the prewarm would wait for it).
 
     A process's first `compile` sets the compiler up (1-2 ms, paid by the first target
     imported from source), and the member-table and signature code above runs about

@@ -589,9 +589,10 @@ class Session:
         elif op == OP_STATS:
             return self.stats()
         elif op == OP_WARM_UP:
-            from ._members import warm_up
+            if not self.channel.frame_ready():  # idle: nobody waits behind it
+                from ._members import warm_up
 
-            warm_up()
+                warm_up()
             return None
         else:
             raise ExtraditeProtocolError(f"corrupt frame: unknown operation {op}")

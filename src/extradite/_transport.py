@@ -704,6 +704,19 @@ class Channel:
         else:
             self._spin_ns = max(_SPIN_MIN_NS, window >> 1)
 
+    def frame_ready(self) -> bool:
+        """Whether the peer has sent a frame that `recv` has not returned yet (no waiting)."""
+        if self._end != self._start:
+            return True
+        words = self._words
+        return words is not None and words[self._rx] > self._received
+
+    def peer_asleep(self) -> bool:
+        """Whether the peer sleeps on its socket now: it has taken every frame sent to it
+        (diagnostics and tests; False until the peer has mapped the page)."""
+        words = self._words
+        return words is not None and words[self._tx + _SLEEPING] != 0
+
     def poll_next_wait_fully(self) -> None:
         """The next wait is for a frame the peer is finishing: poll the whole window (the cap,
         still off while the machine is busy) before sleeping, not the shrunk one."""

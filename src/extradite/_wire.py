@@ -67,7 +67,7 @@ OP_BATCH = 6           # [target(*a, **k) or getattr(target, name)(*a, **k) for 
 OP_IMPORT = 7          # import module `target`, return the attribute path `name` (by reference)
 OP_CONFIGURE = 8       # install policy configuration on the serving side
 OP_STATS = 9           # sizes of the serving side's handle tables (tests, diagnostics)
-OP_WARM_UP = 10        # a prewarmed child, idle: pay now what its first import would pay (`_members.warm_up`)
+OP_WARM_UP = 10        # prewarm: pay now what the first import would pay (`_members.warm_up`), if nothing waits
 
 
 # `extra` flags of a request.
