@@ -16,8 +16,8 @@ Columns:
   extradite_nopoll  the same with polling turned off on both sides (EXTRADITE_SPIN_US=0: every
               wait sleeps on the socket), to show what the low-latency wait buys in each regime
   generated   the proxies in generated/ (extradite-gen output for extradite.demo), and for the
-              Workload regimes a proxy extradite-gen writes at the start of the run (into a
-              temporary directory); "n/a (...)" says why when they cannot be made or used.
+              Workload and trivial regimes proxies extradite-gen writes at the start of the run
+              (into a temporary directory); "n/a (...)" says why when they cannot be made or used.
               In the call regimes they share the dynamic proxy's session (the same child)
   mp_manager  multiprocessing.managers.BaseManager (what a user would otherwise reach for)
   rpyc        rpyc classic connection, only when rpyc is installed
@@ -357,9 +357,12 @@ class Env:
         self.generated_bound: Any = None  # bound to the sessions of self.C and self.B (call regimes)
         self.generated_reason = "n/a (generated proxies unavailable)"
         self._load_generated()
-        self.generated_workload: Any = None  # the Workload proxy, generated for this run (payload regimes)
-        self.generated_workload_reason = "n/a (the Workload proxy could not be generated)"
-        self._generate_workload()
+        # The suite's own targets' proxies, generated for this run: Workload bound to W's session
+        # (payload regimes), Trivial unbound (each start binds it anew).
+        self.generated_workload: Any = None
+        self.generated_trivial: Any = None
+        self.suite_generated_reason = "n/a (the suite's proxies could not be generated)"
+        self._generate_suite_proxies()
         self.manager: Any = None
         self.mp_reason = ""
         self.pong: PipePong | None = None
@@ -403,8 +406,8 @@ class Env:
         except Exception as exc:  # the generated runtime may not exist yet: report, never fake
             self.notes["generated"] = f"generated proxies unavailable: {type(exc).__name__}: {exc}"
 
-    def _generate_workload(self) -> None:
-        """Run extradite-gen on the benchmark's Workload into a temporary directory and bind it.
+    def _generate_suite_proxies(self) -> None:
+        """Run extradite-gen on the suite's Workload and Trivial into a temporary directory.
 
         Generated for each run (a second or so), so the column always measures what the
         generator writes now; without the generator's dependencies the column says why.
@@ -415,24 +418,25 @@ class Env:
             env = _package_env(dict(os.environ))
             env["PYTHONPATH"] = os.pathsep.join([str(TARGETS), env.get("PYTHONPATH", "")])
             env["PYTHONDONTWRITEBYTECODE"] = "1"  # no .pyc in the checkout: the cold starts would read it
-            result = subprocess.run([sys.executable, "-m", "extradite.gen", WORKLOAD, "-o", out], env=env,
-                                    capture_output=True, text=True, timeout=120)
+            result = subprocess.run([sys.executable, "-m", "extradite.gen", WORKLOAD, TRIVIAL, "-o", out],
+                                    env=env, capture_output=True, text=True, timeout=120)
             if result.returncode != 0:
                 raise RuntimeError(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else
                                    f"extradite-gen exited with {result.returncode}")
             sys.path.insert(0, out)
             try:
                 module = importlib.import_module("extradite_bench_workload_xdproxy")
+                trivial = importlib.import_module("extradite_bench_trivial_xdproxy").Trivial
             finally:
                 sys.path.remove(out)
             bound = module.Workload.extradite(share_key=self.shared_keys[2])
             self.closers.append(bound.close_proxy_class)
             if bound().inc(3) != 3:
                 raise RuntimeError("generated Workload.inc returned a wrong value")
-            self.generated_workload = bound
+            self.generated_workload, self.generated_trivial = bound, trivial
         except Exception as exc:  # report, never fake
-            self.notes["generated_workload"] = f"generated Workload unavailable: {type(exc).__name__}: {exc}"
-            self.generated_workload_reason = f"n/a (the Workload proxy could not be generated: {exc})"
+            self.notes["generated_suite"] = f"the suite's generated proxies unavailable: {type(exc).__name__}: {exc}"
+            self.suite_generated_reason = f"n/a (the suite's proxies could not be generated: {exc})"
 
     def mp(self) -> Any:
         if self.manager is None and not self.mp_reason:
@@ -560,13 +564,9 @@ def _cold(env: Env, ops: int, *, pyc: bool, trivial: bool = False) -> dict[str, 
         "mp_manager": run_mp,
         "floor": _bare_start,
     }
-    if trivial:
-        cells["generated"] = "n/a (no generated proxy for the trivial target)"
-    elif env.generated:
-        gen = env.generated[0]
-        cells["generated"] = fresh(gen.extradite, _close_generated)
-    else:
-        cells["generated"] = env.generated_reason
+    gen, reason = (env.generated_trivial, env.suite_generated_reason) if trivial else (
+        env.generated[0] if env.generated else None, env.generated_reason)
+    cells["generated"] = fresh(gen.extradite, _close_generated) if gen is not None else reason
     return cells
 
 
@@ -626,12 +626,9 @@ def _warm(env: Env, ops: int, *, trivial: bool = False) -> dict[str, Runner | st
     cells: dict[str, Runner | str] = {
         "extradite": warm(_dynamic_bind(TRIVIAL if trivial else COUNTER), _close_dynamic),
     }
-    if trivial:
-        cells["generated"] = "n/a (no generated proxy for the trivial target)"
-    elif env.generated:
-        cells["generated"] = warm(_generated_bind(env.generated[0]), _close_generated)
-    else:
-        cells["generated"] = env.generated_reason
+    gen, reason = (env.generated_trivial, env.suite_generated_reason) if trivial else (
+        env.generated[0] if env.generated else None, env.generated_reason)
+    cells["generated"] = warm(_generated_bind(gen), _close_generated) if gen is not None else reason
     return cells
 
 
@@ -780,7 +777,7 @@ def _echo_cells(env: Env, payload: Any, floor: Runner | None) -> dict[str, Runne
         g = env.generated_workload()
         cells["generated"] = _loop(lambda: g.echo(payload))
     else:
-        cells["generated"] = env.generated_workload_reason
+        cells["generated"] = env.suite_generated_reason
     if env.nopoll:
         ws = env.nopoll[0]()
         cells["extradite_nopoll"] = _loop(lambda: ws.echo(payload))
@@ -830,7 +827,7 @@ def _simple(method: str, *args: Any) -> Callable[[Env, int], dict[str, Runner | 
             g = getattr(env.generated_workload(), method)
             cells["generated"] = _loop(lambda: g(*args))
         else:
-            cells["generated"] = env.generated_workload_reason
+            cells["generated"] = env.suite_generated_reason
         if env.nopoll:
             ws = getattr(env.nopoll[0](), method)
             cells["extradite_nopoll"] = _loop(lambda: ws(*args))
@@ -858,7 +855,7 @@ def _pipeline(env: Env, ops: int) -> dict[str, Runner | str]:
         return _timed(body)
     cells: dict[str, Runner | str] = {"direct": make(env.direct.Workload()), "extradite": make(env.W()),
                                       "generated": (make(env.generated_workload()) if env.generated_workload
-                                                    is not None else env.generated_workload_reason)}
+                                                    is not None else env.suite_generated_reason)}
     if env.nopoll:
         cells["extradite_nopoll"] = make(env.nopoll[0]())
     if env.mp():
