@@ -62,6 +62,25 @@ def test_a_reply_expected_soon_is_polled_for_the_whole_window(Values: Any) -> No
         del channel._wait
 
 
+def test_the_waits_after_a_bind_are_polled_fully(monkeypatch: pytest.MonkeyPatch) -> None:
+    """extradite() leaves its channel polling the whole window for the construction that follows."""
+    from extradite._transport import Channel
+
+    polled: list[Channel] = []
+    real = Channel.poll_next_wait_fully
+
+    def record(channel: Channel) -> None:
+        polled.append(channel)
+        real(channel)
+
+    monkeypatch.setattr(Channel, "poll_next_wait_fully", record)
+    cls = extradite("targets.bare:Bare")
+    try:
+        assert polled == [session_of(cls).session.channel]
+    finally:
+        cls.close()
+
+
 def test_a_deferred_error_is_raised_by_result(Values: Any) -> None:
     values = Values()
     session = session_of(Values).session

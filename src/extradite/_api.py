@@ -203,6 +203,9 @@ class SessionHandle:
                 cls = imported.result()
             else:
                 cls = session.call(OP_IMPORT, module, qualname, (tree,), None, None, EXTRA_RESULT_BY_REF)
+            # A wait as long as an import shrinks the polling window, but the calls that follow
+            # (construction, the first call) are short: poll them fully rather than sleep.
+            session.channel.poll_next_wait_fully()
             from ._proxy import RemoteClass
 
             if not isinstance(cls, RemoteClass):

@@ -573,6 +573,9 @@ class Session:
                 from ._members import stale_signature_data
 
                 return stale_signature_data(self._import(target, name, ()), args[0])
+            # The construction and first calls come right after an import, sooner than this
+            # side's window (shrunk by the idle wait before it) would poll: poll them fully.
+            self.channel.poll_next_wait_fully()
             return self._import(target, name, args)
         elif op == OP_CONFIGURE:
             from ._policy import PolicyConfig
