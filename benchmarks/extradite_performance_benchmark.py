@@ -439,6 +439,12 @@ class Env:
             self.notes["generated_suite"] = f"the suite's generated proxies unavailable: {type(exc).__name__}: {exc}"
             self.suite_generated_reason = f"n/a (the suite's proxies could not be generated: {exc})"
 
+    def start_proxy(self, trivial: bool) -> tuple[Any, str]:
+        """(the unbound generated class the start regimes bind, or None; why not)."""
+        if trivial:
+            return self.generated_trivial, self.suite_generated_reason
+        return (self.generated[0] if self.generated else None), self.generated_reason
+
     def mp(self) -> Any:
         if self.manager is None and not self.mp_reason:
             try:
@@ -565,8 +571,7 @@ def _cold(env: Env, ops: int, *, pyc: bool, trivial: bool = False) -> dict[str, 
         "mp_manager": run_mp,
         "floor": _bare_start,
     }
-    gen, reason = (env.generated_trivial, env.suite_generated_reason) if trivial else (
-        env.generated[0] if env.generated else None, env.generated_reason)
+    gen, reason = env.start_proxy(trivial)
     cells["generated"] = fresh(gen.extradite, _close_generated) if gen is not None else reason
     return cells
 
@@ -627,8 +632,7 @@ def _warm(env: Env, ops: int, *, trivial: bool = False) -> dict[str, Runner | st
     cells: dict[str, Runner | str] = {
         "extradite": warm(_dynamic_bind(TRIVIAL if trivial else COUNTER), _close_dynamic),
     }
-    gen, reason = (env.generated_trivial, env.suite_generated_reason) if trivial else (
-        env.generated[0] if env.generated else None, env.generated_reason)
+    gen, reason = env.start_proxy(trivial)
     cells["generated"] = warm(_generated_bind(gen), _close_generated) if gen is not None else reason
     return cells
 
