@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from extradite import ExtraditeRemoteError, close_extradite_session, extradite
+from extradite import ExtraditeRemoteError, ExtraditeStaleProxyWarning, close_extradite_session, extradite
 from extradite._api import _shared, session_of
 from extradite._wire import OP_CALL_METHOD
 
@@ -126,9 +127,40 @@ def test_a_generated_bind_that_cannot_import_leaves_the_shared_session_usable(
         with pytest.raises(ExtraditeRemoteError, match="could not load the target in the child"):
             Missing.extradite(share_key=key, share_keepalive_seconds=30)
         session = _shared[key].session
-        assert _idle(session)
+        assert _idle(session) and not session.codec.known_tables  # the expected table is forgotten
         Values = extradite("targets.values:Values", share_key=key, share_keepalive_seconds=30)
         assert Values().echo(7) == 7 and _idle(session)
         Values.close()
+    finally:
+        close_extradite_session(key)
+
+
+def test_binds_in_several_threads_share_one_expected_table(placeholder_proxy: Callable[..., Any]) -> None:
+    """Each generated bind counts the table it expects; the last one out forgets it, so a
+    descriptor that names it always finds it, whichever bind's reply carries it."""
+    Values = placeholder_proxy("targets.values:Values", "Values")
+    key = "test-deferred-threads"
+    try:
+        errors: list[BaseException] = []
+        bound: list[Any] = []
+
+        def bind() -> None:
+            try:
+                bound.append(Values.extradite(share_key=key, share_keepalive_seconds=30))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=bind) for _ in range(4)]
+        with warnings.catch_warnings():  # the placeholder embeds no members: every bind is stale
+            warnings.simplefilter("ignore", ExtraditeStaleProxyWarning)
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert not errors and len(bound) == 4
+        assert not _shared[key].session.codec.known_tables
+        assert bound[0]().echo(3) == 3
+        for cls in bound:
+            cls.close_proxy_class()
     finally:
         close_extradite_session(key)

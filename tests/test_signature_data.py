@@ -21,7 +21,15 @@ from typing import Any
 import pytest
 
 from extradite import ExtraditeProtocolError, ExtraditeStaleProxyWarning
-from extradite._members import fingerprint, load_signature_data, signature_data, stale_signature_data, warm_up
+from extradite._members import (
+    check_members,
+    describe_type,
+    fingerprint,
+    kinds_checksum,
+    load_signature_data,
+    signature_data,
+    warm_up,
+)
 from extradite.demo import callbacks, counter
 
 REAL_CLASSES: list[type] = [counter.Counter, callbacks.EventBus, collections.OrderedDict, json.JSONDecoder,
@@ -34,12 +42,16 @@ def test_reads_what_signature_data_writes(cls: type) -> None:
     assert load_signature_data(data) == marshal.loads(data)
 
 
-def test_the_child_sends_no_signature_data_when_the_fingerprint_is_the_same() -> None:
-    """What an EXTRA_DIGESTS import replies: None for an up-to-date proxy, else the data to read."""
+def test_the_child_sends_nothing_when_fingerprint_and_kinds_are_the_same() -> None:
+    """What an EXTRA_DIGESTS import replies: None for an up-to-date proxy, else what to read."""
     cls = counter.Counter
-    assert stale_signature_data(cls, fingerprint(cls)) is None
-    assert stale_signature_data(cls, "0" * 16) == signature_data(cls)
-    assert stale_signature_data(counter.Counter.increment, fingerprint(cls)) == b""  # not a class
+    table = describe_type(cls)
+    live = (tuple(table.items()), signature_data(cls))
+    assert check_members(cls, fingerprint(cls), kinds_checksum(table)) is None
+    assert check_members(cls, "0" * 16, kinds_checksum(table)) == live
+    assert check_members(cls, fingerprint(cls), kinds_checksum({**table, "increment": "property"})) == live
+    assert check_members(counter.Counter.increment, fingerprint(cls), "") == ((), b"")  # not a class
+    assert kinds_checksum(dict(reversed(table.items()))) == kinds_checksum(table)  # order does not count
 
 
 def test_warm_up_imports_nothing() -> None:

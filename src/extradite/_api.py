@@ -39,7 +39,15 @@ from ._errors import (
     ExtraditeSessionConflictError,
 )
 from ._policy import PolicyConfig
-from ._wire import EXTRA_DIGESTS, EXTRA_RESULT_BY_REF, OP_CONFIGURE, OP_IMPORT, OP_STATS, OP_WARM_UP
+from ._wire import (
+    EXTRA_DIGESTS,
+    EXTRA_MEMBERS_KNOWN,
+    EXTRA_RESULT_BY_REF,
+    OP_CONFIGURE,
+    OP_IMPORT,
+    OP_STATS,
+    OP_WARM_UP,
+)
 
 _lock = _thread.RLock()
 _deferred: deque[ClassHandle] = deque()   # classes collected while _lock was busy
@@ -168,12 +176,15 @@ class SessionHandle:
         error.__cause__ = exc
         return error
 
-    def import_class(self, module: str, qualname: str, target: str, *, fingerprint: str | None = None) -> Any:
+    def import_class(self, module: str, qualname: str, target: str, *,
+                     expect: tuple[str, str, dict[str, str]] | None = None) -> Any:
         """The class proxy of `target`.
 
-        With a generated proxy's `fingerprint`: (class proxy, `Pending` of None when the class
-        has it, else of its `signature_data`). Both requests go out at once; the child works
-        out the signatures while this side builds its classes.
+        With what a generated proxy embeds, `expect` = (fingerprint, `kinds_checksum` of its
+        member table, the table): the class
+        proxy is built from that table (the child leaves it out of the import reply), and the
+        result is (class proxy, `Pending` of `_members.check_members`: None when the live class
+        matches). Both requests go out at once; the child checks while this side builds its classes.
         """
         tree = protected_tree(module)
         leaked = tree in sys.modules
@@ -191,12 +202,16 @@ class SessionHandle:
         session = self.session
         signatures: Pending | None = None
         try:
-            if fingerprint is not None:
-                imported = session.call(OP_IMPORT, module, qualname, (tree,), None, None, EXTRA_RESULT_BY_REF,
-                                        defer=True)
+            if expect is not None:
+                fingerprint, kinds, table = expect
+                with _lock:  # binds of one generated class in several threads count the same table
+                    known = session.codec.known_tables
+                    known[kinds] = (table, known[kinds][1] + 1 if kinds in known else 1)
+                imported = session.call(OP_IMPORT, module, qualname, (tree, kinds), None, None,
+                                        EXTRA_RESULT_BY_REF | EXTRA_MEMBERS_KNOWN, defer=True)
                 try:
-                    signatures = session.call(OP_IMPORT, module, qualname, (fingerprint,), None, None, EXTRA_DIGESTS,
-                                              defer=True)
+                    signatures = session.call(OP_IMPORT, module, qualname, (fingerprint, kinds), None, None,
+                                              EXTRA_DIGESTS, defer=True)
                 except BaseException:
                     imported.cancel()
                     raise
@@ -220,7 +235,10 @@ class SessionHandle:
                                       f"{exc.remote_message}")
                 exc.args = (exc.remote_message,) if not isinstance(exc, ImportError) else exc.args
             raise
-        return (cls, signatures) if fingerprint is not None else cls
+        finally:
+            if expect is not None:
+                _forget_table(session.codec.known_tables, expect[1])
+        return (cls, signatures) if expect is not None else cls
 
     def acquire(self) -> None:
         with _lock:
@@ -381,6 +399,16 @@ def _close_deferred() -> None:
             _deferred.popleft().close()
         except Exception:  # a finalizer's close must not take down the caller
             pass
+
+
+def _forget_table(known: dict[str, tuple[dict[str, str], int]], kinds: str) -> None:
+    """One import fewer expects the table `kinds` (see `SessionHandle.import_class`)."""
+    with _lock:
+        table, count = known[kinds]
+        if count > 1:
+            known[kinds] = (table, count - 1)
+        else:
+            del known[kinds]
 
 
 def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value",

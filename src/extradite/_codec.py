@@ -43,7 +43,7 @@ from ._errors import (
     remote_error_class,
 )
 from ._handles import Borrowed, BorrowedMeta, ExportTable, ImportTable
-from ._members import describe_type
+from ._members import describe_type, is_member_table
 from ._policy import REFERENCE, SCALAR_TYPES, PolicyConfig
 from ._transport import BodyWriter, Frame
 from ._wire import FLAG_SHM, PID_CLASS, PID_HOME, PID_OBJECT
@@ -119,6 +119,11 @@ class Codec:
         self.imports = ImportTable()
         self.config = PolicyConfig()
         self.protected: tuple[str, ...] = ()
+        # A generated proxy's import (EXTRA_MEMBERS_KNOWN). Sending side: the class whose
+        # descriptor carries, instead of its member table, the table's `kinds_checksum`.
+        # Receiving side: the tables imports in flight expect, by checksum, with their count.
+        self.untabled: tuple[type, str] | None = None
+        self.known_tables: dict[str, tuple[dict[str, str], int]] = {}
         from . import _pickling
 
         self._pickling = _pickling
@@ -229,11 +234,16 @@ class Codec:
         bases = tuple(self._class_pid(pickler, base) for base in cls.__bases__ if base is not object)
         # The plain part goes pre-pickled, as one bytes object: the pickler would call
         # persistent_id for each of its ~60 names, kinds and tuples (half of a class's encode).
+        members: tuple[tuple[str, str], ...] | str
+        if self.untabled is not None and cls is self.untabled[0]:  # the importer has the table
+            members, self.untabled = self.untabled[1], None
+        else:
+            members = tuple(describe_type(cls).items())
         plain = self._pickling.dump_plain((
             getattr(cls, "__module__", "builtins") or "builtins",
             cls.__qualname__,
             repr(cls),
-            tuple(describe_type(cls).items()),
+            members,
             isinstance(cls, type) and issubclass(cls, BaseException),
         ))
         return (hid, (plain, bases))
@@ -369,6 +379,11 @@ class Codec:
         try:
             plain, base_pids = descriptor
             module, qualname, repr_text, members, is_exception = self._read_descriptor(plain)
+            if type(members) is str:  # the checksum of a table a generated proxy embeds
+                known = self.known_tables.get(members)
+                if known is None:
+                    raise ValueError("it names a member table that no import here expects")
+                members = tuple(known[0].items())
         except (TypeError, ValueError) as exc:
             raise ExtraditeProtocolError(f"corrupt frame: the descriptor of class handle {hid} is malformed "
                                          f"({exc})") from None
@@ -378,15 +393,13 @@ class Codec:
         self.imports.classes[hid] = cls
         return cls
 
-    def _read_descriptor(self, plain: bytes) -> tuple[str, str, str, tuple[tuple[str, str], ...], bool]:
+    def _read_descriptor(self, plain: bytes) -> tuple[str, str, str, tuple[tuple[str, str], ...] | str, bool]:
         """The plain part of a class descriptor (see `_class_pid`), checked: the sender may be hostile."""
         if type(plain) is not bytes:
             raise TypeError(f"{type(plain).__name__}, not bytes")
         module, qualname, repr_text, members, is_exception = self._pickling.load_plain(plain)
         if not (all(type(v) is str for v in (module, qualname, repr_text)) and type(is_exception) is bool
-                and type(members) is tuple
-                and all(type(m) is tuple and len(m) == 2 and type(m[0]) is str and type(m[1]) is str
-                        for m in members)):
+                and (type(members) is str or is_member_table(members))):
             raise ValueError("its fields do not have the expected types")
         return module, qualname, repr_text, members, is_exception
 

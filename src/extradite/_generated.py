@@ -10,15 +10,16 @@ becomes the proxy class of the target in that session. So typed generated
 methods come first in the MRO, and every name the generator did not know falls
 back to the dynamic proxy (members added since generation, instance attributes).
 
-At bind time the import reply's class descriptor carries the member names and kinds,
-which the parent compares with what the generated class embeds; a second request, sent
-with the import, carries the embedded fingerprint, which the child compares with the live
-target's while the parent builds the bound class. Both equal: nothing else happens.
-Different: the child sends the live `signature_data`, and one `ExtraditeStaleProxyWarning`
-names what changed (the digests of the live signatures against the embedded ones):
-changed members use the dynamic path, removed members raise a clear `AttributeError`
-when used. Signature data that does not read as such is a broken child: it is stopped
-and the bind raises `ExtraditeProtocolError`.
+At bind time the import asks the child to leave the member table out of the class
+descriptor (EXTRA_MEMBERS_KNOWN): the parent builds the dynamic proxy class from the
+table the generated class embeds. A second request, sent with the import, carries the
+embedded fingerprint and the table's `kinds_checksum`, which the child compares with the
+live target's while the parent builds the bound class. Both equal: nothing else happens.
+Different: the child sends the live table and `signature_data`; the dynamic class takes
+the live table, and one `ExtraditeStaleProxyWarning` names what changed (the digests of
+the live signatures against the embedded ones): changed members use the dynamic path,
+removed members raise a clear `AttributeError` when used. A reply that does not read as
+such is a broken child: it is stopped and the bind raises `ExtraditeProtocolError`.
 """
 
 from __future__ import annotations
@@ -32,10 +33,20 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 from . import _proxy
 from ._api import ClassHandle, _session_for, close_collected, parse_target
 from ._errors import ExtraditeStaleProxyWarning
-from ._members import checksum, load_signature_data
+from ._members import checksum, is_member_table, kinds_checksum, load_signature_data
 from ._policy import PolicyConfig
-from ._proxy import BoundMethod, PolicyIntrospection, RemoteClass, _check_calls, _in_thread, _pop_policy, _root, release
-from ._wire import EXTRA_AWAIT, EXTRA_DIGESTS, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_IMPORT, OP_SETATTR
+from ._proxy import (
+    BoundMethod,
+    PolicyIntrospection,
+    RemoteClass,
+    _check_calls,
+    _in_thread,
+    _pop_policy,
+    _root,
+    refresh_members,
+    release,
+)
+from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
 
 __all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute", "member_digests"]
 
@@ -128,9 +139,10 @@ class GeneratedMeta(RemoteClass):
             _proxy.GENERATED[target] = functools.partial(_adopt, cls)
             # What every bind needs, worked out once: the import path and the expected member kinds.
             type.__setattr__(cls, "_xd_target", parse_target(target))
-            type.__setattr__(cls, "_xd_kinds", {name: digest.partition(":")[0] for name, digest in
-                                                namespace.get("__extradite_members__", {}).items()
-                                                if name != "__init__"})
+            kinds = {name: digest.partition(":")[0] for name, digest in
+                     namespace.get("__extradite_members__", {}).items() if name != "__init__"}
+            type.__setattr__(cls, "_xd_kinds", kinds)
+            type.__setattr__(cls, "_xd_kinds_checksum", kinds_checksum(kinds))
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         bound = cls._xd_bound()
@@ -163,27 +175,26 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
                              options.get("python"), repr(target))
     handle.acquire()
     try:
-        imported, signatures = handle.import_class(module, qualname, target,
-                                                   fingerprint=cls.__extradite_fingerprint__)
-        try:  # while the child works out the signatures: the bound class
+        imported, verdict = handle.import_class(module, qualname, target, expect=(
+            cls.__extradite_fingerprint__, cls._xd_kinds_checksum, cls._xd_kinds))
+        try:  # while the child checks the live class: the bound class
             root = _root(imported)
             namespace: dict[str, Any] = {"__slots__": (), "_xd_api": ClassHandle(handle, target),
                                          "__module__": cls.__module__, "__qualname__": cls.__qualname__}
             bound: type[_T] = GeneratedMeta(cls.__name__, (cls, root), namespace)  # type: ignore[assignment]
         except BaseException:
-            signatures.cancel()
+            verdict.cancel()
             raise
-        live = signatures.result(soon=True)  # None: the child found the fingerprint the same
-        table: dict[str, str] = root.__dict__["_xd_members"]  # from the class descriptor
-        if live is not None or table != cls._xd_kinds:  # stale (or forged): say what changed
-            if live is None:  # the kinds alone differ: the signatures are needed to say how
-                live = handle.session.call(OP_IMPORT, module, qualname, ("",), None, None, EXTRA_DIGESTS)
+        live = verdict.result(soon=True)  # None: the live class has what `cls` embeds
+        if live is not None:  # stale (or forged): say what changed
             try:
-                live_signatures = load_signature_data(live)
+                table, live_signatures = _read_verdict(live)
             except ValueError as exc:  # a broken or hostile child: it is stopped, as for a corrupt frame
                 problem = ValueError(f"the child sent malformed signatures of {target}: {exc}")
                 raise handle._describe_failure(problem) from None
-            _mark_stale(cls, root, bound, member_digests(table, live_signatures))
+            if root.__dict__["_xd_members"] != dict(table):  # built from the table `cls` embeds
+                refresh_members(root, table)
+            _mark_stale(cls, root, bound, member_digests(dict(table), live_signatures))
     except BaseException:
         handle.release_user()
         raise
@@ -192,6 +203,17 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     handle.session.codec.imports.classes[root.__dict__["_xd_class_hid"]] = bound
     weakref.finalize(bound, close_collected, namespace["_xd_api"])
     return bound
+
+
+def _read_verdict(verdict: object) -> tuple[tuple[tuple[str, str], ...], list[tuple[str, Any]]]:
+    """The live member table and signatures a child sends for a stale class (`check_members`),
+    checked: the child may be broken or hostile (ValueError)."""
+    if not (type(verdict) is tuple and len(verdict) == 2):
+        raise ValueError(f"a {type(verdict).__name__} came where (member table, signatures) belongs")
+    table, data = verdict
+    if not is_member_table(table):
+        raise ValueError("its member table does not have the expected types")
+    return table, load_signature_data(data)
 
 
 def _mark_stale(cls: type[GeneratedProxy], root: type, bound: type, live: dict[str, str]) -> None:
@@ -263,6 +285,7 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     __extradite_members__: ClassVar[Mapping[str, str]]
     _xd_target: ClassVar[tuple[str, str]]   # set by GeneratedMeta from __extradite_target__
     _xd_kinds: ClassVar[dict[str, str]]     # and from __extradite_members__
+    _xd_kinds_checksum: ClassVar[str]       # (`_members.kinds_checksum` of _xd_kinds)
     __extradite_method_policies__: ClassVar[Mapping[str, str]] = {}
 
     if TYPE_CHECKING:

@@ -13,19 +13,23 @@ them somewhere below `object` (so the proxy keeps cheap local defaults otherwise
 
 A generated proxy embeds the kind and a digest of the call signature of each
 member (see `_generated.member_digests`) and a `fingerprint()` of the signatures.
-When it binds, the child compares that fingerprint with the live class's
-(`stale_signature_data`) and sends the `signature_data()` only when it differs; names
-and kinds cross anyway in the class descriptor (the table above). The parent reads
-those bytes (`load_signature_data`, strict: the child may be hostile) to name what changed.
+When it binds, the import's class descriptor leaves the table out (the proxy embeds
+it), and the child compares the fingerprint and a `kinds_checksum` of the table with the
+live class's (`check_members`); only when one differs does it send the live table and the
+`signature_data()`, which the parent reads (`load_signature_data`, strict: the child may
+be hostile) to name what changed.
 """
 
 from __future__ import annotations
 
 import marshal
 import types
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["SUPPORTED_DUNDERS", "describe_type", "signatures", "signature_data", "load_signature_data",
-           "fingerprint", "stale_signature_data", "checksum", "warm_up"]
+           "fingerprint", "is_member_table", "kinds_checksum", "check_members", "checksum", "warm_up"]
 
 # Dunders a proxy forwards. `__hash__` and `__eq__` only when the target overrides
 # object's identity versions; `__repr__`/`__str__` always (see describe_type).
@@ -202,13 +206,30 @@ def signature_data(cls: type) -> bytes:
     return marshal.dumps(signatures(cls), 2)
 
 
-def stale_signature_data(cls: object, expected: str) -> bytes | None:
-    """None when `cls` has the fingerprint a generated proxy expects, else its `signature_data`.
+def is_member_table(value: object) -> bool:
+    """Whether `value` is a member table as it crosses: a tuple of (name, kind) str pairs."""
+    return type(value) is tuple and all(
+        type(m) is tuple and len(m) == 2 and type(m[0]) is str and type(m[1]) is str for m in value)
 
-    The child compares, so a bind whose proxy is up to date moves no signature data.
+
+def kinds_checksum(table: Mapping[str, str]) -> str:
+    """The checksum of a member table (name -> kind), the same in every process."""
+    return checksum(marshal.dumps(tuple(sorted(table.items())), 2), 16)
+
+
+def check_members(cls: object, fingerprint: str, kinds: str) -> tuple[tuple[tuple[str, str], ...], bytes] | None:
+    """None when `cls` has the fingerprint and `kinds_checksum` a generated proxy embeds, else
+    (its member table, its `signature_data`): what the parent needs to say what changed.
+
+    The child compares, so a bind whose proxy is up to date moves neither.
     """
-    data = signature_data(cls) if isinstance(cls, type) else b""
-    return None if type(data) is bytes and checksum(data, 16) == expected else data
+    if not isinstance(cls, type):
+        return (), b""
+    table = describe_type(cls)
+    data = signature_data(cls)
+    if type(data) is bytes and checksum(data, 16) == fingerprint and kinds_checksum(table) == kinds:
+        return None
+    return tuple(table.items()), data
 
 
 def fingerprint(cls: type) -> str:

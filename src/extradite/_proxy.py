@@ -386,6 +386,26 @@ def _member(name: str, kind: str) -> Any:
     return _Attribute(name)
 
 
+def _members_namespace(members: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """The entries of a class proxy's namespace that come from its member table."""
+    namespace = {name: _member(name, kind) for name, kind in members}
+    namespace["close"] = _Close(remote="close" in namespace)
+    if "__call__" in namespace and "batch" not in namespace:
+        namespace["batch"] = _CallBatch()
+    return namespace
+
+
+def refresh_members(cls: type, members: tuple[tuple[str, str], ...]) -> None:
+    """Give a class proxy built from an expected member table (a generated proxy's) the live one."""
+    current = _members_namespace(cls.__dict__["_xd_members"].items())
+    live = _members_namespace(members)
+    for name in current.keys() - live.keys():
+        type.__delattr__(cls, name)
+    for name, entry in live.items():
+        type.__setattr__(cls, name, entry)
+    type.__setattr__(cls, "_xd_members", dict(members))
+
+
 # Generated proxy classes by target ("module:qualname"), registered by `_generated`:
 # in a session bound by a generated proxy, a handle whose type has one comes back
 # as an instance of that typed class.
@@ -409,11 +429,7 @@ class ProxyFactory:
             "_xd_members": dict(members),
             "__class_getitem__": classmethod(types.GenericAlias),
         }
-        for name, kind in members:
-            namespace[name] = _member(name, kind)
-        namespace["close"] = _Close(remote="close" in namespace)
-        if "__call__" in namespace and "batch" not in namespace:
-            namespace["batch"] = _CallBatch()
+        namespace.update(_members_namespace(members))
         proxy_bases = tuple(b for b in bases if isinstance(b, RemoteClass)) or (RemoteObject,)
         try:
             cls = RemoteClass(qualname.rpartition(".")[2], proxy_bases, namespace)

@@ -53,6 +53,7 @@ from ._wire import (
     ERROR,
     EXTRA_AWAIT,
     EXTRA_DIGESTS,
+    EXTRA_MEMBERS_KNOWN,
     EXTRA_RESULT_BY_REF,
     EXTRA_TARGET_HID,
     OP_BATCH,
@@ -569,14 +570,19 @@ class Session:
                 results.append(value)
             return results
         elif op == OP_IMPORT:
-            if extra & EXTRA_DIGESTS:  # args: (the fingerprint a generated proxy expects,)
-                from ._members import stale_signature_data
+            if extra & EXTRA_DIGESTS:  # args: the fingerprint and kinds checksum a generated proxy embeds
+                from ._members import check_members
 
-                return stale_signature_data(self._import(target, name, ()), args[0])
+                return check_members(self._import(target, name, ()), *args)
             # The construction and first calls come right after an import, sooner than this
             # side's window (shrunk by the idle wait before it) would poll: poll them fully.
             self.channel.poll_next_wait_fully()
-            return self._import(target, name, args)
+            if not extra & EXTRA_MEMBERS_KNOWN:
+                return self._import(target, name, args)
+            imported = self._import(target, name, args[:1])  # args: (tree, the table's kinds checksum)
+            if isinstance(imported, type) and self.codec.exports.lookup(imported) is None:
+                self.codec.untabled = (imported, args[1])  # its first descriptor is in the reply
+            return imported
         elif op == OP_CONFIGURE:
             from ._policy import PolicyConfig
 

@@ -35,9 +35,10 @@ from __future__ import annotations
 
 import struct
 
-VERSION = 6  # 3: FLAG_SCALAR replies; 4: an EXTRA_DIGESTS import replies the signatures alone;
+VERSION = 7  # 3: FLAG_SCALAR replies; 4: an EXTRA_DIGESTS import replies the signatures alone;
 #             5: a class descriptor's plain fields travel pre-pickled (`Codec._class_pid`);
-#             6: OP_WARM_UP, and the child compares an EXTRA_DIGESTS import's fingerprint
+#             6: OP_WARM_UP, and the child compares an EXTRA_DIGESTS import's fingerprint;
+#             7: EXTRA_MEMBERS_KNOWN, and the child also compares the member kinds
 
 HEADER = struct.Struct("<BBHIIII")
 HEADER_SIZE = HEADER.size
@@ -73,8 +74,9 @@ OP_WARM_UP = 10        # prewarm: pay now what the first import would pay (`_mem
 # `extra` flags of a request.
 EXTRA_AWAIT = 0x1          # the result is awaitable: run it to completion on the serving side
 EXTRA_RESULT_BY_REF = 0x2  # the result travels by reference whatever the policy says
-EXTRA_DIGESTS = 0x4        # OP_IMPORT: reply `_members.stale_signature_data(class, args[0])`, not the class
+EXTRA_DIGESTS = 0x4        # OP_IMPORT: reply `_members.check_members(class, *args)`, not the class
 EXTRA_TARGET_HID = 0x8     # `target` is the receiver's own handle id (a proxy going home), not an object
+EXTRA_MEMBERS_KNOWN = 0x10  # OP_IMPORT: the caller knows the member table: the class's descriptor omits it
 
 # Persistent ids of handles inside a pickle stream (first item of the pid tuple).
 PID_HOME = 0     # (PID_HOME, hid): an object owned by the receiver, coming home
