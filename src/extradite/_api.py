@@ -181,10 +181,10 @@ class SessionHandle:
         """The class proxy of `target`.
 
         With what a generated proxy embeds, `expect` = (fingerprint, `kinds_checksum` of its
-        member table, the table): the class
-        proxy is built from that table (the child leaves it out of the import reply), and the
-        result is (class proxy, `Pending` of `_members.check_members`: None when the live class
-        matches). Both requests go out at once; the child checks while this side builds its classes.
+        member table, the table): the class proxy is built from that table (the child leaves
+        it out of the import reply), and the result is (class proxy, `Pending` of
+        `_members.check_members`: None when the live class matches). Both requests go out at
+        once; the child checks while this side builds its classes.
         """
         tree = protected_tree(module)
         leaked = tree in sys.modules
@@ -200,7 +200,7 @@ class SessionHandle:
             protect(tree)
             self.session.protected = self.session.codec.protected = tuple(self.trees)
         session = self.session
-        signatures: Pending | None = None
+        verdict: Pending | None = None
         try:
             if expect is not None:
                 fingerprint, kinds, table = expect
@@ -210,7 +210,7 @@ class SessionHandle:
                 imported = session.call(OP_IMPORT, module, qualname, (tree, kinds), None, None,
                                         EXTRA_RESULT_BY_REF | EXTRA_MEMBERS_KNOWN, defer=True)
                 try:
-                    signatures = session.call(OP_IMPORT, module, qualname, (fingerprint, kinds), None, None,
+                    verdict = session.call(OP_IMPORT, module, qualname, (fingerprint, kinds), None, None,
                                               EXTRA_DIGESTS, defer=True)
                 except BaseException:
                     imported.cancel()
@@ -228,8 +228,8 @@ class SessionHandle:
                 raise TypeError(f"extradite({target!r}): {qualname!r} is a {kind}, not a class; "
                                 "extradite() takes classes")
         except BaseException as exc:
-            if signatures is not None:
-                signatures.cancel()
+            if verdict is not None:
+                verdict.cancel()
             if isinstance(exc, ExtraditeRemoteError):
                 exc.remote_message = (f"extradite({target!r}) could not load the target in the child: "
                                       f"{exc.remote_message}")
@@ -238,7 +238,7 @@ class SessionHandle:
         finally:
             if expect is not None:
                 _forget_table(session.codec.known_tables, expect[1])
-        return (cls, signatures) if expect is not None else cls
+        return (cls, verdict) if expect is not None else cls
 
     def acquire(self) -> None:
         with _lock:
