@@ -37,32 +37,6 @@ def test_deferred_requests_run_in_order_and_are_taken_in_any_order(Values: Any) 
     assert values.echo(3) == 3
 
 
-def test_a_reply_expected_soon_is_polled_for_the_whole_window(Values: Any) -> None:
-    """`result(soon=True)` (a generated bind's signature check): the adaptive window, shrunk by a
-    long wait before, is back at the cap for this wait; the reply is the same."""
-    values = Values()
-    channel = session_of(Values).session.channel
-    windows: list[int] = []  # the polling window each wait starts with
-    real_wait = channel._wait
-
-    def wait() -> None:
-        windows.append(channel._spin_ns)
-        real_wait()
-
-    channel._wait = wait  # type: ignore[method-assign]
-    try:
-        for soon in (False, True):
-            channel._spin_ns = 1_000  # as a long wait leaves it
-            # the child sleeps 5 ms before it replies, so this side surely waits
-            pending = session_of(Values).session.call(OP_CALL_METHOD, values, "apply", (time.sleep, 0.005),
-                                                      defer=True)
-            del windows[:]
-            assert pending.result(soon=soon) is None
-            assert windows and windows[0] == (channel.spin_cap_ns if soon else 1_000)
-    finally:
-        del channel._wait
-
-
 def test_the_waits_after_a_bind_are_polled_fully(monkeypatch: pytest.MonkeyPatch) -> None:
     """extradite() leaves its channel polling the whole window for the construction that follows."""
     from extradite._transport import Channel
@@ -80,6 +54,31 @@ def test_the_waits_after_a_bind_are_polled_fully(monkeypatch: pytest.MonkeyPatch
         assert polled == [session_of(cls).session.channel]
     finally:
         cls.close()
+
+
+def test_a_generated_bind_takes_its_check_with_the_whole_window(
+        placeholder_proxy: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The import's wait shrinks the window; the check's reply comes about when this side has
+    built its classes, so it is taken polling the whole window, not after a sleep."""
+    from extradite._session import Pending
+
+    windows: list[int] = []  # each Pending's channel window when its result is taken
+    real = Pending.result
+
+    def record(pending: Pending) -> Any:
+        channel = pending._session.channel
+        windows.append(channel._spin_ns)
+        return real(pending)
+
+    monkeypatch.setattr(Pending, "result", record)
+    Bare = placeholder_proxy("targets.bare:Bare", "Bare")
+    with pytest.warns(ExtraditeStaleProxyWarning):
+        cls = Bare.extradite()
+    try:
+        cap = session_of(cls).session.channel.spin_cap_ns
+        assert len(windows) == 2 and windows[1] == cap  # the import, then the check
+    finally:
+        cls.close_proxy_class()
 
 
 def test_a_deferred_error_is_raised_by_result(Values: Any) -> None:

@@ -185,16 +185,19 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
         except BaseException:
             verdict.cancel()
             raise
-        live = verdict.result(soon=True)  # None: the live class has what `cls` embeds
+        # None: the live class has what `cls` embeds. Polled for the whole window, as the
+        # import left it: the check ends about when this side's classes are built.
+        live = verdict.result()
         if live is not None:  # stale (or forged): say what changed
             try:
                 table, live_signatures = _read_verdict(live)
             except ValueError as exc:  # a broken or hostile child: it is stopped, as for a corrupt frame
                 problem = ValueError(f"the child sent malformed signatures of {target}: {exc}")
                 raise handle._describe_failure(problem) from None
-            if root.__dict__["_xd_members"] != dict(table):  # built from the table `cls` embeds
+            live_table = dict(table)
+            if root.__dict__["_xd_members"] != live_table:  # built from the table `cls` embeds
                 refresh_members(root, table)
-            _mark_stale(cls, root, bound, member_digests(dict(table), live_signatures))
+            _mark_stale(cls, root, bound, member_digests(live_table, live_signatures))
     except BaseException:
         handle.release_user()
         raise

@@ -133,15 +133,9 @@ class Pending:
         self._rid = rid
         self._waiter = waiter
 
-    def result(self, *, soon: bool = False) -> Any:
-        """Wait for the reply (serving callbacks meanwhile): its value, or its error raised.
-
-        `soon`: the other side is known to be finishing it, so polling for the whole window
-        before sleeping beats a wake-up (the window may have shrunk on a long wait before).
-        """
+    def result(self) -> Any:
+        """Wait for the reply (serving callbacks meanwhile): its value, or its error raised."""
         session, waiter = self._session, self._waiter
-        if soon:
-            session.channel.poll_next_wait_fully()
         with session._lock:  # innermost of its chain from now on: its callbacks come to this thread
             waiting = session._waiters.get(self._rid) is waiter
             if waiting:
