@@ -134,6 +134,31 @@ def test_a_generated_bind_that_cannot_import_leaves_the_shared_session_usable(
         close_extradite_session(key)
 
 
+def test_the_child_leaves_the_table_out_of_a_generated_import(
+        placeholder_proxy: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dynamic class is built from the table the proxy embeds (here: none), and takes the
+    live one only when the check says it differs; with the table in the reply it never would."""
+    from extradite import _generated
+
+    refreshed: list[tuple[tuple[str, str], ...]] = []
+    real = _generated.refresh_members
+
+    def record(cls: type, table: tuple[tuple[str, str], ...]) -> None:
+        refreshed.append(table)
+        real(cls, table)
+
+    monkeypatch.setattr(_generated, "refresh_members", record)
+    Bare = placeholder_proxy("targets.bare:Bare", "Bare")
+    with pytest.warns(ExtraditeStaleProxyWarning):
+        cls = Bare.extradite()
+    try:
+        assert [dict(t) for t in refreshed] == [{"modules": "method", "warmed_up": "method",
+                                                 "__repr__": "method", "__str__": "method"}]
+        assert cls().modules()  # through the refreshed dynamic member
+    finally:
+        cls.close_proxy_class()
+
+
 def test_binds_in_several_threads_share_one_expected_table(placeholder_proxy: Callable[..., Any]) -> None:
     """Each generated bind counts the table it expects; the last one out forgets it, so a
     descriptor that names it always finds it, whichever bind's reply carries it."""
