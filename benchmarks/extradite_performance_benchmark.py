@@ -28,7 +28,9 @@ Columns:
               ring with both processes pinned to one CPU (named per case)
 
 tiny_call_pinned also reports the CPU time each side spends per call (pinned to one CPU,
-a call's software cost is what shows: issue 5 aims at 4 us per side). bind_pairs runs the
+a call's software cost is what shows: issue 5 aims at 4 us per side), and tiny_call_no_switch
+splits it: the same call with both sides in one process (the child's side served inside
+the parent's wait), which is the Python work alone, the rest being the process switches. bind_pairs runs the
 dynamic and the generated bind of warm_start back to back in pairs, with the target's module
 already imported in the child, and reports the median of the per-pair differences (the
 spread of a module import hides a difference of a hundred us otherwise).
@@ -210,6 +212,47 @@ try:
     measure(call,pid)
 finally:
     data=pickle.dumps((None,()),5);m[REQ:REQ+len(data)]=data;w[2]=len(data);w[0]=sent+1;os.waitpid(pid,0)
+"""
+
+# Where a pinned call's CPU goes: the same tiny call with both sides in one process, the
+# child's side served inside the parent's wait, so no process ever switches. What is left of
+# the pinned CPU (parent + child) is the two switches per call and the cache misses after them.
+_NO_SWITCH_EXTRADITE = _PINNED_COMMON + f"""import socket
+from extradite._proxy import ProxyFactory
+from extradite._session import Session
+from extradite._wire import EXTRA_RESULT_BY_REF,OP_IMPORT
+a,b=socket.socketpair()
+parent=Session(a,is_child=False,factory=ProxyFactory,name="parent")
+child=Session(b,is_child=True,factory=ProxyFactory,name="child")
+def serve():child._serve(child._read_one())
+parent.channel._wait=serve
+module,_,name={COUNTER!r}.partition(":")
+C=parent.call(OP_IMPORT,module,name,(module,),None,None,EXTRA_RESULT_BY_REF)
+c=C()
+try:
+    measure(lambda:c.increment(1),os.getpid())
+finally:
+    parent.close();child.close()
+"""
+_NO_SWITCH_FLOOR = _PINNED_COMMON + """import mmap,pickle
+m=mmap.mmap(-1,1<<16);w=memoryview(m).cast("Q");REQ,REP=1024,8192
+class Counter:
+    n=0
+    def increment(self,k):self.n+=k;return self.n
+obj=Counter();sent=0
+def serve():
+    size=w[2]
+    name,args=pickle.loads(m[REQ:REQ+size])
+    data=pickle.dumps(getattr(obj,name)(*args),5)
+    m[REP:REP+len(data)]=data;w[3]=len(data);w[1]=sent
+def call():
+    global sent
+    data=pickle.dumps(("increment",(1,)),5)
+    m[REQ:REQ+len(data)]=data;w[2]=len(data);sent+=1;w[0]=sent
+    serve()
+    while w[1]!=sent:pass
+    return pickle.loads(m[REP:REP+w[3]])
+measure(call,os.getpid())
 """
 
 
@@ -820,6 +863,12 @@ def _pinned_cells(env: Env, ops: int) -> dict[str, Runner | str]:
     return {column: pinned.run for column, pinned in env.pinned.items()}
 
 
+def _no_switch_cells(env: Env, ops: int) -> dict[str, Runner | str]:
+    if not (hasattr(os, "sched_setaffinity") and os.path.exists("/proc/self/stat")):
+        return {"extradite": "n/a (needs Linux: sched_setaffinity and /proc)"}
+    return {"extradite": Pinned(_NO_SWITCH_EXTRADITE, ops).run, "floor": Pinned(_NO_SWITCH_FLOOR, ops).run}
+
+
 def _callbacks(env: Env, ops: int) -> dict[str, Runner | str]:
     def make(bus: Any) -> Runner:
         def callback(topic: str, payload: bytes) -> None:
@@ -941,6 +990,8 @@ def _cases() -> list[Case]:
              floor_label="two-process shared-memory echo, polled"),
         Case("tiny_call_pinned", "tiny call, both processes pinned to one CPU (wall; CPU per side below)",
              50_000, _pinned_cells, floor_label="minimal Python RPC over a shared ring, pinned"),
+        Case("tiny_call_no_switch", "tiny call, both sides in one process: its Python work, no process switch",
+             50_000, _no_switch_cells, floor_label="the minimal ring RPC's Python work, one process"),
         Case("bytes_16m", "bytes round trip 16 MiB", 20,
              lambda env, ops: _echo_cells(env, bytes(16 << 20), _memcpy(16 << 20)),
              floor_label="memcpy of payload", payload_bytes=16 << 20),
@@ -1185,6 +1236,11 @@ def render(cases: list[Case], results: dict[str, dict[str, Cell]], extra: dict[s
         if cpu:
             lines.append(f"tiny_call_pinned/{column}: CPU per call {cpu[0] * 1e6:.2f} us in the parent, "
                          f"{cpu[1] * 1e6:.2f} us in the child")
+            work = _median(results, "tiny_call_no_switch", column)
+            if work is not None:
+                lines.append(f"  of their {sum(cpu) * 1e6:.2f} us, {work * 1e6:.2f} us is both sides' Python work "
+                             f"(tiny_call_no_switch) and {(sum(cpu) - work) * 1e6:.2f} us the two process switches "
+                             "and the cache misses after them")
     pairs = extra.get("bind_pairs")
     if pairs:
         lines.append(f"bind_pairs: generated - dynamic, median of {pairs['pairs']} pairs "

@@ -44,9 +44,13 @@ def test_quick_run_prints_table_and_json(tmp_path: Path) -> None:
 
 
 def test_pinned_case_reports_cpu_per_side(tmp_path: Path) -> None:
-    stdout, data = _quick_run(tmp_path, "tiny_call_pinned")
+    stdout, data = _quick_run(tmp_path, "tiny_call_pinned,tiny_call_no_switch")
     assert "tiny_call_pinned/extradite: CPU per call" in stdout
     assert "tiny_call_pinned/floor: CPU per call" in stdout
+    # the split of the pinned CPU: both sides' Python work in one process, the rest the switches
+    assert stdout.count("us is both sides' Python work (tiny_call_no_switch)") == 2
+    work = data["cases"]["tiny_call_no_switch"]["columns"]
+    assert 0 < work["floor"]["median"] < work["extradite"]["median"]
     assert "CPU per tiny call, pinned: parent <= 4 us" in stdout
     parent, child = data["pinned_cpu_seconds_per_call"]["extradite"]
     assert parent > 0 and child > 0  # both processes ran on the pinned CPU and were measured
