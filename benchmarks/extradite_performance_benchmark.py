@@ -30,8 +30,8 @@ Columns:
 tiny_call_pinned also reports the CPU time each side spends per call (pinned to one CPU,
 a call's software cost is what shows: issue 5 aims at 4 us per side), and tiny_call_no_switch
 splits it: the same call with both sides in one process (the child's side served inside
-the parent's wait), which is the Python work alone, the rest being the process switches. bind_pairs runs the
-dynamic and the generated bind of warm_start back to back in pairs, with the target's module
+the parent's wait) is the Python work alone, the rest is the process switches. bind_pairs
+runs the dynamic and the generated bind of warm_start back to back in pairs, with the target's module
 already imported in the child, and reports the median of the per-pair differences (the
 spread of a module import hides a difference of a hundred us otherwise).
 
@@ -186,12 +186,13 @@ finally:
 # The floor: the least a Python RPC over a shared ring can do (pickle the request, poll a
 # word with sched_yield, getattr + call, pickle the reply), with no framing, no threads, no
 # handles, no restricted unpickler and no sleeping on a socket.
-_PINNED_FLOOR = _PINNED_COMMON + """import mmap,pickle
+_RING_RPC_SETUP = """import mmap,pickle
 m=mmap.mmap(-1,1<<16);w=memoryview(m).cast("Q");REQ,REP=1024,8192
 class Counter:
     n=0
     def increment(self,k):self.n+=k;return self.n
-pid=os.fork()
+"""
+_PINNED_FLOOR = _PINNED_COMMON + _RING_RPC_SETUP + """pid=os.fork()
 if pid==0:
     obj=Counter();seen=0
     while True:
@@ -234,12 +235,7 @@ try:
 finally:
     parent.close();child.close()
 """
-_NO_SWITCH_FLOOR = _PINNED_COMMON + """import mmap,pickle
-m=mmap.mmap(-1,1<<16);w=memoryview(m).cast("Q");REQ,REP=1024,8192
-class Counter:
-    n=0
-    def increment(self,k):self.n+=k;return self.n
-obj=Counter();sent=0
+_NO_SWITCH_FLOOR = _PINNED_COMMON + _RING_RPC_SETUP + """obj=Counter();sent=0
 def serve():
     size=w[2]
     name,args=pickle.loads(m[REQ:REQ+size])
