@@ -227,6 +227,8 @@ def check_members(cls: object, fingerprint: str, kinds: str) -> tuple[tuple[tupl
         return (), b""
     table = describe_type(cls)
     data = signature_data(cls)
+    # not bytes: a replaced `signature_data` (a hostile target; tests/targets/forged.py), whose
+    # data goes to the parent, which reads it as a broken child's
     if type(data) is bytes and checksum(data, 16) == fingerprint and kinds_checksum(table) == kinds:
         return None
     return tuple(table.items()), data
