@@ -20,7 +20,9 @@ Columns:
               (into a temporary directory); "n/a (...)" says why when they cannot be made or used.
               In the call regimes they share the dynamic proxy's session (the same child)
   mp_manager  multiprocessing.managers.BaseManager (what a user would otherwise reach for)
-  rpyc        rpyc classic connection, only when rpyc is installed
+  rpyc        an rpyc classic connection to a server process, when rpyc is installed
+              (used as a user who cares about speed would: see rpyc_alternative.py), for a
+              tenth of each case's operations (OPS_DIVISOR)
   floor       what the machine allows for the regime: raw os.pipe ping-pong between two
               Python processes, `python -I -S -c pass`, a memory copy of the payload,
               pickling + unpickling the payload twice in-process, a second process
@@ -81,8 +83,12 @@ TRIVIAL = "extradite_bench_trivial:Trivial"
 COUNTER = "extradite.demo.counter:Counter"
 EVENTBUS = "extradite.demo.callbacks:EventBus"
 COUNTER_MODULE_PRELOAD = "extradite.demo.counter:_Unset"  # another class of the Counter's module (bind_pairs)
+RPYC_PATHS = (str(ROOT / "src"), str(TARGETS))  # first on the rpyc server's sys.path
 COLUMNS = ("direct", "extradite", "extradite_nopoll", "generated", "mp_manager", "rpyc", "floor")
 Runner = Callable[[int], float]  # runs `ops` operations, returns seconds per operation
+# rpyc takes 10-30 times longer per operation than the other columns: a tenth of the
+# operations gives samples about as long as theirs and keeps a full run under 5 minutes.
+OPS_DIVISOR = {"rpyc": 10}
 CALLBACK_FANOUT = 100
 BATCH = 1000
 
@@ -406,7 +412,8 @@ class Env:
         self.manager: Any = None
         self.mp_reason = ""
         self.pong: PipePong | None = None
-        self.rpyc_reason = "n/a (rpyc not installed)"
+        self.rpyc_server: Any = None
+        self.rpyc_reason = ""
         self.pycache = ""
         self.pinned: dict[str, Pinned] = {}  # tiny_call_pinned's runs, for their CPU per side
         self.bind_pairs: BindPairs | None = None  # bind_pairs' runs, for the paired differences
@@ -501,6 +508,24 @@ class Env:
             except Exception as exc:
                 self.mp_reason = f"n/a (multiprocessing manager failed: {exc})"
         return self.manager
+
+    def rpyc(self) -> Any:
+        """The rpyc server the call regimes share (None, with `rpyc_reason`, without rpyc)."""
+        if self.rpyc_server is None and not self.rpyc_reason:
+            try:
+                import rpyc_alternative
+            except ImportError as exc:
+                self.rpyc_reason = f"n/a (rpyc not installed: {exc})"
+                return None
+            try:
+                server = rpyc_alternative.Server(RPYC_PATHS)
+                self.closers.append(server.close)
+                self.rpyc_netref = server.new(WORKLOAD)  # calls whose values rpyc copies anyway
+                self.rpyc_workload = server.by_value(self.rpyc_netref)
+                self.rpyc_server = server
+            except Exception as exc:
+                self.rpyc_reason = f"n/a (rpyc failed: {type(exc).__name__}: {exc})"
+        return self.rpyc_server
 
     def pipe(self) -> PipePong:
         if self.pong is None:
@@ -605,11 +630,32 @@ def _cold(env: Env, ops: int, *, pyc: bool, trivial: bool = False) -> dict[str, 
             manager.shutdown()
         return total / n
 
+    def run_rpyc(n: int) -> float:
+        import rpyc_alternative
+
+        def body() -> float:
+            total = 0.0
+            for _ in range(n):
+                start = time.perf_counter()
+                server = rpyc_alternative.Server(RPYC_PATHS)
+                try:
+                    if trivial:
+                        server.new(TRIVIAL).ping()
+                    else:
+                        server.new(COUNTER, 0).increment(1)
+                    total += time.perf_counter() - start
+                finally:
+                    server.close()
+            return total / n
+        return _with_bytecode(pyc, env.pycache, body)
+
     cells: dict[str, Runner | str] = {
         "extradite": fresh(lambda: extradite_class(TRIVIAL if trivial else COUNTER), _close_dynamic),
         "mp_manager": run_mp,
         "floor": _bare_start,
     }
+    if env.rpyc():
+        cells["rpyc"] = run_rpyc
     gen, reason = env.start_proxy(trivial)
     cells["generated"] = fresh(gen.extradite, _close_generated) if gen is not None else reason
     return cells
@@ -795,6 +841,9 @@ def _tiny(env: Env, ops: int) -> dict[str, Runner | str]:
     if env.mp():
         m = env.mp_workload
         cells["mp_manager"] = _loop(lambda: m.inc(1))
+    if env.rpyc():
+        inc = env.rpyc_netref.inc
+        cells["rpyc"] = _loop(lambda: inc(1))
     return cells
 
 
@@ -834,6 +883,8 @@ def _mutations(env: Env, ops: int) -> dict[str, Runner | str]:
     if env.mp():
         m = env.mp_workload
         cells["mp_manager"] = _loop(lambda: m.set_item("k", 1))
+    if env.rpyc():
+        cells["rpyc"] = setter(env.rpyc_server.new(COUNTER, 0))
     return cells
 
 
@@ -855,6 +906,9 @@ def _echo_cells(env: Env, payload: Any, floor: Runner | None) -> dict[str, Runne
     if env.mp():
         m = env.mp_workload
         cells["mp_manager"] = _loop(lambda: m.echo(payload))
+    if env.rpyc():
+        echo = env.rpyc_workload.echo
+        cells["rpyc"] = _loop(lambda: echo(payload))
     if floor is not None:
         cells["floor"] = floor
     return cells
@@ -883,12 +937,15 @@ def _callbacks(env: Env, ops: int) -> dict[str, Runner | str]:
             return None
         for _ in range(CALLBACK_FANOUT):
             bus.subscribe(callback)
-        return _loop(lambda: bus.publish("t", b"x"))
+        publish = bus.publish  # looked up once (for rpyc, a netref's every lookup is a round trip)
+        return _loop(lambda: publish("t", b"x"))
     cells: dict[str, Runner | str] = {"direct": make(env.direct_bus.EventBus()), "extradite": make(env.B())}
     if env.nopoll:
         cells["extradite_nopoll"] = make(env.nopoll[2]())
     cells["generated"] = make(env.generated_bound[1]()) if env.generated else env.generated_reason
     cells["mp_manager"] = "n/a (manager proxies cannot call back into the caller)"
+    if env.rpyc():
+        cells["rpyc"] = make(env.rpyc_server.new(EVENTBUS))
     return cells
 
 
@@ -911,6 +968,9 @@ def _simple(method: str, *args: Any) -> Callable[[Env, int], dict[str, Runner | 
         if env.mp():
             m = getattr(env.mp_workload, method)
             cells["mp_manager"] = _loop(lambda: m(*args))
+        if env.rpyc():
+            r = getattr(env.rpyc_workload, method)
+            cells["rpyc"] = _loop(lambda: r(*args))
         return cells
     return build
 
@@ -937,6 +997,8 @@ def _pipeline(env: Env, ops: int) -> dict[str, Runner | str]:
         cells["extradite_nopoll"] = make(env.nopoll[0]())
     if env.mp():
         cells["mp_manager"] = make(env.mp_workload)
+    if env.rpyc():
+        cells["rpyc"] = make(env.rpyc_workload)
     return cells
 
 
@@ -1077,14 +1139,14 @@ def run(cases: list[Case], repetitions: int, quick: bool, memory: bool) -> tuple
             ops = max(1, case.ops // 10) if quick else case.ops
             cells = case.build(env, ops)
             if "rpyc" not in cells:
-                cells["rpyc"] = env.rpyc_reason
+                cells["rpyc"] = env.rpyc_reason or "n/a (not applicable)"
             if "mp_manager" not in cells:
                 cells["mp_manager"] = env.mp_reason or "n/a (not applicable)"
             built[case.name] = (case, ops, cells)
             results[case.name] = {col: Cell(note=v if isinstance(v, str) else "") for col, v in cells.items()}
-            for runner in cells.values():  # warm-up, not recorded
+            for column, runner in cells.items():  # warm-up, not recorded
                 if not isinstance(runner, str):
-                    runner(max(1, ops // 10))
+                    runner(_column_ops(column, ops) // 10 or 1)
         order = random.Random(5)  # the same orders in every run
         for rep in range(repetitions):
             for case_name, (case, ops, cells) in built.items():
@@ -1095,10 +1157,11 @@ def run(cases: list[Case], repetitions: int, quick: bool, memory: bool) -> tuple
                 order.shuffle(runners)
                 for column, runner in runners:
                     gc.collect()
+                    column_ops = _column_ops(column, ops)
                     # Untimed first: caches and arenas then hold this column's data, not the
                     # previous column's.
-                    runner(max(1, ops // 10))
-                    results[case_name][column].samples.append(runner(ops) / case.per)
+                    runner(column_ops // 10 or 1)
+                    results[case_name][column].samples.append(runner(column_ops) / case.per)
         if memory:
             extra["memory"] = _memory(env)
         cpu = {column: pinned.median_cpu() for column, pinned in env.pinned.items()}
@@ -1110,6 +1173,10 @@ def run(cases: list[Case], repetitions: int, quick: bool, memory: bool) -> tuple
         env.close()
         shutil.rmtree(env.pycache, ignore_errors=True)
     return results, extra
+
+
+def _column_ops(column: str, ops: int) -> int:
+    return max(1, ops // OPS_DIVISOR.get(column, 1))
 
 
 def _fmt(seconds: float) -> str:

@@ -89,6 +89,40 @@ def test_bind_pairs_report_the_paired_difference(tmp_path: Path) -> None:
     assert columns["extradite"]["median"] > 0 and columns["generated"]["median"] > 0
 
 
+def test_rpyc_column_runs_the_regimes_rpyc_can_do(tmp_path: Path) -> None:
+    pytest.importorskip("rpyc", reason="rpyc is not installed (it is in the dev extra)")
+    stdout, data = _quick_run(tmp_path, "cold_start_trivial,tiny_call,small_payload,callbacks,batch_call")
+    assert "rpyc" in next(line for line in stdout.splitlines() if line.startswith("case "))
+    for case in ("cold_start_trivial", "tiny_call", "small_payload", "callbacks"):
+        cell = data["cases"][case]["columns"]["rpyc"]
+        assert len(cell["samples"]) == 1 and cell["median"] > 0, (case, cell)
+    assert data["cases"]["batch_call"]["columns"]["rpyc"] == {"note": "n/a (not applicable)"}
+
+
+def test_rpyc_column_copies_values_both_ways() -> None:
+    """The rpyc column moves what the other columns move: copies, not references, and calls back."""
+    pytest.importorskip("rpyc", reason="rpyc is not installed (it is in the dev extra)")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import rpyc_alternative
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+    server = rpyc_alternative.Server([str(ROOT / "src"), str(ROOT / "benchmarks" / "targets")])
+    try:
+        workload = server.by_value(server.new("extradite_bench_workload:Workload"))
+        for payload in ({"k": [1, 2.5, None]}, list(range(1000)), b"x" * 100_000, "text", 7):
+            echoed = workload.echo(payload)
+            assert type(echoed) is type(payload) and echoed == payload
+        assert workload.pipeline_stage([{"key": "a", "amount": 2}])["total"] == 2
+        seen: list[int] = []
+        assert workload.fan_out(seen.append, 3) == 3
+        assert seen == [0, 1, 2]
+    finally:
+        server.close()
+    assert server.conn.proc.returncode == 0  # the server process ended with the connection
+
+
 def test_unknown_case_is_refused() -> None:
     proc = subprocess.run([sys.executable, str(SUITE), "--cases", "no_such_case"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
