@@ -114,6 +114,8 @@ def test_rpyc_column_copies_values_both_ways() -> None:
         for payload in ({"k": [1, 2.5, None]}, list(range(1000)), b"x" * 100_000, "text", 7):
             echoed = workload.echo(payload)
             assert type(echoed) is type(payload) and echoed == payload
+            if isinstance(payload, (dict, list)):  # by reference, rpyc would hand back this very object
+                assert echoed is not payload
         assert workload.pipeline_stage([{"key": "a", "amount": 2}])["total"] == 2
         seen: list[int] = []
         assert workload.fan_out(seen.append, 3) == 3
