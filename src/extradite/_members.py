@@ -113,17 +113,20 @@ def _raw_members(cls: type) -> dict[str, object]:
     return raw
 
 
-def describe_type(cls: type) -> dict[str, str]:
-    """The member table of `cls` (see module docstring)."""
+def describe_type(cls: type, raw: dict[str, object] | None = None) -> dict[str, str]:
+    """The member table of `cls` (see module docstring); `raw`: its `_raw_members`, if known."""
     table: dict[str, str] = {}
-    for name, raw in _raw_members(cls).items():
+    for name, entry in (_raw_members(cls) if raw is None else raw).items():
         if name.startswith("__") and name.endswith("__"):
             if name not in SUPPORTED_DUNDERS:
                 continue
-            if name == "__hash__" and raw is None:
+            if name == "__hash__" and entry is None:
                 table[name] = "unhashable"
                 continue
-        table[name] = _classify(raw)
+        if type(entry) is _FunctionType:  # most members: `_classify`'s answer without its tests
+            table[name] = "async_method" if entry.__code__.co_flags & _CO_COROUTINE else "method"
+        else:
+            table[name] = _classify(entry)
     # repr/str always cross the boundary so the proxy shows the remote object.
     table.setdefault("__repr__", "method")
     table.setdefault("__str__", "method")
@@ -154,15 +157,17 @@ def checksum(data: bytes, length: int = 12) -> str:
     return hex(hash(int.from_bytes(b"\x01" + data, "big")) | 1 << 64)[-length:]
 
 
-def signatures(cls: type) -> list[tuple[str, tuple[object, ...] | str]]:
+def signatures(cls: type, raw: dict[str, object] | None = None) -> list[tuple[str, tuple[object, ...] | str]]:
     """(name, signature) of every member of `cls` and its `__init__`, by name.
 
     A signature is plain data with no addresses or annotations. A function:
     (names, posonly, args, kwonly, flags, default texts, keyword default texts by
     name); a property: (settable, deletable); anything else a text. One inline
     loop (no helper call per member): the child runs it whenever a generated proxy binds.
+    `raw`: the `_raw_members` of `cls`, if known.
     """
-    raw = _raw_members(cls)
+    if raw is None:
+        raw = _raw_members(cls)
     signed = _SIGNED_DUNDERS
     out: list[tuple[str, tuple[object, ...] | str]] = []
     for name in sorted(raw):
@@ -198,12 +203,12 @@ def signatures(cls: type) -> list[tuple[str, tuple[object, ...] | str]]:
     return out
 
 
-def signature_data(cls: type) -> bytes:
+def signature_data(cls: type, raw: dict[str, object] | None = None) -> bytes:
     """`signatures(cls)` in marshal format 2, which writes this plain data the same way in every process.
 
     What the child sends when a generated proxy binds (the parent checksums it).
     """
-    return marshal.dumps(signatures(cls), 2)
+    return marshal.dumps(signatures(cls, raw), 2)
 
 
 def is_member_table(value: object) -> bool:
@@ -225,8 +230,9 @@ def check_members(cls: object, fingerprint: str, kinds: str) -> tuple[tuple[tupl
     """
     if not isinstance(cls, type):
         return (), b""
-    table = describe_type(cls)
-    data = signature_data(cls)
+    raw = _raw_members(cls)  # one walk of the class tree for both
+    table = describe_type(cls, raw)
+    data = signature_data(cls, raw)
     # not bytes: a replaced `signature_data` (a hostile target; tests/targets/forged.py), whose
     # data goes to the parent, which reads it as a broken child's
     if type(data) is bytes and checksum(data, 16) == fingerprint and kinds_checksum(table) == kinds:

@@ -11,7 +11,7 @@ import marshal
 import extradite._members as _members
 
 
-def _forged(cls: type) -> bytes:
+def _forged(cls: type, raw: object = None) -> bytes:
     return getattr(cls, "FORGED", b"")
 
 
