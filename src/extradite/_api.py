@@ -204,9 +204,7 @@ class SessionHandle:
         try:
             if expect is not None:
                 fingerprint, kinds, table = expect
-                with _lock:  # binds of one generated class in several threads count the same table
-                    known = session.codec.known_tables
-                    known[kinds] = (table, known[kinds][1] + 1 if kinds in known else 1)
+                session.codec.expect_table(kinds, table)
                 imported = session.call(OP_IMPORT, module, qualname, (tree, kinds), None, None,
                                         EXTRA_RESULT_BY_REF | EXTRA_MEMBERS_KNOWN, defer=True)
                 try:
@@ -237,7 +235,7 @@ class SessionHandle:
             raise
         finally:
             if expect is not None:
-                _forget_table(session.codec.known_tables, expect[1])
+                session.codec.forget_table(expect[1])
         return (cls, verdict) if expect is not None else cls
 
     def acquire(self) -> None:
@@ -399,16 +397,6 @@ def _close_deferred() -> None:
             _deferred.popleft().close()
         except Exception:  # a finalizer's close must not take down the caller
             pass
-
-
-def _forget_table(known: dict[str, tuple[dict[str, str], int]], kinds: str) -> None:
-    """One import fewer expects the table `kinds` (see `SessionHandle.import_class`)."""
-    with _lock:
-        table, count = known[kinds]
-        if count > 1:
-            known[kinds] = (table, count - 1)
-        else:
-            del known[kinds]
 
 
 def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value",

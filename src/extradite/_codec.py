@@ -22,6 +22,7 @@ On the parent side `find_class` refuses every global from a protected tree.
 
 from __future__ import annotations
 
+import _thread
 import sys
 from io import BytesIO
 import types
@@ -124,12 +125,28 @@ class Codec:
         # Receiving side: the tables imports in flight expect, by checksum, with their count.
         self.untabled: tuple[type, str] | None = None
         self.known_tables: dict[str, tuple[dict[str, str], int]] = {}
+        self._tables_lock = _thread.allocate_lock()  # binds of one generated class in several threads
         from . import _pickling
 
         self._pickling = _pickling
         self._picklers = (_pickling.FastPickler, _pickling.RefPickler)
         self._fast: _FastPickler | None = None  # reused by `_encode_fast`
         self.unpickler: type[_Unpickler] = type("_Unpickler", (_pickling.Unpickler,), {"codec": self})
+
+    def expect_table(self, kinds: str, table: dict[str, str]) -> None:
+        """One more import in flight expects the member table `table` (`kinds_checksum` `kinds`)."""
+        with self._tables_lock:
+            known = self.known_tables.get(kinds)
+            self.known_tables[kinds] = (table, known[1] + 1 if known is not None else 1)
+
+    def forget_table(self, kinds: str) -> None:
+        """One import fewer expects the table `kinds` (see `expect_table`)."""
+        with self._tables_lock:
+            table, count = self.known_tables[kinds]
+            if count > 1:
+                self.known_tables[kinds] = (table, count - 1)
+            else:
+                del self.known_tables[kinds]
 
     def home_hid(self, obj: Any) -> int | None:
         """The handle id of `obj` when it is a proxy of this session's other side (it goes home).
