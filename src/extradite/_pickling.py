@@ -8,6 +8,7 @@ The classes only forward to their codec: see `_codec` for what they decide.
 from __future__ import annotations
 
 import _pickle
+from io import BytesIO
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
 if TYPE_CHECKING:
     from typing import Any
@@ -70,10 +71,8 @@ def dump_plain(value: Any) -> bytes:
 
 def load_plain(data: bytes) -> Any:
     """`dump_plain`'s value from another process, which may be hostile: no global is loaded."""
-    import io
-
     try:
-        return _PlainUnpickler(io.BytesIO(data)).load()
+        return _PlainUnpickler(BytesIO(data)).load()
     except ValueError:
         raise
     except Exception as exc:
