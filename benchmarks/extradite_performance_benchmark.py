@@ -630,32 +630,16 @@ def _cold(env: Env, ops: int, *, pyc: bool, trivial: bool = False) -> dict[str, 
             manager.shutdown()
         return total / n
 
-    def run_rpyc(n: int) -> float:
-        import rpyc_alternative
-
-        def body() -> float:
-            total = 0.0
-            for _ in range(n):
-                start = time.perf_counter()
-                server = rpyc_alternative.Server(RPYC_PATHS)
-                try:
-                    if trivial:
-                        server.new(TRIVIAL).ping()
-                    else:
-                        server.new(COUNTER, 0).increment(1)
-                    total += time.perf_counter() - start
-                finally:
-                    server.close()
-            return total / n
-        return _with_bytecode(pyc, env.pycache, body)
-
     cells: dict[str, Runner | str] = {
         "extradite": fresh(lambda: extradite_class(TRIVIAL if trivial else COUNTER), _close_dynamic),
         "mp_manager": run_mp,
         "floor": _bare_start,
     }
     if env.rpyc():
-        cells["rpyc"] = run_rpyc
+        import rpyc_alternative
+
+        target = TRIVIAL if trivial else COUNTER
+        cells["rpyc"] = fresh(lambda: rpyc_alternative.ColdStart(RPYC_PATHS, target), _close_dynamic)
     gen, reason = env.start_proxy(trivial)
     cells["generated"] = fresh(gen.extradite, _close_generated) if gen is not None else reason
     return cells

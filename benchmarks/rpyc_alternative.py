@@ -77,6 +77,20 @@ class Server:
                 proc.wait()
 
 
+class ColdStart:
+    """A new server for one cold start: calling this constructs `target` ("module:Class") there."""
+
+    def __init__(self, paths: Iterable[str], target: str) -> None:
+        self.server = Server(paths)
+        self.target = target
+
+    def __call__(self, *args: Any) -> Any:
+        return self.server.new(self.target, *args)
+
+    def close(self) -> None:
+        self.server.close()
+
+
 class ByValue:
     """A netref whose method calls copy arguments and results both ways, as pickling does."""
 
