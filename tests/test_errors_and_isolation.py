@@ -107,23 +107,24 @@ def test_session_still_usable_after_refusal(Values: Any) -> None:
 
 
 def test_refuses_to_start_when_tree_already_imported() -> None:
-    sys.modules["targets"] = types.ModuleType("targets")
+    sys.modules["targets.values"] = types.ModuleType("targets.values")
     try:
-        with pytest.raises(ExtraditeModuleLeakError, match="'targets'"):
+        with pytest.raises(ExtraditeModuleLeakError, match="'targets.values'") as info:
             extradite("targets.values:Values")
+        assert "Remove the import of 'targets.values'" in str(info.value)
     finally:
-        del sys.modules["targets"]
+        del sys.modules["targets.values"]
 
 
 def test_import_of_tree_after_start_is_caught_at_next_call(Values: Any) -> None:
     values = Values()
     assert values.echo(1) == 1
-    sys.modules["targets"] = types.ModuleType("targets")
+    sys.modules["targets.values"] = types.ModuleType("targets.values")
     try:
         with pytest.raises(ExtraditeModuleLeakError, match="after the extradite session started"):
             values.echo(2)
     finally:
-        del sys.modules["targets"]
+        del sys.modules["targets.values"]
     assert values.echo(3) == 3
 
 

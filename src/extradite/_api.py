@@ -17,7 +17,7 @@ import atexit
 import sys
 import types
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
 if TYPE_CHECKING:
     from typing import Any
@@ -39,6 +39,7 @@ from ._errors import (
     ExtraditeSessionConflictError,
 )
 from ._policy import PolicyConfig
+from ._targets import check_protect, in_tree, loaded_modules, loaded_tree, parse_target, protected_tree
 from ._wire import (
     EXTRA_DIGESTS,
     EXTRA_MEMBERS_KNOWN,
@@ -78,35 +79,22 @@ def release(proxy: Any) -> None:
     release_proxy(proxy)
 
 
-def _is_dotted(text: str) -> bool:
-    return all(part.isidentifier() for part in text.split("."))
-
-
-def parse_target(target: object) -> tuple[str, str]:
-    """Split "pkg.mod:Cls" (or "pkg.mod:Outer.Inner") into module and attribute path."""
-    if not isinstance(target, str):
-        raise TypeError(f"target must be a string like 'pkg.module:ClassName', not {type(target).__name__}")
-    module, sep, qualname = target.partition(":")
-    if not sep:
-        raise ValueError(f"target {target!r} has no ':'; write it as 'pkg.module:ClassName'")
-    if not module or not qualname:
-        part = "module" if not module else "class"
-        raise ValueError(f"target {target!r} has an empty {part} part; write it as 'pkg.module:ClassName'")
-    if not _is_dotted(module) or not _is_dotted(qualname) or ":" in qualname:
-        raise ValueError(
-            f"target {target!r} is not 'pkg.module:ClassName' (dotted Python identifiers on each side)")
-    return module, qualname
-
-
-def protected_tree(module: str) -> str:
-    """The module tree that must never be imported here: the top-level package.
-
-    Targets inside extradite itself (its demos) protect just their own module,
-    since `extradite` is always loaded and the demo runners live beside them.
-    """
-    if module == "extradite" or module.startswith("extradite."):
-        return module
-    return module.split(".")[0]
+def refuse_loaded(what: str, trees: Iterable[str], protect: tuple[str, ...]) -> None:
+    """Refuse to start `what` while one of `trees` is imported here: they may only load in the child."""
+    tree = loaded_tree(tuple(trees))
+    if tree is None:
+        return
+    imported = ", ".join(loaded_modules(tree))
+    if tree in protect:
+        raise ExtraditeModuleLeakError(
+            f"{what} refused: the module tree {tree!r}, which protect={protect!r} keeps out of this "
+            f"interpreter, is already imported here ({imported}). Remove the import of {tree!r} from this "
+            f"process, or leave {tree!r} out of protect=")
+    raise ExtraditeModuleLeakError(
+        f"{what} refused: the target module {tree!r} is already imported in this interpreter ({imported}), "
+        f"but {tree!r} and its submodules may only ever be loaded in the child. Remove the import of {tree!r} "
+        "from this process and use the proxy class instead (its parent package and sibling modules may "
+        "stay imported)")
 
 
 def _check_keepalive(share_key: str | None, seconds: float | None) -> None:
@@ -133,7 +121,8 @@ class SessionHandle:
     """One child process and its session."""
 
     def __init__(self, config: PolicyConfig, *, python: str | None, label: str,
-                 share_key: str | None = None, keepalive: float | None = None) -> None:
+                 share_key: str | None = None, keepalive: float | None = None,
+                 protect: tuple[str, ...] = ()) -> None:
         from ._process import ChildProcess, socketpair
         from ._proxy import ProxyFactory
         from ._session import Session
@@ -151,17 +140,20 @@ class SessionHandle:
         self.share_key = share_key
         self.keepalive = keepalive
         self.users = 0
-        self.trees: list[str] = []
+        self.protect = protect
+        self.trees: list[str] = []   # protected here while this session runs: `protect`, then each target's
         self._timer: Any = None   # threading.Timer of the keepalive
         self.session = Session(parent_end, is_child=False, factory=ProxyFactory, name=label)
         self.session.codec.config = config
         self.session.on_broken = self._describe_failure
         _live.add(self)
         _register_atexit()
-        if config.rules or config.default != "value":
+        for tree in protect:
+            self._protect(tree)
+        if config.rules or config.default != "value" or protect:
             try:
                 self.session.call(OP_CONFIGURE, None, None, (
-                    config.default, [(_rule_for_wire(t), p) for t, p in config.rules], ()))
+                    config.default, [(_rule_for_wire(t), p) for t, p in config.rules], protect))
             except BaseException:
                 self.close()  # the child is already running: do not leave it behind
                 raise
@@ -187,18 +179,9 @@ class SessionHandle:
         once; the child checks while this side builds its classes.
         """
         tree = protected_tree(module)
-        leaked = tree in sys.modules
-        if leaked:
-            raise ExtraditeModuleLeakError(
-                f"extradite({target!r}) refused: the module tree {tree!r} is already imported in "
-                f"this interpreter ({sorted(m for m in sys.modules if m == tree or m.startswith(tree + '.'))[:5]}); "
-                "the target must never be loaded here, so remove that import")
-        if tree not in self.trees:
-            self.trees.append(tree)
-            from ._codec import protect
-
-            protect(tree)
-            self.session.protected = self.session.codec.protected = tuple(self.trees)
+        refuse_loaded(f"extradite({target!r})", (tree, *self.protect), self.protect)
+        if not in_tree(tree, self.trees):
+            self._protect(tree)
         session = self.session
         verdict: Pending | None = None
         try:
@@ -237,6 +220,14 @@ class SessionHandle:
             if expect is not None:
                 session.codec.forget_table(expect[1])
         return (cls, verdict) if expect is not None else cls
+
+    def _protect(self, tree: str) -> None:
+        """From now on every rule of this session (and the parent's unpickler) keeps `tree` out."""
+        from ._codec import protect
+
+        self.trees.append(tree)
+        protect(tree)
+        self.session.protected = self.session.codec.protected = tuple(self.trees)
 
     def acquire(self) -> None:
         with _lock:
@@ -312,10 +303,10 @@ class ClassHandle:
 
 
 def _session_for(share_key: str | None, config: PolicyConfig, keepalive: float | None,
-                 python: str | None, label: str) -> tuple[SessionHandle, bool]:
-    """The session to use and whether it was started now."""
+                 python: str | None, label: str, protect: tuple[str, ...] = ()) -> tuple[SessionHandle, bool]:
+    """The session to use and whether it was started now (`protect` as `check_protect` returns it)."""
     if share_key is None:
-        return SessionHandle(config, python=python, label=label), True
+        return SessionHandle(config, python=python, label=label, protect=protect), True
     with _lock:
         existing = _shared.get(share_key)
         if existing is not None and existing.running:
@@ -326,38 +317,39 @@ def _session_for(share_key: str | None, config: PolicyConfig, keepalive: float |
                 problems.append(f"it has share_keepalive_seconds={existing.keepalive!r}, this call asks for {keepalive!r}")
             if existing.python != python:
                 problems.append(f"it runs python={existing.python!r}, this call asks for {python!r}")
+            if existing.protect != protect:
+                problems.append(f"it has protect={existing.protect!r}, this call asks for {protect!r}")
             if problems:
                 raise ExtraditeSessionConflictError(
                     f"share_key {share_key!r} is already in use with other options: {'; '.join(problems)}. "
                     "Use the same options for every class sharing a key, or another key")
             return existing, False
         handle = SessionHandle(config, python=python, label=f"share_key {share_key!r}",
-                               share_key=share_key, keepalive=keepalive)
+                               share_key=share_key, keepalive=keepalive, protect=protect)
         _shared[share_key] = handle
         return handle, True
 
 
 def extradite(target: str, share_key: str | None = None, transport_policy: str = "value",
               transport_type_rules: Mapping[type, str] | None = None, *,
-              share_keepalive_seconds: float | None = None, python: str | None = None) -> Any:
+              share_keepalive_seconds: float | None = None, python: str | None = None,
+              protect: tuple[str, ...] | list[str] = ()) -> Any:
     """Return a proxy class for `target` ("pkg.module:ClassName"), imported only in a child.
 
-    See the README for the full contract. `python=` runs the child with another
-    interpreter (which must be able to import extradite).
+    See the README for the full contract. The target's module and its submodules
+    must never be imported here; `protect=("myapp",)` keeps whole trees out too.
+    `python=` runs the child with another interpreter (which must be able to import extradite).
     """
     module, qualname = parse_target(target)
     config = PolicyConfig(transport_policy, transport_type_rules)
+    trees = check_protect(protect)
     if _deferred:
         _close_deferred()
     if share_key is not None and not isinstance(share_key, str):
         raise TypeError(f"share_key must be a string or None, not {type(share_key).__name__}")
     _check_keepalive(share_key, share_keepalive_seconds)
-    tree = protected_tree(module)
-    if tree in sys.modules:
-        raise ExtraditeModuleLeakError(
-            f"extradite({target!r}) refused: the module tree {tree!r} is already imported in this "
-            "interpreter; the target must never be loaded here, so remove that import")
-    handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(target))
+    refuse_loaded(f"extradite({target!r})", (protected_tree(module), *trees), trees)
+    handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(target), trees)
     handle.acquire()
     try:
         root = handle.import_class(module, qualname, target)
@@ -402,7 +394,7 @@ def _close_deferred() -> None:
 def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value",
                               transport_type_rules: Mapping[type, str] | None = None,
                               share_keepalive_seconds: float | None = None,
-                              python: str | None = None) -> bool:
+                              python: str | None = None, protect: tuple[str, ...] | list[str] = ()) -> bool:
     """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
 
     Returns True when a child was started, False when one was already running
@@ -411,8 +403,10 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
     if not isinstance(share_key, str):
         raise TypeError(f"share_key must be a string, not {type(share_key).__name__}")
     config = PolicyConfig(transport_policy, transport_type_rules)
+    trees = check_protect(protect)
     _check_keepalive(share_key, share_keepalive_seconds)
-    handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(share_key))
+    refuse_loaded(f"prewarm_extradite_session({share_key!r})", trees, trees)
+    handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(share_key), trees)
     if started:  # the child warms up while nobody waits for it; its reply is dropped
         handle.session.call(OP_WARM_UP, None, defer=True).cancel()
     if started and share_keepalive_seconds:

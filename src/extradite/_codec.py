@@ -23,7 +23,6 @@ On the parent side `find_class` refuses every global from a protected tree.
 from __future__ import annotations
 
 import _thread
-import sys
 from io import BytesIO
 import types
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
@@ -46,6 +45,8 @@ from ._errors import (
 from ._handles import Borrowed, BorrowedMeta, ExportTable, ImportTable
 from ._members import describe_type, is_member_table
 from ._policy import REFERENCE, SCALAR_TYPES, PolicyConfig
+from ._targets import loaded_tree
+from ._targets import tree_of as _tree_of
 from ._transport import BodyWriter, Frame
 from ._wire import FLAG_SHM, PID_CLASS, PID_HOME, PID_OBJECT
 
@@ -95,13 +96,6 @@ def _mark_plain(value: Any, pickler: _FastPickler) -> None:
         pickler.keep.append(value)
         for item in value:
             _mark_plain(item, pickler)
-
-
-def _tree_of(module: str, trees: tuple[str, ...]) -> str | None:
-    for tree in trees:
-        if module == tree or module.startswith(tree + "."):
-            return tree
-    return None
 
 
 class Codec:
@@ -422,6 +416,7 @@ class Codec:
 
 
 # -- protected trees of every session in this process ------------------------------------
+leaked_tree = loaded_tree  # the after-start check before every call (`Session.call`)
 _PROTECTED: dict[str, int] = {}
 
 
@@ -439,14 +434,6 @@ def unprotect(tree: str) -> None:
         _PROTECTED[tree] = left
     else:
         _PROTECTED.pop(tree, None)
-
-
-def leaked_tree(trees: tuple[str, ...]) -> str | None:
-    modules = sys.modules
-    for tree in trees:
-        if tree in modules:
-            return tree
-    return None
 
 
 # -- errors across the channel -----------------------------------------------------------

@@ -31,10 +31,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from . import _proxy
-from ._api import ClassHandle, _session_for, close_collected, parse_target
+from ._api import ClassHandle, _session_for, close_collected, refuse_loaded
 from ._errors import ExtraditeStaleProxyWarning
 from ._members import checksum, is_member_table, kinds_checksum, load_signature_data
 from ._policy import PolicyConfig
+from ._targets import check_protect, parse_target, protected_tree
 from ._proxy import (
     BoundMethod,
     PolicyIntrospection,
@@ -171,8 +172,10 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     module, qualname = cls._xd_target
     policy, rules = options.get("transport_policy", "value"), options.get("transport_type_rules")
     config = _DEFAULT_CONFIG if policy == "value" and rules is None else PolicyConfig(policy, rules)
+    trees = check_protect(options.get("protect", ()))
+    refuse_loaded(f"extradite({target!r})", (protected_tree(module), *trees), trees)  # before a child starts
     handle, _ = _session_for(options.get("share_key"), config, options.get("share_keepalive_seconds"),
-                             options.get("python"), repr(target))
+                             options.get("python"), repr(target), trees)
     handle.acquire()
     try:
         imported, verdict = handle.import_class(module, qualname, target, expect=(
@@ -300,11 +303,13 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     @classmethod
     def extradite(cls: type[_T], *, share_key: str | None = None, transport_policy: str = "value",
                   transport_type_rules: Mapping[type, str] | None = None,
-                  share_keepalive_seconds: float | None = None, python: str | None = None) -> type[_T]:
+                  share_keepalive_seconds: float | None = None, python: str | None = None,
+                  protect: tuple[str, ...] | list[str] = ()) -> type[_T]:
         """A copy of this proxy class bound to its own session with these options (like `extradite()`)."""
         return _bind(cls, {"share_key": share_key, "transport_policy": transport_policy,
                            "transport_type_rules": transport_type_rules,
-                           "share_keepalive_seconds": share_keepalive_seconds, "python": python})
+                           "share_keepalive_seconds": share_keepalive_seconds, "python": python,
+                           "protect": protect})
 
     @classmethod
     def _xd_bound(cls: type[_T]) -> type[_T]:

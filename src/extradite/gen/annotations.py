@@ -30,6 +30,8 @@ from typing import Any
 
 import libcst as cst
 
+from .._targets import in_tree
+
 __all__ = [
     "ModuleScope",
     "ClassDecl",
@@ -482,7 +484,8 @@ _SELF_FORMS = {("typing", "Self"), ("typing_extensions", "Self")}
 
 
 def is_protected(module: str, roots: frozenset[str]) -> bool:
-    return any(module == r or module.startswith(r + ".") for r in roots)
+    """Whether `module` is in a target's protected tree (the runtime's rule, `extradite._targets`)."""
+    return in_tree(module, roots)
 
 
 class Resolver:

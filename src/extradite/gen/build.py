@@ -533,7 +533,7 @@ def _strip_wrappers(node: cst.BaseExpression) -> cst.BaseExpression:
 def build_modules(results: list[JSON], *, python: Sequence[int], platform: str,
                   options: BuildOptions) -> list[ModuleModel]:
     """One model per generated module, in target-module order."""
-    roots = frozenset(r["protected_root"] for r in results)
+    roots = frozenset(r["protected_tree"] for r in results)
     files: dict[str, dict[str, str | None]] = {}
     for r in results:
         files.update(r["files"])

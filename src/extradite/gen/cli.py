@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import _targets
 from .build import BuildOptions, GenerationError, build_modules
 from .render import render_module
 from .write import OutputError, stale_diff, write_files
@@ -41,7 +42,6 @@ EXIT_CODES = {
     EXIT_INTROSPECTION: "the introspection child failed (crashed or printed no result)",
 }
 
-_TARGET_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _POLICY_RE = re.compile(r"^(?P<cls>[A-Za-z_]\w*)\.(?P<member>[A-Za-z_]\w*)=(?P<policy>\w+)$")
 _TARGET_ERROR_LABELS = {
     "module_not_found": "module not found",
@@ -49,6 +49,7 @@ _TARGET_ERROR_LABELS = {
     "import_raised": "importing the target module raised",
     "not_a_class": "not a class",
     "attribute_missing": "no such class",
+    "bad_target": "not a target",
 }
 
 
@@ -64,8 +65,11 @@ class GenerateOptions:
 
 
 def parse_target(text: str) -> str:
-    if not _TARGET_RE.match(text):
-        raise UsageError(f"target {text!r} must look like 'package.module:Class' (a module path, a colon, a class name)")
+    """`text` checked by the runtime's own rule (`extradite._targets`), so both accept the same targets."""
+    try:
+        _targets.parse_target(text)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
     return text
 
 

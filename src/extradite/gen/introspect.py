@@ -29,20 +29,13 @@ from typing import Any
 
 from extradite._generated import member_digests
 from extradite._members import _raw_members, describe_type, fingerprint, signatures
+from extradite._targets import in_tree, parse_target, protected_tree
 
 __all__ = ["main"]
 
 JSON = dict[str, Any]
 
 _LITERAL_TYPES = (bool, int, float, str, bytes, complex, type(None))
-
-
-def protected_root(module: str) -> str:
-    """The module tree a target lives in (kept in step with the runtime's rule)."""
-    parts = module.split(".")
-    if parts[0] == "extradite" and len(parts) > 1:
-        return ".".join(parts[:2])  # extradite's own demo targets: the runtime itself is never protected
-    return parts[0]
 
 
 def _literal(value: object) -> str | None:
@@ -290,7 +283,10 @@ def _error(target: str, kind: str, message: str) -> JSON:
 
 def introspect(target: str) -> JSON:
     """The raw interface of one `module:Class` target, or an error record."""
-    module_name, _, qualname = target.partition(":")
+    try:
+        module_name, qualname = parse_target(target)
+    except (TypeError, ValueError) as exc:
+        return _error(target, "bad_target", str(exc))
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -326,18 +322,17 @@ def introspect(target: str) -> JSON:
         init_sig = None
     init_owner = _defining_class(cls, "__init__")
     new_owner = _defining_class(cls, "__new__")
-    roots = {protected_root(module_name)}
+    tree = protected_tree(module_name)
     modules = {module_name, cls.__module__}
     modules.update(m["owner"][0] for m in members)
-    modules.update(n for n in list(sys.modules) if n.split(".")[0] in {r.split(".")[0] for r in roots}
-                   and protected_root(n) in roots)
+    modules.update(n for n in list(sys.modules) if in_tree(n, (tree,)))
     return {
         "target": target,
         "module": module_name,
         "qualname": qualname,
         "class_module": cls.__module__,
         "class_qualname": cls.__qualname__,
-        "protected_root": protected_root(module_name),
+        "protected_tree": tree,
         "doc": _doc(cls),
         "digests": digests,
         "fingerprint": fingerprint(cls),
