@@ -249,7 +249,7 @@ def test_help_has_example_and_exit_codes() -> None:
 
 
 @pytest.mark.parametrize("target, code, message", [
-    ("no_colon_here", 2, "must look like 'package.module:Class'"),
+    ("no_colon_here", 2, "has no ':'; write it as 'pkg.module:ClassName'"),
     ("xdgen_fixture.missing:Thing", 3, "module not found"),
     ("xdgen_fixture.shapes:not_a_class", 3, "not a class"),
     ("xdgen_fixture.shapes:Nope", 3, "no such class"),
