@@ -35,7 +35,6 @@ from ._api import ClassHandle, _session_for, close_collected, refuse_loaded
 from ._errors import ExtraditeStaleProxyWarning
 from ._members import checksum, is_member_table, kinds_checksum, load_signature_data
 from ._policy import PolicyConfig
-from ._targets import check_protect, parse_target, protected_tree
 from ._proxy import (
     BoundMethod,
     PolicyIntrospection,
@@ -47,6 +46,7 @@ from ._proxy import (
     refresh_members,
     release,
 )
+from ._targets import check_protect, parse_target, protected_tree
 from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
 
 __all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute", "member_digests"]
