@@ -222,6 +222,19 @@ def test_value_override_copies_a_child_result_of_a_reference_type_rule(make: Any
     assert type(fresh) is types.SimpleNamespace and fresh == types.SimpleNamespace(v=1)
 
 
+def test_a_method_default_of_value_copies_what_crossed_as_a_handle(make: Any) -> None:
+    """A generated method's `value` default is explicit too: it copies as the keyword does."""
+    cls = make(transport_policy="reference")
+    svc = cls()
+    ns = types.SimpleNamespace(v=1)
+    svc.keep(ns)  # lent: the child holds it
+    assert svc.echo(ns) is ns
+    type.__setattr__(cls, "__extradite_method_policies__", {"echo": "value"})
+    back = svc.echo(ns)
+    assert back is not ns and back == ns
+    assert svc.echo(ns, __extradite_policy__="reference") is ns  # the keyword still wins
+
+
 def test_value_override_still_lends_what_cannot_be_copied(make: Any) -> None:
     svc = make()()
     lock = threading.Lock()

@@ -277,10 +277,11 @@ class Codec:
     def _must_lend(self, pickler: _FastPickler, obj: Any) -> bool:
         """Checks for a non-scalar object that would otherwise be pickled by value.
 
-        A call's explicit `value` policy wins over what crossed before: an object the other
-        side holds, or an instance of a class it holds, is copied when it can be.
+        A call's explicit `value` policy (its keyword, else its method's default, merged as the
+        serving side merges them) wins over what crossed before: an object the other side
+        holds, or an instance of a class it holds, is copied when it can be.
         """
-        if self.exports.lookup(obj) is not None and pickler.call_policy != VALUE:
+        if self.exports.lookup(obj) is not None and (pickler.call_policy or pickler.method_policy) != VALUE:
             return True  # the other side already holds it: keep identity
         cls = type(obj)
         if self.is_child:
@@ -312,7 +313,7 @@ class Codec:
             return True  # a copy would bind to a copy of its object: calls must reach the original
         if not isinstance(obj, type) and ("<locals>" in cls.__qualname__ or (
                 cls.__module__ != "builtins" and self.exports.lookup(cls) is not None
-                and pickler.call_policy != VALUE)):
+                and (pickler.call_policy or pickler.method_policy) != VALUE)):
             # Its class would travel as a handle (its state would be pickled against a
             # class proxy, which cannot hold it): lend the instance too. Builtin types
             # (function, ...) pickle their instances by name, never through the class.

@@ -51,7 +51,10 @@ class ExtraditeProcessError(ExtraditeProtocolError):
 
 
 class ExtraditeClosedError(ExtraditeProtocolError):
-    """The instance, class or session was closed by this program and is used again."""
+    """The instance, class or session was closed by this program and is used again.
+
+    A released handle says "Unknown or released remote object id", the original's phrase.
+    """
 
 
 class ExtraditeModuleLeakError(ExtraditeError):

@@ -75,9 +75,12 @@ class PolicyIntrospection:
     @classmethod
     def get_effective_policy_trace(cls, value: Any, call_policy: str | None = None,
                                    method: str | None = None) -> dict[str, Any]:
-        """The chosen policy, its source and the matched type (see README, "Transport policies").
+        """The decision for `value` as the original reports it (README, "Transport policies").
 
-        `method` names a generated proxy's method, whose default reports as `method_default`.
+        Keys: `effective_policy`, `source` and `matched_type` (the matching rule's type, or None).
+
+        `source` is `call_override`, `method_default` (`method` names a generated proxy's method
+        with a default), `type_rule` or `session_default`.
         """
         policies = getattr(cls, "__extradite_method_policies__", None) or {}
         method_policy = policies.get(method) if method else None
