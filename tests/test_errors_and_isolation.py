@@ -38,7 +38,8 @@ def test_remote_error_fields(Values: Any) -> None:
     with pytest.raises(ExtraditeRemoteError) as info:
         Values().raise_("Custom", "lost")
     error = info.value
-    assert error.remote_type_name == "targets.values.CustomError"
+    assert error.remote_type_name == "CustomError"  # the type's __name__, as the original gives it
+    assert (error.remote_type_module, error.remote_type_qualname) == ("targets.values", "CustomError")
     assert error.remote_message == "lost"
     assert "raise_" in error.remote_traceback and "CustomError: lost" in error.remote_traceback
     assert isinstance(error, LookupError)  # nearest builtin base of the custom type
@@ -57,7 +58,8 @@ def test_remote_builtin_error_is_also_builtin(Values: Any, kind: str, builtin: t
         Values().raise_(kind, *args)
     error = info.value
     assert isinstance(error, ExtraditeRemoteError)
-    assert error.remote_type_name == builtin.__name__
+    assert error.remote_type_name == error.remote_type_qualname == builtin.__name__
+    assert error.remote_type_module == "builtins"
     assert error.args == args
     assert str(error) == str(builtin(*args))  # prints exactly like the original
     if builtin is StopIteration:
@@ -219,7 +221,7 @@ def test_invalid_policy_fails_before_any_process() -> None:
         extradite("targets.values:Values", transport_policy="copy")
     with pytest.raises(ValueError, match="transport_type_rules"):
         extradite("targets.values:Values", transport_type_rules={list: "ref"})
-    with pytest.raises(TypeError, match="keys must be types"):
+    with pytest.raises(TypeError, match="transport_type_rules keys must be type objects"):
         extradite("targets.values:Values", transport_type_rules={"list": "value"})  # type: ignore[dict-item]
 
 
@@ -261,7 +263,8 @@ def test_callback_error_crosses_both_ways_with_its_type() -> None:
             counter_class(0).call(broken)
     finally:
         counter_class.close()
-    assert info.value.remote_type_name == "io.UnsupportedOperation"
+    assert info.value.remote_type_name == "UnsupportedOperation"
+    assert (info.value.remote_type_module, info.value.remote_type_qualname) == ("io", "UnsupportedOperation")
     assert info.value.remote_message == "nope"
     assert isinstance(info.value, OSError)
     assert "broken" in info.value.remote_traceback

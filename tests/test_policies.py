@@ -115,7 +115,7 @@ def test_type_rule_matches_subclasses_in_order(make: Any) -> None:
     plain = {"a": 1}
     assert svc.echo(plain) is plain
     trace = cls.get_effective_policy_trace(Special())
-    assert trace["policy"] == "value" and trace["matched_type"].endswith("Special")
+    assert trace["effective_policy"] == "value" and trace["matched_type"].endswith("Special")
 
 
 def test_precedence_call_override_beats_type_rule_beats_session_default(make: Any) -> None:
@@ -167,13 +167,13 @@ def test_get_effective_policy_trace_names_the_source(make: Any) -> None:
     inst = cls()
     for owner in (cls, inst):
         trace = owner.get_effective_policy_trace([1])
-        assert trace["policy"] == "reference"
+        assert trace["effective_policy"] == "reference"
         assert trace["source"] == "type_rule"
         assert trace["matched_type"] == "builtins.list"
         trace = owner.get_effective_policy_trace({"a": 1})
-        assert (trace["policy"], trace["source"], trace["matched_type"]) == ("value", "session_default", None)
+        assert (trace["effective_policy"], trace["source"], trace["matched_type"]) == ("value", "session_default", None)
         trace = owner.get_effective_policy_trace([1], call_policy="value")
-        assert (trace["policy"], trace["source"], trace["matched_type"]) == ("value", "call_override", None)
+        assert (trace["effective_policy"], trace["source"], trace["matched_type"]) == ("value", "call_override", None)
 
 
 def test_get_effective_policy_validates_call_policy(make: Any) -> None:

@@ -70,9 +70,11 @@ def _unprotect(tree: str) -> None:
 
 
 def release(proxy: Any) -> None:
-    """Release the remote object behind `proxy` now; later use raises `ExtraditeClosedError`.
+    """Release the remote object behind `proxy` now; any later use of the proxy is an error.
 
-    Idempotent. (Proxies are also released when garbage-collected.)
+    A call, an attribute or `repr` then raises `ExtraditeClosedError` (an `ExtraditeProtocolError`)
+    saying "Unknown or released remote object id". Idempotent. (Proxies are also released
+    when garbage-collected.)
     """
     from ._proxy import release as release_proxy
 
@@ -321,7 +323,8 @@ def _session_for(share_key: str | None, config: PolicyConfig, keepalive: float |
                 problems.append(f"it has protect={existing.protect!r}, this call asks for {protect!r}")
             if problems:
                 raise ExtraditeSessionConflictError(
-                    f"share_key {share_key!r} is already in use with other options: {'; '.join(problems)}. "
+                    f"share_key already exists: {share_key!r} names a running session with other options: "
+                    f"{'; '.join(problems)}. "
                     "Use the same options for every class sharing a key, or another key")
             return existing, False
         handle = SessionHandle(config, python=python, label=f"share_key {share_key!r}",

@@ -44,7 +44,7 @@ from ._errors import (
 )
 from ._handles import Borrowed, BorrowedMeta, ExportTable, ImportTable
 from ._members import describe_type, is_member_table
-from ._policy import REFERENCE, SCALAR_TYPES, PolicyConfig
+from ._policy import REFERENCE, SCALAR_TYPES, VALUE, PolicyConfig
 from ._targets import loaded_tree
 from ._targets import tree_of as _tree_of
 from ._transport import BodyWriter, Frame
@@ -233,8 +233,9 @@ class Codec:
                 f"{obj!r} belongs to another extradite session; objects from two different "
                 "sessions cannot be mixed (use one share_key for classes that must exchange objects)")
         if isinstance(obj, Borrowed) and obj._xd_closed:
-            raise ExtraditeClosedError(
-                f"this {type(obj).__qualname__} proxy was closed (released); it cannot be used or sent any more")
+            raise ExtraditeClosedError(  # the original's phrase first: users match on it
+                f"Unknown or released remote object id {hid}: this {type(obj).__qualname__} proxy was "
+                "closed (released); it cannot be used or sent any more")
         return (PID_HOME, hid)
 
     def _class_pid(self, pickler: _FastPickler, cls: type) -> tuple[int, Any]:
@@ -268,8 +269,13 @@ class Codec:
         return (PID_OBJECT, hid, self._class_pid(pickler, type(obj)))
 
     def _must_lend(self, pickler: _FastPickler, obj: Any) -> bool:
-        """Checks for a non-scalar object that would otherwise be pickled by value."""
-        if self.exports.lookup(obj) is not None:
+        """Checks for a non-scalar object that would otherwise be pickled by value.
+
+        A call's explicit `value` policy (its keyword, else its method's default, merged as the
+        serving side merges them) wins over what crossed before: an object the other side
+        holds, or an instance of a class it holds, is copied when it can be.
+        """
+        if self.exports.lookup(obj) is not None and (pickler.call_policy or pickler.method_policy) != VALUE:
             return True  # the other side already holds it: keep identity
         cls = type(obj)
         if self.is_child:
@@ -300,7 +306,8 @@ class Codec:
         if isinstance(obj, _BOUND_METHOD_TYPES) and not isinstance(obj.__self__, (types.ModuleType, NoneType)):
             return True  # a copy would bind to a copy of its object: calls must reach the original
         if not isinstance(obj, type) and ("<locals>" in cls.__qualname__ or (
-                cls.__module__ != "builtins" and self.exports.lookup(cls) is not None)):
+                cls.__module__ != "builtins" and self.exports.lookup(cls) is not None
+                and (pickler.call_policy or pickler.method_policy) != VALUE)):
             # Its class would travel as a handle (its state would be pickled against a
             # class proxy, which cannot hold it): lend the instance too. Builtin types
             # (function, ...) pickle their instances by name, never through the class.
@@ -469,15 +476,16 @@ def _builtin_base(cls: type) -> str | None:
 
 def error_record(exc: BaseException, batch_index: int | None = None) -> tuple[Any, ...]:
     """A plain-data description of `exc` that any side can raise again."""
-    if isinstance(exc, ExtraditeRemoteError):
-        kind, type_name, message = "remote", exc.remote_type_name, exc.remote_message
+    if isinstance(exc, ExtraditeRemoteError):  # passing through (a callback's error, say)
+        kind, message = "remote", exc.remote_message
+        type_id = (exc.remote_type_module, exc.remote_type_qualname, exc.remote_type_name)
     else:
         kind = "remote"
         for name, local in _LOCAL_KINDS.items():
             if isinstance(exc, local) and not isinstance(exc, ExtraditeProcessError):
                 kind = name
         cls = type(exc)
-        type_name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+        type_id = (str(getattr(cls, "__module__", None) or "builtins"), cls.__qualname__, cls.__name__)
         try:
             message = str(exc)
         except Exception as inner:  # a broken __str__ must not lose the error
@@ -489,11 +497,12 @@ def error_record(exc: BaseException, batch_index: int | None = None) -> tuple[An
 
         tb_text = "".join(traceback.format_exception(exc))
     args = exc.args if _scalar_args(exc.args) else ()
-    return (kind, type_name, message, tb_text, _builtin_base(type(exc)), args, batch_index)
+    return (kind, type_id, message, tb_text, _builtin_base(type(exc)), args, batch_index)
 
 
 def raise_record(record: tuple[Any, ...]) -> None:
-    kind, type_name, message, tb_text, builtin_name, args, batch_index = record
+    """Raise what `error_record` described; `type_id` is the original's (module, qualname, name)."""
+    kind, type_id, message, tb_text, builtin_name, args, batch_index = record
     where = f" (batch item {batch_index})" if batch_index is not None else ""
     local = _LOCAL_KINDS.get(kind)
     if local is not None:
@@ -506,7 +515,9 @@ def raise_record(record: tuple[Any, ...]) -> None:
             base.__init__(exc, *args)  # type: ignore[misc]
         except Exception:
             pass
-    ExtraditeRemoteError.__init__(exc, type_name, message + where, tb_text)
+    module, qualname, name = type_id
+    ExtraditeRemoteError.__init__(exc, name, message + where, tb_text,
+                                  remote_type_module=module, remote_type_qualname=qualname)
     exc.args = tuple(args) if args else (message + where,)
     exc.batch_index = batch_index  # type: ignore[attr-defined]
     if tb_text:

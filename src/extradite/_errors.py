@@ -51,7 +51,10 @@ class ExtraditeProcessError(ExtraditeProtocolError):
 
 
 class ExtraditeClosedError(ExtraditeProtocolError):
-    """The instance, class or session was closed by this program and is used again."""
+    """The instance, class or session was closed by this program and is used again.
+
+    A released handle says "Unknown or released remote object id", the original's phrase.
+    """
 
 
 class ExtraditeModuleLeakError(ExtraditeError):
@@ -65,22 +68,29 @@ class UnsupportedInteractionError(ExtraditeError):
 class ExtraditeRemoteError(ExtraditeError):
     """An exception raised on the other side of the channel.
 
-    `remote_type_name` is the qualified name of the original type,
-    `remote_message` its `str()`, `remote_traceback` the formatted remote traceback.
+    `remote_type_name` is the original type's `__name__` (`"KeyError"`, `"CustomError"`);
+    `remote_type_module` and `remote_type_qualname` locate it (`"pkg.mod"`, `"Outer.CustomError"`).
+    `remote_message` is its `str()`, `remote_traceback` the formatted remote traceback.
     """
 
     remote_type_name: str
+    remote_type_module: str
+    remote_type_qualname: str
     remote_message: str
     remote_traceback: str
 
-    def __init__(self, remote_type_name: str, remote_message: str, remote_traceback: str) -> None:
-        Exception.__init__(self, f"{remote_type_name}: {remote_message}")
+    def __init__(self, remote_type_name: str, remote_message: str, remote_traceback: str, *,
+                 remote_type_module: str = "builtins", remote_type_qualname: str | None = None) -> None:
         self.remote_type_name = remote_type_name
+        self.remote_type_module = remote_type_module
+        self.remote_type_qualname = remote_type_qualname or remote_type_name
         self.remote_message = remote_message
         self.remote_traceback = remote_traceback
+        Exception.__init__(self, ExtraditeRemoteError.__str__(self))
 
     def __str__(self) -> str:
-        return f"{self.remote_type_name}: {self.remote_message}"
+        module, qualname = self.remote_type_module, self.remote_type_qualname
+        return f"{qualname if module == 'builtins' else f'{module}.{qualname}'}: {self.remote_message}"
 
 
 class ExtraditeSessionConflictError(ExtraditeError, ValueError):

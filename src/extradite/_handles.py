@@ -77,7 +77,7 @@ class ExportTable:
         entry = self._entries.get(hid)
         if entry is None:
             raise ExtraditeProtocolError(
-                f"handle {hid} was released: the object it named is gone from this session; "
+                f"Unknown or released remote object id {hid}: the object it named is gone from this session; "
                 "do not use a proxy after close(), and do not keep raw handle ids")
         return entry[0]
 

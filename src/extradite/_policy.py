@@ -53,7 +53,7 @@ class PolicyConfig:
         for rule_type, rule_policy in (rules or {}).items():
             if not isinstance(rule_type, type):
                 raise TypeError(
-                    f"transport_type_rules keys must be types, not {rule_type!r}; "
+                    f"transport_type_rules keys must be type objects, not {rule_type!r}; "
                     "for example {types.FunctionType: 'reference'}")
             items.append((rule_type, check_policy(rule_policy, f"transport_type_rules[{rule_type.__qualname__}]")))
         self.rules: tuple[tuple[type, str], ...] = tuple(items)
@@ -80,14 +80,9 @@ class PolicyConfig:
               method_policy: str | None = None) -> dict[str, Any]:
         if call_policy is not None:
             check_policy(call_policy, "call_policy")
+        """The original's trace: `effective_policy`, its `source` and the rule's `matched_type`."""
         policy, source, matched = self.resolve(value, call_policy, method_policy)
-        return {
-            "policy": policy,
-            "source": source,
-            "matched_type": matched,
-            "value_type": f"{type(value).__module__}.{type(value).__qualname__}",
-            "scalar": type(value) in SCALAR_TYPES,
-        }
+        return {"effective_policy": policy, "source": source, "matched_type": matched}
 
     def describe(self) -> str:
         rules = ", ".join(f"{t.__qualname__}: {p!r}" for t, p in self.rules)

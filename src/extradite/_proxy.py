@@ -70,14 +70,17 @@ class PolicyIntrospection:
     @classmethod
     def get_effective_policy(cls, value: Any, call_policy: str | None = None, method: str | None = None) -> str:
         """The policy (`'value'` or `'reference'`) that `value` would travel with."""
-        return str(cls.get_effective_policy_trace(value, call_policy, method)["policy"])
+        return str(cls.get_effective_policy_trace(value, call_policy, method)["effective_policy"])
 
     @classmethod
     def get_effective_policy_trace(cls, value: Any, call_policy: str | None = None,
                                    method: str | None = None) -> dict[str, Any]:
-        """The chosen policy, its source and the matched type (see README, "Transport policies").
+        """The decision for `value` as the original reports it (README, "Transport policies").
 
-        `method` names a generated proxy's method, whose default reports as `method_default`.
+        Keys: `effective_policy`, `source` and `matched_type` (the matching rule's type, or None).
+
+        `source` is `call_override`, `method_default` (`method` names a generated proxy's method
+        with a default), `type_rule` or `session_default`.
         """
         policies = getattr(cls, "__extradite_method_policies__", None) or {}
         method_policy = policies.get(method) if method else None
@@ -361,9 +364,11 @@ def _dunder(name: str) -> Any:
             try:
                 return self._xd_session.call(OP_CALL_METHOD, self, name)  # type: ignore[no-any-return]
             except ExtraditeError as exc:
-                if name == "__str__" and not isinstance(exc, ExtraditeClosedError):
+                # A released handle is a use-after-release error, like any other use; a proxy
+                # whose session ended or broke still prints, so tracebacks can show it.
+                if self._xd_closed or (name == "__str__" and not isinstance(exc, ExtraditeClosedError)):
                     raise
-                state = "closed" if self._xd_closed or self._xd_session.closed else "unreachable"
+                state = "closed" if self._xd_session.closed else "unreachable"
                 return f"<extradite proxy of {type(self).__qualname__} ({state})>"
         text.__name__ = name
         return text
@@ -460,9 +465,11 @@ _set_closed = RemoteObject.__dict__["_xd_closed"].__set__
 
 
 def release(proxy: Any) -> None:
-    """Release the remote object behind `proxy` now; later use raises `ExtraditeClosedError`.
+    """Release the remote object behind `proxy` now; any later use of the proxy is an error.
 
-    Idempotent. (Proxies are also released when garbage-collected.)
+    A call, an attribute or `repr` then raises `ExtraditeClosedError` (an `ExtraditeProtocolError`)
+    saying "Unknown or released remote object id". Idempotent. (Proxies are also released
+    when garbage-collected.)
     """
     if not isinstance(proxy, RemoteObject):
         raise TypeError(f"release() takes an extradite proxy object, not {type(proxy).__qualname__}")

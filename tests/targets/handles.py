@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import types
 from typing import Any, Callable
 
 
@@ -131,6 +132,10 @@ class Service:
     def make_generator(self, n: int) -> Any:
         return (i * i for i in range(n))
 
+    def make_namespace(self, **fields: Any) -> types.SimpleNamespace:
+        """A picklable object made here, of a class outside the protected tree."""
+        return types.SimpleNamespace(**fields)
+
     def make_child_object(self) -> Any:
         return Plain(5)
 
@@ -154,6 +159,13 @@ class Service:
         except KeyError as exc:
             return f"caught KeyError {exc.args[0]!r}"
         return "nothing"
+
+    def release_then_call(self, fn: Callable[[], Any]) -> Any:
+        """Release the parent's callback handle here, then use it: the child's use-after-release."""
+        from extradite import release
+
+        release(fn)
+        return fn()
 
     def bounce(self, fn: Callable[[int], Any], level: int) -> Any:
         """One level of parent -> child -> parent recursion: call back with the level."""
