@@ -314,6 +314,10 @@ class ClassHandle:
 def _session_for(share_key: str | None, config: PolicyConfig, keepalive: float | None,
                  python: str | None, label: str) -> tuple[SessionHandle, bool]:
     """The session to use and whether it was started now."""
+    if python is not None:  # checked and normalised first: a bad value starts nothing
+        from ._interpreter import resolve_python
+
+        python = resolve_python(python)
     if share_key is None:
         return SessionHandle(config, python=python, label=label), True
     with _lock:
