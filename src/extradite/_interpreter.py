@@ -138,9 +138,11 @@ def _probe(path: str, value: object) -> tuple[int, int, int]:
         if len(parts) == 3 and all(part.isdigit() for part in parts):
             return int(parts[0]), int(parts[1]), int(parts[2])
     said = (done.stderr or done.stdout).decode("utf-8", "replace").strip().splitlines()
-    what = f"it exited with status {done.returncode}" if done.returncode else "it exited without an answer"
-    if said:
-        what += f" saying {said[-1][:200]!r}"
+    last = repr(said[-1][:200]) if said else "nothing"
+    if done.returncode:
+        what = f"it exited with status {done.returncode}, saying {last}"
+    else:
+        what = f"it printed {last}"
     raise ValueError(f"python={value!r} is not a Python interpreter: asked for its version, {what}; {advice}")
 
 
