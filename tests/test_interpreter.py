@@ -110,6 +110,22 @@ def test_python_naming_this_environment_is_the_default_session(venvs: dict[str, 
         cls.close()
 
 
+def test_a_venv_of_this_binary_gets_the_shipped_runtime_code(venvs: dict[str, Path],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its bytecode is ours, so a child that would compile the runtime runs this process's code."""
+    from extradite import _bootcode
+
+    monkeypatch.setattr(_bootcode, "_blob", [])
+    monkeypatch.setattr(_bootcode, "_pyc_is_valid", lambda source: False)  # as with no bytecode cache
+    cls = make_proxy(ENVIRONMENT, python=venvs[VERSIONS[0]])
+    try:
+        env = cls()
+        assert env.loader_of("extradite._session") == "_XdFinder"
+        assert env.module_version("packaging") == VERSIONS[0]
+    finally:
+        cls.close()
+
+
 # -- another interpreter --------------------------------------------------------------------
 
 def test_a_3_13_child_gets_the_program_modules_and_nothing_of_our_installation() -> None:
@@ -125,6 +141,7 @@ def test_a_3_13_child_gets_the_program_modules_and_nothing_of_our_installation()
             env.module_file("numpy")
         assert isinstance(caught.value, ExtraditeRemoteError)
         assert env.module_file("extradite") == extradite.__file__
+        assert env.loader_of("extradite._session") == "SourceFileLoader"  # our bytecode is not its own
         ours = (sysconfig.get_paths()["stdlib"], _site_packages())
         path = env.path()
         assert str(TESTS) in path  # the program's own modules (the targets live there)

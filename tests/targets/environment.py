@@ -23,3 +23,8 @@ class Environment:
 
     def module_version(self, name: str) -> str:
         return str(importlib.import_module(name).__version__)
+
+    def loader_of(self, name: str) -> str:
+        """The class name of the loader that loaded module `name` here."""
+        loader = sys.modules[name].__spec__.loader
+        return loader.__name__ if isinstance(loader, type) else type(loader).__name__
