@@ -347,7 +347,7 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     """Return a proxy class for `target` ("pkg.module:ClassName"), imported only in a child.
 
     See the README for the full contract. `python=` runs the child with another
-    interpreter (which must be able to import extradite).
+    interpreter or virtual environment; it needs nothing installed there (see `_interpreter`).
     """
     module, qualname = parse_target(target)
     config = PolicyConfig(transport_policy, transport_type_rules)

@@ -17,12 +17,14 @@ The rule of `handover_paths()`: the child gets the entries of this process's
 sys.path that hold the program's own modules (script directory, PYTHONPATH
 entries, source trees, editable installs) and nothing of this interpreter's
 installation: no standard library (another Python version would load ours), no
-site-packages (another environment's packages are compiled for us and would
-shadow its own). Site-packages means this interpreter's site and user-site
-directories and any directory named `site-packages` or `dist-packages`, with
-everything below them. The `extradite` package itself is imported from the
+site-packages (our packages were installed for this Python and environment and
+would shadow the child's own). Site-packages means this interpreter's site and
+user-site directories and any directory named `site-packages` or `dist-packages`,
+with everything below them. The `extradite` package itself is imported from the
 directory this process loaded it from, by a finder that answers for that one
 name: when extradite is installed in site-packages, nothing else there shows.
+The environment variables are inherited as they are (the child reads PYTHONPATH
+itself, as any Python started from this process would).
 
 `resolve_python()` checks a `python=` value before any child starts. Asking an
 interpreter its version costs a process start, so the answer is cached per file
@@ -40,8 +42,15 @@ _PROBE_TIMEOUT = 30.0
 _PROBE = "import sys; sys.stdout.write('extradite-probe %d.%d.%d' % tuple(sys.version_info[:3]))"
 _PROBE_PREFIX = "extradite-probe "
 
-# The directory holding this `extradite` package (a source tree or a site-packages).
-PACKAGE_HOME = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Bootstrap lines (see `_process`) that import the package `extradite`, and only that
+# name, from PACKAGE_DIR: the directory this process loaded it from, whatever else that
+# directory holds and whatever extradite the child's own environment has.
+HOME_FINDER = """class _XdHome:
+    def find_spec(name, path=None, target=None):
+        if name != "extradite":
+            return None
+        return sys.modules["_frozen_importlib_external"].PathFinder.find_spec(name, [PACKAGE_DIR])
+sys.meta_path.insert(0, _XdHome)"""
 
 _versions: dict[tuple[str, int, int, int, int], tuple[int, int, int]] = {}
 _excluded: list[tuple[str, ...]] = []  # [] until computed: this interpreter's own directories

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 from ._errors import ExtraditeProcessError, UnsupportedInteractionError
 
 _STDERR_LINES = 40
-_EXTRADITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_EXTRADITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds `extradite/`
 
 
 def daemon_threads_allowed() -> bool:
@@ -57,7 +57,9 @@ def _bootstrap(fd: int, *, path: list[str] | None = None, prepend: list[str] | N
     if prepend:
         lines.append(f"sys.path[:0] = [p for p in {prepend!r} if p not in sys.path]")
     if home is not None:
-        lines.append(HOME_FINDER.replace("HOME", repr(home)))
+        from ._interpreter import HOME_FINDER
+
+        lines.append(HOME_FINDER.replace("PACKAGE_DIR", repr(home)))
     if code_fd >= 0:  # compiled runtime modules from the parent (see _bootcode); first in line
         from ._bootcode import FINDER
 
@@ -65,16 +67,6 @@ def _bootstrap(fd: int, *, path: list[str] | None = None, prepend: list[str] | N
     lines.append("from extradite._child import main")
     lines.append(f"main({fd})")
     return "\n".join(lines)
-
-
-# Bootstrap lines that import the package `extradite` (and only that name) from HOME,
-# whatever else that directory holds and whatever extradite the child's environment has.
-HOME_FINDER = """class _XdHome:
-    def find_spec(name, path=None, target=None):
-        if name != "extradite":
-            return None
-        return sys.modules["_frozen_importlib_external"].PathFinder.find_spec(name, [HOME])
-sys.meta_path.insert(0, _XdHome)"""
 
 
 def same_interpreter(python: str | None) -> bool:
@@ -102,7 +94,7 @@ def child_command(fd: int, python: str | None, code_fd: int = -1) -> list[str]:
     memfd of compiled runtime modules (same binary only), see _bootcode.
     """
     if same_interpreter(python):
-        path = list(sys.path)
+        path = [entry for entry in sys.path if isinstance(entry, str)]  # imports skip the others too
         if _EXTRADITE_ROOT not in path:
             path.append(_EXTRADITE_ROOT)
         return [sys.executable, "-S", "-c", _bootstrap(fd, path=path, code_fd=code_fd)]
