@@ -278,3 +278,14 @@ def test_an_interpreters_version_is_asked_once_per_file(tmp_path: Path, monkeypa
     os.utime(wrapper, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
     assert resolve_python(wrapper) == str(wrapper)
     assert asked == [str(wrapper)] * 2
+
+
+def test_a_path_object_on_sys_path_does_not_break_a_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Imports skip entries that are not str; so do the children, of this environment and of another."""
+    monkeypatch.setattr(sys, "path", [*sys.path, Path("/nonexistent")])
+    for version in (None, "3.13"):
+        cls = make_proxy(ENVIRONMENT, python=version and python_or_skip(version))
+        try:
+            assert str(TESTS) in cls().path()
+        finally:
+            cls.close()
