@@ -155,6 +155,25 @@ def test_a_3_13_child_gets_the_program_modules_and_nothing_of_our_installation()
         Sorter.close()
 
 
+def test_pythonpath_reaches_another_interpreter_filtered_by_the_same_rule(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    python = python_or_skip("3.13")
+    mine, installed = tmp_path / "mine", tmp_path / "lib" / "site-packages"
+    for directory, module in ((mine, "xd_mine"), (installed, "xd_installed")):
+        directory.mkdir(parents=True)
+        (directory / f"{module}.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(installed), str(mine)]))
+    cls = make_proxy(ENVIRONMENT, python=python)
+    try:
+        env = cls()
+        assert env.environ("PYTHONPATH") == str(mine)  # what the child and its own children read
+        assert env.module_file("xd_mine") == str(mine / "xd_mine.py")
+        with pytest.raises(ImportError):
+            env.module_file("xd_installed")
+    finally:
+        cls.close()
+
+
 def test_handover_keeps_the_program_and_drops_stdlib_and_site_packages() -> None:
     stdlib = sysconfig.get_paths()["stdlib"]
     zipped = os.path.join(sys.base_prefix, "lib", f"python{sys.version_info[0]}{sys.version_info[1]}.zip")

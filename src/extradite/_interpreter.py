@@ -23,8 +23,8 @@ user-site directories and any directory named `site-packages` or `dist-packages`
 with everything below them. The `extradite` package itself is imported from the
 directory this process loaded it from, by a finder that answers for that one
 name: when extradite is installed in site-packages, nothing else there shows.
-The environment variables are inherited as they are (the child reads PYTHONPATH
-itself, as any Python started from this process would).
+The same rule filters the PYTHONPATH the child inherits (`foreign_environ()`):
+it reads that variable itself, and so do the processes it starts.
 
 `resolve_python()` checks a `python=` value before any child starts. Asking an
 interpreter its version costs a process start, so the answer is cached per file
@@ -35,6 +35,9 @@ from __future__ import annotations
 
 import os
 import sys
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 MIN_CHILD_VERSION = (3, 11)
 _PROBE_TIMEOUT = 30.0
@@ -45,7 +48,7 @@ _PROBE_PREFIX = "extradite-probe "
 # Bootstrap lines (see `_process`) that import the package `extradite`, and only that
 # name, from PACKAGE_DIR: the directory this process loaded it from, whatever else that
 # directory holds and whatever extradite the child's own environment has.
-HOME_FINDER = """class _XdHome:
+_HOME_FINDER = """class _XdHome:
     def find_spec(name, path=None, target=None):
         if name != "extradite":
             return None
@@ -56,56 +59,57 @@ _versions: dict[tuple[str, int, int, int, int], tuple[int, int, int]] = {}
 _excluded: list[tuple[str, ...]] = []  # [] until computed: this interpreter's own directories
 
 
-def resolve_python(value: object) -> str | None:
+def resolve_python(value: object, *, option: str = "python") -> str | None:
     """The interpreter a `python=` value names: None for this environment, else its absolute path.
 
     Raises TypeError (not a path) or ValueError (no such file, a directory, not
-    executable, not a Python, a Python older than 3.11), each message naming
-    `python` and what to give instead. No process outlives this call.
+    executable, not a Python, a Python older than 3.11), each message naming the
+    `option` and what to give instead. No process outlives this call.
     """
     if value is None:
         return None
     if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"python must be the path of a Python interpreter (a str or os.PathLike), "
+        raise TypeError(f"{option} must be the path of a Python interpreter (a str or os.PathLike), "
                         f"not {type(value).__name__}")
     path = os.fspath(value)
     if not isinstance(path, str):
-        raise TypeError(f"python must be the path of a Python interpreter as str, not {type(path).__name__}")
+        raise TypeError(f"{option} must be the path of a Python interpreter as str, not {type(path).__name__}")
+    named = f"{option}={path!r}"
     if not path:
-        raise ValueError("python='' is empty; give the path of a Python interpreter "
+        raise ValueError(f"{named} is empty; give the path of a Python interpreter "
                          "(e.g. a virtual environment's bin/python), or None for this one")
     if os.sep not in path:
-        path = _find_command(path)
+        path = _find_command(path, named)
     path = os.path.abspath(path)
     import stat
 
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise ValueError(f"python={value!r}: no such file; give the path of an existing Python "
+        raise ValueError(f"{named}: no such file; give the path of an existing Python "
                          "interpreter (e.g. a virtual environment's bin/python)") from None
     except OSError as exc:
-        raise ValueError(f"python={value!r} cannot be read ({exc.strerror}); give the path of a "
+        raise ValueError(f"{named} cannot be read ({exc.strerror}); give the path of a "
                          "Python interpreter you can run") from None
     if stat.S_ISDIR(info.st_mode):
         inside = os.path.join(path, "bin", "python")
         hint = f"e.g. {inside!r}" if os.path.exists(inside) else "e.g. a virtual environment's bin/python"
-        raise ValueError(f"python={value!r} is a directory; name the interpreter inside it ({hint})")
+        raise ValueError(f"{named} is a directory; name the interpreter inside it ({hint})")
     if not os.access(path, os.X_OK):
-        raise ValueError(f"python={value!r} is not executable; name a Python interpreter "
+        raise ValueError(f"{named} is not executable; name a Python interpreter "
                          "(e.g. a virtual environment's bin/python)")
     if same_environment(path):
         return None
     if not same_binary(path):
-        version = _version_of(path, info, value)
+        version = _version_of(path, info, named)
         if version[:2] < MIN_CHILD_VERSION:
             raise ValueError(
-                f"python={value!r} is Python {version[0]}.{version[1]}; the child needs Python "
+                f"{named} is Python {version[0]}.{version[1]}; the child needs Python "
                 f"{MIN_CHILD_VERSION[0]}.{MIN_CHILD_VERSION[1]} or newer: name a newer interpreter")
     return path
 
 
-def _find_command(name: str) -> str:
+def _find_command(name: str, named: str) -> str:
     """The interpreter a bare command name (`python3.13`) runs, searched on PATH like a shell does.
 
     A value that names no file, a version such as "3.13" say, would be looked up here.
@@ -114,22 +118,22 @@ def _find_command(name: str) -> str:
 
     found = shutil.which(name)
     if found is None:
-        raise ValueError(f"python={name!r}: no command {name!r} on PATH; give the path of a Python "
+        raise ValueError(f"{named}: no command {name!r} on PATH; give the path of a Python "
                          "interpreter (e.g. '/path/to/venv/bin/python')")
     return found
 
 
-def _version_of(path: str, info: os.stat_result, value: object) -> tuple[int, int, int]:
+def _version_of(path: str, info: os.stat_result, named: str) -> tuple[int, int, int]:
     """The version `path` reports when asked (cached per file: path, inode, mtime)."""
     key = (path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
     version = _versions.get(key)
     if version is None:
-        version = _probe(path, value)
+        version = _probe(path, named)
         _versions[key] = version
     return version
 
 
-def _probe(path: str, value: object) -> tuple[int, int, int]:
+def _probe(path: str, named: str) -> tuple[int, int, int]:
     import subprocess
 
     advice = "name a Python 3.11+ interpreter (e.g. a virtual environment's bin/python)"
@@ -137,10 +141,10 @@ def _probe(path: str, value: object) -> tuple[int, int, int]:
         done = subprocess.run([path, "-S", "-c", _PROBE], stdin=subprocess.DEVNULL, capture_output=True,
                               timeout=_PROBE_TIMEOUT)
     except subprocess.TimeoutExpired:  # run() has killed and reaped it
-        raise ValueError(f"python={value!r} did not say its version within {_PROBE_TIMEOUT:.0f} s; "
+        raise ValueError(f"{named} did not say its version within {_PROBE_TIMEOUT:.0f} s; "
                          f"{advice}") from None
     except OSError as exc:  # a text file without #!, a binary for another machine, ...
-        raise ValueError(f"python={value!r} could not be run ({exc.strerror}); {advice}") from None
+        raise ValueError(f"{named} could not be run ({exc.strerror}); {advice}") from None
     out = done.stdout.decode("ascii", "replace").strip()
     if done.returncode == 0 and out.startswith(_PROBE_PREFIX):
         parts = out[len(_PROBE_PREFIX):].split(".")
@@ -152,7 +156,7 @@ def _probe(path: str, value: object) -> tuple[int, int, int]:
         what = f"it exited with status {done.returncode}, saying {last}"
     else:
         what = f"it printed {last}"
-    raise ValueError(f"python={value!r} is not a Python interpreter: asked for its version, {what}; {advice}")
+    raise ValueError(f"{named} is not a Python interpreter: asked for its version, {what}; {advice}")
 
 
 def _environment(executable: str) -> tuple[str, str]:
@@ -221,3 +225,27 @@ def handover_paths(path: list[str] | None = None) -> list[str]:
         if isinstance(entry, str) and entry not in out and not _is_installation(entry, roots):
             out.append(entry)
     return out
+
+
+def foreign_prelude(package_dir: str, extra: Sequence[str] = ()) -> str:
+    """`python -c` lines for a child of another interpreter or environment (see module doc).
+
+    In front of its own sys.path: `handover_paths()`, then `extra`; `extradite` is
+    imported from `package_dir` (the directory holding the package).
+    """
+    paths = handover_paths()
+    paths += [entry for entry in extra if entry not in paths]
+    return "\n".join(["import sys", f"sys.path[:0] = [p for p in {paths!r} if p not in sys.path]",
+                      _HOME_FINDER.replace("PACKAGE_DIR", repr(package_dir))])
+
+
+def foreign_environ() -> dict[str, str]:
+    """The environment variables of a child of another interpreter: PYTHONPATH filtered by the rule."""
+    env = dict(os.environ)
+    given = env.pop("PYTHONPATH", None)
+    if given:
+        roots = _excluded_roots()
+        kept = [entry for entry in given.split(os.pathsep) if entry and not _is_installation(entry, roots)]
+        if kept:
+            env["PYTHONPATH"] = os.pathsep.join(kept)
+    return env

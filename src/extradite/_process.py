@@ -44,22 +44,18 @@ def daemon_threads_allowed() -> bool:
     return True if allowed is None else bool(allowed())
 
 
-def _bootstrap(fd: int, *, path: list[str] | None = None, prepend: list[str] | None = None,
-               home: str | None = None, code_fd: int = -1) -> str:
+def _bootstrap(fd: int, *, path: list[str] | None = None, prelude: str | None = None,
+               code_fd: int = -1) -> str:
     """The `python -c` program of a child: set up its path, then serve descriptor `fd`.
 
-    `path` replaces sys.path; `prepend` goes in front of the child's own; `home` is the
-    directory `extradite` alone is imported from; `code_fd` a memfd of compiled modules.
+    `path` replaces sys.path; `prelude`: lines that set up a child of another interpreter
+    (`_interpreter.foreign_prelude`); `code_fd`: a memfd of compiled modules.
     """
     lines = ["import sys"]
     if path is not None:
         lines.append(f"sys.path[:] = {path!r}")
-    if prepend:
-        lines.append(f"sys.path[:0] = [p for p in {prepend!r} if p not in sys.path]")
-    if home is not None:
-        from ._interpreter import HOME_FINDER
-
-        lines.append(HOME_FINDER.replace("PACKAGE_DIR", repr(home)))
+    if prelude is not None:
+        lines.append(prelude)
     if code_fd >= 0:  # compiled runtime modules from the parent (see _bootcode); first in line
         from ._bootcode import FINDER
 
@@ -99,11 +95,10 @@ def child_command(fd: int, python: str | None, code_fd: int = -1) -> list[str]:
             path.append(_EXTRADITE_ROOT)
         return [sys.executable, "-S", "-c", _bootstrap(fd, path=path, code_fd=code_fd)]
     assert python is not None
-    from ._interpreter import handover_paths
+    from ._interpreter import foreign_prelude
 
-    # -P: no script directory of its own; the program's own entries come from handover_paths()
-    return [python, "-P", "-c",
-            _bootstrap(fd, prepend=handover_paths(), home=_EXTRADITE_ROOT, code_fd=code_fd)]
+    # -P: no script directory of its own; the program's own entries come from the prelude
+    return [python, "-P", "-c", _bootstrap(fd, prelude=foreign_prelude(_EXTRADITE_ROOT), code_fd=code_fd)]
 
 
 class ChildProcess:
@@ -120,10 +115,15 @@ class ChildProcess:
 
             code_fd = make_code_fd()
         argv = child_command(child_fd, python, code_fd)
+        env = None
+        if not same_interpreter(python):
+            from ._interpreter import foreign_environ
+
+            env = foreign_environ()
         try:
             self.popen = subprocess.Popen(
                 argv, pass_fds=(child_fd,) if code_fd < 0 else (child_fd, code_fd),
-                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True)
+                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True, env=env)
         except OSError as exc:
             raise ExtraditeProcessError(
                 f"could not start the child interpreter {argv[0]!r} for {label}: {exc}; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 
@@ -28,3 +29,6 @@ class Environment:
         """The class name of the loader that loaded module `name` here."""
         loader = sys.modules[name].__spec__.loader
         return loader.__name__ if isinstance(loader, type) else type(loader).__name__
+
+    def environ(self, name: str) -> str | None:
+        return os.environ.get(name)
