@@ -150,12 +150,14 @@ def _probe(path: str, named: str) -> tuple[int, int, int]:
         parts = out[len(_PROBE_PREFIX):].split(".")
         if len(parts) == 3 and all(part.isdigit() for part in parts):
             return int(parts[0]), int(parts[1]), int(parts[2])
-    said = (done.stderr or done.stdout).decode("utf-8", "replace").strip().splitlines()
-    last = repr(said[-1][:200]) if said else "nothing"
+    said = [line.strip() for line in (done.stderr or done.stdout).decode("utf-8", "replace").splitlines()]
+    said = [line[:200] for line in said if line]
+    # The first line of a wrapper's complaint names the problem, the last of a traceback does.
+    quoted = " ... ".join(repr(line) for line in dict.fromkeys(said[:1] + said[-1:])) or "nothing"
     if done.returncode:
-        what = f"it exited with status {done.returncode}, saying {last}"
+        what = f"it exited with status {done.returncode}, saying {quoted}"
     else:
-        what = f"it printed {last}"
+        what = f"it printed {quoted}"
     raise ValueError(f"{named} is not a Python interpreter: asked for its version, {what}; {advice}")
 
 
