@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -148,6 +151,44 @@ def stress_scale() -> float:
 
 
 SRC = TESTS.parent / "src"
+PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+
+
+@functools.cache
+def find_python(version: str) -> str | None:
+    """A working interpreter for `version` ("3.13"): the newest pyenv build, else pythonX.Y on PATH.
+
+    The one place tests look for other Pythons (skip with `python_or_skip`). A pyenv
+    shim on PATH exists even when its version is not selected (it then exits 127), so
+    every candidate must prove it runs and is that version; the result is the path
+    the interpreter reports as its own `sys.executable`.
+    """
+    builds = sorted(PYENV_ROOT.glob(f"versions/{version}.*/bin/python{version}"),
+                    key=lambda p: [int(x) if x.isdigit() else 0 for x in p.parts[-3].split(".")], reverse=True)
+    candidates = [str(p) for p in builds]
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(on_path)
+    for candidate in candidates:
+        try:
+            probe = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"],
+                capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        lines = probe.stdout.split("\n")
+        if probe.returncode == 0 and lines[0] == version and lines[1]:
+            return lines[1]
+    return None
+
+
+def python_or_skip(version: str) -> str:
+    """`find_python(version)`, or skip the test saying what was searched."""
+    found = find_python(version)
+    if found is None:
+        pytest.skip(f"Python {version} is not installed (no working python{version} under "
+                    f"{PYENV_ROOT}/versions or on PATH)")
+    return found
 
 
 def python_env() -> dict[str, str]:

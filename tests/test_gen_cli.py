@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import python_or_skip
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 DATA = Path(__file__).resolve().parent / "gen_data"
 GENERATED = ROOT / "generated"
-PY313 = Path("/root/.pyenv/versions/3.13.0/bin/python")
-PY312 = Path("/root/.pyenv/versions/3.12.1/bin/python")
 
 DEMO_TARGETS = [
     "extradite.demo.counter:Counter",
@@ -272,13 +272,12 @@ def test_unwritable_output(tmp_path: Path) -> None:
 
 def test_missing_interpreter(tmp_path: Path) -> None:
     result = gen(DEMO_TARGETS[0], "-o", str(tmp_path), "--python", str(tmp_path / "nope"))
-    assert result.returncode == 2 and "no such interpreter" in result.stderr
+    assert result.returncode == 2 and "--python=" in result.stderr and "no such file" in result.stderr
 
 
-@pytest.mark.parametrize("python", [PY312, PY313], ids=["3.12", "3.13"])
-def test_other_interpreter(tmp_path: Path, python: Path) -> None:
-    if not python.exists():
-        pytest.skip(f"{python} is not installed on this machine")
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_other_interpreter(tmp_path: Path, version: str) -> None:
+    python = python_or_skip(version)
     other, here = tmp_path / "other", tmp_path / "here"
     result = gen(*DEMO_TARGETS, "-o", str(other), "--python", str(python))
     assert result.returncode == 0, result.stderr
@@ -290,6 +289,21 @@ def test_other_interpreter(tmp_path: Path, python: Path) -> None:
     assert gen(*DEMO_TARGETS, "-o", str(here)).returncode == 0
     for produced in sorted(other.glob("*_xdproxy.py")):
         assert _identity(produced.read_text()) == _identity((here / produced.name).read_text()), produced.name
+
+
+def test_other_interpreter_sees_no_site_packages_of_ours(tmp_path: Path) -> None:
+    """A module reachable here only through a site-packages directory does not reach a --python child."""
+    python = python_or_skip("3.13")
+    for where in ("project", "lib/site-packages"):
+        directory = tmp_path / where
+        directory.mkdir(parents=True)
+        (directory / f"xd_{directory.name.replace('-', '_')}.py").write_text("class Thing:\n    pass\n")
+    env = dict(_env(tmp_path / "lib" / "site-packages", tmp_path / "project"))
+    run = [sys.executable, "-m", "extradite.gen", "-o", str(tmp_path / "out"), "--python", python]
+    found = subprocess.run([*run, "xd_project:Thing"], env=env, capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    hidden = subprocess.run([*run, "xd_site_packages:Thing"], env=env, capture_output=True, text=True, timeout=120)
+    assert hidden.returncode == 3 and "module not found" in hidden.stderr, hidden.stderr
 
 
 def _identity(source: str) -> list[str]:

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
 if TYPE_CHECKING:
+    from os import PathLike
     from typing import Any
 
     from ._process import ChildProcess
@@ -305,8 +306,13 @@ class ClassHandle:
 
 
 def _session_for(share_key: str | None, config: PolicyConfig, keepalive: float | None,
-                 python: str | None, label: str, protect: tuple[str, ...] = ()) -> tuple[SessionHandle, bool]:
+                 python: str | PathLike[str] | None, label: str,
+                 protect: tuple[str, ...] = ()) -> tuple[SessionHandle, bool]:
     """The session to use and whether it was started now (`protect` as `check_protect` returns it)."""
+    if python is not None:  # checked and normalised first: a bad value starts nothing
+        from ._interpreter import resolve_python
+
+        python = resolve_python(python)
     if share_key is None:
         return SessionHandle(config, python=python, label=label, protect=protect), True
     with _lock:
@@ -335,13 +341,14 @@ def _session_for(share_key: str | None, config: PolicyConfig, keepalive: float |
 
 def extradite(target: str, share_key: str | None = None, transport_policy: str = "value",
               transport_type_rules: Mapping[type, str] | None = None, *,
-              share_keepalive_seconds: float | None = None, python: str | None = None,
+              share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
               protect: tuple[str, ...] | list[str] = ()) -> Any:
     """Return a proxy class for `target` ("pkg.module:ClassName"), imported only in a child.
 
     See the README for the full contract. The target's module and its submodules
     must never be imported here; `protect=("myapp",)` keeps whole trees out too.
-    `python=` runs the child with another interpreter (which must be able to import extradite).
+    `python=` runs the child with another interpreter or virtual environment; it
+    needs nothing installed there (see `_interpreter`).
     """
     module, qualname = parse_target(target)
     config = PolicyConfig(transport_policy, transport_type_rules)
@@ -397,7 +404,8 @@ def _close_deferred() -> None:
 def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value",
                               transport_type_rules: Mapping[type, str] | None = None,
                               share_keepalive_seconds: float | None = None,
-                              python: str | None = None, protect: tuple[str, ...] | list[str] = ()) -> bool:
+                              python: str | PathLike[str] | None = None,
+                              protect: tuple[str, ...] | list[str] = ()) -> bool:
     """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
 
     Returns True when a child was started, False when one was already running

@@ -28,6 +28,7 @@ import functools
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+import os
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from . import _proxy
@@ -303,7 +304,7 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     @classmethod
     def extradite(cls: type[_T], *, share_key: str | None = None, transport_policy: str = "value",
                   transport_type_rules: Mapping[type, str] | None = None,
-                  share_keepalive_seconds: float | None = None, python: str | None = None,
+                  share_keepalive_seconds: float | None = None, python: str | os.PathLike[str] | None = None,
                   protect: tuple[str, ...] | list[str] = ()) -> type[_T]:
         """A copy of this proxy class bound to its own session with these options (like `extradite()`)."""
         return _bind(cls, {"share_key": share_key, "transport_policy": transport_policy,

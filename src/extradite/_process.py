@@ -7,11 +7,10 @@
 
 The child is a plain `subprocess` (no `multiprocessing`): nothing re-imports
 `__main__`, so scripts without a main guard, `python -c`, REPLs and notebooks
-all work. With the same interpreter the child skips `site` and receives this
-process's `sys.path` verbatim; another interpreter keeps its own installation's
-path, gets this program's own entries (script directory, PYTHONPATH, source
-trees: everything outside this interpreter's prefixes) in front, and the
-directory holding `extradite` appended.
+all work. In this very environment the child skips `site` and receives this
+process's `sys.path` verbatim; another interpreter or environment keeps its own
+installation and site-packages and gets only this program's own modules and
+the `extradite` package (the rule is in `_interpreter`).
 
 Stopping is a ladder, each step bounded: close the channel (the child exits on
 EOF), wait, SIGTERM, wait, SIGKILL, wait.
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 from ._errors import ExtraditeProcessError, UnsupportedInteractionError
 
 _STDERR_LINES = 40
-_EXTRADITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_EXTRADITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds `extradite/`
 
 
 def daemon_threads_allowed() -> bool:
@@ -45,16 +44,19 @@ def daemon_threads_allowed() -> bool:
     return True if allowed is None else bool(allowed())
 
 
-def _bootstrap(fd: int, path: list[str] | None, prepend: list[str], append: str | None,
+def _bootstrap(fd: int, *, path: list[str] | None = None, prelude: str | None = None,
                code_fd: int = -1) -> str:
+    """The `python -c` program of a child: set up its path, then serve descriptor `fd`.
+
+    `path` replaces sys.path; `prelude`: lines that set up a child of another interpreter
+    (`_interpreter.foreign_prelude`); `code_fd`: a memfd of compiled modules.
+    """
     lines = ["import sys"]
     if path is not None:
         lines.append(f"sys.path[:] = {path!r}")
-    if prepend:
-        lines.append(f"sys.path[:0] = {prepend!r}")
-    if append is not None:
-        lines.append(f"sys.path.append({append!r})")
-    if code_fd >= 0:  # compiled runtime modules from the parent (see _bootcode)
+    if prelude is not None:
+        lines.append(prelude)
+    if code_fd >= 0:  # compiled runtime modules from the parent (see _bootcode); first in line
         from ._bootcode import FINDER
 
         lines.append(FINDER.replace("CODE_FD", str(code_fd)))
@@ -63,37 +65,40 @@ def _bootstrap(fd: int, path: list[str] | None, prepend: list[str], append: str 
     return "\n".join(lines)
 
 
-def _project_paths() -> list[str]:
-    """This process's sys.path minus its own installation (stdlib, site-packages).
-
-    Another interpreter keeps its own installation but still finds the program's
-    modules (script directory, PYTHONPATH entries, source trees).
-    """
-    prefixes = {os.path.realpath(p) + os.sep for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}}
-    out = []
-    for entry in sys.path:
-        real = os.path.realpath(entry or os.curdir) + os.sep
-        if entry and not any(real.startswith(prefix) for prefix in prefixes):
-            out.append(entry)
-    return out
-
-
 def same_interpreter(python: str | None) -> bool:
-    return python is None or os.path.realpath(python) == os.path.realpath(sys.executable)
+    """Whether `python` starts this very environment (the fast start applies)."""
+    if python is None:
+        return True
+    from ._interpreter import same_environment
+
+    return same_environment(python)
+
+
+def _ships_code(python: str | None) -> bool:
+    """Whether this process's bytecode suits the child (the same binary, whatever its venv)."""
+    if python is None:
+        return True
+    from ._interpreter import same_binary
+
+    return same_binary(python)
 
 
 def child_command(fd: int, python: str | None, code_fd: int = -1) -> list[str]:
     """The argv that starts a child serving the channel on descriptor `fd`.
 
-    `code_fd` (same interpreter only): a memfd of compiled runtime modules, see _bootcode.
+    `python`: None or a path checked by `_interpreter.resolve_python`. `code_fd`: a
+    memfd of compiled runtime modules (same binary only), see _bootcode.
     """
     if same_interpreter(python):
-        path = list(sys.path)
+        path = [entry for entry in sys.path if isinstance(entry, str)]  # imports skip the others too
         if _EXTRADITE_ROOT not in path:
             path.append(_EXTRADITE_ROOT)
-        return [sys.executable, "-S", "-c", _bootstrap(fd, path, [], None, code_fd)]
+        return [sys.executable, "-S", "-c", _bootstrap(fd, path=path, code_fd=code_fd)]
     assert python is not None
-    return [python, "-c", _bootstrap(fd, None, _project_paths(), _EXTRADITE_ROOT)]
+    from ._interpreter import foreign_prelude
+
+    # -P: no script directory of its own; the program's own entries come from the prelude
+    return [python, "-P", "-c", _bootstrap(fd, prelude=foreign_prelude(_EXTRADITE_ROOT), code_fd=code_fd)]
 
 
 class ChildProcess:
@@ -105,15 +110,20 @@ class ChildProcess:
         self.label = label
         self.tail: deque[str] = deque(maxlen=_STDERR_LINES)
         code_fd = -1
-        if same_interpreter(python):  # the same bytecode: ship it (see _bootcode)
+        if _ships_code(python):  # the same bytecode: ship it (see _bootcode)
             from ._bootcode import code_fd as make_code_fd
 
             code_fd = make_code_fd()
         argv = child_command(child_fd, python, code_fd)
+        env = None
+        if not same_interpreter(python):
+            from ._interpreter import foreign_environ
+
+            env = foreign_environ()
         try:
             self.popen = subprocess.Popen(
                 argv, pass_fds=(child_fd,) if code_fd < 0 else (child_fd, code_fd),
-                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True)
+                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True, env=env)
         except OSError as exc:
             raise ExtraditeProcessError(
                 f"could not start the child interpreter {argv[0]!r} for {label}: {exc}; "

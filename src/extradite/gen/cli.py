@@ -85,31 +85,46 @@ def parse_policies(items: Sequence[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _child_env(python: str | None) -> dict[str, str]:
+def _child_env() -> dict[str, str]:
+    """This interpreter's introspection child sees what we see, and extradite."""
     package_parent = str(Path(__file__).resolve().parents[2])  # the directory holding `extradite/`
     env = dict(os.environ)
-    paths = [package_parent]
-    if python is None:
-        paths.extend(p for p in sys.path if p)  # same interpreter: the child sees what we see
-    else:
-        paths.append(os.getcwd())
-        if env.get("PYTHONPATH"):
-            paths.append(env["PYTHONPATH"])
+    paths = [package_parent, *(p for p in sys.path if isinstance(p, str) and p)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     return env
 
 
+def _introspection_command(targets: Sequence[str], python: str | None) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of the introspection child.
+
+    Another interpreter or environment (`--python`) gets what the runtime's children
+    of `python=` get (see extradite._interpreter), plus the working directory, where
+    the targets usually live, and keeps its own site-packages: no module of this
+    installation reaches it.
+    """
+    from .._interpreter import foreign_environ, foreign_prelude, resolve_python
+
+    try:
+        resolved = resolve_python(python, option="--python")
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    if resolved is None:
+        return [sys.executable, "-m", "extradite.gen.introspect", *targets], _child_env()
+    package_parent = str(Path(__file__).resolve().parents[2])
+    code = "\n".join([foreign_prelude(package_parent, extra=[os.getcwd()]), "import runpy",
+                      "runpy.run_module('extradite.gen.introspect', run_name='__main__', alter_sys=True)"])
+    return [resolved, "-P", "-c", code, *targets], foreign_environ()
+
+
 def introspect(targets: Sequence[str], python: str | None) -> dict[str, Any]:
     """Run the throwaway introspection child and return its JSON document."""
-    executable = python or sys.executable
-    cmd = [executable, "-m", "extradite.gen.introspect", *targets]
+    cmd, env = _introspection_command(targets, python)
+    executable = cmd[0]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(python), timeout=600,
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600,
                               stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise UsageError(f"--python {executable!r}: no such interpreter") from None
-    except PermissionError:
-        raise UsageError(f"--python {executable!r}: not executable") from None
+    except OSError as exc:
+        raise UsageError(f"--python {executable!r} could not be run: {exc.strerror}") from None
     except subprocess.TimeoutExpired:
         raise GenerationError("introspection", f"the introspection child ({executable}) did not finish within 600 s") from None
     try:
