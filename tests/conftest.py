@@ -127,7 +127,7 @@ def placeholder_proxy() -> Iterator[Callable[..., Any]]:
     fingerprint no target has, so every bind reads the child's signature data (a stale bind).
     The runtime's registry of generated targets forgets them after the test."""
     from extradite import _proxy
-    from extradite._generated import GeneratedProxy
+    from extradite.generated_support import GeneratedProxy
 
     made: list[str] = []
 

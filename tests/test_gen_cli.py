@@ -183,6 +183,39 @@ def test_installed_stub_package_is_used(tmp_path: Path) -> None:
     assert "def twice(self, text: str) -> str" in files["xdplain_xdproxy.pyi"]
 
 
+def test_generated_code_imports_only_the_public_support_module(stdlib_out: Path) -> None:
+    """Generated proxies outlive releases: they import nothing private of extradite."""
+    import ast
+
+    from extradite import generated_support
+
+    files = sorted(GENERATED.glob("*_xdproxy.py*")) + sorted(stdlib_out.glob("*_xdproxy.py*"))
+    assert files
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert not [a.name for a in node.names if a.name.split(".")[0] == "extradite"], path.name
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "extradite":
+                assert node.module == "extradite.generated_support", (path.name, node.module)
+                assert {a.name for a in node.names} <= set(generated_support.__all__), path.name
+
+
+def test_generated_support_exports_exactly_its_documented_names() -> None:
+    from extradite import generated_support
+
+    public = {n for n in vars(generated_support) if not n.startswith("_")}
+    assert public == set(generated_support.__all__)
+    for name in generated_support.__all__:
+        assert f"`{name}`" in (generated_support.__doc__ or ""), f"{name} is not documented in the module docstring"
+
+
+def test_import_extradite_does_not_load_the_generated_support() -> None:
+    code = "import sys, extradite; print(sorted(m for m in sys.modules if m.startswith('extradite')))"
+    result = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['extradite']"
+
+
 # --- CLI -----------------------------------------------------------------------------------
 
 
