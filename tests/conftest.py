@@ -155,6 +155,60 @@ def python_env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
 
 
+PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+
+
+def _version_key(path: Path) -> list[int]:
+    """`~/.pyenv/versions/3.13.10/bin/python` -> [3, 13, 10] (so builds sort by version)."""
+    return [int(x) if x.isdigit() else 0 for x in path.parts[-3].split(".")]
+
+
+def find_python(version: str) -> str | None:
+    """A working interpreter for `version` ("3.13"), or None: the one place tests look for one.
+
+    Candidates, in order: `pythonX.Y` on PATH, `PYENV_VERSION=X.Y pyenv which python`, the
+    newest `$PYENV_ROOT/versions/X.Y.*/bin/python`. A pyenv shim on PATH exists even when
+    that version is not installed (it then exits 127), so each candidate must prove that
+    it runs and is the version asked for.
+    """
+    import shutil
+    import subprocess
+
+    candidates: list[str] = []
+    on_path = shutil.which(f"python{version}")
+    if on_path:
+        candidates.append(on_path)
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        try:
+            which = subprocess.run([pyenv, "which", "python"], env=dict(os.environ, PYENV_VERSION=version),
+                                   capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            which = None
+        if which is not None and which.returncode == 0 and which.stdout.strip():
+            candidates.append(which.stdout.strip())
+    builds = sorted(PYENV_ROOT.glob(f"versions/{version}.*/bin/python"), key=_version_key, reverse=True)
+    candidates.extend(str(p) for p in builds)
+    for candidate in dict.fromkeys(candidates):
+        try:
+            probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                   capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def require_python(version: str) -> str:
+    """The interpreter for `version`, or skip the test saying which one is missing (visible in -ra)."""
+    python = find_python(version)
+    if python is None:
+        pytest.skip(f"Python {version} is not installed (no working python{version} on PATH, "
+                    f"via `PYENV_VERSION={version} pyenv which python` or under {PYENV_ROOT}/versions)")
+    return python
+
+
 def process_gone(pid: int) -> bool:
     """True once `pid` no longer runs (a zombie counts as gone)."""
     try:

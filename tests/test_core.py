@@ -25,6 +25,8 @@ from extradite import (
 from extradite._api import session_of
 from extradite._wire import REQUEST
 
+from conftest import require_python
+
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
 
@@ -316,12 +318,8 @@ def test_collected_class_stops_its_child() -> None:
     assert process.popen.returncode is not None
 
 
-PY313 = Path("/root/.pyenv/versions/3.13.0/bin/python")
-
-
-@pytest.mark.skipif(not PY313.exists(), reason="Python 3.13 is not installed under pyenv")
 def test_child_with_another_interpreter_finds_program_modules() -> None:
-    cls = make_proxy("targets.values:Values", python=str(PY313))
+    cls = make_proxy("targets.values:Values", python=require_python("3.13"))
     try:
         values = cls()
         assert values.python_version() == (3, 13)

@@ -2,12 +2,11 @@
 
 The "runs" tests execute generated proxies in a fresh interpreter (pytest itself has
 imported many standard-library modules, and the runtime refuses a target whose tree
-is already loaded); they are skipped until the runtime bodies of GeneratedProxy exist.
+is already loaded).
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 import subprocess
@@ -17,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require_python
+
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 DATA = Path(__file__).resolve().parent / "gen_data"
 GENERATED = ROOT / "generated"
-PY313 = Path("/root/.pyenv/versions/3.13.0/bin/python")
-PY312 = Path("/root/.pyenv/versions/3.12.1/bin/python")
 
 DEMO_TARGETS = [
     "extradite.demo.counter:Counter",
@@ -58,15 +57,6 @@ def _env(*paths: Path) -> dict[str, str]:
 def gen(*args: str, cwd: Path = ROOT, python: str = sys.executable) -> subprocess.CompletedProcess[str]:
     return subprocess.run([python, "-m", "extradite.gen", *args], cwd=cwd, env=_env(), capture_output=True,
                           text=True, timeout=300)
-
-
-def runtime_ready() -> bool:
-    from extradite._generated import GeneratedProxy
-
-    return "NotImplementedError" not in inspect.getsource(GeneratedProxy._xd_init)
-
-
-needs_runtime = pytest.mark.skipif(not runtime_ready(), reason="GeneratedProxy runtime bodies have not landed yet")
 
 
 def run_mypy(files: list[Path], tmp_path: Path, mypypath: list[Path]) -> dict[str, list[str]]:
@@ -308,12 +298,11 @@ def test_missing_interpreter(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no such interpreter" in result.stderr
 
 
-@pytest.mark.parametrize("python", [PY312, PY313], ids=["3.12", "3.13"])
-def test_other_interpreter(tmp_path: Path, python: Path) -> None:
-    if not python.exists():
-        pytest.skip(f"{python} is not installed on this machine")
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_other_interpreter(tmp_path: Path, version: str) -> None:
+    python = require_python(version)
     other, here = tmp_path / "other", tmp_path / "here"
-    result = gen(*DEMO_TARGETS, "-o", str(other), "--python", str(python))
+    result = gen(*DEMO_TARGETS, "-o", str(other), "--python", python)
     assert result.returncode == 0, result.stderr
     text = (other / "extradite_demo_counter_xdproxy.pyi").read_text()
     assert "def increment(self, amount: int | None = None) -> int" in text
@@ -382,17 +371,15 @@ def test_stdlib_and_third_party_output(stdlib_out: Path) -> None:
     assert len(STDLIB_TARGETS) + len(THIRD_PARTY_TARGETS) >= 15
 
 
-# --- running (needs the runtime) -------------------------------------------------------------
+# --- running -------------------------------------------------------------------------------
 
 
-@needs_runtime
 def test_demo_proxies_run() -> None:
     result = subprocess.run([sys.executable, str(DATA / "usage_demo.py")], env=_env(GENERATED),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "usage_demo ok" in result.stdout, result.stderr
 
 
-@needs_runtime
 def test_stdlib_proxies_run(stdlib_out: Path) -> None:
     shutil.copy(DATA / "usage_stdlib.py", stdlib_out / "usage_stdlib.py")
     result = subprocess.run([sys.executable, str(stdlib_out / "usage_stdlib.py")], env=_env(stdlib_out),
@@ -414,7 +401,6 @@ def _generate_package(tmp_path: Path, package: str, source: str) -> tuple[Path, 
     return module, out
 
 
-@needs_runtime
 def test_stale_fingerprint_falls_back(tmp_path: Path) -> None:
     module, out = _generate_package(tmp_path, "xdstale", "class Thing:\n    def keep(self) -> int:\n        return 1\n"
                                     "    def gone(self) -> int:\n        return 2\n")
@@ -446,7 +432,6 @@ def test_stale_fingerprint_falls_back(tmp_path: Path) -> None:
     assert run.returncode == 0 and "stale ok" in run.stdout, run.stderr
 
 
-@needs_runtime
 def test_stale_kinds_and_signatures_are_named(tmp_path: Path) -> None:
     """A bind names changed signatures and kinds; a current proxy binds silently."""
     original = ("class Thing:\n    def keep(self) -> int:\n        return 1\n"

@@ -11,38 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import find_python, require_python
+
 SRC = Path(__file__).resolve().parent.parent / "src"
-PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
-
-
-def find_python(version: str) -> str | None:
-    """A working interpreter for `version` ("3.13"): the newest pyenv build, else pythonX.Y on PATH.
-
-    A pyenv shim on PATH exists even when that version is not selected (it then
-    exits 127), so every candidate must prove it runs and is the right version.
-    """
-    builds = sorted(PYENV_ROOT.glob(f"versions/{version}.*/bin/python{version}"),
-                    key=lambda p: [int(x) if x.isdigit() else 0 for x in p.parts[-3].split(".")], reverse=True)
-    candidates = [str(p) for p in builds]
-    on_path = shutil.which(f"python{version}")
-    if on_path:
-        candidates.append(on_path)
-    for candidate in candidates:
-        try:
-            probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                   capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode == 0 and probe.stdout.strip() == version:
-            return candidate
-    return None
 
 
 def run_demo(python: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -52,10 +29,7 @@ def run_demo(python: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def check_demo(version: str) -> None:
-    python = find_python(version)
-    if python is None:
-        pytest.skip(f"Python {version} is not installed (no working python{version} under {PYENV_ROOT}/versions or on PATH)")
-    result = run_demo(python, "--workers", "3")
+    result = run_demo(require_python(version), "--workers", "3")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "ImportError: module readline does not support loading in subinterpreters" in result.stdout, output
