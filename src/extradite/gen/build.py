@@ -1,8 +1,12 @@
 """Build the interface model from the child's raw interface and the parsed annotations.
 
     raw interface (JSON from introspect.py) ─┐
-    ModuleScope of sources/stubs (libcst) ───┼─▶ ModuleModel per generated module
+    ModuleScope of sources/stubs (scope.py) ─┼─▶ ModuleModel per generated module
     options (policies) ──────────────────────┘
+
+An annotation of either origin, written in a stub/source or a runtime object the
+child described, becomes one `Annotation` (annotation.py); `Emitter` (emit.py)
+writes it for the generated module, following names with `Resolver` (resolve.py).
 
 Signature merge, per member: the runtime signature decides parameter kinds and
 literal defaults when it names the same parameters as the stub/source; the
@@ -22,7 +26,10 @@ from typing import Any
 
 import libcst as cst
 
-from . import annotations as ann
+from .annotation import Annotation, from_runtime, from_source
+from .emit import Emitter, ProxyName, dotted
+from .resolve import Resolver
+from .scope import ClassDecl, FunctionDecl, ModuleScope, code
 from .model import Batch, ClassAttribute, Method, ModuleModel, Property, ProxyClass, Signature
 
 __all__ = ["BuildOptions", "build_modules", "generated_module_name", "GenerationError"]
@@ -80,7 +87,7 @@ def _doc_literal(doc: str | None) -> str | None:
 
 
 class _ClassBuilder:
-    def __init__(self, raw: JSON, *, emitter: ann.Emitter, resolver: ann.Resolver, proxy_name: str,
+    def __init__(self, raw: JSON, *, emitter: Emitter, resolver: Resolver, proxy_name: str,
                  policies: Mapping[str, str], member_names: frozenset[str]) -> None:
         self.raw = raw
         self.emitter = emitter
@@ -90,25 +97,25 @@ class _ClassBuilder:
         self.member_names = member_names
         found = resolver.find_class(raw["class_module"], raw["class_qualname"]) or resolver.find_class(
             raw["module"], raw["qualname"])
-        self.decl: ann.ClassDecl | None = found[0] if found is not None else None
-        self.scope: ann.ModuleScope | None = found[1] if found is not None else None
+        self.decl: ClassDecl | None = found[0] if found is not None else None
+        self.scope: ModuleScope | None = found[1] if found is not None else None
         self.class_typevars: list[str] = []
         self.inferred: dict[str, str] = {}
 
-    # -- names
+    # -- annotations, from either origin
 
-    def t(self, name: str) -> str:
-        return self.emitter.import_ref("typing", name)
+    def _written(self, node: cst.BaseExpression | None, scope: ModuleScope | None) -> Annotation | None:
+        return from_source(node, scope, self.resolver)
 
-    def b(self, name: str) -> str:
-        return self.emitter._render_target(ann.Target("builtin", "builtins", name))
+    def _runtime(self, data: object) -> Annotation | None:
+        return from_runtime(data, self.resolver)
 
     # -- declarations
 
-    def _class_chain(self) -> list[tuple[ann.ClassDecl, ann.ModuleScope]]:
+    def _class_chain(self) -> list[tuple[ClassDecl, ModuleScope]]:
         """The target's class declaration and its declared bases (breadth first)."""
-        out: list[tuple[ann.ClassDecl, ann.ModuleScope]] = []
-        queue: list[tuple[ann.ClassDecl, ann.ModuleScope]] = []
+        out: list[tuple[ClassDecl, ModuleScope]] = []
+        queue: list[tuple[ClassDecl, ModuleScope]] = []
         if self.decl is not None and self.scope is not None:
             queue.append((self.decl, self.scope))
         seen: set[int] = set()
@@ -120,7 +127,7 @@ class _ClassBuilder:
             out.append((decl, scope))
             for base in decl.bases:
                 node = base.value if isinstance(base, cst.Subscript) else base
-                parts = ann._dotted(node)
+                parts = dotted(node)
                 if not parts:
                     continue
                 target = self.resolver.resolve(parts, scope)
@@ -130,8 +137,8 @@ class _ClassBuilder:
                         queue.append(found)
         return out
 
-    def member_decl(self, name: str, owner: Sequence[str] | None) -> tuple[list[ann.FunctionDecl], ann.ClassDecl | None, ann.ModuleScope | None]:
-        candidates: list[tuple[ann.ClassDecl, ann.ModuleScope]] = []
+    def member_decl(self, name: str, owner: Sequence[str] | None) -> tuple[list[FunctionDecl], ClassDecl | None, ModuleScope | None]:
+        candidates: list[tuple[ClassDecl, ModuleScope]] = []
         if owner is not None:
             found = self.resolver.find_class(owner[0], owner[1])
             if found is not None:
@@ -149,7 +156,7 @@ class _ClassBuilder:
         if self.decl is not None and self.scope is not None:
             generic: list[str] | None = None
             for base in self.decl.bases:
-                text = self.emitter.cst_text(base, self.scope) or ""
+                text = self.emitter.text(self._written(base, self.scope)) or ""
                 found = [n for n in _NAME_RE.findall(text) if n in self.emitter.typevar_texts]
                 ordered = list(dict.fromkeys(found))
                 head = text.split("[", 1)[0]
@@ -163,10 +170,10 @@ class _ClassBuilder:
         else:
             for param in self.raw.get("type_params", []):
                 refs = param["refs"]
-                dotted = next(iter(refs), None)
-                if dotted is None:
+                first = next(iter(refs), None)
+                if first is None:
                     continue
-                local = self.emitter.runtime_text({"text": dotted, "refs": refs})
+                local = self.emitter.text(self._runtime({"text": first, "refs": refs}))
                 if local and local in self.emitter.typevars.values():
                     names.append(local)
         self.class_typevars = names
@@ -175,7 +182,7 @@ class _ClassBuilder:
 
     # -- signatures
 
-    def _params(self, fn: ann.FunctionDecl | None, scope: ann.ModuleScope | None, rt: JSON | None) -> list[_P]:
+    def _params(self, fn: FunctionDecl | None, scope: ModuleScope | None, rt: JSON | None) -> list[_P]:
         any_t = self.emitter.any()
         rt_params: list[JSON] = list(rt["params"]) if rt else []
         rt_by_name = {p["name"]: p for p in rt_params}
@@ -188,11 +195,11 @@ class _ClassBuilder:
         use_rt = rt is not None and decl_names == rt_names
         out: list[_P] = []
         for param in fn.params:
-            text = self.emitter.cst_text(param.annotation, scope)
+            annotation = self._written(param.annotation, scope)
             rt_param = rt_by_name.get(param.name)
-            if text is None and rt_param is not None:
-                text = self.emitter.runtime_text(rt_param.get("annotation"))
-            text = text or any_t
+            if annotation is None and rt_param is not None:
+                annotation = self._runtime(rt_param.get("annotation"))
+            text = self.emitter.text(annotation) or any_t
             if use_rt and rt_param is not None:
                 kind = rt_param["kind"]
                 default = rt_param.get("default")
@@ -217,7 +224,7 @@ class _ClassBuilder:
         return out
 
     def _rt_param(self, p: JSON) -> _P:
-        text = self.emitter.runtime_text(p.get("annotation")) or self.emitter.any()
+        text = self.emitter.text(self._runtime(p.get("annotation"))) or self.emitter.any()
         default = p.get("default")
         if default is None:
             return _P(p["name"], p["kind"], text, None, None)
@@ -225,19 +232,17 @@ class _ClassBuilder:
             return _P(p["name"], p["kind"], text, default["literal"], default["literal"])
         return _P(p["name"], p["kind"], text, "...", "_xd_MISSING")
 
-    def _returns(self, fn: ann.FunctionDecl | None, scope: ann.ModuleScope | None, rt: JSON | None) -> str:
+    def _return_annotation(self, fn: FunctionDecl | None, scope: ModuleScope | None,
+                           rt: JSON | None) -> Annotation | None:
         if fn is not None and fn.returns is not None:
-            return self.emitter.cst_text(fn.returns, scope) or self.emitter.any()
-        if rt is not None and rt.get("return") is not None:
-            return self.emitter.runtime_text(rt["return"]) or self.emitter.any()
-        return self.emitter.any()
+            return self._written(fn.returns, scope)
+        return self._runtime(rt.get("return")) if rt is not None else None
 
-    def _returns_protected(self, fn: ann.FunctionDecl | None, scope: ann.ModuleScope | None, rt: JSON | None) -> bool:
-        if fn is not None and fn.returns is not None:
-            return self.emitter.cst_returns_protected(fn.returns, scope)
-        if rt is not None:
-            return self.emitter.runtime_returns_protected(rt.get("return"))
-        return False
+    def _returns(self, fn: FunctionDecl | None, scope: ModuleScope | None, rt: JSON | None) -> str:
+        return self.emitter.text(self._return_annotation(fn, scope, rt)) or self.emitter.any()
+
+    def _returns_protected(self, fn: FunctionDecl | None, scope: ModuleScope | None, rt: JSON | None) -> bool:
+        return self.emitter.returns_protected(self._return_annotation(fn, scope, rt))
 
     def signature(self, params: list[_P], returns: str, first: str | None, ignore: str | None = None) -> Signature:
         params = [self._optional_fix(p) for p in params]
@@ -316,7 +321,7 @@ class _ClassBuilder:
         if has_var and any(p.kind == "KEYWORD_ONLY" for p in params):
             return None
         required = max((i + 1 for i, p in enumerate(named) if p.default_py is None), default=0)
-        tup = self.b("tuple")
+        tup = self.emitter.builtin("tuple")
         shapes = []
         for arity in range(required, len(named) + 1):
             types = [p.annotation for p in named[:arity]]
@@ -386,15 +391,15 @@ class _ClassBuilder:
 
     def _dunder_params(self, name: str, params: list[_P]) -> list[_P]:
         if name in _OBJECT_DUNDERS:
-            return [_P("other", "POSITIONAL_ONLY", self.b("object"), None, None)]
+            return [_P("other", "POSITIONAL_ONLY", self.emitter.builtin("object"), None, None)]
         return params
 
     def _dunder_return(self, name: str, returns: str) -> str:
         fixed = _FIXED_RETURNS.get(name)
         if fixed is not None and returns == self.emitter.any():
-            return self.b(fixed)
+            return self.emitter.builtin(fixed)
         if name in ("__eq__", "__ne__", "__hash__", "__repr__", "__str__"):
-            return self.b(_FIXED_RETURNS[name])
+            return self.emitter.builtin(_FIXED_RETURNS[name])
         return returns
 
     def _returning(self, returns: str, expr: str, *, batch: bool = False) -> tuple[str, ...]:
@@ -403,7 +408,7 @@ class _ClassBuilder:
         Through an annotated local, not `typing.cast`: mypy checks the same, and a local's
         annotation is never evaluated, so the call costs no extra Python frame.
         """
-        if returns == self.emitter.any() or (batch and returns == f"{self.b('list')}[{self.emitter.any()}]"):
+        if returns == self.emitter.any() or (batch and returns == f"{self.emitter.builtin('list')}[{self.emitter.any()}]"):
             return (f"return {expr}",)
         return (f"_xd_result: {returns} = {expr}", "return _xd_result")
 
@@ -428,9 +433,9 @@ class _ClassBuilder:
         owner = "cls._xd_class_batch" if kind in ("classmethod", "staticmethod") else "self._xd_batch"
         if is_async:  # awaited item by item in the child, one round trip, off the caller's loop
             owner = "await " + owner + "_async"
-        lst = self.b("list")
+        lst = self.emitter.builtin("list")
         if not shapes or (overloaded and len(set(s[1] for s in shapes)) > 1):
-            tup, dct, string = self.b("tuple"), self.b("dict"), self.b("str")
+            tup, dct, string = self.emitter.builtin("tuple"), self.emitter.builtin("dict"), self.emitter.builtin("str")
             item = f"{tup}[{tup}[{self.emitter.any()}, ...], {dct}[{string}, {self.emitter.any()}]]"
             returns = shapes[0][2] if len(shapes) == 1 else self.emitter.any()
             result = f"{lst}[{returns}]"
@@ -473,7 +478,7 @@ class _ClassBuilder:
         return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=(),
                       signature=sig, body=body, batch=None)
 
-    def _init_overloaded(self, overloads: list[ann.FunctionDecl], scope: ann.ModuleScope | None) -> Method:
+    def _init_overloaded(self, overloads: list[FunctionDecl], scope: ModuleScope | None) -> Method:
         sigs = tuple(self.signature(self._params(f, scope, None), "None", "self") for f in overloads)
         any_t = self.emitter.any()
         generic = self.signature([_P("args", "VAR_POSITIONAL", any_t, None, None),
@@ -484,24 +489,19 @@ class _ClassBuilder:
     def prop(self, member: JSON) -> Property:
         name = member["name"]
         fns, decl, scope = self.member_decl(name, member.get("owner"))
-        text = None
-        protected = False
+        annotation = None
         getter = next((f for f in fns if "property" in {d.rsplit(".", 1)[-1] for d in f.decorators}), None)
         if getter is None and fns:
             getter = fns[0]
         if getter is not None and getter.returns is not None:
-            text = self.emitter.cst_text(getter.returns, scope)
-            protected = self.emitter.cst_returns_protected(getter.returns, scope)
+            annotation = self._written(getter.returns, scope)
         elif decl is not None and name in decl.attributes:
-            node = _strip_wrappers(decl.attributes[name])
-            text = self.emitter.cst_text(node, scope)
-            protected = self.emitter.cst_returns_protected(node, scope)
+            annotation = self._written(_strip_wrappers(decl.attributes[name]), scope)
         elif member.get("value_type") is not None:
-            text = self.emitter.runtime_text(member["value_type"])
-            protected = self.emitter.runtime_returns_protected(member["value_type"])
-        if protected:
+            annotation = self._runtime(member["value_type"])
+        if self.emitter.returns_protected(annotation):
             self.inferred[name] = "reference"
-        text = text or self.emitter.any()
+        text = self.emitter.text(annotation) or self.emitter.any()
         doc = member.get("doc") or (getter.doc if getter is not None else None)
         return Property(name=name, type=text, doc=_doc_literal(doc), settable=member["kind"] == "property_rw",
                         deletable=bool(member.get("deletable")),
@@ -510,12 +510,12 @@ class _ClassBuilder:
     def attribute(self, member: JSON) -> ClassAttribute:
         name = member["name"]
         _fns, decl, scope = self.member_decl(name, member.get("owner"))
-        text = None
+        annotation = None
         if decl is not None and name in decl.attributes:
-            text = self.emitter.cst_text(_strip_wrappers(decl.attributes[name]), scope)
+            annotation = self._written(_strip_wrappers(decl.attributes[name]), scope)
         elif member.get("value_type") is not None:
-            text = self.emitter.runtime_text(member["value_type"])
-        text = text or self.emitter.any()
+            annotation = self._runtime(member["value_type"])
+        text = self.emitter.text(annotation) or self.emitter.any()
         if any(re.search(rf"\b{re.escape(v)}\b", text) for v in self.class_typevars):
             text = self.emitter.any()  # a ClassVar cannot mention the class's type variables
         return ClassAttribute(name=name, type=text, type_py=f"_XdClassAttribute[{text}]")
@@ -523,7 +523,7 @@ class _ClassBuilder:
 
 def _strip_wrappers(node: cst.BaseExpression) -> cst.BaseExpression:
     """`ClassVar[T]`/`Final[T]` -> `T` (the proxy adds its own wrapper)."""
-    if isinstance(node, cst.Subscript) and ann.code(node.value).rsplit(".", 1)[-1] in ("ClassVar", "Final"):
+    if isinstance(node, cst.Subscript) and code(node.value).rsplit(".", 1)[-1] in ("ClassVar", "Final"):
         first = node.slice[0].slice
         if isinstance(first, cst.Index):
             return first.value
@@ -537,12 +537,12 @@ def build_modules(results: list[JSON], *, python: Sequence[int], platform: str,
     files: dict[str, dict[str, str | None]] = {}
     for r in results:
         files.update(r["files"])
-    resolver = ann.Resolver(roots=roots, files=files, version=tuple(python[:2]), platform=platform)
-    proxies: dict[tuple[str, str], ann.ProxyName] = {}
+    resolver = Resolver(roots=roots, files=files, version=tuple(python[:2]), platform=platform)
+    proxies: dict[tuple[str, str], ProxyName] = {}
     by_module: dict[str, list[JSON]] = {}
     for r in results:
         gen = generated_module_name(r["module"])
-        proxy = ann.ProxyName(gen, r["qualname"].replace(".", "_"))
+        proxy = ProxyName(gen, r["qualname"].replace(".", "_"))
         proxies[(r["module"], r["qualname"])] = proxy
         proxies[(r["class_module"], r["class_qualname"])] = proxy
         by_module.setdefault(r["module"], []).append(r)
@@ -559,8 +559,8 @@ def build_modules(results: list[JSON], *, python: Sequence[int], platform: str,
     return models
 
 
-def _build_module(module: str, raws: list[JSON], *, resolver: ann.Resolver,
-                  proxies: dict[tuple[str, str], ann.ProxyName], options: BuildOptions) -> ModuleModel:
+def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
+                  proxies: dict[tuple[str, str], ProxyName], options: BuildOptions) -> ModuleModel:
     name = generated_module_name(module)
     reserved: set[str] = set(_HELPERS)
     for raw in raws:
@@ -568,7 +568,7 @@ def _build_module(module: str, raws: list[JSON], *, resolver: ann.Resolver,
         for m in raw["members"]:
             reserved.add(m["name"])
             reserved.add(m["name"] + "_batch")
-    emitter = ann.Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies)
+    emitter = Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies)
     typing_name = emitter.import_ref("typing", "")
     classes = []
     uses_attr = False
