@@ -156,6 +156,30 @@ def test_stub_beside_the_module_wins_over_the_unannotated_source() -> None:
     assert "typing.Any" not in pyi.split("class Stubbed", 1)[1].split("__extradite", 1)[0]
 
 
+def test_runtime_annotations_are_written_like_source_ones() -> None:
+    """A class with no class statement: every annotation comes from the runtime objects."""
+    from extradite.gen.cli import GenerateOptions, generate
+
+    sys.path.insert(0, str(DATA))
+    try:
+        files = generate(GenerateOptions(targets=("xdgen_fixture.dynamic:Dynamic",)))
+    finally:
+        sys.path.remove(str(DATA))
+    py = files["xdgen_fixture_dynamic_xdproxy.py"]
+    pyi = files["xdgen_fixture_dynamic_xdproxy.pyi"]
+    # Type variables of the protected module are defined locally, bound and constraints included.
+    assert "T = typing.TypeVar('T')" in pyi
+    assert "N = typing.TypeVar('N', bound='decimal.Decimal')" in pyi
+    assert "K = typing.TypeVar('K', 'int', 'str')" in pyi
+    assert "class Dynamic(_xd_GeneratedProxy, typing.Generic[T])" in pyi
+    assert ("def scale(self, value: N, keys: typing.Union[list[K], None] = None, *, "
+            "mode: typing.Literal['up', 'down'] = 'up') -> N") in pyi
+    assert "def twin(self) -> Dynamic[T]" in pyi  # the protected class is its proxy
+    assert '"twin": "reference"' in py
+    assert "if typing.TYPE_CHECKING:\n    import collections.abc\n    import decimal\n" in py
+    assert "import xdgen_fixture" not in py and "from xdgen_fixture" not in py
+
+
 def test_installed_stub_package_is_used(tmp_path: Path) -> None:
     from extradite.gen.cli import GenerateOptions, generate
 
