@@ -392,7 +392,15 @@ def test_stdlib_and_third_party_output(stdlib_out: Path) -> None:
     sqlite = (stdlib_out / "sqlite3_xdproxy.pyi").read_text()
     assert "def execute(self, sql: str" in sqlite and "def executemany_batch" in sqlite
     assert "import decimal" not in (stdlib_out / "decimal_xdproxy.py").read_text()
-    assert len(STDLIB_TARGETS) + len(THIRD_PARTY_TARGETS) >= 15
+    # One module per target module, each defining its target's proxy classes.
+    expected: dict[str, set[str]] = {}
+    for target in STDLIB_TARGETS + THIRD_PARTY_TARGETS:
+        module, name = target.split(":")
+        expected.setdefault(module.replace(".", "_") + "_xdproxy.pyi", set()).add(name)
+    assert {p.name for p in stdlib_out.glob("*_xdproxy.pyi")} == set(expected)
+    for stub, names in expected.items():
+        text = (stdlib_out / stub).read_text()
+        assert all(f"\nclass {n}(_xd_GeneratedProxy" in text for n in names), stub
 
 
 # --- running -------------------------------------------------------------------------------
