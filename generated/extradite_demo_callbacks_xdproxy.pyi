@@ -8,7 +8,7 @@
 import typing
 import collections.abc
 
-from extradite._generated import GeneratedProxy as _xd_GeneratedProxy
+from extradite.generated_support import GeneratedProxy as _xd_GeneratedProxy
 
 __all__ = ["EventBus"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import typing
 
-from extradite._generated import MISSING as _xd_MISSING
-from extradite._generated import GeneratedProxy as _xd_GeneratedProxy
+from extradite.generated_support import MISSING as _xd_MISSING
+from extradite.generated_support import GeneratedProxy as _xd_GeneratedProxy
 
 if typing.TYPE_CHECKING:
     import collections.abc

@@ -130,7 +130,7 @@ def placeholder_proxy() -> Iterator[Callable[..., Any]]:
     fingerprint no target has, so every bind reads the child's signature data (a stale bind).
     The runtime's registry of generated targets forgets them after the test."""
     from extradite import _proxy
-    from extradite._generated import GeneratedProxy
+    from extradite.generated_support import GeneratedProxy
 
     made: list[str] = []
 
@@ -151,25 +151,48 @@ def stress_scale() -> float:
 
 
 SRC = TESTS.parent / "src"
+def python_env() -> dict[str, str]:
+    """Environment for a separate Python process that can import extradite and the test targets."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
+
+
 PYENV_ROOT = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+
+
+def _version_key(path: Path) -> list[int]:
+    """`~/.pyenv/versions/3.13.10/bin/python` -> [3, 13, 10] (so builds sort by version)."""
+    return [int(x) if x.isdigit() else 0 for x in path.parts[-3].split(".")]
 
 
 @functools.cache
 def find_python(version: str) -> str | None:
-    """A working interpreter for `version` ("3.13"): the newest pyenv build, else pythonX.Y on PATH.
+    """A working interpreter for `version` ("3.13"), or None: the one place tests look for one.
 
-    The one place tests look for other Pythons (skip with `python_or_skip`). A pyenv
-    shim on PATH exists even when its version is not selected (it then exits 127), so
-    every candidate must prove it runs and is that version; the result is the path
-    the interpreter reports as its own `sys.executable`.
+    Candidates, in order: `pythonX.Y` on PATH, `PYENV_VERSION=X.Y pyenv which python`, the
+    newest `$PYENV_ROOT/versions/X.Y.*/bin/python`. A pyenv shim on PATH exists even when
+    that version is not installed (it then exits 127), so each candidate must prove that
+    it runs and is the version asked for; the result is the path the interpreter reports
+    as its own `sys.executable`.
     """
-    builds = sorted(PYENV_ROOT.glob(f"versions/{version}.*/bin/python{version}"),
-                    key=lambda p: [int(x) if x.isdigit() else 0 for x in p.parts[-3].split(".")], reverse=True)
-    candidates = [str(p) for p in builds]
+    import shutil
+    import subprocess
+
+    candidates: list[str] = []
     on_path = shutil.which(f"python{version}")
     if on_path:
         candidates.append(on_path)
-    for candidate in candidates:
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        try:
+            which = subprocess.run([pyenv, "which", "python"], env=dict(os.environ, PYENV_VERSION=version),
+                                   capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            which = None
+        if which is not None and which.returncode == 0 and which.stdout.strip():
+            candidates.append(which.stdout.strip())
+    builds = sorted(PYENV_ROOT.glob(f"versions/{version}.*/bin/python"), key=_version_key, reverse=True)
+    candidates.extend(str(p) for p in builds)
+    for candidate in dict.fromkeys(candidates):
         try:
             probe = subprocess.run(
                 [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"],
@@ -177,23 +200,18 @@ def find_python(version: str) -> str | None:
         except (OSError, subprocess.TimeoutExpired):
             continue
         lines = probe.stdout.split("\n")
-        if probe.returncode == 0 and lines[0] == version and lines[1]:
+        if probe.returncode == 0 and lines[0] == version and len(lines) > 1 and lines[1]:
             return lines[1]
     return None
 
 
-def python_or_skip(version: str) -> str:
-    """`find_python(version)`, or skip the test saying what was searched."""
-    found = find_python(version)
-    if found is None:
-        pytest.skip(f"Python {version} is not installed (no working python{version} under "
-                    f"{PYENV_ROOT}/versions or on PATH)")
-    return found
-
-
-def python_env() -> dict[str, str]:
-    """Environment for a separate Python process that can import extradite and the test targets."""
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(TESTS)]))
+def require_python(version: str) -> str:
+    """The interpreter for `version`, or skip the test saying which one is missing (visible in -ra)."""
+    python = find_python(version)
+    if python is None:
+        pytest.skip(f"Python {version} is not installed (no working python{version} on PATH, "
+                    f"via `PYENV_VERSION={version} pyenv which python` or under {PYENV_ROOT}/versions)")
+    return python
 
 
 def process_gone(pid: int) -> bool:

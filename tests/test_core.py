@@ -25,7 +25,7 @@ from extradite import (
 from extradite._api import session_of
 from extradite._wire import REQUEST
 
-from conftest import python_or_skip
+from conftest import require_python
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -320,7 +320,7 @@ def test_collected_class_stops_its_child() -> None:
 
 
 def test_child_with_another_interpreter_finds_program_modules() -> None:
-    cls = make_proxy("targets.values:Values", python=python_or_skip("3.13"))
+    cls = make_proxy("targets.values:Values", python=require_python("3.13"))
     try:
         values = cls()
         assert values.python_version() == (3, 13)

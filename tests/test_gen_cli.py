@@ -2,12 +2,11 @@
 
 The "runs" tests execute generated proxies in a fresh interpreter (pytest itself has
 imported many standard-library modules, and the runtime refuses a target whose tree
-is already loaded); they are skipped until the runtime bodies of GeneratedProxy exist.
+is already loaded).
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import python_or_skip
+from conftest import require_python
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
@@ -58,15 +57,6 @@ def _env(*paths: Path) -> dict[str, str]:
 def gen(*args: str, cwd: Path = ROOT, python: str = sys.executable) -> subprocess.CompletedProcess[str]:
     return subprocess.run([python, "-m", "extradite.gen", *args], cwd=cwd, env=_env(), capture_output=True,
                           text=True, timeout=300)
-
-
-def runtime_ready() -> bool:
-    from extradite._generated import GeneratedProxy
-
-    return "NotImplementedError" not in inspect.getsource(GeneratedProxy._xd_init)
-
-
-needs_runtime = pytest.mark.skipif(not runtime_ready(), reason="GeneratedProxy runtime bodies have not landed yet")
 
 
 def run_mypy(files: list[Path], tmp_path: Path, mypypath: list[Path]) -> dict[str, list[str]]:
@@ -166,6 +156,30 @@ def test_stub_beside_the_module_wins_over_the_unannotated_source() -> None:
     assert "typing.Any" not in pyi.split("class Stubbed", 1)[1].split("__extradite", 1)[0]
 
 
+def test_runtime_annotations_are_written_like_source_ones() -> None:
+    """A class with no class statement: every annotation comes from the runtime objects."""
+    from extradite.gen.cli import GenerateOptions, generate
+
+    sys.path.insert(0, str(DATA))
+    try:
+        files = generate(GenerateOptions(targets=("xdgen_fixture.dynamic:Dynamic",)))
+    finally:
+        sys.path.remove(str(DATA))
+    py = files["xdgen_fixture_dynamic_xdproxy.py"]
+    pyi = files["xdgen_fixture_dynamic_xdproxy.pyi"]
+    # Type variables of the protected module are defined locally, bound and constraints included.
+    assert "T = typing.TypeVar('T')" in pyi
+    assert "N = typing.TypeVar('N', bound='decimal.Decimal')" in pyi
+    assert "K = typing.TypeVar('K', 'int', 'str')" in pyi
+    assert "class Dynamic(_xd_GeneratedProxy, typing.Generic[T])" in pyi
+    assert ("def scale(self, value: N, keys: typing.Union[list[K], None] = None, *, "
+            "mode: typing.Literal['up', 'down'] = 'up') -> N") in pyi
+    assert "def twin(self) -> Dynamic[T]" in pyi  # the protected class is its proxy
+    assert '"twin": "reference"' in py
+    assert "if typing.TYPE_CHECKING:\n    import collections.abc\n    import decimal\n" in py
+    assert "import xdgen_fixture" not in py and "from xdgen_fixture" not in py
+
+
 def test_installed_stub_package_is_used(tmp_path: Path) -> None:
     from extradite.gen.cli import GenerateOptions, generate
 
@@ -181,6 +195,39 @@ def test_installed_stub_package_is_used(tmp_path: Path) -> None:
     finally:
         sys.path.remove(str(tmp_path))
     assert "def twice(self, text: str) -> str" in files["xdplain_xdproxy.pyi"]
+
+
+def test_generated_code_imports_only_the_public_support_module(stdlib_out: Path) -> None:
+    """Generated proxies outlive releases: they import nothing private of extradite."""
+    import ast
+
+    from extradite import generated_support
+
+    files = sorted(GENERATED.glob("*_xdproxy.py*")) + sorted(stdlib_out.glob("*_xdproxy.py*"))
+    assert files
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                assert not [a.name for a in node.names if a.name.split(".")[0] == "extradite"], path.name
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "extradite":
+                assert node.module == "extradite.generated_support", (path.name, node.module)
+                assert {a.name for a in node.names} <= set(generated_support.__all__), path.name
+
+
+def test_generated_support_exports_exactly_its_documented_names() -> None:
+    from extradite import generated_support
+
+    public = {n for n in vars(generated_support) if not n.startswith("_")}
+    assert public == set(generated_support.__all__)
+    for name in generated_support.__all__:
+        assert f"`{name}`" in (generated_support.__doc__ or ""), f"{name} is not documented in the module docstring"
+
+
+def test_import_extradite_does_not_load_the_generated_support() -> None:
+    code = "import sys, extradite; print(sorted(m for m in sys.modules if m.startswith('extradite')))"
+    result = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['extradite']"
 
 
 # --- CLI -----------------------------------------------------------------------------------
@@ -277,9 +324,9 @@ def test_missing_interpreter(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("version", ["3.12", "3.13"])
 def test_other_interpreter(tmp_path: Path, version: str) -> None:
-    python = python_or_skip(version)
+    python = require_python(version)
     other, here = tmp_path / "other", tmp_path / "here"
-    result = gen(*DEMO_TARGETS, "-o", str(other), "--python", str(python))
+    result = gen(*DEMO_TARGETS, "-o", str(other), "--python", python)
     assert result.returncode == 0, result.stderr
     text = (other / "extradite_demo_counter_xdproxy.pyi").read_text()
     assert "def increment(self, amount: int | None = None) -> int" in text
@@ -293,7 +340,7 @@ def test_other_interpreter(tmp_path: Path, version: str) -> None:
 
 def test_other_interpreter_sees_no_site_packages_of_ours(tmp_path: Path) -> None:
     """A module reachable here only through a site-packages directory does not reach a --python child."""
-    python = python_or_skip("3.13")
+    python = require_python("3.13")
     for where in ("project", "lib/site-packages"):
         directory = tmp_path / where
         directory.mkdir(parents=True)
@@ -360,20 +407,26 @@ def test_stdlib_and_third_party_output(stdlib_out: Path) -> None:
     sqlite = (stdlib_out / "sqlite3_xdproxy.pyi").read_text()
     assert "def execute(self, sql: str" in sqlite and "def executemany_batch" in sqlite
     assert "import decimal" not in (stdlib_out / "decimal_xdproxy.py").read_text()
-    assert len(STDLIB_TARGETS) + len(THIRD_PARTY_TARGETS) >= 15
+    # One module per target module, each defining its target's proxy classes.
+    expected: dict[str, set[str]] = {}
+    for target in STDLIB_TARGETS + THIRD_PARTY_TARGETS:
+        module, name = target.split(":")
+        expected.setdefault(module.replace(".", "_") + "_xdproxy.pyi", set()).add(name)
+    assert {p.name for p in stdlib_out.glob("*_xdproxy.pyi")} == set(expected)
+    for stub, names in expected.items():
+        text = (stdlib_out / stub).read_text()
+        assert all(f"\nclass {n}(_xd_GeneratedProxy" in text for n in names), stub
 
 
-# --- running (needs the runtime) -------------------------------------------------------------
+# --- running -------------------------------------------------------------------------------
 
 
-@needs_runtime
 def test_demo_proxies_run() -> None:
     result = subprocess.run([sys.executable, str(DATA / "usage_demo.py")], env=_env(GENERATED),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "usage_demo ok" in result.stdout, result.stderr
 
 
-@needs_runtime
 def test_stdlib_proxies_run(stdlib_out: Path) -> None:
     shutil.copy(DATA / "usage_stdlib.py", stdlib_out / "usage_stdlib.py")
     result = subprocess.run([sys.executable, str(stdlib_out / "usage_stdlib.py")], env=_env(stdlib_out),
@@ -395,7 +448,6 @@ def _generate_package(tmp_path: Path, package: str, source: str) -> tuple[Path, 
     return module, out
 
 
-@needs_runtime
 def test_stale_fingerprint_falls_back(tmp_path: Path) -> None:
     module, out = _generate_package(tmp_path, "xdstale", "class Thing:\n    def keep(self) -> int:\n        return 1\n"
                                     "    def gone(self) -> int:\n        return 2\n")
@@ -427,7 +479,6 @@ def test_stale_fingerprint_falls_back(tmp_path: Path) -> None:
     assert run.returncode == 0 and "stale ok" in run.stdout, run.stderr
 
 
-@needs_runtime
 def test_stale_kinds_and_signatures_are_named(tmp_path: Path) -> None:
     """A bind names changed signatures and kinds; a current proxy binds silently."""
     original = ("class Thing:\n    def keep(self) -> int:\n        return 1\n"

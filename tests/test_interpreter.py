@@ -25,7 +25,7 @@ from extradite import _interpreter
 from extradite._api import close_extradite_session, session_of
 from extradite._interpreter import handover_paths, resolve_python
 
-from conftest import SRC, TESTS, python_or_skip
+from conftest import SRC, TESTS, require_python
 
 ENVIRONMENT = "targets.environment:Environment"
 VERSIONS = ("23.2", "24.0")  # of `packaging`, one per venv; this process has another
@@ -129,7 +129,7 @@ def test_a_venv_of_this_binary_gets_the_shipped_runtime_code(venvs: dict[str, Pa
 # -- another interpreter --------------------------------------------------------------------
 
 def test_a_3_13_child_gets_the_program_modules_and_nothing_of_our_installation() -> None:
-    python = python_or_skip("3.13")
+    python = require_python("3.13")
     import numpy  # noqa: F401  (installed here, never in the child's Python)
 
     assert "graphlib" not in sys.modules
@@ -157,7 +157,7 @@ def test_a_3_13_child_gets_the_program_modules_and_nothing_of_our_installation()
 
 def test_pythonpath_reaches_another_interpreter_filtered_by_the_same_rule(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    python = python_or_skip("3.13")
+    python = require_python("3.13")
     mine, installed = tmp_path / "mine", tmp_path / "lib" / "site-packages"
     for directory, module in ((mine, "xd_mine"), (installed, "xd_installed")):
         directory.mkdir(parents=True)
@@ -189,7 +189,7 @@ def test_handover_keeps_the_program_and_drops_stdlib_and_site_packages() -> None
 @pytest.mark.slow
 def test_non_editable_install_hands_a_3_13_child_only_extradite(tmp_path: Path) -> None:
     """extradite installed in a venv's site-packages: the child imports it and nothing beside it."""
-    child_python = python_or_skip("3.13")
+    child_python = require_python("3.13")
     python = _make_venv(tmp_path / "venv")
     _pip_into(python, str(SRC.parent))
     site = next((tmp_path / "venv" / "lib").glob("python3.*/site-packages"))
@@ -255,7 +255,7 @@ def test_bad_python_fails_clearly_before_any_child(case: str, tmp_path: Path) ->
 
 
 def test_python_older_than_3_11_is_refused() -> None:
-    python = python_or_skip("3.10")
+    python = require_python("3.10")
     with pytest.raises(ValueError, match=r"python=.* is Python 3\.10; the child needs Python 3\.11 or newer"):
         make_proxy("targets.counter:Counter", python=python)
 
@@ -276,7 +276,7 @@ def test_every_entry_point_checks_python(entry: str, tmp_path: Path,
 
 def test_an_interpreters_version_is_asked_once_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Repeated calls reuse the answer; a changed file is asked again."""
-    python = python_or_skip("3.13")
+    python = require_python("3.13")
     wrapper = _file(tmp_path, "python", f'#!/bin/sh\nexec {python} "$@"\n', 0o755)
     asked = []
     probe = _interpreter._probe
@@ -303,7 +303,7 @@ def test_a_path_object_on_sys_path_does_not_break_a_child(monkeypatch: pytest.Mo
     """Imports skip entries that are not str; so do the children, of this environment and of another."""
     monkeypatch.setattr(sys, "path", [*sys.path, Path("/nonexistent")])
     for version in (None, "3.13"):
-        cls = make_proxy(ENVIRONMENT, python=version and python_or_skip(version))
+        cls = make_proxy(ENVIRONMENT, python=version and require_python(version))
         try:
             assert str(TESTS) in cls().path()
         finally:

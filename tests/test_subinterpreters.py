@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import find_python, python_or_skip
+from conftest import find_python, require_python
 
 SRC = Path(__file__).resolve().parent.parent / "src"
+
+
 def run_demo(python: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     return subprocess.run([python, "-m", "extradite.demo.subinterpreters", *args], env=env,
@@ -27,8 +29,7 @@ def run_demo(python: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def check_demo(version: str) -> None:
-    python = python_or_skip(version)
-    result = run_demo(python, "--workers", "3")
+    result = run_demo(require_python(version), "--workers", "3")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "ImportError: module readline does not support loading in subinterpreters" in result.stdout, output

@@ -4,4 +4,11 @@ Pipeline and entry points live in `extradite.gen.cli` (`main`, `generate`).
 This package file imports nothing: the introspection child runs
 `python -m extradite.gen.introspect`, which must not load jinja2 or libcst.
 The runtime never imports this package.
+
+Modules, in the order a run uses them: `cli` (command line, configuration,
+pipeline), `introspect` (the child that describes a target), `build` (the
+interface model) with `scope` (stubs and sources parsed), `locate` (where they
+are), `resolve` (what a name stands for), `annotation` (one form for written and
+runtime annotations), `emit` (annotation text, imports, TypeVars) and `forwarding`
+(method signatures and bodies); then `model`, `render` (Jinja2) and `write`.
 """

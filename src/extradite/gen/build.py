@@ -1,16 +1,18 @@
 """Build the interface model from the child's raw interface and the parsed annotations.
 
     raw interface (JSON from introspect.py) ─┐
-    ModuleScope of sources/stubs (libcst) ───┼─▶ ModuleModel per generated module
+    ModuleScope of sources/stubs (scope.py) ─┼─▶ ModuleModel per generated module
     options (policies) ──────────────────────┘
+
+An annotation of either origin, written in a stub/source or a runtime object the
+child described, becomes one `Annotation` (annotation.py); `Emitter` (emit.py)
+writes it for the generated module, following names with `Resolver` (resolve.py).
 
 Signature merge, per member: the runtime signature decides parameter kinds and
 literal defaults when it names the same parameters as the stub/source; the
 stub/source decides annotations (stubs first, as mypy would); runtime annotation
 objects fill in what neither has; `*args: Any, **kwargs: Any` only when nothing
-says anything. Forwarding: positional-only arguments go positionally, the others
-positionally until the first default that cannot be written out (`MISSING`), and
-by keyword from there on, so an omitted argument is never sent.
+says anything. How each method is then written and forwarded: forwarding.py.
 """
 
 from __future__ import annotations
@@ -22,8 +24,12 @@ from typing import Any
 
 import libcst as cst
 
-from . import annotations as ann
-from .model import Batch, ClassAttribute, Method, ModuleModel, Property, ProxyClass, Signature
+from .annotation import Annotation, from_runtime, from_source
+from .emit import Emitter, ProxyName, dotted
+from .forwarding import MethodWriter, Param
+from .model import ClassAttribute, Method, ModuleModel, Property, ProxyClass, Signature
+from .resolve import Resolver
+from .scope import ClassDecl, FunctionDecl, ModuleScope, code
 
 __all__ = ["BuildOptions", "build_modules", "generated_module_name", "GenerationError"]
 
@@ -56,20 +62,6 @@ def generated_module_name(module: str) -> str:
     return module.replace(".", "_") + "_xdproxy"
 
 
-@dataclass(frozen=True)
-class _P:
-    name: str
-    kind: str
-    annotation: str
-    default_pyi: str | None
-    default_py: str | None
-
-
-def _quote(text: str) -> str:
-    """A double-quoted string literal (annotations may themselves contain quotes)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _doc_literal(doc: str | None) -> str | None:
     if not doc:
         return None
@@ -80,7 +72,7 @@ def _doc_literal(doc: str | None) -> str | None:
 
 
 class _ClassBuilder:
-    def __init__(self, raw: JSON, *, emitter: ann.Emitter, resolver: ann.Resolver, proxy_name: str,
+    def __init__(self, raw: JSON, *, emitter: Emitter, resolver: Resolver, proxy_name: str,
                  policies: Mapping[str, str], member_names: frozenset[str]) -> None:
         self.raw = raw
         self.emitter = emitter
@@ -90,25 +82,26 @@ class _ClassBuilder:
         self.member_names = member_names
         found = resolver.find_class(raw["class_module"], raw["class_qualname"]) or resolver.find_class(
             raw["module"], raw["qualname"])
-        self.decl: ann.ClassDecl | None = found[0] if found is not None else None
-        self.scope: ann.ModuleScope | None = found[1] if found is not None else None
+        self.decl: ClassDecl | None = found[0] if found is not None else None
+        self.scope: ModuleScope | None = found[1] if found is not None else None
         self.class_typevars: list[str] = []
+        self.writer = MethodWriter(emitter, proxy_name)
         self.inferred: dict[str, str] = {}
 
-    # -- names
+    # -- annotations, from either origin
 
-    def t(self, name: str) -> str:
-        return self.emitter.import_ref("typing", name)
+    def _written(self, node: cst.BaseExpression | None, scope: ModuleScope | None) -> Annotation | None:
+        return from_source(node, scope, self.resolver)
 
-    def b(self, name: str) -> str:
-        return self.emitter._render_target(ann.Target("builtin", "builtins", name))
+    def _runtime(self, data: object) -> Annotation | None:
+        return from_runtime(data, self.resolver)
 
     # -- declarations
 
-    def _class_chain(self) -> list[tuple[ann.ClassDecl, ann.ModuleScope]]:
+    def _class_chain(self) -> list[tuple[ClassDecl, ModuleScope]]:
         """The target's class declaration and its declared bases (breadth first)."""
-        out: list[tuple[ann.ClassDecl, ann.ModuleScope]] = []
-        queue: list[tuple[ann.ClassDecl, ann.ModuleScope]] = []
+        out: list[tuple[ClassDecl, ModuleScope]] = []
+        queue: list[tuple[ClassDecl, ModuleScope]] = []
         if self.decl is not None and self.scope is not None:
             queue.append((self.decl, self.scope))
         seen: set[int] = set()
@@ -120,7 +113,7 @@ class _ClassBuilder:
             out.append((decl, scope))
             for base in decl.bases:
                 node = base.value if isinstance(base, cst.Subscript) else base
-                parts = ann._dotted(node)
+                parts = dotted(node)
                 if not parts:
                     continue
                 target = self.resolver.resolve(parts, scope)
@@ -130,8 +123,8 @@ class _ClassBuilder:
                         queue.append(found)
         return out
 
-    def member_decl(self, name: str, owner: Sequence[str] | None) -> tuple[list[ann.FunctionDecl], ann.ClassDecl | None, ann.ModuleScope | None]:
-        candidates: list[tuple[ann.ClassDecl, ann.ModuleScope]] = []
+    def member_decl(self, name: str, owner: Sequence[str] | None) -> tuple[list[FunctionDecl], ClassDecl | None, ModuleScope | None]:
+        candidates: list[tuple[ClassDecl, ModuleScope]] = []
         if owner is not None:
             found = self.resolver.find_class(owner[0], owner[1])
             if found is not None:
@@ -149,7 +142,7 @@ class _ClassBuilder:
         if self.decl is not None and self.scope is not None:
             generic: list[str] | None = None
             for base in self.decl.bases:
-                text = self.emitter.cst_text(base, self.scope) or ""
+                text = self.emitter.text(self._written(base, self.scope)) or ""
                 found = [n for n in _NAME_RE.findall(text) if n in self.emitter.typevar_texts]
                 ordered = list(dict.fromkeys(found))
                 head = text.split("[", 1)[0]
@@ -163,36 +156,37 @@ class _ClassBuilder:
         else:
             for param in self.raw.get("type_params", []):
                 refs = param["refs"]
-                dotted = next(iter(refs), None)
-                if dotted is None:
+                first = next(iter(refs), None)
+                if first is None:
                     continue
-                local = self.emitter.runtime_text({"text": dotted, "refs": refs})
+                local = self.emitter.text(self._runtime({"text": first, "refs": refs}))
                 if local and local in self.emitter.typevars.values():
                     names.append(local)
         self.class_typevars = names
+        self.writer.class_typevars = names
         self.emitter.class_params = frozenset(names)
         return names
 
     # -- signatures
 
-    def _params(self, fn: ann.FunctionDecl | None, scope: ann.ModuleScope | None, rt: JSON | None) -> list[_P]:
+    def _params(self, fn: FunctionDecl | None, scope: ModuleScope | None, rt: JSON | None) -> list[Param]:
         any_t = self.emitter.any()
         rt_params: list[JSON] = list(rt["params"]) if rt else []
         rt_by_name = {p["name"]: p for p in rt_params}
         if fn is None:
             if rt is None:
-                return [_P("args", "VAR_POSITIONAL", any_t, None, None), _P("kwargs", "VAR_KEYWORD", any_t, None, None)]
+                return [Param("args", "VAR_POSITIONAL", any_t, None, None), Param("kwargs", "VAR_KEYWORD", any_t, None, None)]
             return [self._rt_param(p) for p in rt_params]
         decl_names = [p.name for p in fn.params]
         rt_names = [p["name"] for p in rt_params]
         use_rt = rt is not None and decl_names == rt_names
-        out: list[_P] = []
+        out: list[Param] = []
         for param in fn.params:
-            text = self.emitter.cst_text(param.annotation, scope)
+            annotation = self._written(param.annotation, scope)
             rt_param = rt_by_name.get(param.name)
-            if text is None and rt_param is not None:
-                text = self.emitter.runtime_text(rt_param.get("annotation"))
-            text = text or any_t
+            if annotation is None and rt_param is not None:
+                annotation = self._runtime(rt_param.get("annotation"))
+            text = self.emitter.text(annotation) or any_t
             if use_rt and rt_param is not None:
                 kind = rt_param["kind"]
                 default = rt_param.get("default")
@@ -213,123 +207,29 @@ class _ClassBuilder:
                     d_pyi, d_py = "...", "_xd_MISSING"
                 else:
                     d_pyi = d_py = param.default
-            out.append(_P(param.name, kind, text, d_pyi, d_py))
+            out.append(Param(param.name, kind, text, d_pyi, d_py))
         return out
 
-    def _rt_param(self, p: JSON) -> _P:
-        text = self.emitter.runtime_text(p.get("annotation")) or self.emitter.any()
+    def _rt_param(self, p: JSON) -> Param:
+        text = self.emitter.text(self._runtime(p.get("annotation"))) or self.emitter.any()
         default = p.get("default")
         if default is None:
-            return _P(p["name"], p["kind"], text, None, None)
+            return Param(p["name"], p["kind"], text, None, None)
         if "literal" in default:
-            return _P(p["name"], p["kind"], text, default["literal"], default["literal"])
-        return _P(p["name"], p["kind"], text, "...", "_xd_MISSING")
+            return Param(p["name"], p["kind"], text, default["literal"], default["literal"])
+        return Param(p["name"], p["kind"], text, "...", "_xd_MISSING")
 
-    def _returns(self, fn: ann.FunctionDecl | None, scope: ann.ModuleScope | None, rt: JSON | None) -> str:
+    def _return_annotation(self, fn: FunctionDecl | None, scope: ModuleScope | None,
+                           rt: JSON | None) -> Annotation | None:
         if fn is not None and fn.returns is not None:
-            return self.emitter.cst_text(fn.returns, scope) or self.emitter.any()
-        if rt is not None and rt.get("return") is not None:
-            return self.emitter.runtime_text(rt["return"]) or self.emitter.any()
-        return self.emitter.any()
+            return self._written(fn.returns, scope)
+        return self._runtime(rt.get("return")) if rt is not None else None
 
-    def _returns_protected(self, fn: ann.FunctionDecl | None, scope: ann.ModuleScope | None, rt: JSON | None) -> bool:
-        if fn is not None and fn.returns is not None:
-            return self.emitter.cst_returns_protected(fn.returns, scope)
-        if rt is not None:
-            return self.emitter.runtime_returns_protected(rt.get("return"))
-        return False
+    def _returns(self, fn: FunctionDecl | None, scope: ModuleScope | None, rt: JSON | None) -> str:
+        return self.emitter.text(self._return_annotation(fn, scope, rt)) or self.emitter.any()
 
-    def signature(self, params: list[_P], returns: str, first: str | None, ignore: str | None = None) -> Signature:
-        params = [self._optional_fix(p) for p in params]
-        returns = self._unbound_return(params, returns)
-        py_parts: list[str] = [first] if first else []
-        pyi_parts: list[str] = [first] if first else []
-        has_var = any(p.kind == "VAR_POSITIONAL" for p in params)
-        star_done = has_var
-        last_posonly = max((i for i, p in enumerate(params) if p.kind == "POSITIONAL_ONLY"), default=-1)
-        for i, p in enumerate(params):
-            if p.kind == "KEYWORD_ONLY" and not star_done:
-                py_parts.append("*")
-                pyi_parts.append("*")
-                star_done = True
-            prefix = "*" if p.kind == "VAR_POSITIONAL" else "**" if p.kind == "VAR_KEYWORD" else ""
-            base = f"{prefix}{p.name}: {p.annotation}"
-            py_parts.append(base + (f" = {p.default_py}" if p.default_py is not None else ""))
-            pyi_parts.append(base + (f" = {p.default_pyi}" if p.default_pyi is not None else ""))
-            if i == last_posonly:
-                py_parts.append("/")
-                pyi_parts.append("/")
-        args: list[str] = []
-        kwargs: list[str] = []
-        by_keyword = False
-        for p in params:
-            if p.kind == "POSITIONAL_ONLY":
-                args.append(p.name)
-            elif p.kind == "POSITIONAL_OR_KEYWORD":
-                if p.default_py == "_xd_MISSING" and not has_var:
-                    by_keyword = True
-                if by_keyword:
-                    kwargs.append(f"{p.name!r}: {p.name}")
-                else:
-                    args.append(p.name)
-            elif p.kind == "VAR_POSITIONAL":
-                args.append(f"*{p.name}")
-            elif p.kind == "KEYWORD_ONLY":
-                kwargs.append(f"{p.name!r}: {p.name}")
-            else:
-                kwargs.append(f"**{p.name}")
-        args_text = "(" + ", ".join(args) + ("," if len(args) == 1 else "") + ")"
-        if len(args) == 1 and args[0].startswith("*"):
-            args_text = args[0][1:]  # `*args` alone: forward the tuple itself
-        kwargs_text = "{" + ", ".join(kwargs).replace("'", '"') + "}"
-        if len(kwargs) == 1 and kwargs[0].startswith("**"):
-            kwargs_text = kwargs[0][2:]
-        return Signature(
-            params_py=", ".join(py_parts),
-            params_pyi=", ".join(pyi_parts),
-            returns=returns,
-            args=args_text,
-            kwargs=kwargs_text,
-            comment=f"  {ignore}" if ignore else "",
-        )
-
-    def _unbound_return(self, params: list[_P], returns: str) -> str:
-        """A type variable only in the return (a base's parameter we cannot substitute) becomes Any."""
-        used = {n for p in params for n in _NAME_RE.findall(p.annotation)}
-        for name in _NAME_RE.findall(returns):
-            if name in self.emitter.typevar_texts and name not in self.class_typevars and name not in used:
-                return self.emitter.any()
-        return returns
-
-    def _optional_fix(self, p: _P) -> _P:
-        # `x: int = None` (implicit Optional) is rejected by mypy --strict; say what the target means.
-        if p.default_py == "None" and not re.search(r"\bNone\b|Optional|\bAny\b|object", p.annotation):
-            return _P(p.name, p.kind, f"{p.annotation} | None", p.default_pyi, p.default_py)
-        return p
-
-    def batch_item(self, params: list[_P]) -> tuple[str, str] | None:
-        """(item type, split arguments) for the batch helper, None when only raw items fit."""
-        if any(p.kind == "VAR_KEYWORD" for p in params):
-            return None
-        has_var = any(p.kind == "VAR_POSITIONAL" for p in params)
-        named = [p for p in params if p.kind != "VAR_POSITIONAL"]
-        if has_var and any(p.kind == "KEYWORD_ONLY" for p in params):
-            return None
-        required = max((i + 1 for i, p in enumerate(named) if p.default_py is None), default=0)
-        tup = self.b("tuple")
-        shapes = []
-        for arity in range(required, len(named) + 1):
-            types = [p.annotation for p in named[:arity]]
-            if arity == len(named) and has_var:
-                var = next(p for p in params if p.kind == "VAR_POSITIONAL")
-                types.append(f"*{tup}[{var.annotation}, ...]")
-            if types and len(types) == 1 and types[0].startswith("*"):
-                shapes.append(f"{tup}[{var.annotation}, ...]")
-            else:
-                shapes.append(f"{tup}[{', '.join(types)}]" if types else f"{tup}[()]")
-        npos = -1 if has_var else sum(1 for p in named if p.kind != "KEYWORD_ONLY")
-        kwnames = tuple(p.name for p in named if p.kind == "KEYWORD_ONLY")
-        return " | ".join(shapes), f"{npos}, {kwnames!r}".replace("'", '"')
+    def _returns_protected(self, fn: FunctionDecl | None, scope: ModuleScope | None, rt: JSON | None) -> bool:
+        return self.emitter.returns_protected(self._return_annotation(fn, scope, rt))
 
     # -- members
 
@@ -353,20 +253,20 @@ class _ClassBuilder:
             params = self._params(fn, scope, None)
             returns = self._dunder_return(name, self._returns(fn, scope, None))
             params = self._dunder_params(name, params)
-            overloads.append(self.signature(params, returns, first))
-            item = self.batch_item(params)
+            overloads.append(self.writer.signature(params, returns, first))
+            item = self.writer.batch_item(params)
             if item is not None:
                 batch_shapes.append((item[0], item[1], returns))
             protected = protected or self._returns_protected(fn, scope, None)
         if overloads:
             any_t = self.emitter.any()
-            generic = [_P("args", "VAR_POSITIONAL", any_t, None, None), _P("kwargs", "VAR_KEYWORD", any_t, None, None)]
-            sig = self.signature(generic, any_t, first)
+            generic = [Param("args", "VAR_POSITIONAL", any_t, None, None), Param("kwargs", "VAR_KEYWORD", any_t, None, None)]
+            sig = self.writer.signature(generic, any_t, first)
         else:
             params = self._dunder_params(name, self._params(impl, scope, rt))
             returns = self._dunder_return(name, self._returns(impl, scope, rt))
-            sig = self.signature(params, returns, first)
-            item = self.batch_item(params)
+            sig = self.writer.signature(params, returns, first)
+            item = self.writer.batch_item(params)
             if item is not None:
                 batch_shapes.append((item[0], item[1], returns))
             protected = self._returns_protected(impl, scope, rt)
@@ -375,80 +275,27 @@ class _ClassBuilder:
         doc = member.get("doc") or (impl.doc if impl is not None else None) or (overload_fns[0].doc if overload_fns else None)
         if name.startswith("__"):
             doc = None
-        body = self._body(name, kind, sig, is_async)
+        body = self.writer.body(name, kind, sig, is_async)
         batch = None
         batch_name = f"{name}_batch"
         if not name.startswith("__") and batch_name not in self.member_names:
-            batch = self._batch(name, kind, batch_name, batch_shapes, overloaded=bool(overloads),
+            batch = self.writer.batch(name, kind, batch_name, batch_shapes, overloaded=bool(overloads),
                                 is_async=is_async)
         return Method(name=name, decorator=decorator, is_async=is_async, doc=_doc_literal(doc),
                       overloads=tuple(overloads), signature=sig, body=body, batch=batch)
 
-    def _dunder_params(self, name: str, params: list[_P]) -> list[_P]:
+    def _dunder_params(self, name: str, params: list[Param]) -> list[Param]:
         if name in _OBJECT_DUNDERS:
-            return [_P("other", "POSITIONAL_ONLY", self.b("object"), None, None)]
+            return [Param("other", "POSITIONAL_ONLY", self.emitter.builtin("object"), None, None)]
         return params
 
     def _dunder_return(self, name: str, returns: str) -> str:
         fixed = _FIXED_RETURNS.get(name)
         if fixed is not None and returns == self.emitter.any():
-            return self.b(fixed)
+            return self.emitter.builtin(fixed)
         if name in ("__eq__", "__ne__", "__hash__", "__repr__", "__str__"):
-            return self.b(_FIXED_RETURNS[name])
+            return self.emitter.builtin(_FIXED_RETURNS[name])
         return returns
-
-    def _returning(self, returns: str, expr: str, *, batch: bool = False) -> tuple[str, ...]:
-        """Statements that return `expr` (the runtime's Any) as `returns`.
-
-        Through an annotated local, not `typing.cast`: mypy checks the same, and a local's
-        annotation is never evaluated, so the call costs no extra Python frame.
-        """
-        if returns == self.emitter.any() or (batch and returns == f"{self.b('list')}[{self.emitter.any()}]"):
-            return (f"return {expr}",)
-        return (f"_xd_result: {returns} = {expr}", "return _xd_result")
-
-    def _body(self, name: str, kind: str, sig: Signature, is_async: bool) -> tuple[str, ...]:
-        if kind in ("classmethod", "staticmethod"):
-            call = f"cls._xd_class_call({name!r}, {sig.args}, {sig.kwargs})"
-        elif is_async:
-            call = f"await self._xd_call_async({name!r}, {sig.args}, {sig.kwargs})"
-        else:
-            call = f"self._xd_call({name!r}, {sig.args}, {sig.kwargs})"
-        call = call.replace("'", '"')
-        if kind == "staticmethod":
-            call = call.replace("cls._xd_class_call", f"{self.proxy_name}._xd_class_call")
-        if sig.returns == "None":
-            return (call,)
-        if sig.returns.endswith((".NoReturn", ".Never")):
-            return (call, 'raise AssertionError("unreachable: the target declares that this never returns")')
-        return self._returning(sig.returns, call)
-
-    def _batch(self, name: str, kind: str, batch_name: str, shapes: list[tuple[str, str, str]],
-               overloaded: bool, is_async: bool) -> Batch:
-        owner = "cls._xd_class_batch" if kind in ("classmethod", "staticmethod") else "self._xd_batch"
-        if is_async:  # awaited item by item in the child, one round trip, off the caller's loop
-            owner = "await " + owner + "_async"
-        lst = self.b("list")
-        if not shapes or (overloaded and len(set(s[1] for s in shapes)) > 1):
-            tup, dct, string = self.b("tuple"), self.b("dict"), self.b("str")
-            item = f"{tup}[{tup}[{self.emitter.any()}, ...], {dct}[{string}, {self.emitter.any()}]]"
-            returns = shapes[0][2] if len(shapes) == 1 else self.emitter.any()
-            result = f"{lst}[{returns}]"
-            body = self._returning(result, f'{owner}("{name}", calls)', batch=True)
-            return Batch(name=batch_name, item_type=item, calls_type=self._iterable(item), returns=result, body=body,
-                         is_async=is_async)
-        items = " | ".join(dict.fromkeys(s[0] for s in shapes))
-        returns_union = " | ".join(dict.fromkeys(s[2] for s in shapes))
-        if any(s[2] == self.emitter.any() for s in shapes):
-            returns_union = self.emitter.any()
-        result = f"{lst}[{returns_union}]"
-        split_args = shapes[0][1]
-        call = f'{owner}("{name}", calls, {split_args})'
-        return Batch(name=batch_name, item_type=items, calls_type=self._iterable(items), returns=result,
-                     body=self._returning(result, call, batch=True), is_async=is_async)
-
-    def _iterable(self, item: str) -> str:
-        return self.emitter.import_ref("collections.abc", "Iterable") + f"[{item}]"
 
     def init(self) -> Method:
         raw_init = self.raw.get("init") or {}
@@ -468,54 +315,49 @@ class _ClassBuilder:
             fn, scope = impls[-1], decl_scope
             break
         params = self._params(fn, scope, rt)
-        sig = self.signature(params, "None", "self")
+        sig = self.writer.signature(params, "None", "self")
         body = (f"self._xd_init({sig.args}, {sig.kwargs})",)
         return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=(),
                       signature=sig, body=body, batch=None)
 
-    def _init_overloaded(self, overloads: list[ann.FunctionDecl], scope: ann.ModuleScope | None) -> Method:
-        sigs = tuple(self.signature(self._params(f, scope, None), "None", "self") for f in overloads)
+    def _init_overloaded(self, overloads: list[FunctionDecl], scope: ModuleScope | None) -> Method:
+        sigs = tuple(self.writer.signature(self._params(f, scope, None), "None", "self") for f in overloads)
         any_t = self.emitter.any()
-        generic = self.signature([_P("args", "VAR_POSITIONAL", any_t, None, None),
-                                  _P("kwargs", "VAR_KEYWORD", any_t, None, None)], "None", "self")
+        generic = self.writer.signature([Param("args", "VAR_POSITIONAL", any_t, None, None),
+                                  Param("kwargs", "VAR_KEYWORD", any_t, None, None)], "None", "self")
         return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=sigs,
                       signature=generic, body=("self._xd_init(args, kwargs)",), batch=None)
 
     def prop(self, member: JSON) -> Property:
         name = member["name"]
         fns, decl, scope = self.member_decl(name, member.get("owner"))
-        text = None
-        protected = False
+        annotation = None
         getter = next((f for f in fns if "property" in {d.rsplit(".", 1)[-1] for d in f.decorators}), None)
         if getter is None and fns:
             getter = fns[0]
         if getter is not None and getter.returns is not None:
-            text = self.emitter.cst_text(getter.returns, scope)
-            protected = self.emitter.cst_returns_protected(getter.returns, scope)
+            annotation = self._written(getter.returns, scope)
         elif decl is not None and name in decl.attributes:
-            node = _strip_wrappers(decl.attributes[name])
-            text = self.emitter.cst_text(node, scope)
-            protected = self.emitter.cst_returns_protected(node, scope)
+            annotation = self._written(_strip_wrappers(decl.attributes[name]), scope)
         elif member.get("value_type") is not None:
-            text = self.emitter.runtime_text(member["value_type"])
-            protected = self.emitter.runtime_returns_protected(member["value_type"])
-        if protected:
+            annotation = self._runtime(member["value_type"])
+        if self.emitter.returns_protected(annotation):
             self.inferred[name] = "reference"
-        text = text or self.emitter.any()
+        text = self.emitter.text(annotation) or self.emitter.any()
         doc = member.get("doc") or (getter.doc if getter is not None else None)
         return Property(name=name, type=text, doc=_doc_literal(doc), settable=member["kind"] == "property_rw",
                         deletable=bool(member.get("deletable")),
-                        getter=self._returning(text, f'self._xd_get("{name}")'))
+                        getter=self.writer.returning(text, f'self._xd_get("{name}")'))
 
     def attribute(self, member: JSON) -> ClassAttribute:
         name = member["name"]
         _fns, decl, scope = self.member_decl(name, member.get("owner"))
-        text = None
+        annotation = None
         if decl is not None and name in decl.attributes:
-            text = self.emitter.cst_text(_strip_wrappers(decl.attributes[name]), scope)
+            annotation = self._written(_strip_wrappers(decl.attributes[name]), scope)
         elif member.get("value_type") is not None:
-            text = self.emitter.runtime_text(member["value_type"])
-        text = text or self.emitter.any()
+            annotation = self._runtime(member["value_type"])
+        text = self.emitter.text(annotation) or self.emitter.any()
         if any(re.search(rf"\b{re.escape(v)}\b", text) for v in self.class_typevars):
             text = self.emitter.any()  # a ClassVar cannot mention the class's type variables
         return ClassAttribute(name=name, type=text, type_py=f"_XdClassAttribute[{text}]")
@@ -523,7 +365,7 @@ class _ClassBuilder:
 
 def _strip_wrappers(node: cst.BaseExpression) -> cst.BaseExpression:
     """`ClassVar[T]`/`Final[T]` -> `T` (the proxy adds its own wrapper)."""
-    if isinstance(node, cst.Subscript) and ann.code(node.value).rsplit(".", 1)[-1] in ("ClassVar", "Final"):
+    if isinstance(node, cst.Subscript) and code(node.value).rsplit(".", 1)[-1] in ("ClassVar", "Final"):
         first = node.slice[0].slice
         if isinstance(first, cst.Index):
             return first.value
@@ -537,12 +379,12 @@ def build_modules(results: list[JSON], *, python: Sequence[int], platform: str,
     files: dict[str, dict[str, str | None]] = {}
     for r in results:
         files.update(r["files"])
-    resolver = ann.Resolver(roots=roots, files=files, version=tuple(python[:2]), platform=platform)
-    proxies: dict[tuple[str, str], ann.ProxyName] = {}
+    resolver = Resolver(roots=roots, files=files, version=tuple(python[:2]), platform=platform)
+    proxies: dict[tuple[str, str], ProxyName] = {}
     by_module: dict[str, list[JSON]] = {}
     for r in results:
         gen = generated_module_name(r["module"])
-        proxy = ann.ProxyName(gen, r["qualname"].replace(".", "_"))
+        proxy = ProxyName(gen, r["qualname"].replace(".", "_"))
         proxies[(r["module"], r["qualname"])] = proxy
         proxies[(r["class_module"], r["class_qualname"])] = proxy
         by_module.setdefault(r["module"], []).append(r)
@@ -559,8 +401,8 @@ def build_modules(results: list[JSON], *, python: Sequence[int], platform: str,
     return models
 
 
-def _build_module(module: str, raws: list[JSON], *, resolver: ann.Resolver,
-                  proxies: dict[tuple[str, str], ann.ProxyName], options: BuildOptions) -> ModuleModel:
+def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
+                  proxies: dict[tuple[str, str], ProxyName], options: BuildOptions) -> ModuleModel:
     name = generated_module_name(module)
     reserved: set[str] = set(_HELPERS)
     for raw in raws:
@@ -568,7 +410,7 @@ def _build_module(module: str, raws: list[JSON], *, resolver: ann.Resolver,
         for m in raw["members"]:
             reserved.add(m["name"])
             reserved.add(m["name"] + "_batch")
-    emitter = ann.Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies)
+    emitter = Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies)
     typing_name = emitter.import_ref("typing", "")
     classes = []
     uses_attr = False

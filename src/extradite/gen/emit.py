@@ -1,0 +1,256 @@
+"""Annotation text for one generated module, and the imports and TypeVars that text needs.
+
+    Annotation (annotation.py) ──Emitter──▶ text, where a name of
+        the protected tree    → generated proxy class | local TypeVar | inlined alias | Any
+        another module        → `module.path`, plus an import (under TYPE_CHECKING in the .py)
+        builtins              → the bare name (qualified only where a generated name shadows it)
+
+Nothing from the protected tree is ever imported by a generated module: a class
+there is its proxy or Any, a type variable gets a local definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import libcst as cst
+
+from .annotation import Annotation, Names, ScopeNames, TypeVarRef
+from .resolve import ANNOTATED_FORMS, LITERAL_FORMS, SELF_FORMS, WRAPPER_FORMS, Resolver, Target, is_protected
+from .scope import TypeVarDecl, code
+
+__all__ = ["Emitter", "ProxyName", "dotted"]
+
+
+@dataclass(frozen=True)
+class ProxyName:
+    module: str  # generated module name
+    name: str  # proxy class name
+
+
+class Emitter:
+    """Writes annotation text for one generated module and collects what it needs."""
+
+    def __init__(self, resolver: Resolver, *, module: str, reserved: frozenset[str],
+                 proxies: dict[tuple[str, str], ProxyName]) -> None:
+        self.resolver = resolver
+        self.module = module
+        self.reserved = reserved
+        self.proxies = proxies
+        self.imports: dict[str, str] = {}  # module -> local alias ("" when imported plainly)
+        self.typevars: dict[tuple[str, str], str] = {}  # (module, name) -> local name
+        self.typevar_defs: dict[str, str] = {}  # local name -> definition source (`T = TypeVar(...)`)
+        self._alias_stack: list[tuple[str, str]] = []
+        self.typevar_texts: set[str] = set()  # every spelling of a type variable written so far
+        # Type variables imported from elsewhere (a stub base's `_KT`) are only kept when they are the
+        # proxy class's own parameters; we cannot substitute a base's arguments, and Any is never wrong.
+        self.class_params: frozenset[str] | None = None
+
+    # -- public entry points
+
+    def text(self, annotation: Annotation | None) -> str | None:
+        """The annotation as the generated module writes it (None when there is none)."""
+        if annotation is None:
+            return None
+        return code(self._node(annotation.node, annotation.names))
+
+    def returns_protected(self, annotation: Annotation | None) -> bool:
+        """Whether the annotation (or a member of its union) is a class of the protected tree."""
+        return annotation is not None and self._protected_top(annotation.node, annotation.names)
+
+    def any(self) -> str:
+        return self.import_ref("typing", "Any")
+
+    def builtin(self, name: str) -> str:
+        """A builtin's name, qualified where a generated name shadows it."""
+        return self._render_target(Target("builtin", "builtins", name))
+
+    def import_ref(self, module: str, path: str) -> str:
+        alias = self.imports.get(module)
+        if alias is None:
+            top = module.split(".")[0]
+            alias = "_xd_" + module.replace(".", "_") if top in self.reserved else ""
+            self.imports[module] = alias
+        base = alias or module
+        return f"{base}.{path}" if path else base
+
+    # -- helpers
+
+    def _protected_top(self, node: cst.BaseExpression, names: Names) -> bool:
+        for item in _union_items(node):
+            if isinstance(item, cst.Name) and item.value == "None":
+                continue
+            target = self._target_of(item, names)
+            if isinstance(target, TypeVarRef):
+                return True  # only type variables of the protected tree are looked up this way
+            if isinstance(target, Target) and target.kind == "ref":
+                if (target.module, target.path) in SELF_FORMS or is_protected(target.module, self.resolver.roots):
+                    return True
+        return False
+
+    def _target_of(self, node: cst.BaseExpression, names: Names) -> Target | TypeVarRef | None:
+        if isinstance(node, cst.Subscript):
+            node = node.value
+        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+            parsed = _parse_string(node)
+            return self._target_of(parsed, names) if parsed is not None else None
+        parts = dotted(node)
+        return names.lookup(parts) if parts else None
+
+    def _node(self, node: cst.BaseExpression, names: Names) -> cst.BaseExpression:
+        if isinstance(node, (cst.Name, cst.Attribute)):
+            parts = dotted(node)
+            if parts is None:
+                return cst.parse_expression(self.any())
+            if parts == ["None"]:
+                return node
+            return cst.parse_expression(self._name(parts, names))
+        if isinstance(node, cst.Subscript):
+            head = dotted(node.value)
+            found = names.lookup(head) if head else None
+            key = (found.module, found.path) if isinstance(found, Target) else None
+            if key in ANNOTATED_FORMS:
+                first = node.slice[0].slice
+                assert isinstance(first, cst.Index)
+                return self._node(first.value, names)
+            value = self._node(node.value, names)
+            if key in LITERAL_FORMS:
+                return node.with_changes(value=value)
+            if code(value) == self.any():
+                return value
+            return node.with_changes(value=value, slice=[self._element(e, names) for e in node.slice])
+        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+            parsed = _parse_string(node)
+            return self._node(parsed, names) if parsed is not None else cst.parse_expression(self.any())
+        if isinstance(node, cst.BinaryOperation):
+            return node.with_changes(left=self._node(node.left, names), right=self._node(node.right, names))
+        if isinstance(node, (cst.List, cst.Tuple)):
+            return node.with_changes(elements=[e.with_changes(value=self._node(e.value, names)) for e in node.elements])
+        return node
+
+    def _element(self, element: cst.SubscriptElement, names: Names) -> cst.SubscriptElement:
+        if isinstance(element.slice, cst.Index):
+            return element.with_changes(slice=element.slice.with_changes(value=self._node(element.slice.value, names)))
+        return element
+
+    def _name(self, parts: list[str], names: Names) -> str:
+        found = names.lookup(parts)
+        if isinstance(found, TypeVarRef):
+            return self._typevar(found.module, found.decl, found.names)
+        return self._render_target(found)
+
+    def _render_target(self, target: Target) -> str:
+        if target.kind == "any":
+            return self.any()
+        if target.kind == "builtin" or (target.module == "builtins" and target.path):
+            head = target.path.split(".")[0]
+            if head in self.reserved:
+                return self.import_ref("builtins", target.path)
+            return target.path
+        module, path = target.module, target.path
+        if (module, path) in WRAPPER_FORMS:
+            return self.import_ref(module, path)
+        if is_protected(module, self.resolver.roots):
+            return self._protected(module, path)
+        if not path:
+            return self.any()  # a module used as a type
+        if "." not in path and path.startswith("_"):
+            # Stub-private names are often type variables (`_queue._T`): the .py cannot import them
+            # at run time, so they get a local definition like the protected tree's own.
+            for scope in self.resolver.scopes_for(module):
+                if path in scope.typevars:
+                    local = self._typevar(module, scope.typevars[path], ScopeNames(self.resolver, scope))
+                    if self.class_params is not None and local not in self.class_params:
+                        return self.any()
+                    return local
+        return self.import_ref(module, path)
+
+    def _protected(self, module: str, path: str) -> str:
+        proxy = self.proxies.get((module, path))
+        if proxy is not None:
+            if proxy.module == self.module:
+                return proxy.name
+            return self.import_ref(proxy.module, proxy.name)
+        for scope in self.resolver.scopes_for(module):
+            if path in scope.typevars:
+                return self._typevar(module, scope.typevars[path], ScopeNames(self.resolver, scope))
+            if path in scope.aliases and (module, path) not in self._alias_stack and len(self._alias_stack) < 8:
+                self._alias_stack.append((module, path))
+                try:
+                    inlined = code(self._node(scope.aliases[path], ScopeNames(self.resolver, scope)))
+                finally:
+                    self._alias_stack.pop()
+                return f"({inlined})" if " | " in inlined else inlined
+            if path.split(".")[0] in scope.classes:
+                break
+        return self.any()
+
+    def _local_name(self, module: str, name: str) -> str:
+        key = (module, name)
+        if key in self.typevars:
+            return self.typevars[key]
+        local = name
+        taken = set(self.typevars.values()) | self.reserved
+        counter = 2
+        while local in taken:
+            local = f"{name}_{counter}"
+            counter += 1
+        self.typevars[key] = local
+        return local
+
+    def _typevar(self, module: str, decl: TypeVarDecl, names: Names) -> str:
+        """The local name of a type variable, defined once in the generated module."""
+        key = (module, decl.name)
+        if key in self.typevars:
+            return self.typevars[key]
+        local = self._local_name(module, decl.name)
+        args = [repr(local)]
+        args.extend(repr(self.text(Annotation(c, names))) for c in decl.constraints)
+        if decl.bound is not None:
+            args.append(f"bound={self.text(Annotation(decl.bound, names))!r}")
+        if decl.variance == "co":
+            args.append("covariant=True")
+        elif decl.variance == "contra":
+            args.append("contravariant=True")
+        factory = self.import_ref("typing", decl.kind)
+        self.typevar_texts.add(local)
+        self.typevar_defs[local] = f"{local} = {factory}({', '.join(args)})"
+        return local
+
+
+def dotted(node: cst.BaseExpression) -> list[str] | None:
+    """`a.b.c` -> ["a", "b", "c"]; None for anything but a (dotted) name."""
+    if isinstance(node, cst.Name):
+        return [node.value]
+    if isinstance(node, cst.Attribute):
+        base = dotted(node.value)
+        return [*base, node.attr.value] if base is not None else None
+    return None
+
+
+def _parse_string(node: cst.SimpleString | cst.ConcatenatedString) -> cst.BaseExpression | None:
+    value = node.evaluated_value
+    if not isinstance(value, str):
+        return None
+    try:
+        return cst.parse_expression(value.strip())
+    except cst.ParserSyntaxError:
+        return None
+
+
+def _union_items(node: cst.BaseExpression) -> list[cst.BaseExpression]:
+    """The members of `A | B` or `Optional[A]`/`Union[A, B]` (by spelling), else [node]."""
+    if isinstance(node, cst.BinaryOperation) and isinstance(node.operator, cst.BitOr):
+        return [*_union_items(node.left), *_union_items(node.right)]
+    if isinstance(node, cst.Subscript):
+        name = code(node.value).rsplit(".", 1)[-1]
+        if name in ("Optional", "Union"):
+            items: list[cst.BaseExpression] = []
+            for element in node.slice:
+                if isinstance(element.slice, cst.Index):
+                    items.extend(_union_items(element.slice.value))
+            return items
+    if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+        parsed = _parse_string(node)
+        return _union_items(parsed) if parsed is not None else [node]
+    return [node]
