@@ -24,10 +24,10 @@ def main(fd: int) -> None:
     sock = _socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
 
-    from ._proxy import ProxyFactory
+    from ._parent_types import ParentTypes
     from ._session import Session
 
-    session = Session(sock, is_child=True, factory=ProxyFactory, name=f"child {os.getpid()}")
+    session = Session(sock, is_child=True, factory=ParentTypes, name=f"child {os.getpid()}")
 
     # A process forked by the target (os.fork, multiprocessing's fork start method) must
     # not keep the channel open, or the parent would not see EOF when this child dies.
