@@ -54,8 +54,10 @@ def made_here(obj: Any) -> bool:
 
 
 def _made_here_error(obj: Any, name: str) -> AttributeError:
+    """The error for `obj.name` on an object made here: the parent's code (an `_xd_` name is
+    the proxy's way to it) cannot run on it."""
     what = type(obj).__qualname__
-    if not name.startswith("_xd_"):
+    if not name.startswith("_xd_") and name not in class_dict(_root(type(obj)))["_xd_members"]:
         return AttributeError(f"{type(obj).__name__!r} object has no attribute {name!r}")
     return AttributeError(
         f"this {what} was made in the child ({what}.__new__, as C extensions build objects), not by "
