@@ -184,18 +184,21 @@ _OWN = frozenset({"__dict__", "__weakref__", "__module__", "__doc__", "__qualnam
 
 
 def _is_machinery_entry(name: str, value: Any) -> bool:
-    """An entry a class handle's namespace holds for the proxy, not for the real class.
+    """An entry of a class handle's namespace that is the proxy's, not the real class's.
 
-    `close` is one unless the real class has its own, which the entry calls on instances.
+    `close` is the proxy's unless the real class has one (the entry calls it on instances).
     """
     return name.startswith("_xd_") or (type(value) is _Close and not value.remote) or type(value) is _CallBatch
 
 
 def _hides(cls: type, name: str) -> bool:
-    """`name` resolves on `cls` to the machinery (a proxy base, a metaclass, an `_xd_` entry)."""
+    """`name` resolves on `cls` to the machinery (a proxy base, a metaclass, an `_xd_` entry).
+
+    Any `close` entry counts: it serves instances, `cls.close` is the real class's function.
+    """
     for klass in class_mro(cls):
         namespace = class_dict(klass)
-        if name in namespace:  # (`close` on the class is the real class's, not the instances' entry)
+        if name in namespace:
             value = namespace[name]
             return klass in _MACHINERY or _is_machinery_entry(name, value) or type(value) is _Close
     return True  # found on no class: a metaclass attribute (`RemoteClass.__getattr__`, ...)
@@ -217,7 +220,8 @@ class ParentClass(RemoteClass):
     """Metaclass of the child's class handles: a real type showing only the real class's names.
 
     Class attribute reads of these classes run this Python `__getattribute__`; the call
-    path reads the class's namespace directly and never comes here.
+    path reads the class's namespace directly and never comes here. `dir()` needs nothing
+    of its own: `type.__dir__` reads `__dict__` and `__bases__` through `__getattribute__`.
     """
 
     def __getattribute__(cls, name: str) -> Any:
@@ -269,8 +273,6 @@ class ParentClass(RemoteClass):
             if text is not None:
                 return str(text)
         return type.__repr__(cls)
-
-    # dir(): type.__dir__ reads `__dict__` and `__bases__` through `__getattribute__`, which hides
 
 
 _MASKED = frozenset(
