@@ -60,7 +60,7 @@ def _h(*pid: Any) -> Any:
 
 
 def _newobj(cls: type, *args: Any) -> Any:
-    """Never called: the pickler writes NEWOBJ for any function of this name (`cls.__new__(cls)`)."""
+    """`cls.__new__(cls)`: a pickler writes NEWOBJ for a function of this name (copy calls it)."""
     return cls.__new__(cls, *args)
 
 

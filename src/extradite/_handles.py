@@ -159,6 +159,6 @@ class BorrowedMeta(type):
 
 
 # A class's own namespace and MRO, read past any metaclass: the types standing in the child
-# for the parent's classes (`_parent_types`) show code only the real class's names.
+# for the parent's classes (`_parent_types`) show other code only the real class's names.
 class_dict: Any = type.__dict__["__dict__"].__get__
 class_mro: Any = type.__dict__["__mro__"].__get__

@@ -1,8 +1,8 @@
 """Types standing in the child for the parent's classes (class handles of parent origin).
 
 A parent class crosses as a handle (`PID_CLASS`); the child builds a real `type` for it,
-so `isinstance`, `issubclass`, subclassing and the base checks of C extensions work. To the
-code of the child it must look like the parent's class and nothing else:
+so `isinstance`, `issubclass`, subclassing and the base checks of C extensions work. To
+the code running in the child it must look like the parent's class and nothing else:
 
 * `ParentClass` (the metaclass) hides the proxy machinery from attribute lookup, `dir()`,
   `vars()`, `__bases__` and `__mro__`: the `_xd_*` entries, the proxy bases

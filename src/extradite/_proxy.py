@@ -199,7 +199,9 @@ class BoundMethod:
         target, name = self._target, self._name
         policy = _pop_policy(kwargs) if kwargs else None
         if isinstance(target, RemoteObject) and name is not None:  # an instance's method: `_session`
-            policies = target.__extradite_method_policies__  # and `_method_policy` inlined
+            # `_method_policy` inlined; read through the instance: cheaper than through the class,
+            # whose metaclass has a Python __getattr__ (and, in the child, hides the name)
+            policies = target.__extradite_method_policies__
             return target._xd_session.call(OP_CALL_METHOD, target, name, args, kwargs, policy, self._extra,
                                            policies.get(name) if policies else None)
         return _session(target).call(OP_CALL if name is None else OP_CALL_METHOD, target, name, args,
