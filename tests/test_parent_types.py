@@ -89,7 +89,7 @@ def test_dir_vars_mro_and_bases_of_a_class_handle_are_the_real_classs(inspector:
     offered = set(vars(cls)) | {"__repr__", "__str__"} | ({"double", "half", "kind"} if cls is Sub else set())
     assert set(view["vars"]) <= offered and not any(name.startswith("_xd_") for name in view["vars"])
     assert set(vars(cls)) - set(view["vars"]) <= INTERPRETER_OWN | {"__init__"}  # __init__: not a member
-    assert view["mro"] == [klass.__qualname__ for klass in cls.__mro__]
+    assert view["mro"] == view["mro()"] == [klass.__qualname__ for klass in cls.__mro__]
     assert view["bases"] == [klass.__qualname__ for klass in cls.__bases__]
     assert view["repr"] == repr(cls) and view["is_type"] is True
 
@@ -177,12 +177,26 @@ def test_pydantic_core_is_subclass_returns_the_parent_class_itself(Builder: Any)
     assert isinstance(caught.value, ValueError)  # pydantic_core.ValidationError is a ValueError
 
 
-def test_sqlite3_in_the_child_calls_a_parent_function_registered_with_create_function(inspector: Any) -> None:
+def test_sqlite3_in_the_child_calls_a_parent_function_and_a_parent_aggregate_class(inspector: Any) -> None:
     seen: list[int] = []
 
     def twice(value: int) -> int:
         seen.append(value)
         return value * 2
 
-    assert inspector.sqlite_function(twice, [3, 1, 2]) == [2, 4, 6]
+    class Sum:
+        made: list[Any] = []
+
+        def __init__(self) -> None:
+            self.total = 0
+            Sum.made.append(self)
+
+        def step(self, value: int) -> None:
+            self.total += value
+
+        def finalize(self) -> int:
+            return self.total
+
+    assert inspector.sqlite_function(twice, Sum, [3, 1, 2]) == ([2, 4, 6], 6)
     assert sorted(seen) == [1, 2, 3]
+    assert [made.total for made in Sum.made] == [6]  # made and stepped here, in the parent

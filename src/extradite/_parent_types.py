@@ -5,7 +5,7 @@ so `isinstance`, `issubclass`, subclassing and the base checks of C extensions w
 the code running in the child it must look like the parent's class and nothing else:
 
 * `ParentClass` (the metaclass) hides the proxy machinery from attribute lookup, `dir()`,
-  `vars()`, `__bases__` and `__mro__`: the `_xd_*` entries, the proxy bases
+  `vars()`, `__bases__`, `__mro__` and `mro()`: the `_xd_*` entries, the proxy bases
   (`ParentObject`, `RemoteObject`, ...), and names such as `__slots__`, `__getattr__`,
   `close` or `get_effective_policy` that the real class may not have. A hidden name is
   looked up on the real class, like any class attribute the member table does not name.
@@ -212,6 +212,10 @@ def _visible_namespace(cls: type) -> types.MappingProxyType[str, Any]:
     return types.MappingProxyType(namespace)
 
 
+def _visible_mro(cls: type) -> tuple[type, ...]:
+    return tuple(klass for klass in class_mro(cls) if klass not in _MACHINERY)
+
+
 def _visible_bases(cls: type) -> tuple[type, ...]:
     return tuple(base for base in type.__getattribute__(cls, "__bases__") if base not in _MACHINERY) or (object,)
 
@@ -233,7 +237,9 @@ class ParentClass(RemoteClass):
             if name == "__base__":
                 return _visible_bases(cls)[0]
             if name == "__mro__":
-                return tuple(klass for klass in class_mro(cls) if klass not in _MACHINERY)
+                return _visible_mro(cls)
+            if name == "mro":  # a lookup, not the interpreter's: it calls the metaclass's own `mro`
+                return lambda: list(_visible_mro(cls))
             if _hides(cls, name):
                 raise AttributeError(f"type object {type.__getattribute__(cls, '__name__')!r} has no "
                                      f"attribute {name!r}")  # `__getattr__` asks the real class
@@ -282,7 +288,7 @@ _MASKED = frozenset(
                        "close": 0, "batch": 0, "__class_getitem__": 0})
     for name in namespace
     if name not in _OWN and not hasattr(type, name)
-) | {"__dict__", "__bases__", "__base__", "__mro__"}
+) | {"__dict__", "__bases__", "__base__", "__mro__", "mro"}
 
 
 class ParentTypes(ProxyFactory):

@@ -18,6 +18,7 @@ class Inspector:
             "vars": sorted(vars(cls)),
             "__dict__": sorted(cls.__dict__),
             "mro": [klass.__qualname__ for klass in cls.__mro__],
+            "mro()": [klass.__qualname__ for klass in cls.mro()],
             "bases": [klass.__qualname__ for klass in cls.__bases__],
             "repr": repr(cls),
             "is_type": isinstance(cls, type),
@@ -73,13 +74,16 @@ class Inspector:
         return getattr(obj, name)()
 
     # -- C extensions calling parent functions ------------------------------------------------
-    def sqlite_function(self, fn: Callable[..., Any], rows: list[int]) -> list[Any]:
-        """sqlite3 calls a parent function registered with create_function, once per row."""
+    def sqlite_function(self, fn: Callable[..., Any], aggregate: type, rows: list[int]) -> tuple[list[Any], Any]:
+        """sqlite3 calls a parent function (create_function) once per row, and a parent class
+        (create_aggregate): it makes an instance and calls its step and finalize methods."""
         con = sqlite3.connect(":memory:")
         try:
             con.create_function("parent_fn", 1, fn)
+            con.create_aggregate("parent_sum", 1, aggregate)
             con.execute("create table t (v integer)")
             con.executemany("insert into t values (?)", [(v,) for v in rows])
-            return [row[0] for row in con.execute("select parent_fn(v) from t order by v")]
+            mapped = [row[0] for row in con.execute("select parent_fn(v) from t order by v")]
+            return mapped, con.execute("select parent_sum(v) from t").fetchone()[0]
         finally:
             con.close()
