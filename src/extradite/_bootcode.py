@@ -27,7 +27,7 @@ CHILD_MODULES = (
     "extradite", "extradite._child", "extradite._session", "extradite._scalar", "extradite._codec",
     "extradite._transport", "extradite._shm", "extradite._wire", "extradite._errors", "extradite._handles",
     "extradite._policy", "extradite._pickling", "extradite._members", "extradite._proxy",
-    "extradite._targets",
+    "extradite._targets", "extradite._parent_types",
 )
 
 # Bootstrap lines that install the finder (joined into `python -c`); `CODE_FD` is the memfd.

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 import sys
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def main(fd: int) -> None:
@@ -24,10 +27,9 @@ def main(fd: int) -> None:
     sock = _socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
 
-    from ._proxy import ProxyFactory
     from ._session import Session
 
-    session = Session(sock, is_child=True, factory=ProxyFactory, name=f"child {os.getpid()}")
+    session = Session(sock, is_child=True, factory=_ParentTypesOnFirstUse, name=f"child {os.getpid()}")
 
     # A process forked by the target (os.fork, multiprocessing's fork start method) must
     # not keep the channel open, or the parent would not see EOF when this child dies.
@@ -35,6 +37,25 @@ def main(fd: int) -> None:
     session.serve_forever()
     session.close()
     sys.stdout.flush()
+
+
+class _ParentTypesOnFirstUse:
+    """The child's proxy factory (`_parent_types.ParentTypes`), imported when the first parent
+    class arrives: many children never see one, and start-up is on the critical path."""
+
+    @staticmethod
+    def make_class(*args: Any) -> type:
+        from ._parent_types import ParentTypes
+
+        # an instance's class always arrives first: from now on, no import per new instance
+        _ParentTypesOnFirstUse.make_instance = ParentTypes.make_instance  # type: ignore[method-assign]
+        return ParentTypes.make_class(*args)
+
+    @staticmethod
+    def make_instance(session: Any, cls: type, hid: int) -> Any:
+        from ._parent_types import ParentTypes
+
+        return ParentTypes.make_instance(session, cls, hid)
 
 
 if __name__ == "__main__":

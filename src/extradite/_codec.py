@@ -42,7 +42,7 @@ from ._errors import (
     UnsupportedInteractionError,
     remote_error_class,
 )
-from ._handles import Borrowed, BorrowedMeta, ExportTable, ImportTable
+from ._handles import Borrowed, BorrowedMeta, ExportTable, ImportTable, class_dict, class_mro
 from ._members import describe_type, is_member_table
 from ._policy import REFERENCE, SCALAR_TYPES, VALUE, PolicyConfig
 from ._targets import loaded_tree
@@ -58,6 +58,14 @@ def _h(*pid: Any) -> Any:
     raise ExtraditeProtocolError("a handle was unpickled outside an extradite session")
 
 
+
+
+def _newobj(cls: type, *args: Any) -> Any:
+    """`cls.__new__(cls)`: a pickler writes NEWOBJ for a function of this name (copy calls it)."""
+    return cls.__new__(cls, *args)
+
+
+_newobj.__name__ = _newobj.__qualname__ = "__newobj__"
 
 
 def _as_is(value: Any) -> Any:
@@ -81,7 +89,8 @@ NoneType = type(None)
 
 def _is_class_proxy(cls: type) -> bool:
     """A class proxy, or the per-call subclass `extradite()` returns (not a user subclass)."""
-    return "_xd_class_hid" in cls.__dict__ or "_xd_api" in cls.__dict__
+    namespace = class_dict(cls)  # not `cls.__dict__`: a child's class handle shows only the real class's names
+    return "_xd_class_hid" in namespace or "_xd_api" in namespace
 
 
 def _is_proxy(obj: Any) -> bool:
@@ -150,7 +159,8 @@ class Codec:
         """
         if isinstance(obj, Borrowed) and obj._xd_session is self.session and not obj._xd_closed:
             return obj._xd_hid  # the usual target of a call
-        return self._borrowed_pid(obj)[1] if _is_proxy(obj) else None
+        pid = self._borrowed_pid(obj) if _is_proxy(obj) else None
+        return pid[1] if pid is not None else None
 
     # -- encoding --------------------------------------------------------------------
     def encode(self, body: tuple[Any, ...], envelope: tuple[Any, ...] = (), *,
@@ -221,13 +231,16 @@ class Codec:
             pickler.clear_memo()
         return writer
 
-    def _borrowed_pid(self, obj: Any) -> tuple[int, int]:
-        """A proxy going back to its owner."""
+    def _borrowed_pid(self, obj: Any) -> tuple[int, int] | None:
+        """A proxy going back to its owner; None for an object made here from a class proxy."""
         if isinstance(obj, Borrowed):
-            session, hid = obj._xd_session, obj._xd_hid
+            try:
+                session, hid = obj._xd_session, obj._xd_hid
+            except AttributeError:  # `cls.__new__(cls)` here, not a handle: see `_reduce_made_here`
+                return None
         else:
-            root = next(k for k in obj.__mro__ if "_xd_class_hid" in k.__dict__)
-            session, hid = root.__dict__["_xd_class_session"], root.__dict__["_xd_class_hid"]
+            namespace = next(n for n in map(class_dict, class_mro(obj)) if "_xd_class_hid" in n)
+            session, hid = namespace["_xd_class_session"], namespace["_xd_class_hid"]
         if session is not self.session:
             raise UnsupportedInteractionError(
                 f"{obj!r} belongs to another extradite session; objects from two different "
@@ -237,6 +250,24 @@ class Codec:
                 f"Unknown or released remote object id {hid}: this {type(obj).__qualname__} proxy was "
                 "closed (released); it cannot be used or sent any more")
         return (PID_HOME, hid)
+
+    def _reduce_made_here(self, pickler: _FastPickler, obj: Any) -> Any:
+        """An instance of the other side's class made here without a call there.
+
+        C extensions build objects so (pydantic-core: `cls.__new__(cls)`, then it sets
+        `__dict__`): the object is plain data here and travels by value, rebuilt over
+        there as `cls.__new__(cls)` of the real class with this `__dict__` as its state,
+        as pickle rebuilds an object. The class is the receiver's own, so nothing is
+        imported there. An instance of a subclass defined here is this side's object: lent.
+        """
+        cls = type(obj)
+        if "_xd_class_hid" not in class_dict(cls):
+            return (_h, self._lend(pickler, obj))
+        try:
+            state = object.__getattribute__(obj, "__dict__")
+        except AttributeError:  # a class proxy without instance dicts (the parent's)
+            state = None
+        return (_newobj, (cls,), state or None)
 
     def _class_pid(self, pickler: _FastPickler, cls: type) -> tuple[int, Any]:
         hid, first = self.exports.export_class(cls)
@@ -324,7 +355,8 @@ class Codec:
     def reduce(self, pickler: _FastPickler, obj: Any) -> Any:
         """`reducer_override`: objects the C pickler does not handle by itself."""
         if _is_proxy(obj):
-            return (_h, self._borrowed_pid(obj))
+            pid = self._borrowed_pid(obj)
+            return (_h, pid) if pid is not None else self._reduce_made_here(pickler, obj)
         cls = type(obj)
         if cls in SCALAR_TYPES or obj is _h or obj is _as_is:  # _h: the handle marker of this very stream
             return NotImplemented
@@ -341,7 +373,7 @@ class Codec:
         if cls in SCALAR_TYPES or id(obj) in pickler.envelope:
             return None
         if _is_proxy(obj):
-            return self._borrowed_pid(obj)
+            return self._borrowed_pid(obj)  # None for an object made here: `reduce` sends it
         policy, _, _ = self.config.resolve(obj, pickler.call_policy, pickler.method_policy)
         if policy == REFERENCE:
             pid = self._lend(pickler, obj)

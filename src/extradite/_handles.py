@@ -156,3 +156,9 @@ class Borrowed:
 
 class BorrowedMeta(type):
     """Marker metaclass of class proxies."""
+
+
+# A class's own namespace and MRO, read past any metaclass: the types standing in the child
+# for the parent's classes (`_parent_types`) show other code only the real class's names.
+class_dict: Any = type.__dict__["__dict__"].__get__
+class_mro: Any = type.__dict__["__mro__"].__get__

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 from ._errors import ExtraditeClosedError, ExtraditeError, UnsupportedInteractionError
-from ._handles import Borrowed, BorrowedMeta
+from ._handles import Borrowed, BorrowedMeta, class_dict, class_mro
 from ._policy import REFERENCE, check_policy
 from ._wire import (
     EXTRA_AWAIT,
@@ -65,7 +65,7 @@ class PolicyIntrospection:
 
     @classmethod
     def _xd_policy_session(cls) -> Any:
-        return _root(cls).__dict__["_xd_class_session"]
+        return class_dict(_root(cls))["_xd_class_session"]
 
     @classmethod
     def get_effective_policy(cls, value: Any, call_policy: str | None = None, method: str | None = None) -> str:
@@ -125,9 +125,12 @@ class RemoteObject(Borrowed, PolicyIntrospection):
         return self._xd_session.call(OP_CALL_METHOD, self, "__dir__")  # type: ignore[no-any-return]
 
 def _root(cls: type) -> Any:
-    """The class proxy that carries the handle (an API subclass or user subclass defers to it)."""
-    for klass in cls.__mro__:
-        if "_xd_class_hid" in klass.__dict__:
+    """The class proxy that carries the handle (an API subclass or user subclass defers to it).
+
+    It reads namespaces past the metaclass: a child's class handle hides its own (`_parent_types`).
+    """
+    for klass in class_mro(cls):
+        if "_xd_class_hid" in class_dict(klass):
             return klass
     raise UnsupportedInteractionError(f"{cls.__qualname__} is not an extradite proxy class")
 
@@ -199,7 +202,9 @@ class BoundMethod:
         target, name = self._target, self._name
         policy = _pop_policy(kwargs) if kwargs else None
         if isinstance(target, RemoteObject) and name is not None:  # an instance's method: `_session`
-            policies = type(target).__extradite_method_policies__   # and `_method_policy` inlined
+            # `_method_policy` inlined; read through the instance: cheaper than through the class,
+            # whose metaclass has a Python __getattr__ (and, in the child, hides the name)
+            policies = target.__extradite_method_policies__
             return target._xd_session.call(OP_CALL_METHOD, target, name, args, kwargs, policy, self._extra,
                                            policies.get(name) if policies else None)
         return _session(target).call(OP_CALL if name is None else OP_CALL_METHOD, target, name, args,
@@ -230,14 +235,16 @@ def _session(target: Any) -> Any:
     """The session of an instance proxy or a class proxy."""
     if isinstance(target, RemoteObject):
         return target._xd_session
-    return _root(target).__dict__["_xd_class_session"]
+    return class_dict(_root(target))["_xd_class_session"]
 
 
 def _method_policy(target: Any, name: str | None) -> str | None:
+    if name is None:  # a callable's own call: no method, no default
+        return None
     # looked up on the type: an instance lookup of a missing name would be a round trip
     owner = target if isinstance(target, type) else type(target)
     policies = getattr(owner, "__extradite_method_policies__", None)
-    if policies and name is not None:
+    if policies:
         return policies.get(name)  # type: ignore[no-any-return]
     return None
 
@@ -315,7 +322,7 @@ class _Attribute:
     def __get__(self, obj: Any, owner: type) -> Any:
         if obj is None:
             root = _root(owner)
-            return root._xd_class_session.call(OP_GETATTR, root, self.name)
+            return class_dict(root)["_xd_class_session"].call(OP_GETATTR, root, self.name)
         return obj._xd_session.call(OP_GETATTR, obj, self.name)
 
     def __set__(self, obj: Any, value: Any) -> None:
