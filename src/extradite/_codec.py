@@ -46,7 +46,7 @@ from ._errors import (
 from ._handles import Borrowed, BorrowedMeta, ExportTable, ImportTable
 from ._members import describe_type, is_member_table
 from ._policy import REFERENCE, SCALAR_TYPES, PolicyConfig
-from ._transport import BodyWriter, Frame
+from ._bodyfile import BodyWriter, Frame
 from ._wire import FLAG_SHM, PID_CLASS, PID_HOME, PID_OBJECT
 
 PROTOCOL = 5  # also in _pickling, which loads _pickle with the first codec (import extradite stays cheap)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._codec import Codec
-    from ._transport import BodyWriter
+    from ._bodyfile import BodyWriter
 
 PROTOCOL = 5
 _MARKER = ("extradite._codec", "_h")  # the handle marker global: see `_codec._h`
