@@ -26,7 +26,7 @@ import _thread
 import sys
 from io import BytesIO
 import types
-TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from typing import Any
 
@@ -250,7 +250,7 @@ class Codec:
         pickler.new_classes.append(hid)
         bases = tuple(self._class_pid(pickler, base) for base in cls.__bases__ if base is not object)
         # The plain part goes pre-pickled, as one bytes object: the pickler would call
-        # persistent_id for each of its ~60 names, kinds and tuples (half of a class's encode).
+        # persistent_id for each of its many names, kinds and tuples.
         members: tuple[tuple[str, str], ...] | str
         if self.untabled is not None and cls is self.untabled[0]:  # the importer has the table
             members, self.untabled = self.untabled[1], None
