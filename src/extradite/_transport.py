@@ -35,20 +35,20 @@ from ._wire import FLAG_PAGE, FLAG_SHM, HEADER, HEADER_SIZE, MAX_BODY, VERSION, 
 
 __all__ = ["BodyWriter", "Channel", "ChannelEOF", "Frame"]
 
-_RBUF_SIZE = 256 * 1024
+_RECV_BUFFER_SIZE = 256 * 1024
 _MAX_FDS = 16
 # _socket loads with the first channel, so that `import extradite` stays cheap.
-_ANC_SIZE = 0
+_ANCILLARY_SIZE = 0
 _SOL_SOCKET = -1
 _SCM_RIGHTS = -1
 
 
 def _socket_constants() -> None:
-    global _ANC_SIZE, _SOL_SOCKET, _SCM_RIGHTS
+    global _ANCILLARY_SIZE, _SOL_SOCKET, _SCM_RIGHTS
     import _socket
 
     _SOL_SOCKET, _SCM_RIGHTS = _socket.SOL_SOCKET, _socket.SCM_RIGHTS
-    _ANC_SIZE = _socket.CMSG_SPACE(_MAX_FDS * 4)
+    _ANCILLARY_SIZE = _socket.CMSG_SPACE(_MAX_FDS * 4)
 
 
 _NO_FDS: list[int] = []
@@ -71,14 +71,14 @@ class Channel(SharedRing):
     """
 
     def __init__(self, sock: _socket.socket, *, page_owner: bool = False) -> None:
-        if not _ANC_SIZE:
+        if not _ANCILLARY_SIZE:
             _socket_constants()
         self.sock = sock
         self.send_lock = _thread.allocate_lock()
         self.pool = ArenaPool()
         self.maps = ArenaMaps()
-        self._rbuf = bytearray(_RBUF_SIZE)
-        self._rview = memoryview(self._rbuf)
+        self._recv_buffer = bytearray(_RECV_BUFFER_SIZE)
+        self._recv_view = memoryview(self._recv_buffer)
         self._start = 0
         self._end = 0
         self._fds: list[int] = []
@@ -169,8 +169,8 @@ class Channel(SharedRing):
     def _sendmsg(self, parts: list[Any], fds: list[int]) -> None:
         sock = self.sock
         if fds:
-            anc = [(_SOL_SOCKET, _SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
-            sent = sock.sendmsg(parts, anc)
+            ancillary = [(_SOL_SOCKET, _SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+            sent = sock.sendmsg(parts, ancillary)
         elif len(parts) == 2 and len(parts[1]) < 4096:
             sock.sendall(parts[0] + bytes(parts[1]))
             return
@@ -235,17 +235,18 @@ class Channel(SharedRing):
                 raise corrupt(f"frame {seq} is missing from both the socket and the ring")
         return taken  # type: ignore[no-any-return]
 
-    def _socket_take(self, seq: int, must: bool) -> Any:
-        """Our frame from the socket buffer (reading more if it is incomplete, or if `must`);
-        None when the buffer holds no frame header, _LATER when it holds a later frame."""
+    def _socket_take(self, seq: int, in_socket: bool) -> Any:
+        """Our frame from the socket buffer, reading more if it is incomplete (or, when the frame
+        is known to be `in_socket`, until it arrives); None when the buffer holds no frame
+        header and it may be in the ring, _LATER when the buffer holds a later frame."""
         while True:
             if self._end - self._start < HEADER_SIZE:
-                if not must:
+                if not in_socket:
                     return None
                 self._recv_more(False)
                 continue
             version, kind, flags, request_id, chain, frame_seq, body_len = HEADER.unpack_from(
-                self._rbuf, self._start)
+                self._recv_buffer, self._start)
             if version != VERSION:
                 raise corrupt(f"version byte {version}, expected {VERSION}")
             if kind == WAKE:
@@ -255,16 +256,16 @@ class Channel(SharedRing):
                 continue
             if frame_seq != seq:
                 check_later(frame_seq, seq)
-                if must:
+                if in_socket:
                     raise corrupt(f"frame {frame_seq} arrived where frame {seq} was due")
                 return _LATER
             break
         self._start += HEADER_SIZE
-        if body_len <= len(self._rbuf):
+        if body_len <= len(self._recv_buffer):
             while self._end - self._start < body_len:
                 self._recv_more(True, body_len)
             start = self._start
-            body: bytes | bytearray = bytes(self._rview[start:start + body_len])
+            body: bytes | bytearray = bytes(self._recv_view[start:start + body_len])
             start += body_len
             if start == self._end:  # all consumed (the usual case): the next frame starts at 0
                 self._start = self._end = 0
@@ -273,7 +274,7 @@ class Channel(SharedRing):
         else:
             big = bytearray(body_len)
             have = self._end - self._start
-            big[:have] = self._rview[self._start:self._end]
+            big[:have] = self._recv_view[self._start:self._end]
             self._start = self._end = 0
             view = memoryview(big)
             while have < body_len:
@@ -298,11 +299,11 @@ class Channel(SharedRing):
 
     def _recv_more(self, mid_frame: bool, need: int = HEADER_SIZE) -> None:
         """One blocking read from the socket into the buffer (room for `need` bytes from `_start`)."""
-        if self._start + need > len(self._rbuf) or self._end == len(self._rbuf):
+        if self._start + need > len(self._recv_buffer) or self._end == len(self._recv_buffer):
             pending = self._end - self._start
-            self._rview[0:pending] = self._rview[self._start:self._end]
+            self._recv_view[0:pending] = self._recv_view[self._start:self._end]
             self._start, self._end = 0, pending
-        n = self._recv_into(self._rview[self._end:])
+        n = self._recv_into(self._recv_view[self._end:])
         if n == 0:
             if mid_frame or self._end > self._start:
                 raise _truncated()
@@ -310,9 +311,9 @@ class Channel(SharedRing):
         self._end += n
 
     def _recv_into(self, view: memoryview) -> int:
-        n, anc, _flags, _addr = self.sock.recvmsg_into([view], _ANC_SIZE)
-        if anc:
-            for level, kind, data in anc:
+        n, ancillary, _flags, _addr = self.sock.recvmsg_into([view], _ANCILLARY_SIZE)
+        if ancillary:
+            for level, kind, data in ancillary:
                 if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
                     count = len(data) // 4
                     self._fds.extend(struct.unpack(f"{count}i", data[: count * 4]))

@@ -97,10 +97,8 @@ class _ClassBuilder:
 
     # -- names
 
-    def t(self, name: str) -> str:
-        return self.emitter.import_ref("typing", name)
-
-    def b(self, name: str) -> str:
+    def builtin_ref(self, name: str) -> str:
+        """The builtin `name` as the generated module spells it (via `builtins` where a name shadows it)."""
         return self.emitter._render_target(ann.Target("builtin", "builtins", name))
 
     # -- declarations
@@ -316,7 +314,7 @@ class _ClassBuilder:
         if has_var and any(p.kind == "KEYWORD_ONLY" for p in params):
             return None
         required = max((i + 1 for i, p in enumerate(named) if p.default_py is None), default=0)
-        tup = self.b("tuple")
+        tup = self.builtin_ref("tuple")
         shapes = []
         for arity in range(required, len(named) + 1):
             types = [p.annotation for p in named[:arity]]
@@ -386,15 +384,15 @@ class _ClassBuilder:
 
     def _dunder_params(self, name: str, params: list[_P]) -> list[_P]:
         if name in _OBJECT_DUNDERS:
-            return [_P("other", "POSITIONAL_ONLY", self.b("object"), None, None)]
+            return [_P("other", "POSITIONAL_ONLY", self.builtin_ref("object"), None, None)]
         return params
 
     def _dunder_return(self, name: str, returns: str) -> str:
         fixed = _FIXED_RETURNS.get(name)
         if fixed is not None and returns == self.emitter.any():
-            return self.b(fixed)
+            return self.builtin_ref(fixed)
         if name in ("__eq__", "__ne__", "__hash__", "__repr__", "__str__"):
-            return self.b(_FIXED_RETURNS[name])
+            return self.builtin_ref(_FIXED_RETURNS[name])
         return returns
 
     def _returning(self, returns: str, expr: str, *, batch: bool = False) -> tuple[str, ...]:
@@ -403,7 +401,7 @@ class _ClassBuilder:
         Through an annotated local, not `typing.cast`: mypy checks the same, and a local's
         annotation is never evaluated, so the call costs no extra Python frame.
         """
-        if returns == self.emitter.any() or (batch and returns == f"{self.b('list')}[{self.emitter.any()}]"):
+        if returns == self.emitter.any() or (batch and returns == f"{self.builtin_ref('list')}[{self.emitter.any()}]"):
             return (f"return {expr}",)
         return (f"_xd_result: {returns} = {expr}", "return _xd_result")
 
@@ -428,9 +426,9 @@ class _ClassBuilder:
         owner = "cls._xd_class_batch" if kind in ("classmethod", "staticmethod") else "self._xd_batch"
         if is_async:  # awaited item by item in the child, one round trip, off the caller's loop
             owner = "await " + owner + "_async"
-        lst = self.b("list")
+        lst = self.builtin_ref("list")
         if not shapes or (overloaded and len(set(s[1] for s in shapes)) > 1):
-            tup, dct, string = self.b("tuple"), self.b("dict"), self.b("str")
+            tup, dct, string = self.builtin_ref("tuple"), self.builtin_ref("dict"), self.builtin_ref("str")
             item = f"{tup}[{tup}[{self.emitter.any()}, ...], {dct}[{string}, {self.emitter.any()}]]"
             returns = shapes[0][2] if len(shapes) == 1 else self.emitter.any()
             result = f"{lst}[{returns}]"
