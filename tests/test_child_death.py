@@ -158,15 +158,15 @@ def _garbage_in_socket(channel: Any, call: Any) -> None:
 
 
 def _garbage_in_ring(channel: Any, call: Any) -> None:
-    from extradite import _transport
+    from extradite import _ring
 
     if channel._ring_rx is None:
         pytest.skip("no shared ring on this platform")
     # Play a child that writes garbage: a frame with a wrong version byte at the head of
     # its ring, published like a real frame.
     words, base = channel._words, channel._rx
-    tail = words[base + _transport._TAIL]
-    channel._ring_rx[tail % _transport._RING:tail % _transport._RING + 20] = b"\x07" + b"\x00" * 19
-    words[base + _transport._TAIL] = tail + 20
+    tail = words[base + _ring.TAIL]
+    channel._ring_rx[tail % _ring.RING:tail % _ring.RING + 20] = b"\x07" + b"\x00" * 19
+    words[base + _ring.TAIL] = tail + 20
     words[base] += 1
     call()

@@ -21,7 +21,7 @@ from extradite._members import describe_type
 from extradite._pickling import dump_plain
 from extradite._proxy import ProxyFactory
 from extradite._shm import ArenaMaps
-from extradite._transport import Frame
+from extradite._bodyfile import Frame
 from extradite._wire import REPLY
 from extradite.demo import callbacks, counter
 

@@ -22,7 +22,7 @@ from extradite import (
     extradite,
 )
 from extradite._codec import Codec
-from extradite._transport import Frame
+from extradite._bodyfile import Frame
 from extradite._shm import ArenaMaps
 
 

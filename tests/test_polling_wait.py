@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from extradite import _transport
+from extradite import _polling, _ring
 from extradite._errors import ExtraditeProtocolError
 from extradite._transport import BodyWriter, Channel, ChannelEOF
 from extradite._wire import REPLY, REQUEST
 
-pytestmark = pytest.mark.skipif(not _transport._RING_POSSIBLE, reason="the shared ring needs memfd_create on x86-64")
+pytestmark = pytest.mark.skipif(not _ring.RING_POSSIBLE, reason="the shared ring needs memfd_create on x86-64")
 
 
 def _open_fds() -> int:
@@ -37,7 +37,7 @@ def _socket_is_empty(channel: Channel) -> bool:
 
 @pytest.fixture
 def pair(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(_transport, "_load", [time.perf_counter_ns(), 1, 0])  # the machine counts as quiet
+    monkeypatch.setattr(_polling, "_load", [time.perf_counter_ns(), 1, 0])  # the machine counts as quiet
     before = _open_fds()
     a, b = socket.socketpair()
     owner, other = Channel(a, page_owner=True), Channel(b)
@@ -58,7 +58,7 @@ def _connect(owner: Channel, other: Channel) -> None:
 
 def _big(n: int) -> BodyWriter:
     writer = BodyWriter()
-    writer.write(bytes([n % 251]) * (_transport._RING_MAX + 100))  # too big for the ring, too small for an arena
+    writer.write(bytes([n % 251]) * (_ring.RING_MAX + 100))  # too big for the ring, too small for an arena
     return writer
 
 
@@ -84,7 +84,7 @@ def test_ring_and_socket_frames_arrive_in_sending_order(pair: Any) -> None:
         choice = rng.random()
         if choice < 0.15:
             owner.send(REQUEST, i, 1, _big(i))
-            expected.append((i, _transport._RING_MAX + 100))
+            expected.append((i, _ring.RING_MAX + 100))
         elif choice < 0.2:
             writer = BodyWriter()
             writer.write(bytes(200_000))  # through an arena: descriptors on the socket
@@ -119,7 +119,7 @@ def test_a_published_socket_frame_is_read_without_waiting(pair: Any, monkeypatch
 
     monkeypatch.setattr(other, "_wait", no_wait)
     frame = other.recv()
-    assert frame.request_id == 7 and len(frame.body) == _transport._RING_MAX + 100
+    assert frame.request_id == 7 and len(frame.body) == _ring.RING_MAX + 100
     assert bytes(other.recv().body) == b"after"
 
 
@@ -128,11 +128,11 @@ def test_wrapping_around_the_ring_keeps_every_byte(pair: Any) -> None:
     _connect(owner, other)
     rng = random.Random(7)
     for i in range(3000):
-        body = rng.randbytes(rng.randrange(0, _transport._RING_MAX + 1))
+        body = rng.randbytes(rng.randrange(0, _ring.RING_MAX + 1))
         other.send_bytes(REPLY, i, 1, body)
         frame = owner.recv()
         assert frame.request_id == i and bytes(frame.body) == body
-    assert owner._rx_head > 10 * _transport._RING  # it wrapped many times
+    assert owner._rx_head > 10 * _ring.RING  # it wrapped many times
 
 
 def test_a_sleeping_reader_is_woken_by_a_ring_frame(pair: Any) -> None:
@@ -193,7 +193,7 @@ def _one_wake_per_sleep(owner: Channel, other: Channel, wakes: list[bytes]) -> N
         other.send_bytes(REPLY, 10 * round_ + 1, 1, b"second")
         reader.join(5)
         assert taken == [10 * round_, 10 * round_ + 1]
-        assert wakes == [_transport._WAKE_FRAME] * (round_ + 1), "one WAKE per sleep, not per frame"
+        assert wakes == [_ring.WAKE_FRAME] * (round_ + 1), "one WAKE per sleep, not per frame"
 
 
 def test_frame_ready_says_whether_a_frame_waits_without_waiting(pair: Any) -> None:
@@ -282,7 +282,7 @@ def test_slow_peer_is_not_lost_and_polls_less(pair: Any) -> None:
 def test_busy_machine_skips_polling_and_stays_correct(pair: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     owner, other = pair
     _connect(owner, other)
-    monkeypatch.setattr(_transport, "_load", [time.perf_counter_ns(), 0, 2])  # runnable tasks > CPUs
+    monkeypatch.setattr(_polling, "_load", [time.perf_counter_ns(), 0, 2])  # runnable tasks > CPUs
     window = owner._spin_ns
     threading.Timer(0.02, other.send_bytes, (REPLY, 1, 1, b"y")).start()
     assert bytes(owner.recv().body) == b"y"
@@ -292,16 +292,16 @@ def test_busy_machine_skips_polling_and_stays_correct(pair: Any, monkeypatch: py
 def test_polling_stops_after_two_busy_load_samples_in_a_row(monkeypatch: pytest.MonkeyPatch) -> None:
     """One busy sample (a passing kernel worker) keeps polling on; a CPU-bound competitor,
     busy in every sample, turns it off; one quiet sample turns it back on."""
-    busy, quiet = _transport._CPUS + 1, _transport._CPUS
+    busy, quiet = _polling._CPUS + 1, _polling._CPUS
     samples = iter([busy, quiet, busy, busy, busy, quiet])
-    monkeypatch.setattr(_transport, "_runnable_tasks", lambda: next(samples))
-    monkeypatch.setattr(_transport, "_load", [0, 1, 0])
+    monkeypatch.setattr(_polling, "_runnable_tasks", lambda: next(samples))
+    monkeypatch.setattr(_polling, "_load", [0, 1, 0])
     decisions = []
     for _ in range(6):
-        _transport._load[0] = 0  # the last sample is old: take a new one
-        decisions.append(_transport._machine_quiet())
+        _polling._load[0] = 0  # the last sample is old: take a new one
+        decisions.append(_polling.machine_quiet())
     assert decisions == [True, True, True, False, False, True]
-    assert _transport._machine_quiet() is True  # within 50 ms: the last decision, no new sample
+    assert _polling.machine_quiet() is True  # within 50 ms: the last decision, no new sample
 
 
 def test_a_replayed_frame_is_a_protocol_error(pair: Any) -> None:

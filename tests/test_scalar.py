@@ -15,7 +15,7 @@ from extradite._errors import ExtraditeProtocolError
 from extradite._proxy import ProxyFactory
 from extradite._session import Session
 from extradite._shm import THRESHOLD, ArenaMaps
-from extradite._transport import Frame
+from extradite._bodyfile import Frame
 from extradite._wire import FLAG_SCALAR, REPLY, REQUEST
 
 VALUES: list[Any] = [

@@ -99,7 +99,7 @@ def test_body_reader_gives_the_spliced_stream_to_any_read_pattern(seed: int) -> 
     """Every mix of read, readinto and readline sees inline bytes and chunks in stream order."""
     import random
 
-    from extradite._transport import BodyReader
+    from extradite._bodyfile import BodyReader
 
     rng = random.Random(seed)
     inline = bytes(rng.randrange(256) for _ in range(300))
@@ -133,7 +133,7 @@ def test_body_reader_gives_the_spliced_stream_to_any_read_pattern(seed: int) -> 
 
 def test_body_reader_the_unpicklers_pattern() -> None:
     """Small reads up to a chunk, one readinto of exactly the chunk, small reads after it."""
-    from extradite._transport import BodyReader
+    from extradite._bodyfile import BodyReader
 
     first, second = b"A" * 40, b"B" * 50
     reader = BodyReader(b"0123456789", [(1, memoryview(first), 4), (2, memoryview(second), 4)])

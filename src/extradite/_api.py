@@ -18,7 +18,7 @@ import sys
 import types
 from collections import deque
 from collections.abc import Iterable, Mapping
-TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from os import PathLike
     from typing import Any

@@ -1,12 +1,12 @@
 """Ship the child's runtime modules to it as compiled code, so no child compiles them.
 
 With PYTHONDONTWRITEBYTECODE=1 (or a read-only checkout) every interpreter compiles
-each source module it imports, and the dozen modules a child runs cost ~15 ms to
-compile, about as much as starting the interpreter. This process compiles them once
-(its loaders read a valid .pyc when there is one) and hands every child of the same
-interpreter the code objects, marshalled into a memfd, whenever a child would have
-to compile one of them (some .pyc is missing or stale; where every .pyc is valid,
-reading them is ~3 ms faster than loading the shipped code, so nothing is shipped):
+each source module it imports, and compiling the modules a child runs costs about as
+much as starting the interpreter. This process compiles them once (its loaders read a
+valid .pyc when there is one) and hands every child of the same interpreter the code
+objects, marshalled into a memfd, whenever a child would have to compile one of them
+(some .pyc is missing or stale; where every .pyc is valid, reading them is faster
+than loading the shipped code, so nothing is shipped):
 
     parent:  {module name: (code, is_package, file)} --marshal--> memfd --pass_fds--> child
     child:   bootstrap reads the memfd, puts a finder for those names first on
@@ -25,7 +25,8 @@ import threading
 # Every extradite module a child imports to serve a channel (tests pin the set).
 CHILD_MODULES = (
     "extradite", "extradite._child", "extradite._session", "extradite._scalar", "extradite._codec",
-    "extradite._transport", "extradite._shm", "extradite._wire", "extradite._errors", "extradite._handles",
+    "extradite._transport", "extradite._bodyfile", "extradite._ring", "extradite._polling", "extradite._shm",
+    "extradite._wire", "extradite._errors", "extradite._handles",
     "extradite._policy", "extradite._pickling", "extradite._members", "extradite._proxy",
     "extradite._targets", "extradite._parent_types",
 )

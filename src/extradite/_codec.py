@@ -25,7 +25,7 @@ from __future__ import annotations
 import _thread
 from io import BytesIO
 import types
-TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from typing import Any
 
@@ -44,10 +44,10 @@ from ._errors import (
 )
 from ._handles import Borrowed, BorrowedMeta, ExportTable, ImportTable, class_dict, class_mro
 from ._members import describe_type, is_member_table
+from ._bodyfile import BodyWriter, Frame
 from ._policy import REFERENCE, SCALAR_TYPES, VALUE, PolicyConfig
 from ._targets import loaded_tree
 from ._targets import tree_of as _tree_of
-from ._transport import BodyWriter, Frame
 from ._wire import FLAG_SHM, PID_CLASS, PID_HOME, PID_OBJECT
 
 PROTOCOL = 5  # also in _pickling, which loads _pickle with the first codec (import extradite stays cheap)
@@ -276,7 +276,7 @@ class Codec:
         pickler.new_classes.append(hid)
         bases = tuple(self._class_pid(pickler, base) for base in cls.__bases__ if base is not object)
         # The plain part goes pre-pickled, as one bytes object: the pickler would call
-        # persistent_id for each of its ~60 names, kinds and tuples (half of a class's encode).
+        # persistent_id for each of its many names, kinds and tuples.
         members: tuple[tuple[str, str], ...] | str
         if self.untabled is not None and cls is self.untabled[0]:  # the importer has the table
             members, self.untabled = self.untabled[1], None

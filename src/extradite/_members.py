@@ -348,9 +348,9 @@ def warm_up() -> None:
     """What a prewarmed child does while it waits for its first class (`OP_WARM_UP`; skipped
     when a request is already there: a bind right after the prewarm would wait for it).
 
-    A process's first `compile` sets the compiler up (1-2 ms, paid by the first target
-    imported from source), and the member-table and signature code above runs about
-    twice as slow the first time as later. A bind after this pays neither.
+    A process's first `compile` sets the compiler up (paid by the first target imported
+    from source), and the member-table and signature code above runs slower the first
+    time than later. A bind after this pays neither.
     """
     global warmed_up
     namespace: dict[str, object] = {}

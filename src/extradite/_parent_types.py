@@ -20,7 +20,7 @@ the code running in the child it must look like the parent's class and nothing e
 from __future__ import annotations
 
 import types
-TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from typing import Any
 

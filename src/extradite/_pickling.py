@@ -1,7 +1,7 @@
 """The pickler and unpickler classes of `_codec`, apart so that `_pickle` loads with the first session.
 
-`import extradite` must stay cheap (issue 5: at most 3 ms); `_pickle` and its
-`_compat_pickle` cost about 0.6 ms, so `Codec.__init__` imports this module.
+`import extradite` must stay cheap, and `_pickle` with its `_compat_pickle` is a
+noticeable part of an import: `Codec.__init__` imports this module.
 The classes only forward to their codec: see `_codec` for what they decide.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import _pickle
 from io import BytesIO
-TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from typing import Any
 
     from ._codec import Codec
-    from ._transport import BodyWriter
+    from ._bodyfile import BodyWriter
 
 PROTOCOL = 5
 _MARKER = ("extradite._codec", "_h")  # the handle marker global: see `_codec._h`

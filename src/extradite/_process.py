@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 from collections import deque
-TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from typing import IO, Any
 

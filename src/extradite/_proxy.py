@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import types
 from _weakref import ref as _weakref  # weakref.ref itself, without the weakref module (child start-up)
-TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from typing import Any

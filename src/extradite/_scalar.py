@@ -21,7 +21,7 @@ import struct
 
 from ._errors import ExtraditeProtocolError
 
-TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from typing import Any
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import struct
-TYPE_CHECKING = False  # mmap is imported when the first arena is made: `import extradite` stays cheap
+TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     import mmap
     from collections.abc import Sequence

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 
-TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from collections.abc import Iterable
 

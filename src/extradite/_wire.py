@@ -12,7 +12,7 @@ A frame (on the socket or in the shared ring) is a fixed header followed by `bod
     4      4    request_id id of the request; a reply carries its request's id
     8      4    chain      call chain: requests of one chain are served on one thread
     12     4    seq        frame number in this direction (mod 2**32): frames travel either
-                           through the socket or through the shared ring (see _transport),
+                           through the socket or through the shared ring (see _ring),
                            and the reader merges the two streams by this number
     16     4    body_len   number of body bytes that follow
 
@@ -53,7 +53,7 @@ PAD = 0      # ring only: the rest of the ring is unused, the next frame starts 
 
 # Header flags.
 FLAG_SHM = 0x1
-FLAG_PAGE = 0x2  # the frame's last descriptor is the polling page (first frame of the parent; see _transport)
+FLAG_PAGE = 0x2  # the frame's last descriptor is the polling page (first frame of the parent; see _ring)
 FLAG_PLAIN = 0x4  # a request body `_pickle.dumps` made of plain scalars: the child, which trusts
                   # its parent, loads it with `_pickle.loads` (the parent never trusts this flag)
 FLAG_SCALAR = 0x8  # a reply body in the `_scalar` format: read without an unpickler, by either side
