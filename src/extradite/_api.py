@@ -39,8 +39,8 @@ from ._errors import (
     ExtraditeRemoteError,
     ExtraditeSessionConflictError,
 )
-from ._policy import PolicyConfig
-from ._targets import check_protect, in_tree, loaded_modules, loaded_tree, parse_target, protected_tree
+from ._options import SessionOptions
+from ._targets import in_tree, loaded_modules, loaded_tree, parse_target, protected_tree
 from ._wire import (
     EXTRA_DIGESTS,
     EXTRA_MEMBERS_KNOWN,
@@ -100,15 +100,6 @@ def refuse_loaded(what: str, trees: Iterable[str], protect: tuple[str, ...]) -> 
         "stay imported)")
 
 
-def _check_keepalive(share_key: str | None, seconds: float | None) -> None:
-    if seconds is None:
-        return
-    if share_key is None:
-        raise ValueError("share_keepalive_seconds requires share_key (only a shared session can stay warm)")
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-        raise ValueError(f"share_keepalive_seconds must be a number >= 0, not {seconds!r}")
-
-
 def _rule_for_wire(rule_type: type) -> Any:
     """A type rule's type as the child can load it (builtin types without a name via `types`)."""
     module = sys.modules.get(rule_type.__module__)
@@ -123,25 +114,25 @@ def _rule_for_wire(rule_type: type) -> Any:
 class SessionHandle:
     """One child process and its session."""
 
-    def __init__(self, config: PolicyConfig, *, python: str | None, label: str,
-                 share_key: str | None = None, keepalive: float | None = None,
-                 protect: tuple[str, ...] = ()) -> None:
+    def __init__(self, options: SessionOptions, *, label: str, share_key: str | None = None) -> None:
         from ._process import ChildProcess, socketpair
         from ._proxy import ProxyFactory
         from ._session import Session
 
         parent_end, child_end = socketpair()
         try:
-            self.process = ChildProcess(child_end.fileno(), python=python, label=label)
+            self.process = ChildProcess(child_end.fileno(), python=options.python, label=label)
         except BaseException:
             parent_end.close()
             raise
         finally:
             child_end.close()
+        self.options = options
+        config, protect = options.config, options.protect
         self.config = config
-        self.python = python
+        self.python = options.python
         self.share_key = share_key
-        self.keepalive = keepalive
+        self.keepalive = options.keepalive
         self.users = 0
         self.protect = protect
         self.trees: list[str] = []   # protected here while this session runs: `protect`, then each target's
@@ -305,36 +296,21 @@ class ClassHandle:
         self.handle.release_user()
 
 
-def _session_for(share_key: str | None, config: PolicyConfig, keepalive: float | None,
-                 python: str | PathLike[str] | None, label: str,
-                 protect: tuple[str, ...] = ()) -> tuple[SessionHandle, bool]:
-    """The session to use and whether it was started now (`protect` as `check_protect` returns it)."""
-    if python is not None:  # checked and normalised first: a bad value starts nothing
-        from ._interpreter import resolve_python
-
-        python = resolve_python(python)
+def _session_for(share_key: str | None, options: SessionOptions, label: str) -> tuple[SessionHandle, bool]:
+    """The session to use and whether it was started now."""
     if share_key is None:
-        return SessionHandle(config, python=python, label=label, protect=protect), True
+        return SessionHandle(options, label=label), True
     with _lock:
         existing = _shared.get(share_key)
         if existing is not None and existing.running:
-            problems = []
-            if not existing.config.same_as(config):
-                problems.append(f"it runs with {existing.config.describe()}, this call asks for {config.describe()}")
-            if existing.keepalive != keepalive:
-                problems.append(f"it has share_keepalive_seconds={existing.keepalive!r}, this call asks for {keepalive!r}")
-            if existing.python != python:
-                problems.append(f"it runs python={existing.python!r}, this call asks for {python!r}")
-            if existing.protect != protect:
-                problems.append(f"it has protect={existing.protect!r}, this call asks for {protect!r}")
+            problems = options.conflicts(existing.options)
             if problems:
                 raise ExtraditeSessionConflictError(
                     f"share_key already exists: {share_key!r} names a running session with other options: "
                     f"{'; '.join(problems)}. "
                     "Use the same options for every class sharing a key, or another key")
             return existing, False
-        handle = SessionHandle(config, python=python, label=f"share_key {share_key!r}",
-                               share_key=share_key, keepalive=keepalive, protect=protect)
+        handle = SessionHandle(options, label=f"share_key {share_key!r}", share_key=share_key)
         _shared[share_key] = handle
         return handle, True
 
@@ -351,15 +327,14 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     needs nothing installed there (see `_interpreter`).
     """
     module, qualname = parse_target(target)
-    config = PolicyConfig(transport_policy, transport_type_rules)
-    trees = check_protect(protect)
+    options = SessionOptions.from_user(
+        share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
+        share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect)
     if _deferred:
         _close_deferred()
-    if share_key is not None and not isinstance(share_key, str):
-        raise TypeError(f"share_key must be a string or None, not {type(share_key).__name__}")
-    _check_keepalive(share_key, share_keepalive_seconds)
+    trees = options.protect
     refuse_loaded(f"extradite({target!r})", (protected_tree(module), *trees), trees)
-    handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(target), trees)
+    handle, started = _session_for(share_key, options, repr(target))
     handle.acquire()
     try:
         root = handle.import_class(module, qualname, target)
@@ -413,11 +388,12 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
     """
     if not isinstance(share_key, str):
         raise TypeError(f"share_key must be a string, not {type(share_key).__name__}")
-    config = PolicyConfig(transport_policy, transport_type_rules)
-    trees = check_protect(protect)
-    _check_keepalive(share_key, share_keepalive_seconds)
+    options = SessionOptions.from_user(
+        share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
+        share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect)
+    trees = options.protect
     refuse_loaded(f"prewarm_extradite_session({share_key!r})", trees, trees)
-    handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(share_key), trees)
+    handle, started = _session_for(share_key, options, repr(share_key))
     if started:  # the child warms up while nobody waits for it; its reply is dropped
         handle.session.call(OP_WARM_UP, None, defer=True).cancel()
     if started and share_keepalive_seconds:

@@ -35,7 +35,7 @@ from . import _proxy
 from ._api import ClassHandle, _session_for, close_collected, refuse_loaded
 from ._errors import ExtraditeStaleProxyWarning
 from ._members import checksum, is_member_table, kinds_checksum, load_signature_data
-from ._policy import PolicyConfig
+
 from ._proxy import (
     BoundMethod,
     PolicyIntrospection,
@@ -47,7 +47,8 @@ from ._proxy import (
     refresh_members,
     release,
 )
-from ._targets import check_protect, parse_target, protected_tree
+from ._options import SessionOptions
+from ._targets import parse_target, protected_tree
 from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
 
 __all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute", "member_digests"]
@@ -164,19 +165,15 @@ def _adopt(generated: type, dynamic: type) -> type:
         "__qualname__": generated.__qualname__})
 
 
-_DEFAULT_CONFIG = PolicyConfig()  # immutable: shared by the binds that keep the default policy
-
-
 def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     """Connect `cls` to a session and build its bound class (see module docstring)."""
     target = cls.__extradite_target__
     module, qualname = cls._xd_target
-    policy, rules = options.get("transport_policy", "value"), options.get("transport_type_rules")
-    config = _DEFAULT_CONFIG if policy == "value" and rules is None else PolicyConfig(policy, rules)
-    trees = check_protect(options.get("protect", ()))
+    share_key = options.pop("share_key", None)
+    checked = SessionOptions.from_user(share_key, **options)
+    trees = checked.protect
     refuse_loaded(f"extradite({target!r})", (protected_tree(module), *trees), trees)  # before a child starts
-    handle, _ = _session_for(options.get("share_key"), config, options.get("share_keepalive_seconds"),
-                             options.get("python"), repr(target), trees)
+    handle, _ = _session_for(share_key, checked, repr(target))
     handle.acquire()
     try:
         imported, verdict = handle.import_class(module, qualname, target, expect=(

@@ -1,0 +1,79 @@
+"""A session's options: validated once, before any process starts, and compared as a whole.
+
+Everything here is part of a shared session's identity: two classes may share a
+`share_key` only when every field is equal. A new session option is one slot, one
+check in `from_user` and one line in `_FIELDS`; `extradite()`,
+`prewarm_extradite_session()` and generated proxies' `.extradite()` pass it through.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # see CONTRIBUTING.md
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from os import PathLike
+
+from ._policy import PolicyConfig
+from ._targets import check_protect
+
+DEFAULT_CONFIG = PolicyConfig()  # immutable: shared by every session that keeps the default policy
+
+
+def _check_keepalive(share_key: str | None, seconds: object) -> float | None:
+    if seconds is None:
+        return None
+    if share_key is None:
+        raise ValueError("share_keepalive_seconds requires share_key (only a shared session can stay warm)")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise ValueError(f"share_keepalive_seconds must be a number >= 0, not {seconds!r}")
+    return seconds
+
+
+class SessionOptions:
+    """The validated options of one session (see the module docstring)."""
+
+    __slots__ = ("config", "keepalive", "python", "protect")
+
+    def __init__(self, config: PolicyConfig = DEFAULT_CONFIG, keepalive: float | None = None,
+                 python: str | None = None, protect: tuple[str, ...] = ()) -> None:
+        self.config = config
+        self.keepalive = keepalive
+        self.python = python      # resolved absolute path, or None for this very environment
+        self.protect = protect    # sorted module trees, as `check_protect` returns them
+
+    @classmethod
+    def from_user(cls, share_key: str | None, *, transport_policy: str = "value",
+                  transport_type_rules: Mapping[type, str] | None = None,
+                  share_keepalive_seconds: float | None = None,
+                  python: str | PathLike[str] | None = None,
+                  protect: tuple[str, ...] | list[str] = ()) -> SessionOptions:
+        """Check what a user passed; every bad value raises TypeError or ValueError naming it."""
+        if share_key is not None and not isinstance(share_key, str):
+            raise TypeError(f"share_key must be a string or None, not {type(share_key).__name__}")
+        if transport_policy == "value" and transport_type_rules is None:
+            config = DEFAULT_CONFIG
+        else:
+            config = PolicyConfig(transport_policy, transport_type_rules)
+        keepalive = _check_keepalive(share_key, share_keepalive_seconds)
+        trees = check_protect(protect)
+        resolved = None
+        if python is not None:  # asks the interpreter its version (once per file): last
+            from ._interpreter import resolve_python
+
+            resolved = resolve_python(python)
+        return cls(config, keepalive, resolved, trees)
+
+    def conflicts(self, other: SessionOptions) -> list[str]:
+        """What differs from `other` (the running session's options), one phrase per field."""
+        differ = []
+        if not self.config.same_as(other.config):
+            differ.append(f"it runs with {other.config.describe()}, this call asks for {self.config.describe()}")
+        for name in _COMPARED:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine != theirs:
+                differ.append(f"it has {_LABELS.get(name, name)}={theirs!r}, this call asks for {mine!r}")
+        return differ
+
+
+_COMPARED = ("keepalive", "python", "protect")   # compared with ==; `config` by `same_as`
+_LABELS = {"keepalive": "share_keepalive_seconds"}  # the keyword a user wrote
