@@ -35,7 +35,6 @@ from . import _proxy
 from ._api import ClassHandle, _session_for, close_collected, refuse_loaded
 from ._errors import ExtraditeStaleProxyWarning
 from ._members import checksum, is_member_table, kinds_checksum, load_signature_data
-
 from ._proxy import (
     BoundMethod,
     PolicyIntrospection,
