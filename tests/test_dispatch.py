@@ -7,13 +7,19 @@ naming the op and the role, and the parent runs nothing.
 from __future__ import annotations
 
 import sys
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from extradite import _wire, extradite
+from extradite import ExtraditeStaleProxyWarning, _wire, extradite
 from extradite._api import session_of
 from extradite._dispatch import TABLE
+from extradite._session import Session
+
+GENERATED = Path(__file__).resolve().parent.parent / "generated"
 
 
 def Lent() -> Any:
@@ -80,3 +86,54 @@ def test_an_unknown_op_is_a_corrupt_frame(Asker: Any) -> None:
 
     assert "unknown operation 99" in str(refusal(99, "child"))
     assert "unknown operation 'x'" in str(refusal("x", "parent"))
+
+
+@pytest.fixture
+def requests_sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The op of every request this process sends from now on."""
+    ops: list[int] = []
+    real = Session.call
+
+    def record(self: Session, op: int, target: Any, **options: Any) -> Any:
+        ops.append(op)
+        return real(self, op, target, **options)
+
+    monkeypatch.setattr(Session, "call", record)
+    return ops
+
+
+@pytest.fixture
+def GeneratedCounter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The generated proxy of extradite.demo.counter:Counter in generated/ (up to date: the suite checks it)."""
+    from extradite import _proxy
+
+    monkeypatch.syspath_prepend(str(GENERATED))
+    from extradite_demo_counter_xdproxy import Counter
+
+    yield Counter
+    _proxy.GENERATED.pop(Counter.__extradite_target__, None)
+    sys.modules.pop("extradite_demo_counter_xdproxy", None)
+
+
+def test_an_up_to_date_generated_bind_is_one_request(GeneratedCounter: Any, requests_sent: list[int]) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExtraditeStaleProxyWarning)
+        bound = GeneratedCounter.extradite()
+    try:
+        assert requests_sent == [_wire.OP_IMPORT]
+        assert bound(5).increment(2) == 7
+    finally:
+        bound.close_proxy_class()
+
+
+def test_a_stale_generated_bind_is_one_request_too(placeholder_proxy: Callable[..., Any],
+                                                   requests_sent: list[int]) -> None:
+    """The verdict in the import's reply names what changed; the members the proxy lacks work dynamically."""
+    Stale = placeholder_proxy("targets.values:Values")
+    with pytest.warns(ExtraditeStaleProxyWarning, match="added: .*echo"):
+        bound = Stale.extradite()
+    try:
+        assert requests_sent == [_wire.OP_IMPORT]
+        assert bound().echo(3) == 3
+    finally:
+        bound.close_proxy_class()

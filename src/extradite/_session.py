@@ -108,21 +108,27 @@ class _Message:
 
     `payload`: a request's body (releases, op, target, name, args, kwargs, policy, extra),
     a reply's value, an error's record (`_codec.error_record`), or None (a release).
+    Built by `_new_message` and filled in by its maker: one per frame, a Python
+    `__init__` would cost every call a frame of its own.
     """
 
     __slots__ = ("kind", "rid", "chain", "payload", "problem")
 
-    def __init__(self, kind: int, rid: int, chain: int, payload: Any, problem: BaseException | None) -> None:
-        self.kind = kind
-        self.rid = rid
-        self.chain = chain
-        self.payload = payload
-        self.problem = problem
+    kind: int
+    rid: int
+    chain: int
+    payload: Any
+    problem: BaseException | None
+
+
+_new_message = object.__new__
 
 
 def _failure(exc: BaseException) -> _Message:
     """What a waiter gets when no reply will come (the session broke)."""
-    return _Message(ERROR, 0, 0, None, exc)
+    message = _new_message(_Message)
+    message.kind, message.rid, message.chain, message.payload, message.problem = ERROR, 0, 0, None, exc
+    return message
 
 
 class _Waiter:
@@ -439,18 +445,28 @@ class Session:
         except (ChannelEOF, OSError, ExtraditeProtocolError) as exc:
             self._fail(exc)
             return None
-        kind = frame.kind
-        body: Any = None
-        problem: BaseException | None = None
+        message = _new_message(_Message)
+        message.kind = kind = frame.kind
+        message.rid = frame.request_id
+        message.chain = frame.chain
+        message.problem = None
         try:
+            if frame.flags == FLAG_SCALAR and kind == REPLY:  # nothing to trust: no pickle
+                message.payload = _scalar.decode(frame.body)
+                return message
             if frame.flags == FLAG_PLAIN and self.is_child:  # trusted: the parent's plain request
                 body = self._loads(frame.body)
-            elif frame.flags == FLAG_SCALAR and kind == REPLY:  # nothing to trust: no pickle
-                return _Message(kind, frame.request_id, frame.chain, _scalar.decode(frame.body), None)
             elif frame.flags:
                 body = self.codec.decode(frame)
             else:  # no shared memory: unpickle the bytes in place (inlined: every call passes here)
                 body = self.codec.unpickler(BytesIO(frame.body)).load()
+            if body[0]:
+                exports = self.codec.exports
+                for hid, count in body[0]:
+                    exports.release(hid, count)
+            # a request is served from its whole body; a reply or an error carries one value
+            message.payload = body if kind == REQUEST or kind == RELEASE else body[1]
+            return message
         except ExtraditeError as exc:
             problem = exc
         except Exception as exc:
@@ -460,15 +476,9 @@ class Session:
                 "module this interpreter cannot import, ask for a proxy instead "
                 "(__extradite_policy__='reference')")
             problem.__cause__ = exc
-        if body is None:
-            return _Message(kind, frame.request_id, frame.chain, None, problem)
-        if body[0]:
-            exports = self.codec.exports
-            for hid, count in body[0]:
-                exports.release(hid, count)
-        # a request is served from its whole body; a reply or an error carries one value
-        return _Message(kind, frame.request_id, frame.chain, body if kind == REQUEST or kind == RELEASE
-                        else body[1], problem)
+        message.payload = None
+        message.problem = problem
+        return message
 
     def _route(self, message: _Message, me: _Waiter) -> None:
         """Deliver a decoded frame (called with the condition held)."""
