@@ -52,11 +52,10 @@ class Op:
     that make up the result itself, never lent as handles whatever the policy.
     """
 
-    __slots__ = ("code", "name", "handler", "served_by", "by_reference", "envelope")
+    __slots__ = ("name", "handler", "served_by", "by_reference", "envelope")
 
-    def __init__(self, code: int, name: str, handler: Handler, served_by: tuple[str, ...],
+    def __init__(self, name: str, handler: Handler, served_by: tuple[str, ...],
                  by_reference: bool, envelope: Callable[[Any], tuple[Any, ...]] | None) -> None:
-        self.code = code
         self.name = name
         self.handler = handler
         self.served_by = served_by
@@ -70,8 +69,7 @@ TABLE: dict[int, Op] = {}
 def _op(code: int, *, served_by: tuple[str, ...], by_reference: bool = False,
         envelope: Callable[[Any], tuple[Any, ...]] | None = None) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
-        name = handler.__name__.upper()
-        TABLE[code] = Op(code, name, handler, served_by, by_reference, envelope)
+        TABLE[code] = Op(handler.__name__.upper(), handler, served_by, by_reference, envelope)
         return handler
     return register
 
@@ -196,7 +194,7 @@ def op_warm_up(session: Session, target: Any, name: str | None, args: tuple[Any,
         warm_up()
 
 
-def served_by(role: str) -> dict[int, Op]:
+def ops_served_by(role: str) -> dict[int, Op]:
     """The ops a side of this role serves, by code."""
     return {code: op for code, op in TABLE.items() if role in op.served_by}
 

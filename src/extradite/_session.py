@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 from . import _scalar
 from ._codec import Codec, error_record, leaked_tree, raise_record
-from ._dispatch import CHILD, PARENT, BatchFailure, not_lent, refusal, served_by
+from ._dispatch import CHILD, PARENT, BatchFailure, not_lent, ops_served_by, refusal
 from ._errors import (
     UnsupportedInteractionError,
     ExtraditeClosedError,
@@ -198,7 +198,7 @@ class Session:
         self._take_releases = self.codec.imports.take_releases
         # chain ids of the requests each thread is serving, innermost last (only while it serves)
         self._serving: dict[int, list[int]] = {}
-        self._ops = served_by(self.role)
+        self._ops = ops_served_by(self.role)
         # The parent serves requests only on objects it lent: targets named by its own handle ids.
         self._lent_targets_only = not is_child
         self._loop: Any = None
