@@ -6,6 +6,8 @@ naming the op and the role, and the parent runs nothing.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -19,7 +21,7 @@ from extradite._api import session_of
 from extradite._dispatch import TABLE
 from extradite._session import Session
 
-GENERATED = Path(__file__).resolve().parent.parent / "generated"
+TESTS = Path(__file__).resolve().parent
 
 
 def Lent() -> Any:
@@ -103,25 +105,42 @@ def requests_sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.fixture
-def GeneratedCounter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The generated proxy of extradite.demo.counter:Counter in generated/ (up to date: the suite checks it)."""
+def GeneratedValues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An up-to-date generated proxy of targets.values:Values, written by extradite-gen now."""
     from extradite import _proxy
 
-    monkeypatch.syspath_prepend(str(GENERATED))
-    from extradite_demo_counter_xdproxy import Counter
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
+    made = subprocess.run([sys.executable, "-m", "extradite.gen", "targets.values:Values", "-o", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from targets_values_xdproxy import Values  # type: ignore[import-not-found]
 
-    yield Counter
-    _proxy.GENERATED.pop(Counter.__extradite_target__, None)
-    sys.modules.pop("extradite_demo_counter_xdproxy", None)
+    yield Values
+    _proxy.GENERATED.pop(Values.__extradite_target__, None)
+    sys.modules.pop("targets_values_xdproxy", None)
 
 
-def test_an_up_to_date_generated_bind_is_one_request(GeneratedCounter: Any, requests_sent: list[int]) -> None:
+def test_an_up_to_date_generated_bind_is_one_request(GeneratedValues: Any, requests_sent: list[int],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its reply carries the class and the verdict None: the child found the live class as embedded."""
+    from extradite._api import SessionHandle
+
+    verdicts: list[Any] = []
+    real = SessionHandle.import_class
+
+    def record(self: SessionHandle, *args: Any, **options: Any) -> Any:
+        cls, verdict = real(self, *args, **options)
+        verdicts.append(verdict)
+        return cls, verdict
+
+    monkeypatch.setattr(SessionHandle, "import_class", record)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExtraditeStaleProxyWarning)
-        bound = GeneratedCounter.extradite()
+        bound = GeneratedValues.extradite()
     try:
-        assert requests_sent == [_wire.OP_IMPORT]
-        assert bound(5).increment(2) == 7
+        assert requests_sent == [_wire.OP_IMPORT] and verdicts == [None]
+        assert bound().echo(7) == 7
     finally:
         bound.close_proxy_class()
 
