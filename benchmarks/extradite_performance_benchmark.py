@@ -227,14 +227,14 @@ finally:
 _NO_SWITCH_EXTRADITE = _PINNED_COMMON + f"""import socket
 from extradite._proxy import ProxyFactory
 from extradite._session import Session
-from extradite._wire import EXTRA_RESULT_BY_REF,OP_IMPORT
+from extradite._wire import OP_IMPORT
 a,b=socket.socketpair()
 parent=Session(a,is_child=False,factory=ProxyFactory,name="parent")
 child=Session(b,is_child=True,factory=ProxyFactory,name="child")
 def serve():child._serve(child._read_one())
 parent.channel._wait=serve
 module,_,name={COUNTER!r}.partition(":")
-C=parent.call(OP_IMPORT,module,name,(module,),None,None,EXTRA_RESULT_BY_REF)
+C,_=parent.call(OP_IMPORT,module,name=name,args=(module,))
 c=C()
 try:
     measure(lambda:c.increment(1),os.getpid())

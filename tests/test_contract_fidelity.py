@@ -165,7 +165,7 @@ def test_a_stale_id_in_the_child_raises_the_released_phrase(Service: Any) -> Non
     hid = lock._xd_hid
     lock.close()
     with pytest.raises(ExtraditeProtocolError, match=f"{RELEASED} {hid}"):
-        session_of(Service).session.call(OP_CALL_METHOD, hid, "locked", extra=EXTRA_TARGET_HID)
+        session_of(Service).session.call(OP_CALL_METHOD, hid, name="locked", extra=EXTRA_TARGET_HID)
     assert svc.echo(1) == 1  # the session goes on
 
 

@@ -181,8 +181,8 @@ def test_parent_ignores_the_plain_flag_on_frames_from_the_child() -> None:
         del sys.modules[name]
     try:
         session.channel = OneFrame()  # type: ignore[assignment]
-        item = session._read_one()
-        assert item is not None and isinstance(item[4], ExtraditeModuleLeakError)
+        message = session._read_one()
+        assert message is not None and isinstance(message.problem, ExtraditeModuleLeakError)
         assert "json" not in sys.modules and "json.decoder" not in sys.modules
     finally:
         sys.modules.update(saved)

@@ -234,15 +234,15 @@ def test_polling_the_next_wait_fully_respects_the_cap(pair: Any) -> None:
 def test_the_serving_side_polls_fully_after_an_import() -> None:
     """Construction and the first calls follow an import sooner than a window shrunk by the
     idle wait before it would poll: the serving side waits for them polling, not asleep."""
+    from extradite._dispatch import op_import
     from extradite._proxy import ProxyFactory
     from extradite._session import Session
-    from extradite._wire import OP_IMPORT
 
     a, b = socket.socketpair()
     child = Session(b, is_child=True, factory=ProxyFactory)
     try:
         child.channel._spin_ns = 1_000  # as a long idle wait leaves it
-        assert child._execute(OP_IMPORT, "json", "JSONDecoder", (), {}, 0).__name__ == "JSONDecoder"
+        assert op_import(child, "json", "JSONDecoder", ("json",), {}, 0)[0].__name__ == "JSONDecoder"
         assert child.channel._spin_ns == child.channel.spin_cap_ns
     finally:
         child.close()

@@ -132,9 +132,9 @@ def _session_reading(frame: Frame) -> tuple[Session, socket.socket]:
 def test_a_corrupt_scalar_reply_fails_that_call_only() -> None:
     session, theirs = _session_reading(Frame(REPLY, FLAG_SCALAR, 1, 1, b"q???", [], ArenaMaps()))
     try:
-        item = session._read_one()
-        assert item is not None and isinstance(item[4], ExtraditeProtocolError)
-        assert "corrupt frame: a scalar reply" in str(item[4]) and session.broken is None
+        message = session._read_one()
+        assert message is not None and isinstance(message.problem, ExtraditeProtocolError)
+        assert "corrupt frame: a scalar reply" in str(message.problem) and session.broken is None
     finally:
         theirs.close()
 
@@ -143,7 +143,7 @@ def test_the_scalar_flag_on_a_request_is_not_read_as_a_reply() -> None:
     """Only replies use the format: a request flagged so is garbage for its own call."""
     session, theirs = _session_reading(Frame(REQUEST, FLAG_SCALAR, 1, 1, _scalar.encode(5), [], ArenaMaps()))
     try:
-        item = session._read_one()
-        assert item is not None and item[3] is None and item[4] is not None
+        message = session._read_one()
+        assert message is not None and message.payload is None and message.problem is not None
     finally:
         theirs.close()

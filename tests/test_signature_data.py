@@ -43,7 +43,7 @@ def test_reads_what_signature_data_writes(cls: type) -> None:
 
 
 def test_the_child_sends_nothing_when_fingerprint_and_kinds_are_the_same() -> None:
-    """What an EXTRA_DIGESTS import replies: None for an up-to-date proxy, else what to read."""
+    """The verdict a generated proxy's import replies: None for an up-to-date proxy, else what to read."""
     cls = counter.Counter
     table = describe_type(cls)
     live = (tuple(table.items()), signature_data(cls))

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._process import ChildProcess
-    from ._session import Pending, Session
+    from ._session import Session
 
 # The session machinery (_codec, _session, _proxy, _process, _transport and the pickle,
 # socket and mmap modules under them) loads with the first session, not with
@@ -41,15 +41,7 @@ from ._errors import (
 )
 from ._options import SessionOptions
 from ._targets import in_tree, loaded_modules, loaded_tree, parse_target, protected_tree
-from ._wire import (
-    EXTRA_DIGESTS,
-    EXTRA_MEMBERS_KNOWN,
-    EXTRA_RESULT_BY_REF,
-    OP_CONFIGURE,
-    OP_IMPORT,
-    OP_STATS,
-    OP_WARM_UP,
-)
+from ._wire import OP_CONFIGURE, OP_IMPORT, OP_STATS, OP_WARM_UP
 
 _lock = _thread.RLock()
 _deferred: deque[ClassHandle] = deque()   # classes collected while _lock was busy
@@ -146,7 +138,7 @@ class SessionHandle:
             self._protect(tree)
         if config.rules or config.default != "value" or protect:
             try:
-                self.session.call(OP_CONFIGURE, None, None, (
+                self.session.call(OP_CONFIGURE, None, args=(
                     config.default, [(_rule_for_wire(t), p) for t, p in config.rules], protect))
             except BaseException:
                 self.close()  # the child is already running: do not leave it behind
@@ -163,36 +155,27 @@ class SessionHandle:
         return error
 
     def import_class(self, module: str, qualname: str, target: str, *,
-                     expect: tuple[str, str, dict[str, str]] | None = None) -> Any:
-        """The class proxy of `target`.
+                     expect: tuple[str, str] | None = None) -> tuple[Any, Any]:
+        """The class proxy of `target` and the verdict of a generated proxy's check.
 
-        With what a generated proxy embeds, `expect` = (fingerprint, `kinds_checksum` of its
-        member table, the table): the class proxy is built from that table (the child leaves
-        it out of the import reply), and the result is (class proxy, `Pending` of
-        `_members.check_members`: None when the live class matches). Both requests go out at
-        once; the child checks while this side builds its classes.
+        `expect`: what a generated proxy embeds, (fingerprint, `kinds_checksum` of its member
+        table). The child compares them with the live class in the same request: the verdict
+        is None when both match (and always without `expect`), else what the child sent to
+        say what changed (see `_dispatch.op_import`).
         """
         tree = protected_tree(module)
         refuse_loaded(f"extradite({target!r})", (tree, *self.protect), self.protect)
         if not in_tree(tree, self.trees):
             self._protect(tree)
         session = self.session
-        verdict: Pending | None = None
         try:
-            if expect is not None:
-                fingerprint, kinds, table = expect
-                session.codec.expect_table(kinds, table)
-                imported = session.call(OP_IMPORT, module, qualname, (tree, kinds), None, None,
-                                        EXTRA_RESULT_BY_REF | EXTRA_MEMBERS_KNOWN, defer=True)
-                try:
-                    verdict = session.call(OP_IMPORT, module, qualname, (fingerprint, kinds), None, None,
-                                              EXTRA_DIGESTS, defer=True)
-                except BaseException:
-                    imported.cancel()
-                    raise
-                cls = imported.result()
-            else:
-                cls = session.call(OP_IMPORT, module, qualname, (tree,), None, None, EXTRA_RESULT_BY_REF)
+            reply = session.call(OP_IMPORT, module, name=qualname,
+                                 args=(tree,) if expect is None else (tree, *expect))
+            if not (type(reply) is tuple and len(reply) == 2):  # a broken or hostile child: stopped
+                problem = ValueError(f"the child answered the import of {target} with a "
+                                     f"{type(reply).__name__}, not (class, verdict)")
+                raise self._describe_failure(problem) from None
+            cls, verdict = reply
             # A wait as long as an import shrinks the polling window, but the calls that follow
             # (construction, the first call) are short: poll them fully rather than sleep.
             session.channel.poll_next_wait_fully()
@@ -202,18 +185,12 @@ class SessionHandle:
                 kind = type(cls).__qualname__
                 raise TypeError(f"extradite({target!r}): {qualname!r} is a {kind}, not a class; "
                                 "extradite() takes classes")
-        except BaseException as exc:
-            if verdict is not None:
-                verdict.cancel()
-            if isinstance(exc, ExtraditeRemoteError):
-                exc.remote_message = (f"extradite({target!r}) could not load the target in the child: "
-                                      f"{exc.remote_message}")
-                exc.args = (exc.remote_message,) if not isinstance(exc, ImportError) else exc.args
+        except ExtraditeRemoteError as exc:
+            exc.remote_message = (f"extradite({target!r}) could not load the target in the child: "
+                                  f"{exc.remote_message}")
+            exc.args = (exc.remote_message,) if not isinstance(exc, ImportError) else exc.args
             raise
-        finally:
-            if expect is not None:
-                session.codec.forget_table(expect[1])
-        return (cls, verdict) if expect is not None else cls
+        return cls, verdict
 
     def _protect(self, tree: str) -> None:
         """From now on every rule of this session (and the parent's unpickler) keeps `tree` out."""
@@ -337,7 +314,7 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     handle, started = _session_for(share_key, options, repr(target))
     handle.acquire()
     try:
-        root = handle.import_class(module, qualname, target)
+        root, _ = handle.import_class(module, qualname, target)
     except BaseException:
         handle.release_user()
         raise

@@ -23,6 +23,7 @@ On the parent side `find_class` refuses every global from a protected tree.
 from __future__ import annotations
 
 import _thread
+import sys
 from io import BytesIO
 import types
 TYPE_CHECKING = False  # see CONTRIBUTING.md
@@ -123,33 +124,12 @@ class Codec:
         self.imports = ImportTable()
         self.config = PolicyConfig()
         self.protected: tuple[str, ...] = ()
-        # A generated proxy's import (EXTRA_MEMBERS_KNOWN). Sending side: the class whose
-        # descriptor carries, instead of its member table, the table's `kinds_checksum`.
-        # Receiving side: the tables imports in flight expect, by checksum, with their count.
-        self.untabled: tuple[type, str] | None = None
-        self.known_tables: dict[str, tuple[dict[str, str], int]] = {}
-        self._tables_lock = _thread.allocate_lock()  # binds of one generated class in several threads
         from . import _pickling
 
         self._pickling = _pickling
         self._picklers = (_pickling.FastPickler, _pickling.RefPickler)
         self._fast: _FastPickler | None = None  # reused by `_encode_fast`
         self.unpickler: type[_Unpickler] = type("_Unpickler", (_pickling.Unpickler,), {"codec": self})
-
-    def expect_table(self, kinds: str, table: dict[str, str]) -> None:
-        """One more import in flight expects the member table `table` (`kinds_checksum` `kinds`)."""
-        with self._tables_lock:
-            known = self.known_tables.get(kinds)
-            self.known_tables[kinds] = (table, known[1] + 1 if known is not None else 1)
-
-    def forget_table(self, kinds: str) -> None:
-        """One import fewer expects the table `kinds` (see `expect_table`)."""
-        with self._tables_lock:
-            table, count = self.known_tables[kinds]
-            if count > 1:
-                self.known_tables[kinds] = (table, count - 1)
-            else:
-                del self.known_tables[kinds]
 
     def home_hid(self, obj: Any) -> int | None:
         """The handle id of `obj` when it is a proxy of this session's other side (it goes home).
@@ -277,16 +257,11 @@ class Codec:
         bases = tuple(self._class_pid(pickler, base) for base in cls.__bases__ if base is not object)
         # The plain part goes pre-pickled, as one bytes object: the pickler would call
         # persistent_id for each of its many names, kinds and tuples.
-        members: tuple[tuple[str, str], ...] | str
-        if self.untabled is not None and cls is self.untabled[0]:  # the importer has the table
-            members, self.untabled = self.untabled[1], None
-        else:
-            members = tuple(describe_type(cls).items())
         plain = self._pickling.dump_plain((
             getattr(cls, "__module__", "builtins") or "builtins",
             cls.__qualname__,
             repr(cls),
-            members,
+            tuple(describe_type(cls).items()),
             isinstance(cls, type) and issubclass(cls, BaseException),
         ))
         return (hid, (plain, bases))
@@ -429,11 +404,6 @@ class Codec:
         try:
             plain, base_pids = descriptor
             module, qualname, repr_text, members, is_exception = self._read_descriptor(plain)
-            if type(members) is str:  # the checksum of a table a generated proxy embeds
-                known = self.known_tables.get(members)
-                if known is None:
-                    raise ValueError("it names a member table that no import here expects")
-                members = tuple(known[0].items())
         except (TypeError, ValueError) as exc:
             raise ExtraditeProtocolError(f"corrupt frame: the descriptor of class handle {hid} is malformed "
                                          f"({exc})") from None
@@ -443,13 +413,13 @@ class Codec:
         self.imports.classes[hid] = cls
         return cls
 
-    def _read_descriptor(self, plain: bytes) -> tuple[str, str, str, tuple[tuple[str, str], ...] | str, bool]:
+    def _read_descriptor(self, plain: bytes) -> tuple[str, str, str, tuple[tuple[str, str], ...], bool]:
         """The plain part of a class descriptor (see `_class_pid`), checked: the sender may be hostile."""
         if type(plain) is not bytes:
             raise TypeError(f"{type(plain).__name__}, not bytes")
         module, qualname, repr_text, members, is_exception = self._pickling.load_plain(plain)
         if not (all(type(v) is str for v in (module, qualname, repr_text)) and type(is_exception) is bool
-                and (type(members) is str or is_member_table(members))):
+                and is_member_table(members)):
             raise ValueError("its fields do not have the expected types")
         return module, qualname, repr_text, members, is_exception
 

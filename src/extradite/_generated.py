@@ -10,16 +10,14 @@ becomes the proxy class of the target in that session. So typed generated
 methods come first in the MRO, and every name the generator did not know falls
 back to the dynamic proxy (members added since generation, instance attributes).
 
-At bind time the import asks the child to leave the member table out of the class
-descriptor (EXTRA_MEMBERS_KNOWN): the parent builds the dynamic proxy class from the
-table the generated class embeds. A second request, sent with the import, carries the
-embedded fingerprint and the table's `kinds_checksum`, which the child compares with the
-live target's while the parent builds the bound class. Both equal: nothing else happens.
-Different: the child sends the live table and `signature_data`; the dynamic class takes
-the live table, and one `ExtraditeStaleProxyWarning` names what changed (the digests of
-the live signatures against the embedded ones): changed members use the dynamic path,
-removed members raise a clear `AttributeError` when used. A reply that does not read as
-such is a broken child: it is stopped and the bind raises `ExtraditeProtocolError`.
+At bind time the import request carries the embedded fingerprint and the `kinds_checksum`
+of the embedded member table; the child compares them with the live target's and replies
+the class with its verdict. Both equal: the verdict is None and nothing else happens.
+Different: the verdict is the live table and `signature_data`, and one
+`ExtraditeStaleProxyWarning` names what changed (the digests of the live signatures against
+the embedded ones): changed members use the dynamic path, removed members raise a clear
+`AttributeError` when used. A verdict that does not read as such is a broken child: it is
+stopped and the bind raises `ExtraditeProtocolError`.
 """
 
 from __future__ import annotations
@@ -143,7 +141,6 @@ class GeneratedMeta(RemoteClass):
             type.__setattr__(cls, "_xd_target", parse_target(target))
             kinds = {name: digest.partition(":")[0] for name, digest in
                      namespace.get("__extradite_members__", {}).items() if name != "__init__"}
-            type.__setattr__(cls, "_xd_kinds", kinds)
             type.__setattr__(cls, "_xd_kinds_checksum", kinds_checksum(kinds))
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
@@ -176,26 +173,19 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     handle.acquire()
     try:
         imported, verdict = handle.import_class(module, qualname, target, expect=(
-            cls.__extradite_fingerprint__, cls._xd_kinds_checksum, cls._xd_kinds))
-        try:  # while the child checks the live class: the bound class
-            root = _root(imported)
-            namespace: dict[str, Any] = {"__slots__": (), "_xd_api": ClassHandle(handle, target),
-                                         "__module__": cls.__module__, "__qualname__": cls.__qualname__}
-            bound: type[_T] = GeneratedMeta(cls.__name__, (cls, root), namespace)  # type: ignore[assignment]
-        except BaseException:
-            verdict.cancel()
-            raise
-        # None: the live class has what `cls` embeds. Polled for the whole window, as the
-        # import left it: the check ends about when this side's classes are built.
-        live = verdict.result()
-        if live is not None:  # stale (or forged): say what changed
+            cls.__extradite_fingerprint__, cls._xd_kinds_checksum))
+        root = _root(imported)
+        namespace: dict[str, Any] = {"__slots__": (), "_xd_api": ClassHandle(handle, target),
+                                     "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+        bound: type[_T] = GeneratedMeta(cls.__name__, (cls, root), namespace)  # type: ignore[assignment]
+        if verdict is not None:  # stale (or forged): say what changed
             try:
-                table, live_signatures = _read_verdict(live)
+                table, live_signatures = _read_verdict(verdict)
             except ValueError as exc:  # a broken or hostile child: it is stopped, as for a corrupt frame
                 problem = ValueError(f"the child sent malformed signatures of {target}: {exc}")
                 raise handle._describe_failure(problem) from None
             live_table = dict(table)
-            if root.__dict__["_xd_members"] != live_table:  # built from the table `cls` embeds
+            if root.__dict__["_xd_members"] != live_table:  # a class this session imported before it changed
                 refresh_members(root, table)
             _mark_stale(cls, root, bound, member_digests(live_table, live_signatures))
     except BaseException:
@@ -287,8 +277,7 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     __extradite_fingerprint__: ClassVar[str]
     __extradite_members__: ClassVar[Mapping[str, str]]
     _xd_target: ClassVar[tuple[str, str]]   # set by GeneratedMeta from __extradite_target__
-    _xd_kinds: ClassVar[dict[str, str]]     # and from __extradite_members__
-    _xd_kinds_checksum: ClassVar[str]       # (`_members.kinds_checksum` of _xd_kinds)
+    _xd_kinds_checksum: ClassVar[str]       # and `_members.kinds_checksum` of __extradite_members__' kinds
     __extradite_method_policies__: ClassVar[Mapping[str, str]] = {}
 
     if TYPE_CHECKING:
@@ -327,8 +316,8 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
         if kwargs or (args and args[-1] is MISSING):  # else nothing to strip (the usual call)
             args, kwargs = _strip(args, kwargs)
             policy = _pop_policy(kwargs) if kwargs else None
-        return self._xd_session.call(OP_CALL_METHOD, self, name, args, kwargs, policy, 0,
-                                     self.__extradite_method_policies__.get(name))
+        return self._xd_session.call(OP_CALL_METHOD, self, name=name, args=args, kwargs=kwargs, policy=policy,
+                                     method_policy=self.__extradite_method_policies__.get(name))
 
     async def _xd_call_async(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         args, kwargs = _strip(args, kwargs)
@@ -337,24 +326,24 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     def _xd_batch(self, name: str, calls: Iterable[Any], npos: int | None = None,
                   kwnames: tuple[str, ...] = ()) -> list[Any]:
         return self._xd_session.call(  # type: ignore[no-any-return]
-            OP_BATCH, self, name, _batch_items(calls, npos, kwnames), None, None, 0,
-            self.__extradite_method_policies__.get(name))
+            OP_BATCH, self, name=name, args=_batch_items(calls, npos, kwnames),
+            method_policy=self.__extradite_method_policies__.get(name))
 
     async def _xd_batch_async(self, name: str, calls: Iterable[Any], npos: int | None = None,
                               kwnames: tuple[str, ...] = ()) -> list[Any]:
         items = _batch_items(calls, npos, kwnames)
-        return await _in_thread(self._xd_session.call, (  # type: ignore[no-any-return]
-            OP_BATCH, self, name, items, None, None, EXTRA_AWAIT,
-            self.__extradite_method_policies__.get(name)), {})
+        return await _in_thread(self._xd_session.call, (OP_BATCH, self), {  # type: ignore[no-any-return]
+            "name": name, "args": items, "extra": EXTRA_AWAIT,
+            "method_policy": self.__extradite_method_policies__.get(name)})
 
     def _xd_get(self, name: str) -> Any:
-        return self._xd_session.call(OP_GETATTR, self, name)
+        return self._xd_session.call(OP_GETATTR, self, name=name)
 
     def _xd_set(self, name: str, value: Any) -> None:
-        self._xd_session.call(OP_SETATTR, self, name, (value,))
+        self._xd_session.call(OP_SETATTR, self, name=name, args=(value,))
 
     def _xd_del(self, name: str) -> None:
-        self._xd_session.call(OP_DELATTR, self, name)
+        self._xd_session.call(OP_DELATTR, self, name=name)
 
     # -- class primitives ------------------------------------------------------------
     @classmethod
@@ -368,8 +357,8 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
         bound = cls._xd_bound()
         root = _root(bound)
         return root.__dict__["_xd_class_session"].call(  # type: ignore[no-any-return]
-            OP_BATCH, bound, name, _batch_items(calls, npos, kwnames), None, None, 0,
-            cls.__extradite_method_policies__.get(name))
+            OP_BATCH, bound, name=name, args=_batch_items(calls, npos, kwnames),
+            method_policy=cls.__extradite_method_policies__.get(name))
 
     @classmethod
     async def _xd_class_batch_async(cls, name: str, calls: Iterable[Any], npos: int | None = None,
@@ -377,13 +366,13 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
         bound = cls._xd_bound()
         items = _batch_items(calls, npos, kwnames)
         return await _in_thread(_root(bound).__dict__["_xd_class_session"].call, (  # type: ignore[no-any-return]
-            OP_BATCH, bound, name, items, None, None, EXTRA_AWAIT,
-            cls.__extradite_method_policies__.get(name)), {})
+            OP_BATCH, bound), {"name": name, "args": items, "extra": EXTRA_AWAIT,
+                               "method_policy": cls.__extradite_method_policies__.get(name)})
 
     @classmethod
     def _xd_class_get(cls, name: str) -> Any:
         root = _root(cls._xd_bound())
-        return root.__dict__["_xd_class_session"].call(OP_GETATTR, root, name)
+        return root.__dict__["_xd_class_session"].call(OP_GETATTR, root, name=name)
 
     # -- policies and lifecycle (same as dynamic proxies) ----------------------------
     @classmethod

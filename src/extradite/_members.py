@@ -13,11 +13,10 @@ them somewhere below `object` (so the proxy keeps cheap local defaults otherwise
 
 A generated proxy embeds the kind and a digest of the call signature of each
 member (see `_generated.member_digests`) and a `fingerprint()` of the signatures.
-When it binds, the import's class descriptor leaves the table out (the proxy embeds
-it), and the child compares the fingerprint and a `kinds_checksum` of the table with the
-live class's (`check_members`); only when one differs does it send the live table and the
-`signature_data()`, which the parent reads (`load_signature_data`, strict: the child may
-be hostile) to name what changed.
+When it binds, its import request carries the fingerprint and a `kinds_checksum` of the
+table, which the child compares with the live class's (`check_members`); only when one
+differs does the reply carry the live table and the `signature_data()`, which the parent
+reads (`load_signature_data`, strict: the child may be hostile) to name what changed.
 """
 
 from __future__ import annotations

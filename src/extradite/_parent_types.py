@@ -85,13 +85,13 @@ class _InstanceDict:
             return self
         if made_here(obj):
             return _INSTANCE_DICT.__get__(obj, owner)
-        return obj._xd_session.call(OP_GETATTR, obj, "__dict__", policy=REFERENCE)
+        return obj._xd_session.call(OP_GETATTR, obj, name="__dict__", policy=REFERENCE)
 
     def __set__(self, obj: Any, value: Any) -> None:
         if made_here(obj):
             _INSTANCE_DICT.__set__(obj, value)
         else:
-            obj._xd_session.call(OP_SETATTR, obj, "__dict__", (value,))
+            obj._xd_session.call(OP_SETATTR, obj, name="__dict__", args=(value,))
 
 
 class ParentObject(_WithDict):
@@ -109,13 +109,13 @@ class ParentObject(_WithDict):
         if name.startswith("_xd_") or made_here(self):
             object.__setattr__(self, name, value)
         else:
-            self._xd_session.call(OP_SETATTR, self, name, (value,))
+            self._xd_session.call(OP_SETATTR, self, name=name, args=(value,))
 
     def __delattr__(self, name: str) -> None:
         if made_here(self):
             object.__delattr__(self, name)
         else:
-            self._xd_session.call(OP_DELATTR, self, name)
+            self._xd_session.call(OP_DELATTR, self, name=name)
 
     def __dir__(self) -> Any:
         return object.__dir__(self) if made_here(self) else RemoteObject.__dir__(self)
@@ -250,28 +250,28 @@ class ParentClass(RemoteClass):
             raise AttributeError(f"type object {type.__getattribute__(cls, '__name__')!r} has no attribute "
                                  f"{name!r}")
         root = _root(cls)
-        return class_dict(root)["_xd_class_session"].call(OP_GETATTR, root, name)
+        return class_dict(root)["_xd_class_session"].call(OP_GETATTR, root, name=name)
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         namespace = class_dict(cls)
         if "_xd_class_hid" not in namespace:
             return type.__call__(cls, *args, **kwargs)  # a subclass defined here: a local object
         policy = _pop_policy(kwargs) if kwargs else None
-        return namespace["_xd_class_session"].call(OP_CALL, cls, None, args, kwargs, policy, EXTRA_RESULT_BY_REF)
+        return namespace["_xd_class_session"].call(OP_CALL, cls, args=args, kwargs=kwargs, policy=policy, extra=EXTRA_RESULT_BY_REF)
 
     def __setattr__(cls, name: str, value: Any) -> None:
         namespace = class_dict(cls)
         if name.startswith("_xd_") or "_xd_class_hid" not in namespace:
             type.__setattr__(cls, name, value)
         else:
-            namespace["_xd_class_session"].call(OP_SETATTR, cls, name, (value,))
+            namespace["_xd_class_session"].call(OP_SETATTR, cls, name=name, args=(value,))
 
     def __delattr__(cls, name: str) -> None:
         namespace = class_dict(cls)
         if name.startswith("_xd_") or "_xd_class_hid" not in namespace:
             type.__delattr__(cls, name)
         else:
-            namespace["_xd_class_session"].call(OP_DELATTR, cls, name)
+            namespace["_xd_class_session"].call(OP_DELATTR, cls, name=name)
 
     def __repr__(cls) -> str:
         for klass in class_mro(cls):

@@ -104,16 +104,16 @@ class RemoteObject(Borrowed, PolicyIntrospection):
         if name.startswith("_xd_"):
             raise AttributeError(name)
         policy = REFERENCE if name == "__dict__" else None
-        return self._xd_session.call(OP_GETATTR, self, name, policy=policy)
+        return self._xd_session.call(OP_GETATTR, self, name=name, policy=policy)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name.startswith("_xd_"):
             object.__setattr__(self, name, value)
         else:
-            self._xd_session.call(OP_SETATTR, self, name, (value,))
+            self._xd_session.call(OP_SETATTR, self, name=name, args=(value,))
 
     def __delattr__(self, name: str) -> None:
-        self._xd_session.call(OP_DELATTR, self, name)
+        self._xd_session.call(OP_DELATTR, self, name=name)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         raise UnsupportedInteractionError(
@@ -122,7 +122,7 @@ class RemoteObject(Borrowed, PolicyIntrospection):
             "method that returns plain data")
 
     def __dir__(self) -> Iterable[str]:
-        return self._xd_session.call(OP_CALL_METHOD, self, "__dir__")  # type: ignore[no-any-return]
+        return self._xd_session.call(OP_CALL_METHOD, self, name="__dir__")  # type: ignore[no-any-return]
 
 def _root(cls: type) -> Any:
     """The class proxy that carries the handle (an API subclass or user subclass defers to it).
@@ -146,7 +146,8 @@ class RemoteClass(BorrowedMeta):
             api.check_open()
         root = _root(cls)
         policy = _pop_policy(kwargs) if kwargs else None
-        instance = root._xd_class_session.call(OP_CALL, root, None, args, kwargs, policy, EXTRA_RESULT_BY_REF)
+        instance = root._xd_class_session.call(OP_CALL, root, args=args, kwargs=kwargs, policy=policy,
+                                               extra=EXTRA_RESULT_BY_REF)
         if type(instance) is not cls and cls is not root:
             # A new object comes back as the session's class of its type (the root, or a generated
             # proxy bound to the session): it is made an instance of the class that was called.
@@ -160,19 +161,19 @@ class RemoteClass(BorrowedMeta):
         if name.startswith("_xd_") or name.startswith("__extradite"):
             raise AttributeError(name)
         root = _root(cls)
-        return root._xd_class_session.call(OP_GETATTR, root, name)
+        return root._xd_class_session.call(OP_GETATTR, root, name=name)
 
     def __setattr__(cls, name: str, value: Any) -> None:
         if name.startswith("_xd_") or "_xd_class_hid" not in cls.__dict__:
             super().__setattr__(name, value)
         else:
-            cls._xd_class_session.call(OP_SETATTR, cls, name, (value,))
+            cls._xd_class_session.call(OP_SETATTR, cls, name=name, args=(value,))
 
     def __delattr__(cls, name: str) -> None:
         if name.startswith("_xd_") or "_xd_class_hid" not in cls.__dict__:
             super().__delattr__(name)
         else:
-            cls._xd_class_session.call(OP_DELATTR, cls, name)
+            cls._xd_class_session.call(OP_DELATTR, cls, name=name)
 
     def __repr__(cls) -> str:
         for klass in cls.__mro__:
@@ -205,10 +206,12 @@ class BoundMethod:
             # `_method_policy` inlined; read through the instance: cheaper than through the class,
             # whose metaclass has a Python __getattr__ (and, in the child, hides the name)
             policies = target.__extradite_method_policies__
-            return target._xd_session.call(OP_CALL_METHOD, target, name, args, kwargs, policy, self._extra,
-                                           policies.get(name) if policies else None)
-        return _session(target).call(OP_CALL if name is None else OP_CALL_METHOD, target, name, args,
-                                     kwargs, policy, self._extra, _method_policy(target, name))
+            return target._xd_session.call(OP_CALL_METHOD, target, name=name, args=args, kwargs=kwargs,
+                                           policy=policy, extra=self._extra,
+                                           method_policy=policies.get(name) if policies else None)
+        return _session(target).call(OP_CALL if name is None else OP_CALL_METHOD, target, name=name, args=args,
+                                     kwargs=kwargs, policy=policy, extra=self._extra,
+                                     method_policy=_method_policy(target, name))
 
     def batch(self, calls: Iterable[Any], call_policy: str | None = None) -> list[Any]:
         """Run `fn(*args, **kwargs)` for each `(args, kwargs)` in one round trip, in order.
@@ -219,8 +222,8 @@ class BoundMethod:
             check_policy(call_policy, "call_policy")
         target = self._target
         return _session(target).call(  # type: ignore[no-any-return]
-            OP_BATCH, target, self._name, tuple(_check_calls(calls)), None, call_policy, self._extra,
-            _method_policy(target, self._name))
+            OP_BATCH, target, name=self._name, args=tuple(_check_calls(calls)), policy=call_policy,
+            extra=self._extra, method_policy=_method_policy(target, self._name))
 
     def __repr__(self) -> str:
         return f"<extradite bound method {self._name or '__call__'} of {self._target!r}>"
@@ -322,14 +325,14 @@ class _Attribute:
     def __get__(self, obj: Any, owner: type) -> Any:
         if obj is None:
             root = _root(owner)
-            return class_dict(root)["_xd_class_session"].call(OP_GETATTR, root, self.name)
-        return obj._xd_session.call(OP_GETATTR, obj, self.name)
+            return class_dict(root)["_xd_class_session"].call(OP_GETATTR, root, name=self.name)
+        return obj._xd_session.call(OP_GETATTR, obj, name=self.name)
 
     def __set__(self, obj: Any, value: Any) -> None:
-        obj._xd_session.call(OP_SETATTR, obj, self.name, (value,))
+        obj._xd_session.call(OP_SETATTR, obj, name=self.name, args=(value,))
 
     def __delete__(self, obj: Any) -> None:
-        obj._xd_session.call(OP_DELATTR, obj, self.name)
+        obj._xd_session.call(OP_DELATTR, obj, name=self.name)
 
 
 class _Close:
@@ -369,7 +372,7 @@ def _dunder(name: str) -> Any:
     if name in ("__repr__", "__str__"):
         def text(self: Any) -> str:
             try:
-                return self._xd_session.call(OP_CALL_METHOD, self, name)  # type: ignore[no-any-return]
+                return self._xd_session.call(OP_CALL_METHOD, self, name=name)  # type: ignore[no-any-return]
             except ExtraditeError as exc:
                 # A released handle is a use-after-release error, like any other use; a proxy
                 # whose session ended or broke still prints, so tracebacks can show it.
@@ -381,7 +384,7 @@ def _dunder(name: str) -> Any:
         return text
 
     def forward(self: Any, *args: Any) -> Any:
-        return self._xd_session.call(OP_CALL_METHOD, self, name, args, None, None, extra)
+        return self._xd_session.call(OP_CALL_METHOD, self, name=name, args=args, extra=extra)
     forward.__name__ = name
     return forward
 

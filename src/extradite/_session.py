@@ -1,6 +1,7 @@
 """One side of a channel: request ids, the re-entrant wait loop, serving requests.
 
-Both the parent and the child run this same class.
+Both the parent and the child run this same class; what a request does, and which side
+may serve it, is in `_dispatch`.
 
     caller thread                      reader (whichever waiting thread reads)
     call() -> encode -> send  ----->   ...
@@ -27,7 +28,6 @@ reach the other side before any frame that refers to them).
 from __future__ import annotations
 
 import _thread
-import sys
 from collections import deque
 from io import BytesIO
 TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 from . import _scalar
 from ._codec import Codec, error_record, leaked_tree, raise_record
+from ._dispatch import CHILD, PARENT, BatchFailure, not_lent, ops_served_by, refusal
 from ._errors import (
     UnsupportedInteractionError,
     ExtraditeClosedError,
@@ -51,21 +52,9 @@ from ._wire import (
     FLAG_SCALAR,
     CHILD_CHAIN_BIT,
     ERROR,
-    EXTRA_AWAIT,
-    EXTRA_DIGESTS,
-    EXTRA_MEMBERS_KNOWN,
     EXTRA_RESULT_BY_REF,
     EXTRA_TARGET_HID,
     OP_BATCH,
-    OP_CALL,
-    OP_CALL_METHOD,
-    OP_CONFIGURE,
-    OP_DELATTR,
-    OP_GETATTR,
-    OP_IMPORT,
-    OP_SETATTR,
-    OP_STATS,
-    OP_WARM_UP,
     RELEASE,
     REPLY,
     REQUEST,
@@ -114,13 +103,41 @@ class _Condition:
             waiter.release()
 
 
+class _Message:
+    """A frame as it is routed: decoded, or with the `problem` that kept it from being decoded.
+
+    `payload`: a request's body (releases, op, target, name, args, kwargs, policy, extra),
+    a reply's value, an error's record (`_codec.error_record`), or None (a release).
+    Built by `_new_message` and filled in by its maker: one per frame, a Python
+    `__init__` would cost every call a frame of its own.
+    """
+
+    __slots__ = ("kind", "rid", "chain", "payload", "problem")
+
+    kind: int
+    rid: int
+    chain: int
+    payload: Any
+    problem: BaseException | None
+
+
+_new_message = object.__new__
+
+
+def _failure(exc: BaseException) -> _Message:
+    """What a waiter gets when no reply will come (the session broke)."""
+    message = _new_message(_Message)
+    message.kind, message.rid, message.chain, message.payload, message.problem = ERROR, 0, 0, None, exc
+    return message
+
+
 class _Waiter:
     __slots__ = ("chain", "reply", "inbox")
 
     def __init__(self, chain: int) -> None:
         self.chain = chain
-        self.reply: tuple[int, Any] | None = None   # (REPLY|ERROR|-1 local error, payload)
-        self.inbox: deque[tuple[Any, ...]] = deque()
+        self.reply: _Message | None = None   # its reply, or a local failure (`problem`)
+        self.inbox: deque[_Message] = deque()
 
 
 class Pending:
@@ -149,12 +166,6 @@ class Pending:
         self._session._unregister(self._rid, self._waiter)
 
 
-class _BatchFailure(Exception):
-    def __init__(self, index: int, error: BaseException) -> None:
-        self.index = index
-        self.error = error
-
-
 class Session:
     """A channel plus its handle tables, used by proxies on one side."""
 
@@ -166,6 +177,7 @@ class Session:
         self.channel = Channel(sock, page_owner=not is_child)
         self.codec = Codec(self, factory, is_child=is_child)
         self.is_child = is_child
+        self.role = CHILD if is_child else PARENT
         self.name = name
         self.broken: BaseException | None = None
         self.closed = False
@@ -186,6 +198,9 @@ class Session:
         self._take_releases = self.codec.imports.take_releases
         # chain ids of the requests each thread is serving, innermost last (only while it serves)
         self._serving: dict[int, list[int]] = {}
+        self._ops = ops_served_by(self.role)
+        # The parent serves requests only on objects it lent: targets named by its own handle ids.
+        self._lent_targets_only = not is_child
         self._loop: Any = None
 
     # -- calling ---------------------------------------------------------------------
@@ -202,10 +217,14 @@ class Session:
                     f"extradite session started; remove the import of {tree!r} (isolation is broken, "
                     "so no more calls are made)")
 
-    def call(self, op: int, target: Any, name: str | None = None, args: tuple[Any, ...] = (),
+    def call(self, op: int, target: Any, *, name: str | None = None, args: tuple[Any, ...] = (),
              kwargs: dict[str, Any] | None = None, policy: str | None = None, extra: int = 0,
              method_policy: str | None = None, defer: bool = False) -> Any:
         """Send one request and wait for its result, serving callbacks meanwhile.
+
+        The request is `op` on `target` (see `_wire` for what each op does with `name`,
+        `args` and `kwargs`); `policy` is the call's transport policy, `method_policy`
+        the method's default, `extra` the `EXTRA_*` flags.
 
         With `defer`, send it and return a `Pending` at once: its `result()` waits. So a
         caller can have the other side work on several requests (served in order)
@@ -255,22 +274,25 @@ class Session:
             lock.release()
             try:
                 self._send_request(rid, chain, body, data, releases, policy, method_policy)
-                item = self._read_one()
+                message = self._read_one()
             except BaseException:
                 self._stop_reading()
                 raise
-            if item is not None and item[1] == rid and item[0] in (REPLY, ERROR) and item[4] is None:
-                self._stop_reading()
-                if item[0] == REPLY:
-                    return item[3][1]
-                raise_record(item[3][1])
+            if message is not None and message.rid == rid and message.problem is None:
+                kind = message.kind
+                if kind == REPLY:
+                    self._stop_reading()
+                    return message.payload
+                if kind == ERROR:
+                    self._stop_reading()
+                    raise_record(message.payload)
             # not (only) our reply: become an ordinary waiter and hand the frame on
             lock.acquire()
             try:
                 waiter = self._register(rid, _Waiter(chain))
                 self._reading = False
-                if item is not None:
-                    self._route(item, waiter)
+                if message is not None:
+                    self._route(message, waiter)
                 elif self._sleepers:
                     self._cond.notify_all()
             finally:
@@ -280,14 +302,14 @@ class Session:
     def _collect(self, rid: int, waiter: _Waiter) -> Any:
         """Wait for the reply of `waiter` (registered), unregister it: the result or its error raised."""
         try:
-            kind, payload = self._wait(waiter)
+            message = self._wait(waiter)
         finally:
             self._unregister(rid, waiter)
-        if kind == REPLY:
-            return payload[1]
-        if kind == ERROR:
-            raise_record(payload[1])
-        raise payload  # a local failure (decode error, broken channel)
+        if message.problem is not None:  # a local failure (decode error, broken channel)
+            raise message.problem
+        if message.kind == REPLY:
+            return message.payload
+        raise_record(message.payload)
 
     def _register(self, rid: int, waiter: _Waiter) -> _Waiter:
         """Make `waiter` the one for reply `rid`, innermost of its chain. Caller holds `_lock`."""
@@ -364,7 +386,7 @@ class Session:
             self._send(RELEASE, 0, 0, self._dumps((releases,), 5))
 
     # -- the wait loop ---------------------------------------------------------------
-    def _wait(self, waiter: _Waiter | None) -> tuple[int, Any]:
+    def _wait(self, waiter: _Waiter | None) -> _Message:
         """Wait for `waiter`'s reply (or, with None, serve until the channel ends)."""
         me: _Waiter | None = waiter if waiter is not None else self._server
         assert me is not None
@@ -383,9 +405,7 @@ class Session:
                         cond.acquire()
                     continue
                 if self.broken is not None:
-                    if waiter is None:
-                        return (-1, self.broken)
-                    return (-1, _fresh(self.broken))
+                    return _failure(self.broken if waiter is None else _fresh(self.broken))
                 if self._reading:
                     self._sleepers += 1
                     try:
@@ -396,46 +416,57 @@ class Session:
                 self._reading = True
                 cond.release()
                 try:
-                    item = self._read_one()
+                    message = self._read_one()
                 finally:
                     cond.acquire()
                     self._reading = False
                     if self._sleepers:
                         cond.notify_all()
-                if item is not None:
-                    if item[0] == REQUEST and not me.inbox:
-                        stack = self._chains.get(item[2])
+                if message is not None:
+                    if message.kind == REQUEST and not me.inbox:
+                        stack = self._chains.get(message.chain)
                         if (stack[-1] if stack else (self._server or me)) is me:
                             # a request for this very thread with nothing queued: serve it
                             # now instead of through the inbox
                             cond.release()
                             try:
-                                self._serve(item)
+                                self._serve(message)
                             finally:
                                 cond.acquire()
                             continue
-                    self._route(item, me)
+                    self._route(message, me)
         finally:
             cond.release()
 
-    def _read_one(self) -> tuple[Any, ...] | None:
+    def _read_one(self) -> _Message | None:
         """Read and decode one frame; on channel failure break the session and return None."""
         try:
             frame = self.channel.recv()
         except (ChannelEOF, OSError, ExtraditeProtocolError) as exc:
             self._fail(exc)
             return None
-        body: Any = None
-        problem: BaseException | None = None
+        message = _new_message(_Message)
+        message.kind = kind = frame.kind
+        message.rid = frame.request_id
+        message.chain = frame.chain
+        message.problem = None
         try:
+            if frame.flags == FLAG_SCALAR and kind == REPLY:  # nothing to trust: no pickle
+                message.payload = _scalar.decode(frame.body)
+                return message
             if frame.flags == FLAG_PLAIN and self.is_child:  # trusted: the parent's plain request
                 body = self._loads(frame.body)
-            elif frame.flags == FLAG_SCALAR and frame.kind == REPLY:  # nothing to trust: no pickle
-                body = ((), _scalar.decode(frame.body))
             elif frame.flags:
                 body = self.codec.decode(frame)
             else:  # no shared memory: unpickle the bytes in place (inlined: every call passes here)
                 body = self.codec.unpickler(BytesIO(frame.body)).load()
+            if body[0]:
+                exports = self.codec.exports
+                for hid, count in body[0]:
+                    exports.release(hid, count)
+            # a request is served from its whole body; a reply or an error carries one value
+            message.payload = body if kind == REQUEST or kind == RELEASE else body[1]
+            return message
         except ExtraditeError as exc:
             problem = exc
         except Exception as exc:
@@ -445,23 +476,21 @@ class Session:
                 "module this interpreter cannot import, ask for a proxy instead "
                 "(__extradite_policy__='reference')")
             problem.__cause__ = exc
-        if body is not None and body[0]:
-            exports = self.codec.exports
-            for hid, count in body[0]:
-                exports.release(hid, count)
-        return (frame.kind, frame.request_id, frame.chain, body, problem)
+        message.payload = None
+        message.problem = problem
+        return message
 
-    def _route(self, item: tuple[Any, ...], me: _Waiter) -> None:
+    def _route(self, message: _Message, me: _Waiter) -> None:
         """Deliver a decoded frame (called with the condition held)."""
-        kind, rid, chain, body, problem = item
+        kind = message.kind
         if kind == REQUEST:
-            stack = self._chains.get(chain)
+            stack = self._chains.get(message.chain)
             target = stack[-1] if stack else (self._server or me)
-            target.inbox.append(item)
-        elif kind in (REPLY, ERROR):
-            waiter = self._waiters.get(rid)
+            target.inbox.append(message)
+        elif kind == REPLY or kind == ERROR:
+            waiter = self._waiters.get(message.rid)
             if waiter is not None:
-                waiter.reply = (-1, problem) if problem is not None else (kind, body)
+                waiter.reply = message
         elif kind != RELEASE:
             self._fail(ExtraditeProtocolError(f"corrupt frame: unknown frame kind {kind}"))
         if self._sleepers:
@@ -486,29 +515,32 @@ class Session:
         """Serve requests on this thread until the channel ends (the child's main loop)."""
         self._server = _Waiter(0)
         self._server_ident = _get_ident()
-        kind, payload = self._wait(None)
-        return payload if kind == -1 else None
+        return self._wait(None).problem
 
-    def _serve(self, item: tuple[Any, ...]) -> None:
-        _kind, rid, chain, body, problem = item
+    def _serve(self, message: _Message) -> None:
+        """Run a request through its op's handler (`_dispatch`) and send the reply or the error."""
+        rid, chain = message.rid, message.chain
         ident = _get_ident()
         chains = self._serving.get(ident)
         if chains is None:
             chains = self._serving[ident] = []
         chains.append(chain)
         try:
-            if problem is not None:
-                raise problem
-            _releases, op, target, name, args, kwargs, policy, extra = body
+            if message.problem is not None:
+                raise message.problem
+            _releases, op, target, name, args, kwargs, policy, extra = message.payload
+            served = self._ops.get(op)
+            if served is None:
+                raise refusal(op, self.role)
             if extra & EXTRA_TARGET_HID:
                 target = self.codec.exports.get(target)
-            result = self._execute(op, target, name, args, kwargs, extra)
-            if extra & EXTRA_RESULT_BY_REF:
+            elif self._lent_targets_only:
+                raise not_lent(op, self.role)
+            result = served.handler(self, target, name, args, kwargs, extra)
+            if extra & EXTRA_RESULT_BY_REF or served.by_reference:
                 policy = REFERENCE
-            envelope: tuple[Any, ...] = (result,) if op == OP_BATCH else ()
             releases = self._take_releases() if self._pending_releases else []
-            # a small scalar (not an imported object: those go by reference): no pickler hooks
-            plain = _plain(result) and (op != OP_IMPORT or extra & EXTRA_DIGESTS)
+            plain = _plain(result)  # a small scalar: no pickler hooks
             send_lock = self.channel.send_lock
             send_lock.acquire()  # encoding under it too: see the module docstring
             try:
@@ -517,11 +549,12 @@ class Session:
                 elif plain:
                     self._send(REPLY, rid, chain, self._dumps((releases, result), 5))
                 else:
+                    envelope = served.envelope(result) if served.envelope is not None else ()
                     self._send(REPLY, rid, chain, self._encode(
                         (releases, result), (releases, *envelope), releases, call_policy=policy))
             finally:
                 send_lock.release()
-        except _BatchFailure as failure:
+        except BatchFailure as failure:
             self._send_error(rid, chain, error_record(failure.error, failure.index))
         except Exception as exc:
             if self.broken is not None:
@@ -537,84 +570,8 @@ class Session:
         with self.channel.send_lock:
             self._send(ERROR, rid, chain, body)
 
-    def _execute(self, op: int, target: Any, name: str | None, args: tuple[Any, ...],
-                 kwargs: dict[str, Any], extra: int) -> Any:
-        if op == OP_CALL_METHOD:
-            result = getattr(target, name)(*args, **kwargs)  # type: ignore[arg-type]
-        elif op == OP_CALL:
-            result = target(*args, **kwargs)
-        elif op == OP_GETATTR:
-            return getattr(target, name)  # type: ignore[arg-type]
-        elif op == OP_SETATTR:
-            setattr(target, name, args[0])  # type: ignore[arg-type]
-            return None
-        elif op == OP_DELATTR:
-            delattr(target, name)  # type: ignore[arg-type]
-            return None
-        elif op == OP_BATCH:
-            func = target if name is None else getattr(target, name)
-            results = []
-            for index, (item_args, item_kwargs) in enumerate(args):
-                try:
-                    value = func(*item_args, **item_kwargs)
-                    if extra & EXTRA_AWAIT:
-                        value = self._run_awaitable(value)
-                except Exception as exc:
-                    raise _BatchFailure(index, exc) from exc
-                results.append(value)
-            return results
-        elif op == OP_IMPORT:
-            if extra & EXTRA_DIGESTS:  # args: the fingerprint and kinds checksum a generated proxy embeds
-                from ._members import check_members
-
-                return check_members(self._import(target, name, ()), *args)
-            # The construction and first calls come right after an import, sooner than this
-            # side's window (shrunk by the idle wait before it) would poll: poll them fully.
-            self.channel.poll_next_wait_fully()
-            if not extra & EXTRA_MEMBERS_KNOWN:
-                return self._import(target, name, args)
-            imported = self._import(target, name, args[:1])  # args: (tree, the table's kinds checksum)
-            if isinstance(imported, type) and self.codec.exports.lookup(imported) is None:
-                self.codec.untabled = (imported, args[1])  # its first descriptor is in the reply
-            return imported
-        elif op == OP_CONFIGURE:
-            from ._policy import PolicyConfig
-
-            import types
-
-            default, rules, protected = args
-            # A builtin type without an importable name (types.FunctionType) arrives as
-            # ("types", name): see `_api._rule_for_wire`.
-            rules = [(getattr(types, t[1]) if type(t) is tuple else t, p) for t, p in rules]
-            self.codec.config = PolicyConfig(default, dict(rules))
-            self.protected = self.codec.protected = tuple(protected)
-            return None
-        elif op == OP_STATS:
-            return self.stats()
-        elif op == OP_WARM_UP:
-            if not self.channel.frame_ready():  # idle: nobody waits behind it
-                from ._members import warm_up
-
-                warm_up()
-            return None
-        else:
-            raise ExtraditeProtocolError(f"corrupt frame: unknown operation {op}")
-        if extra & EXTRA_AWAIT:
-            result = self._run_awaitable(result)
-        return result
-
-    def _import(self, module_name: str, path: str | None, args: tuple[Any, ...]) -> Any:
-        protected = tuple(args)
-        if protected:
-            self.protected = self.codec.protected = tuple(dict.fromkeys(self.protected + protected))
-        __import__(module_name)  # importlib.import_module without importing importlib (child start-up)
-        obj: Any = sys.modules[module_name]
-        for part in (path or "").split("."):
-            if part:
-                obj = getattr(obj, part)
-        return obj
-
-    def _run_awaitable(self, value: Any) -> Any:
+    def run_awaitable(self, value: Any) -> Any:
+        """`value` run to completion on this side's own loop, if it is awaitable (EXTRA_AWAIT)."""
         if not hasattr(value, "__await__"):
             return value
         import asyncio

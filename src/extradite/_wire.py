@@ -35,10 +35,7 @@ from __future__ import annotations
 
 import struct
 
-VERSION = 7  # 3: FLAG_SCALAR replies; 4: an EXTRA_DIGESTS import replies the signatures alone;
-#             5: a class descriptor's plain fields travel pre-pickled (`Codec._class_pid`);
-#             6: OP_WARM_UP, and the child compares an EXTRA_DIGESTS import's fingerprint;
-#             7: EXTRA_MEMBERS_KNOWN, and the child also compares the member kinds
+VERSION = 8  # changes whenever a frame or a body changes meaning (CHANGELOG.md, "Wire format")
 
 HEADER = struct.Struct("<BBHIIII")
 HEADER_SIZE = HEADER.size
@@ -58,14 +55,16 @@ FLAG_PLAIN = 0x4  # a request body `_pickle.dumps` made of plain scalars: the ch
                   # its parent, loads it with `_pickle.loads` (the parent never trusts this flag)
 FLAG_SCALAR = 0x8  # a reply body in the `_scalar` format: read without an unpickler, by either side
 
-# Request operations. Each is served by the handler of the same name in `_session`.
+# Request operations. Each is served by the handler of the same name in `_dispatch`
+# (OP_CALL by `op_call`, ...), which also says which side may serve it.
 OP_CALL = 1            # target(*args, **kwargs)
 OP_CALL_METHOD = 2     # getattr(target, name)(*args, **kwargs)
 OP_GETATTR = 3         # getattr(target, name)
 OP_SETATTR = 4         # setattr(target, name, args[0])
 OP_DELATTR = 5         # delattr(target, name)
 OP_BATCH = 6           # [target(*a, **k) or getattr(target, name)(*a, **k) for (a, k) in args]
-OP_IMPORT = 7          # import module `target`, return the attribute path `name` (by reference)
+OP_IMPORT = 7          # import module `target`: (its attribute path `name` by reference, the verdict
+                       # of a generated proxy's check, None when it matches the live class)
 OP_CONFIGURE = 8       # install policy configuration on the serving side
 OP_STATS = 9           # sizes of the serving side's handle tables (tests, diagnostics)
 OP_WARM_UP = 10        # prewarm: pay now what the first import would pay (`_members.warm_up`), if nothing waits
@@ -74,9 +73,7 @@ OP_WARM_UP = 10        # prewarm: pay now what the first import would pay (`_mem
 # `extra` flags of a request.
 EXTRA_AWAIT = 0x1          # the result is awaitable: run it to completion on the serving side
 EXTRA_RESULT_BY_REF = 0x2  # the result travels by reference whatever the policy says
-EXTRA_DIGESTS = 0x4        # OP_IMPORT: reply `_members.check_members(class, *args)`, not the class
 EXTRA_TARGET_HID = 0x8     # `target` is the receiver's own handle id (a proxy going home), not an object
-EXTRA_MEMBERS_KNOWN = 0x10  # OP_IMPORT: the caller knows the member table: the class's descriptor omits it
 
 # Persistent ids of handles inside a pickle stream (first item of the pid tuple).
 PID_HOME = 0     # (PID_HOME, hid): an object owned by the receiver, coming home
