@@ -14,7 +14,7 @@ of the parent (an import, a configuration, ...) is answered with an
 from __future__ import annotations
 
 import sys
-TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from typing import Any, Callable
 

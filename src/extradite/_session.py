@@ -30,7 +30,7 @@ from __future__ import annotations
 import _thread
 from collections import deque
 from io import BytesIO
-TYPE_CHECKING = False  # typing costs milliseconds to import; annotations are strings here
+TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from typing import Any, Callable
 
