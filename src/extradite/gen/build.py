@@ -27,6 +27,7 @@ import libcst as cst
 from .annotation import Annotation, from_runtime, from_source
 from .emit import Emitter, ProxyName, dotted
 from .forwarding import MethodWriter, Param
+from .locate import stub_source
 from .model import ClassAttribute, Method, ModuleModel, Property, ProxyClass, Signature
 from .resolve import Resolver
 from .scope import ClassDecl, FunctionDecl, ModuleScope, code
@@ -470,6 +471,7 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
         classes=tuple(classes),
         typing_module=typing_name,
         uses_class_attribute=uses_attr,
+        stubs=stub_source(),
     )
 
 

@@ -22,7 +22,8 @@ from typing import Any
 from .. import _targets
 from .build import BuildOptions, GenerationError, build_modules
 from .render import render_module
-from .write import OutputError, stale_diff, write_files
+from .locate import StubsMissing, find_typeshed
+from .write import OutputError, stale_diff, stub_change, write_files
 
 __all__ = ["main", "generate", "GenerateOptions", "EXIT_CODES"]
 
@@ -36,7 +37,7 @@ EXIT_INTROSPECTION = 5
 EXIT_CODES = {
     EXIT_OK: "success; with --check: the output is fresh",
     EXIT_STALE: "--check only: the output is stale (a unified diff is printed)",
-    EXIT_USAGE: "bad command line or [tool.extradite-gen] configuration (target string, --policy, --python)",
+    EXIT_USAGE: "bad command line or [tool.extradite-gen] configuration (target string, --policy, --python), or the stubs are not installed",
     EXIT_TARGET: "a target cannot be introspected (missing module, syntax error, import raised, not a class)",
     EXIT_OUTPUT: "the output directory cannot be created or written",
     EXIT_INTROSPECTION: "the introspection child failed (crashed or printed no result)",
@@ -143,6 +144,10 @@ def generate(options: GenerateOptions) -> dict[str, str]:
     targets = tuple(parse_target(t) for t in options.targets)
     if not targets:
         raise UsageError("no targets: name at least one 'package.module:Class' (or set targets in [tool.extradite-gen])")
+    try:
+        find_typeshed()
+    except StubsMissing as exc:
+        raise UsageError(str(exc)) from None
     document = introspect(targets, options.python)
     errors = [r for r in document["results"] if "error" in r]
     if errors:
@@ -248,6 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             diff = stale_diff(directory, files)
             if diff:
                 sys.stdout.write(diff)
+                note = stub_change(directory, files)
+                if note:
+                    print(f"extradite-gen: note: {note}", file=sys.stderr)
                 print(f"extradite-gen: {directory} is stale; regenerate with: extradite-gen "
                       f"{' '.join(targets)} -o {output}", file=sys.stderr)
                 return EXIT_STALE

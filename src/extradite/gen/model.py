@@ -91,3 +91,4 @@ class ModuleModel:
     classes: tuple[ProxyClass, ...]
     typing_module: str  # how `typing` is spelled in this module
     uses_class_attribute: bool
+    stubs: str = ""  # the stub source and version the annotations came from (locate.stub_source)
