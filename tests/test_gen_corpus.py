@@ -63,9 +63,11 @@ for name in sys.argv[1:]:
     names = getattr(module, "__all__", None) or [n for n in dir(module)]
     for attr in sorted(set(names)):
         obj = getattr(module, attr, None)
-        # Exceptions and enums cross by value, protocols are never instantiated: not proxy targets.
+        # Exceptions, enums and named tuples cross by value, protocols are never instantiated:
+        # none is a proxy target.
         if (attr.startswith("_") or not isinstance(obj, type) or issubclass(obj, (BaseException, enum.Enum))
-                or getattr(obj, "_is_protocol", False) or obj.__name__ != attr):
+                or getattr(obj, "_is_protocol", False) or obj.__name__ != attr
+                or (issubclass(obj, tuple) and hasattr(obj, "_fields"))):
             continue
         pure = any(isinstance(v, (types.FunctionType, classmethod, staticmethod, property))
                    for v in vars(obj).values())
@@ -123,7 +125,9 @@ def class_members(pyi: Path) -> dict[str, list[str]]:
     for node in ast.parse(pyi.read_text()).body:
         if isinstance(node, ast.ClassDef):
             names = [n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-            out[node.name] = [n for n in dict.fromkeys(names) if n != "__init__"]
+            own = set(names)
+            out[node.name] = [n for n in dict.fromkeys(names)
+                              if n != "__init__" and not (n.endswith("_batch") and n[:-6] in own)]
     return out
 
 

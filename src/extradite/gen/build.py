@@ -24,12 +24,13 @@ from typing import Any
 
 import libcst as cst
 
-from .annotation import Annotation, from_runtime, from_source
+from .annotation import (Annotation, Names, ScopeNames, Substitution, SubstitutedNames, TypeVarRef, from_runtime,
+                         from_source, typevar_key)
 from .emit import Emitter, ProxyName, dotted
 from .forwarding import MethodWriter, Param
 from .locate import stub_source
 from .model import ClassAttribute, Method, ModuleModel, Property, ProxyClass, Signature
-from .resolve import Resolver
+from .resolve import Resolver, Target
 from .scope import ClassDecl, FunctionDecl, ModuleScope, code
 
 __all__ = ["BuildOptions", "build_modules", "generated_module_name", "GenerationError"]
@@ -72,6 +73,86 @@ def _doc_literal(doc: str | None) -> str | None:
     return f'"""{text}"""' if "\n" not in text else f'"""{text}\n"""'
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where a declaration was found: its scope, and the names its annotations are read with."""
+
+    scope: ModuleScope
+    names: Names
+
+    @property
+    def is_stub(self) -> bool:
+        return self.scope.is_stub
+
+
+# Bases that add no members a proxy forwards, or that mypy models itself.
+_SKIPPED_BASES = {("typing", "Generic"), ("typing", "Protocol"), ("typing_extensions", "Protocol"),
+                  ("typing", "NamedTuple"), ("typing", "TypedDict")}
+
+
+def decl_params(decl: ClassDecl, names: Names, resolver: Resolver) -> list[tuple[str, str]]:
+    """The type parameters of a class declaration, as (module, name) keys, in mypy's order:
+    those of `Generic[...]`/`Protocol[...]` when a base names them, else every type variable
+    in the bases in order of appearance."""
+    found: list[tuple[str, str]] = []
+    generic: list[tuple[str, str]] | None = None
+    for base in decl.bases:
+        if not isinstance(base, cst.Subscript):
+            continue
+        keys: list[tuple[str, str]] = []
+        for item in _names_in(base.slice):
+            key = typevar_key(names.lookup(item))
+            if key is not None and resolver.is_typevar(key) and key not in keys:
+                keys.append(key)
+        head = dotted(base.value)
+        target = names.lookup(head) if head else None
+        if isinstance(target, Target) and (target.module, target.path) in {
+                ("typing", "Generic"), ("typing", "Protocol"), ("typing_extensions", "Protocol")}:
+            generic = keys
+        found.extend(k for k in keys if k not in found)
+    return generic if generic is not None else found
+
+
+def _names_in(elements: Sequence[cst.SubscriptElement]) -> list[list[str]]:
+    out: list[list[str]] = []
+
+    class _Collect(cst.CSTVisitor):
+        def visit_Name(self, node: cst.Name) -> bool:
+            out.append([node.value])
+            return False
+
+        def visit_Attribute(self, node: cst.Attribute) -> bool:
+            parts = dotted(node)
+            if parts:
+                out.append(parts)
+            return False
+
+    for element in elements:
+        element.visit(_Collect())
+    return out
+
+
+def _c3_merge(sequences: list[list[tuple[ClassDecl, Place]]]) -> list[tuple[ClassDecl, Place]]:
+    """C3 linearisation by declaration identity; an inconsistent hierarchy falls back to order of appearance."""
+    seqs = [list(s) for s in sequences if s]
+    out: list[tuple[ClassDecl, Place]] = []
+    while seqs:
+        for seq in seqs:
+            head = seq[0]
+            if not any(head[0] is other[0] for rest in seqs for other in rest[1:]):
+                break
+        else:
+            for seq in seqs:
+                for item in seq:
+                    if not any(item[0] is o[0] for o in out):
+                        out.append(item)
+            return out
+        out.append(head)
+        seqs = [[i for i in s if i[0] is not head[0]] for s in seqs]
+        seqs = [s for s in seqs if s]
+    return out
+
+
 class _ClassBuilder:
     def __init__(self, raw: JSON, *, emitter: Emitter, resolver: Resolver, proxy_name: str,
                  policies: Mapping[str, str], member_names: frozenset[str]) -> None:
@@ -86,54 +167,89 @@ class _ClassBuilder:
         self.decl: ClassDecl | None = found[0] if found is not None else None
         self.scope: ModuleScope | None = found[1] if found is not None else None
         self.class_typevars: list[str] = []
+        self._chain: list[tuple[ClassDecl, Place]] | None = None
         self.writer = MethodWriter(emitter, proxy_name)
         self.inferred: dict[str, str] = {}
 
     # -- annotations, from either origin
 
-    def _written(self, node: cst.BaseExpression | None, scope: ModuleScope | None) -> Annotation | None:
-        return from_source(node, scope, self.resolver)
+    def _written(self, node: cst.BaseExpression | None, place: Place | None) -> Annotation | None:
+        if node is None:
+            return None
+        if place is None:
+            return from_source(node, None, self.resolver)
+        return Annotation(node, place.names)
 
     def _runtime(self, data: object) -> Annotation | None:
         return from_runtime(data, self.resolver)
 
     # -- declarations
 
-    def _class_chain(self) -> list[tuple[ClassDecl, ModuleScope]]:
-        """The target's class declaration and its declared bases (breadth first)."""
-        out: list[tuple[ClassDecl, ModuleScope]] = []
-        queue: list[tuple[ClassDecl, ModuleScope]] = []
-        if self.decl is not None and self.scope is not None:
-            queue.append((self.decl, self.scope))
-        seen: set[int] = set()
-        while queue and len(out) < 12:
-            decl, scope = queue.pop(0)
-            if id(decl) in seen:
-                continue
-            seen.add(id(decl))
-            out.append((decl, scope))
-            for base in decl.bases:
-                node = base.value if isinstance(base, cst.Subscript) else base
-                parts = dotted(node)
-                if not parts:
-                    continue
-                target = self.resolver.resolve(parts, scope)
-                if target.kind == "ref":
-                    found = self.resolver.find_class(target.module, target.path)
-                    if found is not None:
-                        queue.append(found)
-        return out
+    def _class_chain(self) -> list[tuple[ClassDecl, Place]]:
+        """The target's class declaration and its bases in method resolution order, as declared
+        in the stubs (builtin bases included), each with its type parameters bound to what the
+        subclass gives them."""
+        if self._chain is None:
+            self._chain = []
+            if self.decl is not None and self.scope is not None:
+                self._chain = self._linearize(self.decl, Place(self.scope, ScopeNames(self.resolver, self.scope)), 0)
+        return self._chain
 
-    def member_decl(self, name: str, owner: Sequence[str] | None) -> tuple[list[FunctionDecl], ClassDecl | None, ModuleScope | None]:
-        candidates: list[tuple[ClassDecl, ModuleScope]] = []
+    def _linearize(self, decl: ClassDecl, place: Place, depth: int) -> list[tuple[ClassDecl, Place]]:
+        if depth > 16:
+            return [(decl, place)]
+        sequences: list[list[tuple[ClassDecl, Place]]] = []
+        for base in decl.bases:
+            found = self._base(base, place)
+            if found is not None:
+                sequences.append(self._linearize(found[0], found[1], depth + 1))
+        sequences.append([s[0] for s in sequences] if sequences else [])
+        return [(decl, place), *_c3_merge(sequences)]
+
+    def _base(self, base: cst.BaseExpression, place: Place) -> tuple[ClassDecl, Place] | None:
+        """A base class expression's declaration, its type parameters bound to the arguments."""
+        node = base.value if isinstance(base, cst.Subscript) else base
+        parts = dotted(node)
+        if not parts:
+            return None
+        target = place.names.lookup(parts)
+        if not isinstance(target, Target) or target.kind == "any":
+            return None
+        if (target.module, target.path) in _SKIPPED_BASES:
+            return None
+        found = self.resolver.find_class(target.module, target.path)
+        if found is None:
+            return None
+        decl, scope = found
+        names = ScopeNames(self.resolver, scope)
+        params = decl_params(decl, names, self.resolver)
+        if not params:
+            return decl, Place(scope, names)
+        args: list[Annotation | None] = []
+        if isinstance(base, cst.Subscript):
+            for element in base.slice:
+                value = element.slice.value if isinstance(element.slice, cst.Index) else None
+                args.append(Annotation(value, place.names) if value is not None else None)
+        mapping = {key: (args[i] if i < len(args) else None) for i, key in enumerate(params)}
+        return decl, Place(scope, SubstitutedNames(names, mapping))
+
+    def _unbound(self, decl: ClassDecl, scope: ModuleScope) -> Place:
+        """A class outside the declared chain: its type parameters mean nothing here, so Any."""
+        names = ScopeNames(self.resolver, scope)
+        params = decl_params(decl, names, self.resolver)
+        return Place(scope, SubstitutedNames(names, {key: None for key in params}) if params else names)
+
+    def member_decl(self, name: str, owner: Sequence[str] | None) -> tuple[list[FunctionDecl], ClassDecl | None, Place | None]:
+        """The member as the stubs of the class being generated declare it (what mypy reads),
+        else as the runtime class that defines it declares it."""
+        candidates = list(self._class_chain())
         if owner is not None:
             found = self.resolver.find_class(owner[0], owner[1])
             if found is not None:
-                candidates.append(found)
-        candidates.extend(self._class_chain())
-        for decl, scope in candidates:
+                candidates.append((found[0], self._unbound(*found)))
+        for decl, place in candidates:
             if name in decl.functions or name in decl.attributes:
-                return decl.functions.get(name, []), decl, scope
+                return decl.functions.get(name, []), decl, place
         return [], None, None
 
     # -- type parameters
@@ -141,19 +257,10 @@ class _ClassBuilder:
     def type_params(self) -> list[str]:
         names: list[str] = []
         if self.decl is not None and self.scope is not None:
-            generic: list[str] | None = None
-            for base in self.decl.bases:
-                text = self.emitter.text(self._written(base, self.scope)) or ""
-                found = [n for n in _NAME_RE.findall(text) if n in self.emitter.typevar_texts]
-                ordered = list(dict.fromkeys(found))
-                head = text.split("[", 1)[0]
-                if head.endswith((".Generic", ".Protocol")):
-                    generic = ordered
-                for n in ordered:
-                    if n not in names:
-                        names.append(n)
-            if generic is not None:
-                names = generic
+            for module, name in decl_params(self.decl, ScopeNames(self.resolver, self.scope), self.resolver):
+                text = self.emitter.typevar(module, name)
+                if text != self.emitter.any() and text not in names:
+                    names.append(text)
         else:
             for param in self.raw.get("type_params", []):
                 refs = param["refs"]
@@ -170,7 +277,7 @@ class _ClassBuilder:
 
     # -- signatures
 
-    def _params(self, fn: FunctionDecl | None, scope: ModuleScope | None, rt: JSON | None) -> list[Param]:
+    def _params(self, fn: FunctionDecl | None, scope: Place | None, rt: JSON | None) -> list[Param]:
         any_t = self.emitter.any()
         rt_params: list[JSON] = list(rt["params"]) if rt else []
         rt_by_name = {p["name"]: p for p in rt_params}
@@ -220,16 +327,16 @@ class _ClassBuilder:
             return Param(p["name"], p["kind"], text, default["literal"], default["literal"])
         return Param(p["name"], p["kind"], text, "...", "_xd_MISSING")
 
-    def _return_annotation(self, fn: FunctionDecl | None, scope: ModuleScope | None,
+    def _return_annotation(self, fn: FunctionDecl | None, scope: Place | None,
                            rt: JSON | None) -> Annotation | None:
         if fn is not None and fn.returns is not None:
             return self._written(fn.returns, scope)
         return self._runtime(rt.get("return")) if rt is not None else None
 
-    def _returns(self, fn: FunctionDecl | None, scope: ModuleScope | None, rt: JSON | None) -> str:
+    def _returns(self, fn: FunctionDecl | None, scope: Place | None, rt: JSON | None) -> str:
         return self.emitter.text(self._return_annotation(fn, scope, rt)) or self.emitter.any()
 
-    def _returns_protected(self, fn: FunctionDecl | None, scope: ModuleScope | None, rt: JSON | None) -> bool:
+    def _returns_protected(self, fn: FunctionDecl | None, scope: Place | None, rt: JSON | None) -> bool:
         return self.emitter.returns_protected(self._return_annotation(fn, scope, rt))
 
     # -- members
@@ -321,7 +428,7 @@ class _ClassBuilder:
         return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=(),
                       signature=sig, body=body, batch=None)
 
-    def _init_overloaded(self, overloads: list[FunctionDecl], scope: ModuleScope | None) -> Method:
+    def _init_overloaded(self, overloads: list[FunctionDecl], scope: Place | None) -> Method:
         sigs = tuple(self.writer.signature(self._params(f, scope, None), "None", "self") for f in overloads)
         any_t = self.emitter.any()
         generic = self.writer.signature([Param("args", "VAR_POSITIONAL", any_t, None, None),

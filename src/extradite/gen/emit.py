@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import libcst as cst
 
-from .annotation import Annotation, Names, ScopeNames, TypeVarRef
+from .annotation import Annotation, Names, ScopeNames, Substitution, TypeVarRef
 from .resolve import ANNOTATED_FORMS, LITERAL_FORMS, SELF_FORMS, WRAPPER_FORMS, Resolver, Target, is_protected
 from .scope import TypeVarDecl, code
 
@@ -42,9 +42,7 @@ class Emitter:
         self.typevar_defs: dict[str, str] = {}  # local name -> definition source (`T = TypeVar(...)`)
         self._alias_stack: list[tuple[str, str]] = []
         self.typevar_texts: set[str] = set()  # every spelling of a type variable written so far
-        # Type variables imported from elsewhere (a stub base's `_KT`) are only kept when they are the
-        # proxy class's own parameters; we cannot substitute a base's arguments, and Any is never wrong.
-        self.class_params: frozenset[str] | None = None
+        self.class_params: frozenset[str] | None = None  # the current proxy class's own type parameters
 
     # -- public entry points
 
@@ -60,6 +58,13 @@ class Emitter:
 
     def any(self) -> str:
         return self.import_ref("typing", "Any")
+
+    def typevar(self, module: str, name: str) -> str:
+        """The local name of the type variable `name` of `module` (Any when it is not one)."""
+        for scope in self.resolver.scopes_for(module):
+            if name in scope.typevars:
+                return self._typevar(module, scope.typevars[name], ScopeNames(self.resolver, scope))
+        return self.any()
 
     def builtin(self, name: str) -> str:
         """A builtin's name, qualified where a generated name shadows it."""
@@ -95,7 +100,11 @@ class Emitter:
             parsed = _parse_string(node)
             return self._target_of(parsed, names) if parsed is not None else None
         parts = dotted(node)
-        return names.lookup(parts) if parts else None
+        found = names.lookup(parts) if parts else None
+        if isinstance(found, Substitution):
+            sub = found.annotation
+            return self._target_of(sub.node, sub.names) if sub is not None else None
+        return found
 
     def _node(self, node: cst.BaseExpression, names: Names) -> cst.BaseExpression:
         if isinstance(node, (cst.Name, cst.Attribute)):
@@ -108,6 +117,8 @@ class Emitter:
         if isinstance(node, cst.Subscript):
             head = dotted(node.value)
             found = names.lookup(head) if head else None
+            if isinstance(found, Substitution):
+                return cst.parse_expression(self.any())
             key = (found.module, found.path) if isinstance(found, Target) else None
             if key in ANNOTATED_FORMS:
                 first = node.slice[0].slice
@@ -135,6 +146,9 @@ class Emitter:
 
     def _name(self, parts: list[str], names: Names) -> str:
         found = names.lookup(parts)
+        if isinstance(found, Substitution):
+            sub = found.annotation
+            return code(self._node(sub.node, sub.names)) if sub is not None else self.any()
         if isinstance(found, TypeVarRef):
             return self._typevar(found.module, found.decl, found.names)
         return self._render_target(found)
@@ -159,10 +173,7 @@ class Emitter:
             # at run time, so they get a local definition like the protected tree's own.
             for scope in self.resolver.scopes_for(module):
                 if path in scope.typevars:
-                    local = self._typevar(module, scope.typevars[path], ScopeNames(self.resolver, scope))
-                    if self.class_params is not None and local not in self.class_params:
-                        return self.any()
-                    return local
+                    return self._typevar(module, scope.typevars[path], ScopeNames(self.resolver, scope))
         return self.import_ref(module, path)
 
     def _protected(self, module: str, path: str) -> str:
