@@ -26,7 +26,7 @@ import libcst as cst
 
 from .annotation import (Annotation, Names, ScopeNames, Substitution, SubstitutedNames, TypeVarRef, from_runtime,
                          from_source, typevar_key)
-from .emit import Emitter, ProxyName, dotted
+from .emit import Emitter, ProxyName, dotted, names_in
 from .forwarding import MethodWriter, Param
 from .locate import stub_source
 from .model import ClassAttribute, Method, ModuleModel, Property, ProxyClass, Signature
@@ -100,7 +100,7 @@ def decl_params(decl: ClassDecl, names: Names, resolver: Resolver) -> list[tuple
         if not isinstance(base, cst.Subscript):
             continue
         keys: list[tuple[str, str]] = []
-        for item in _names_in(base.slice):
+        for item in names_in(base.slice):
             key = typevar_key(names.lookup(item))
             if key is not None and resolver.is_typevar(key) and key not in keys:
                 keys.append(key)
@@ -111,25 +111,6 @@ def decl_params(decl: ClassDecl, names: Names, resolver: Resolver) -> list[tuple
             generic = keys
         found.extend(k for k in keys if k not in found)
     return generic if generic is not None else found
-
-
-def _names_in(elements: Sequence[cst.SubscriptElement]) -> list[list[str]]:
-    out: list[list[str]] = []
-
-    class _Collect(cst.CSTVisitor):
-        def visit_Name(self, node: cst.Name) -> bool:
-            out.append([node.value])
-            return False
-
-        def visit_Attribute(self, node: cst.Attribute) -> bool:
-            parts = dotted(node)
-            if parts:
-                out.append(parts)
-            return False
-
-    for element in elements:
-        element.visit(_Collect())
-    return out
 
 
 def _c3_merge(sequences: list[list[tuple[ClassDecl, Place]]]) -> list[tuple[ClassDecl, Place]]:
@@ -361,19 +342,22 @@ class _ClassBuilder:
             params = self._params(fn, scope, None)
             returns = self._dunder_return(name, self._returns(fn, scope, None))
             params = self._dunder_params(name, params)
-            overloads.append(self.writer.signature(params, returns, first))
+            overloads.append(self.writer.signature(params, returns, first, fn.ignore))
             item = self.writer.batch_item(params)
             if item is not None:
                 batch_shapes.append((item[0], item[1], returns))
             protected = protected or self._returns_protected(fn, scope, None)
         if overloads:
             any_t = self.emitter.any()
-            generic = [Param("args", "VAR_POSITIONAL", any_t, None, None), Param("kwargs", "VAR_KEYWORD", any_t, None, None)]
-            sig = self.writer.signature(generic, any_t, first)
+            ignore = overload_fns[0].ignore
+            if any(".Unpack[" in o.params_py for o in overloads):
+                ignore = "# type: ignore[misc]"  # mypy rejects `*args: Any` behind an unpacked TypeVarTuple
+            sig = self.writer.implementation(any_t, first, ignore)
         else:
             params = self._dunder_params(name, self._params(impl, scope, rt))
             returns = self._dunder_return(name, self._returns(impl, scope, rt))
-            sig = self.writer.signature(params, returns, first)
+            sig = self.writer.signature(params, returns, first, impl.ignore if impl is not None and scope is not None
+                                        and scope.is_stub else None)
             item = self.writer.batch_item(params)
             if item is not None:
                 batch_shapes.append((item[0], item[1], returns))
@@ -429,12 +413,11 @@ class _ClassBuilder:
                       signature=sig, body=body, batch=None)
 
     def _init_overloaded(self, overloads: list[FunctionDecl], scope: Place | None) -> Method:
-        sigs = tuple(self.writer.signature(self._params(f, scope, None), "None", "self") for f in overloads)
+        sigs = tuple(self.writer.signature(self._params(f, scope, None), "None", "self", f.ignore) for f in overloads)
         any_t = self.emitter.any()
-        generic = self.writer.signature([Param("args", "VAR_POSITIONAL", any_t, None, None),
-                                  Param("kwargs", "VAR_KEYWORD", any_t, None, None)], "None", "self")
+        generic = self.writer.implementation("None", "self")
         return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=sigs,
-                      signature=generic, body=("self._xd_init(args, kwargs)",), batch=None)
+                      signature=generic, body=("args[0]._xd_init(args[1:], kwargs)",), batch=None)
 
     def prop(self, member: JSON) -> Property:
         name = member["name"]
@@ -453,7 +436,11 @@ class _ClassBuilder:
             self.inferred[name] = "reference"
         text = self.emitter.text(annotation) or self.emitter.any()
         doc = member.get("doc") or (getter.doc if getter is not None else None)
-        return Property(name=name, type=text, doc=_doc_literal(doc), settable=member["kind"] == "property_rw",
+        settable = member["kind"] == "property_rw"
+        if settable and scope is not None and scope.is_stub and getter is not None and fns:
+            # The stub says whether mypy lets one assign it (a read-only `buffer` of a covariant class).
+            settable = any(d.endswith(".setter") for f in fns for d in f.decorators)
+        return Property(name=name, type=text, doc=_doc_literal(doc), settable=settable,
                         deletable=bool(member.get("deletable")),
                         getter=self.writer.returning(text, f'self._xd_get("{name}")'))
 
@@ -518,7 +505,8 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
         for m in raw["members"]:
             reserved.add(m["name"])
             reserved.add(m["name"] + "_batch")
-    emitter = Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies)
+    members = frozenset(m["name"] + suffix for raw in raws for m in raw["members"] for suffix in ("", "_batch"))
+    emitter = Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies, members=members)
     typing_name = emitter.import_ref("typing", "")
     classes = []
     uses_attr = False
@@ -579,6 +567,7 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
         typing_module=typing_name,
         uses_class_attribute=uses_attr,
         stubs=stub_source(),
+        class_aliases=tuple(f"{alias} = {target}" for alias, target in sorted(emitter.class_aliases.items())),
     )
 
 
