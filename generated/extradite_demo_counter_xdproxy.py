@@ -62,7 +62,7 @@ class Counter(_xd_GeneratedProxy):
         _xd_result: bool = self._xd_call("__contains__", (item,), {})
         return _xd_result
 
-    def __eq__(self, other: object, /) -> bool:
+    def __eq__(self, other: object) -> bool:
         _xd_result: bool = self._xd_call("__eq__", (other,), {})
         return _xd_result
 

@@ -236,12 +236,14 @@ def measure(group: Group, work: Path) -> Outcome:
                 outcome.mypy_errors.setdefault(f"{label}:{Path(line.split(':', 1)[0]).name}", []).append(line)
 
     # First the constructors: their result names each class as mypy prints it and its type parameters.
+    # Every generated class counts, those the closure added too (their headers name them).
+    generated = sorted({m for p in pyi_dir.iterdir() for m in re.findall(r"^# (\S+:\S+) fingerprint", p.read_text(), re.M)})
     category = dict(group.classes)
     lines = ["import typing"]
-    lines += sorted({f"import {t.split(':')[0]}" for t in targets} | {f"import {proxy_module(t)[0]}" for t in targets})
+    lines += sorted({f"import {t.split(':')[0]}" for t in generated} | {f"import {proxy_module(t)[0]}" for t in generated})
     lines += [f"_P{i} = typing.TypeVar('_P{i}')" for i in range(8)]
     first: dict[str, int] = {}
-    for target in targets:
+    for target in generated:
         module, qualname = target.split(":")
         first[target] = len(lines) + 1
         pmod, pname = proxy_module(target)
@@ -249,7 +251,7 @@ def measure(group: Group, work: Path) -> Outcome:
     revealed, _errors = reveal(lines, work, [pyi_dir])
     names: dict[str, str] = {}
     arity: dict[str, int] = {}
-    for target in targets:
+    for target in generated:
         real = revealed.get(first[target], "")
         result_type = real.rsplit("-> ", 1)[-1].rstrip(")")
         head, _, args = result_type.partition("[")

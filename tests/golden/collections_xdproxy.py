@@ -27,6 +27,7 @@ _T1 = typing.TypeVar('_T1')
 _T2 = typing.TypeVar('_T2')
 _T = typing.TypeVar('_T')
 _S = typing.TypeVar('_S')
+_T_2 = typing.TypeVar('_T_2')
 
 
 class OrderedDict(_xd_GeneratedProxy, typing.Generic[_KT, _VT]):
@@ -111,8 +112,8 @@ class OrderedDict(_xd_GeneratedProxy, typing.Generic[_KT, _VT]):
     def __delitem__(self, key: _KT, /) -> None:
         self._xd_call("__delitem__", (key,), {})
 
-    def __eq__(self, other: object, /) -> bool:
-        _xd_result: bool = self._xd_call("__eq__", (other,), {})
+    def __eq__(self, value: object, /) -> bool:
+        _xd_result: bool = self._xd_call("__eq__", (value,), {})
         return _xd_result
 
     def __ge__(self, value: typing.Any, /) -> typing.Any:
@@ -220,14 +221,14 @@ class OrderedDict(_xd_GeneratedProxy, typing.Generic[_KT, _VT]):
     @typing.overload
     def get(self, key: _KT, default: _VT, /) -> _VT: ...
     @typing.overload
-    def get(self, key: _KT, default: _T, /) -> _VT | _T: ...
+    def get(self, key: _KT, default: _T_2, /) -> _VT | _T_2: ...
     def get(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:  # type: ignore[override]
         """Return the value for key if key is in the dictionary, else default."""
         return args[0]._xd_call("get", args[1:], kwargs)
 
-    def get_batch(self, calls: collections.abc.Iterable[tuple[_KT] | tuple[_KT, None] | tuple[_KT, _VT] | tuple[_KT, _T]]) -> list[_VT | None | _VT | _VT | _T]:
+    def get_batch(self, calls: collections.abc.Iterable[tuple[_KT] | tuple[_KT, None] | tuple[_KT, _VT] | tuple[_KT, _T_2]]) -> list[_VT | None | _VT | _VT | _T_2]:
         """Call `get` once per item of `calls` in one round trip; results in order."""
-        _xd_result: list[_VT | None | _VT | _VT | _T] = self._xd_batch("get", calls, 2, ())
+        _xd_result: list[_VT | None | _VT | _VT | _T_2] = self._xd_batch("get", calls, 2, ())
         return _xd_result
 
     def items(self) -> typing.Any:

@@ -165,8 +165,8 @@ class Fraction(_xd_GeneratedProxy):
     def __divmod__(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
         return args[0]._xd_call("__divmod__", args[1:], kwargs)
 
-    def __eq__(self, other: object, /) -> bool:
-        _xd_result: bool = self._xd_call("__eq__", (other,), {})
+    def __eq__(self, b: object) -> bool:
+        _xd_result: bool = self._xd_call("__eq__", (b,), {})
         return _xd_result
 
     def __float__(self) -> float:

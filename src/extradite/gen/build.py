@@ -90,6 +90,16 @@ _SKIPPED_BASES = {("typing", "Generic"), ("typing", "Protocol"), ("typing_extens
                   ("typing", "NamedTuple"), ("typing", "TypedDict")}
 
 
+class _SelfNames:
+    """Names for the bare `Self` that stands for the proxy class."""
+
+    def lookup(self, parts: Sequence[str]) -> Target | TypeVarRef | Substitution:
+        return Target("ref", "typing", "Self")
+
+
+_SELF = Annotation(cst.Name("Self"), _SelfNames())
+
+
 def decl_params(decl: ClassDecl, names: Names, resolver: Resolver) -> list[tuple[str, str]]:
     """The type parameters of a class declaration, as (module, name) keys, in mypy's order:
     those of `Generic[...]`/`Protocol[...]` when a base names them, else every type variable
@@ -233,6 +243,26 @@ class _ClassBuilder:
                 return decl.functions.get(name, []), decl, place
         return [], None, None
 
+    def _for(self, fn: FunctionDecl | None, place: Place | None) -> Place | None:
+        """`place` with a type variable that annotates `self` (`def clone(self: _T) -> _T`) or
+        `cls` (`cls: type[_T]`) bound to the proxy class, as mypy binds it to the instance's class."""
+        if fn is None or place is None or fn.receiver is None:
+            return place
+        node = fn.receiver
+        if isinstance(node, cst.Subscript) and code(node.value).rsplit(".", 1)[-1] == "type" and node.slice:
+            inner = node.slice[0].slice
+            node = inner.value if isinstance(inner, cst.Index) else node
+        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+            try:
+                node = cst.parse_expression(str(node.evaluated_value))
+            except (cst.ParserSyntaxError, TypeError):
+                return place
+        parts = dotted(node)
+        key = typevar_key(place.names.lookup(parts)) if parts else None
+        if key is None or not self.resolver.is_typevar(key):
+            return place
+        return Place(place.scope, SubstitutedNames(place.names, {key: _SELF}))
+
     # -- type parameters
 
     def type_params(self) -> list[str]:
@@ -339,14 +369,14 @@ class _ClassBuilder:
         batch_shapes: list[tuple[str, str, str]] = []
         protected = False
         for fn in overload_fns:
-            params = self._params(fn, scope, None)
-            returns = self._dunder_return(name, self._returns(fn, scope, None))
-            params = self._dunder_params(name, params)
+            params = self._params(fn, self._for(fn, scope), None)
+            returns = self._dunder_return(name, self._returns(fn, self._for(fn, scope), None))
+            params = self._dunder_params(name, params, declared=True)
             overloads.append(self.writer.signature(params, returns, first, fn.ignore))
             item = self.writer.batch_item(params)
             if item is not None:
                 batch_shapes.append((item[0], item[1], returns))
-            protected = protected or self._returns_protected(fn, scope, None)
+            protected = protected or self._returns_protected(fn, self._for(fn, scope), None)
         if overloads:
             any_t = self.emitter.any()
             ignore = overload_fns[0].ignore
@@ -354,14 +384,14 @@ class _ClassBuilder:
                 ignore = "# type: ignore[misc]"  # mypy rejects `*args: Any` behind an unpacked TypeVarTuple
             sig = self.writer.implementation(any_t, first, ignore)
         else:
-            params = self._dunder_params(name, self._params(impl, scope, rt))
-            returns = self._dunder_return(name, self._returns(impl, scope, rt))
+            params = self._dunder_params(name, self._params(impl, self._for(impl, scope), rt), declared=impl is not None)
+            returns = self._dunder_return(name, self._returns(impl, self._for(impl, scope), rt))
             sig = self.writer.signature(params, returns, first, impl.ignore if impl is not None and scope is not None
                                         and scope.is_stub else None)
             item = self.writer.batch_item(params)
             if item is not None:
                 batch_shapes.append((item[0], item[1], returns))
-            protected = self._returns_protected(impl, scope, rt)
+            protected = self._returns_protected(impl, self._for(impl, scope), rt)
         if protected:
             self.inferred[name] = "reference"
         doc = member.get("doc") or (impl.doc if impl is not None else None) or (overload_fns[0].doc if overload_fns else None)
@@ -376,8 +406,10 @@ class _ClassBuilder:
         return Method(name=name, decorator=decorator, is_async=is_async, doc=_doc_literal(doc),
                       overloads=tuple(overloads), signature=sig, body=body, batch=batch)
 
-    def _dunder_params(self, name: str, params: list[Param]) -> list[Param]:
-        if name in _OBJECT_DUNDERS:
+    def _dunder_params(self, name: str, params: list[Param], *, declared: bool) -> list[Param]:
+        if name in _OBJECT_DUNDERS and (not declared or any(p.annotation not in (self.emitter.any(), "object")
+                                                            for p in params[:1]) or len(params) != 1):
+            # A narrower `other` than object's would be an incompatible override in the proxy.
             return [Param("other", "POSITIONAL_ONLY", self.emitter.builtin("object"), None, None)]
         return params
 
@@ -406,16 +438,17 @@ class _ClassBuilder:
                 return self._init_overloaded(overloads, decl_scope)
             fn, scope = impls[-1], decl_scope
             break
-        params = self._params(fn, scope, rt)
+        params = self._params(fn, self._for(fn, scope), rt)
         sig = self.writer.signature(params, "None", "self")
         body = (f"self._xd_init({sig.args}, {sig.kwargs})",)
         return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=(),
                       signature=sig, body=body, batch=None)
 
     def _init_overloaded(self, overloads: list[FunctionDecl], scope: Place | None) -> Method:
-        sigs = tuple(self.writer.signature(self._params(f, scope, None), "None", "self", f.ignore) for f in overloads)
+        sigs = tuple(self.writer.signature(self._params(f, self._for(f, scope), None), "None", "self", f.ignore) for f in overloads)
         any_t = self.emitter.any()
-        generic = self.writer.implementation("None", "self")
+        ignore = "# type: ignore[misc]" if any(".Unpack[" in o.params_py for o in sigs) else None
+        generic = self.writer.implementation("None", "self", ignore)
         return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=sigs,
                       signature=generic, body=("args[0]._xd_init(args[1:], kwargs)",), batch=None)
 
@@ -427,7 +460,7 @@ class _ClassBuilder:
         if getter is None and fns:
             getter = fns[0]
         if getter is not None and getter.returns is not None:
-            annotation = self._written(getter.returns, scope)
+            annotation = self._written(getter.returns, self._for(getter, scope))
         elif decl is not None and name in decl.attributes:
             annotation = self._written(_strip_wrappers(decl.attributes[name]), scope)
         elif member.get("value_type") is not None:
@@ -567,6 +600,7 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
         typing_module=typing_name,
         uses_class_attribute=uses_attr,
         stubs=stub_source(),
+        unresolved=tuple(sorted(emitter.unresolved)),
         class_aliases=tuple(f"{alias} = {target}" for alias, target in sorted(emitter.class_aliases.items())),
     )
 

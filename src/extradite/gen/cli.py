@@ -43,6 +43,9 @@ EXIT_CODES = {
     EXIT_INTROSPECTION: "the introspection child failed (crashed or printed no result)",
 }
 
+CLOSURE_ROUNDS = 3  # how far the closure follows references from the requested classes
+CLOSURE_LIMIT = 200  # at most this many classes are added by the closure
+
 _POLICY_RE = re.compile(r"^(?P<cls>[A-Za-z_]\w*)\.(?P<member>[A-Za-z_]\w*)=(?P<policy>\w+)$")
 _TARGET_ERROR_LABELS = {
     "module_not_found": "module not found",
@@ -63,6 +66,7 @@ class GenerateOptions:
     targets: tuple[str, ...]
     policies: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     python: str | None = None
+    closure: bool = True  # also generate the protected classes the targets' signatures reference
 
 
 def parse_target(text: str) -> str:
@@ -156,8 +160,23 @@ def generate(options: GenerateOptions) -> dict[str, str]:
             label = _TARGET_ERROR_LABELS.get(r["error"]["kind"], r["error"]["kind"])
             lines.append(f"{r['target']}: {label}: {r['error']['message']}")
         raise GenerationError("target", "\n".join(lines))
-    models = build_modules(document["results"], python=document["python"], platform=document["platform"],
-                           options=BuildOptions(policies=options.policies))
+    results = list(document["results"])
+    build_options = BuildOptions(policies=options.policies)
+    models = build_modules(results, python=document["python"], platform=document["platform"], options=build_options)
+    # The closure: protected classes the targets' signatures name get proxies too (else they are Any).
+    known = set(targets)
+    for _ in range(CLOSURE_ROUNDS if options.closure else 0):
+        wanted = sorted({t for m in models for t in m.unresolved} - known)[:max(0, CLOSURE_LIMIT - len(known) + len(targets))]
+        if not wanted:
+            break
+        known.update(wanted)
+        # A class only the stubs declare cannot be introspected: it stays Any, as before.
+        found = [r for r in introspect(wanted, options.python)["results"] if "error" not in r]
+        if not found:
+            break
+        results.extend(found)
+        models = build_modules(results, python=document["python"], platform=document["platform"],
+                               options=build_options)
     files: dict[str, str] = {}
     for model in models:
         files.update(render_module(model))
@@ -219,6 +238,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="default transport policy of one method's results (repeatable)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 and print a unified diff when DIR is stale")
+    parser.add_argument("--no-closure", dest="closure", action="store_false",
+                        help="generate only the named classes; protected classes their signatures reference are Any")
     parser.add_argument("--python", metavar="PATH", help="introspect with this interpreter (it must import extradite)")
     parser.add_argument("--config", metavar="PYPROJECT", default="pyproject.toml",
                         help="pyproject.toml to read [tool.extradite-gen] from when no targets are given")
@@ -246,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"no targets given and none in [tool.extradite-gen] of {config_path}")
         if output is None:
             raise UsageError("no output directory: pass -o DIR (or set output in [tool.extradite-gen])")
-        options = GenerateOptions(targets=tuple(targets), policies=parse_policies(policies), python=python)
+        options = GenerateOptions(targets=tuple(targets), policies=parse_policies(policies), python=python,
+                                  closure=args.closure)
         files = generate(options)
         directory = Path(output)
         if args.check:

@@ -36,6 +36,7 @@ class Emitter:
                  proxies: dict[tuple[str, str], ProxyName], members: frozenset[str] = frozenset()) -> None:
         self.resolver = resolver
         self.members = members  # member names of the module's proxy classes
+        self.unresolved: set[str] = set()  # classes of the protected tree written as Any (no proxy)
         self.class_aliases: dict[str, str] = {}  # `_xd_cls_date` -> `date`, for names a member shadows
         self.module = module
         self.reserved = reserved
@@ -194,6 +195,10 @@ class Emitter:
             return self.any()
         if target.kind == "builtin" or (target.module == "builtins" and target.path):
             head = target.path.split(".")[0]
+            if head.startswith("_") and "." not in target.path:  # a type variable of the builtins stub
+                local = self.typevar("builtins", target.path)
+                if local != self.any():
+                    return local
             if head in self.reserved:
                 return self.import_ref("builtins", target.path)
             return target.path
@@ -233,6 +238,7 @@ class Emitter:
                     self._alias_stack.pop()
                 return f"({inlined})" if " | " in inlined else inlined
             if path.split(".")[0] in scope.classes:
+                self.unresolved.add(f"{module}:{path}")
                 break
         return self.any()
 

@@ -92,4 +92,5 @@ class ModuleModel:
     typing_module: str  # how `typing` is spelled in this module
     uses_class_attribute: bool
     class_aliases: tuple[str, ...] = ()  # `_xd_cls_date = date` lines after the classes
-    stubs: str = ""  # the stub source and version the annotations came from (locate.stub_source)
+    stubs: str = ""
+    unresolved: tuple[str, ...] = ()  # `module:Class` of the protected tree the annotations had to write as Any  # the stub source and version the annotations came from (locate.stub_source)
