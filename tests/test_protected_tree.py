@@ -396,7 +396,7 @@ def test_runtime_and_generator_parse_targets_alike(text: str) -> None:
 
 def test_runtime_and_generator_protect_the_same_tree(tmp_path: Path) -> None:
     from extradite import _api, _codec
-    from extradite.gen import annotations, cli
+    from extradite.gen import cli, resolve
 
     document = cli.introspect(["extradite.demo.counter:Counter"], None)
     result = document["results"][0]
@@ -406,5 +406,5 @@ def test_runtime_and_generator_protect_the_same_tree(tmp_path: Path) -> None:
                          ("pkg", False), ("pkg.other", False), ("pkg.module2", False), ("pkg.mod_x", False),
                          ("pkg.modsub", False), ("other.pkg.mod", False)]:
         tree = _api.protected_tree("pkg.mod")
-        assert annotations.is_protected(name, frozenset({tree})) is inside, name
+        assert resolve.is_protected(name, frozenset({tree})) is inside, name
         assert (_codec._tree_of(name, (tree,)) == tree) is inside, name

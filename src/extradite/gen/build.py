@@ -263,6 +263,36 @@ class _ClassBuilder:
             return place
         return Place(place.scope, SubstitutedNames(place.names, {key: _SELF}))
 
+    def _first(self, fn: FunctionDecl | None, place: Place | None, first: str | None) -> str | None:
+        """`self`, or `self: dict[str, _VT]` where the stub annotates it: mypy then offers that
+        overload only to instances that match, and so does the proxy's."""
+        if first is None or fn is None or fn.receiver is None or place is None:
+            return first
+        node = fn.receiver
+        if fn.name == "__new__":  # `cls: type[array[int]]` becomes the `self` of the proxy's __init__
+            if not (isinstance(node, cst.Subscript) and code(node.value).rsplit(".", 1)[-1] == "type"):
+                return first
+            inner = node.slice[0].slice
+            if not isinstance(inner, cst.Index):
+                return first
+            node = inner.value
+        head = dotted(node.value if isinstance(node, cst.Subscript) else node)
+        target = place.names.lookup(head) if head else None
+        if not isinstance(target, Target) or target.kind != "ref":
+            return first
+        own = (target.module, target.path) in {(self.raw["module"], self.raw["qualname"]),
+                                               (self.raw["class_module"], self.raw["class_qualname"])}
+        found = None if own else self.resolver.find_class(target.module, target.path)
+        protocol = found is not None and any(code(b.value if isinstance(b, cst.Subscript) else b).rsplit(".", 1)[-1]
+                                             == "Protocol" for b in found[0].bases)
+        # Only the proxy class itself or a protocol: a proxy is no nominal subclass of anything else.
+        if not (own or protocol):
+            return first
+        text = self.emitter.text(self._written(node, self._for(fn, place)))
+        if not text or text == self.emitter.any() or "Self" in text:
+            return first
+        return f"{first}: {text}"
+
     # -- type parameters
 
     def type_params(self) -> list[str]:
@@ -372,7 +402,7 @@ class _ClassBuilder:
             params = self._params(fn, self._for(fn, scope), None)
             returns = self._dunder_return(name, self._returns(fn, self._for(fn, scope), None))
             params = self._dunder_params(name, params, declared=True)
-            overloads.append(self.writer.signature(params, returns, first, fn.ignore))
+            overloads.append(self.writer.signature(params, returns, self._first(fn, scope, first), fn.ignore))
             item = self.writer.batch_item(params)
             if item is not None:
                 batch_shapes.append((item[0], item[1], returns))
@@ -386,8 +416,8 @@ class _ClassBuilder:
         else:
             params = self._dunder_params(name, self._params(impl, self._for(impl, scope), rt), declared=impl is not None)
             returns = self._dunder_return(name, self._returns(impl, self._for(impl, scope), rt))
-            sig = self.writer.signature(params, returns, first, impl.ignore if impl is not None and scope is not None
-                                        and scope.is_stub else None)
+            sig = self.writer.signature(params, returns, self._first(impl, scope, first),
+                                        impl.ignore if impl is not None and scope is not None and scope.is_stub else None)
             item = self.writer.batch_item(params)
             if item is not None:
                 batch_shapes.append((item[0], item[1], returns))
@@ -427,8 +457,7 @@ class _ClassBuilder:
         fn = None
         scope = None
         for decl, decl_scope in self._class_chain():
-            if decl.name == "object":
-                continue
+            # `object` too: a class whose stubs declare no constructor takes no arguments for mypy.
             fns = decl.functions.get("__init__") or decl.functions.get("__new__")
             if not fns:
                 continue
@@ -439,13 +468,14 @@ class _ClassBuilder:
             fn, scope = impls[-1], decl_scope
             break
         params = self._params(fn, self._for(fn, scope), rt)
-        sig = self.writer.signature(params, "None", "self")
+        sig = self.writer.signature(params, "None", self._first(fn, scope, "self"))
         body = (f"self._xd_init({sig.args}, {sig.kwargs})",)
         return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=(),
                       signature=sig, body=body, batch=None)
 
     def _init_overloaded(self, overloads: list[FunctionDecl], scope: Place | None) -> Method:
-        sigs = tuple(self.writer.signature(self._params(f, self._for(f, scope), None), "None", "self", f.ignore) for f in overloads)
+        sigs = tuple(self.writer.signature(self._params(f, self._for(f, scope), None), "None",
+                                           self._first(f, scope, "self"), f.ignore) for f in overloads)
         any_t = self.emitter.any()
         ignore = "# type: ignore[misc]" if any(".Unpack[" in o.params_py for o in sigs) else None
         generic = self.writer.implementation("None", "self", ignore)
