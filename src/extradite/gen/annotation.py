@@ -22,7 +22,8 @@ import libcst as cst
 from .resolve import ANY, Resolver, Target, is_protected
 from .scope import ModuleScope, TypeVarDecl
 
-__all__ = ["Annotation", "Names", "ScopeNames", "RuntimeNames", "TypeVarRef", "from_source", "from_runtime"]
+__all__ = ["Annotation", "Names", "ScopeNames", "RuntimeNames", "SubstitutedNames", "Substitution", "TypeVarRef",
+           "from_source", "from_runtime"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class TypeVarRef:
 
 
 class Names(Protocol):
-    def lookup(self, parts: Sequence[str]) -> Target | TypeVarRef:
+    def lookup(self, parts: Sequence[str]) -> Target | TypeVarRef | Substitution:
         """What the dotted name `parts` stands for."""
 
 
@@ -45,6 +46,41 @@ class Annotation:
     names: Names
 
 
+@dataclass(frozen=True)
+class Substitution:
+    """A base class's type variable replaced by the argument the subclass gives it (None: Any)."""
+
+    annotation: Annotation | None
+
+
+class SubstitutedNames:
+    """Names of a base class's scope, with its type parameters bound to the subclass's arguments.
+
+    `class Counter(dict[_T, int])` makes `dict`'s `_KT` stand for Counter's `_T` and `_VT` for
+    `int` in every member Counter inherits from `dict`, as mypy reads them.
+    """
+
+    def __init__(self, inner: Names, mapping: dict[tuple[str, str], Annotation | None]) -> None:
+        self.inner = inner
+        self.mapping = mapping
+
+    def lookup(self, parts: Sequence[str]) -> Target | TypeVarRef | Substitution:
+        found = self.inner.lookup(parts)
+        key = typevar_key(found)
+        if key is not None and key in self.mapping:
+            return Substitution(self.mapping[key])
+        return found
+
+
+def typevar_key(found: Target | TypeVarRef | Substitution) -> tuple[str, str] | None:
+    """(module, name) of what a lookup found, the key type variables are bound by."""
+    if isinstance(found, TypeVarRef):
+        return (found.module, found.decl.name)
+    if isinstance(found, Target) and found.kind == "ref":
+        return (found.module, found.path)
+    return None
+
+
 class ScopeNames:
     """Names as written in a module scope (None: a scope that could not be read, every name is Any)."""
 
@@ -52,7 +88,7 @@ class ScopeNames:
         self.resolver = resolver
         self.scope = scope
 
-    def lookup(self, parts: Sequence[str]) -> Target | TypeVarRef:
+    def lookup(self, parts: Sequence[str]) -> Target | TypeVarRef | Substitution:
         return self.resolver.resolve(list(parts), self.scope)
 
 
@@ -63,7 +99,7 @@ class RuntimeNames:
         self.resolver = resolver
         self.refs = refs
 
-    def lookup(self, parts: Sequence[str]) -> Target | TypeVarRef:
+    def lookup(self, parts: Sequence[str]) -> Target | TypeVarRef | Substitution:
         entry = self.refs.get(".".join(parts))
         if not isinstance(entry, list) or len(entry) < 2:
             return ANY

@@ -24,11 +24,13 @@ from typing import Any
 
 import libcst as cst
 
-from .annotation import Annotation, from_runtime, from_source
-from .emit import Emitter, ProxyName, dotted
+from .annotation import (Annotation, Names, ScopeNames, Substitution, SubstitutedNames, TypeVarRef, from_runtime,
+                         from_source, typevar_key)
+from .emit import Emitter, ProxyName, dotted, names_in
 from .forwarding import MethodWriter, Param
+from .locate import stub_source
 from .model import ClassAttribute, Method, ModuleModel, Property, ProxyClass, Signature
-from .resolve import Resolver
+from .resolve import Resolver, Target
 from .scope import ClassDecl, FunctionDecl, ModuleScope, code
 
 __all__ = ["BuildOptions", "build_modules", "generated_module_name", "GenerationError"]
@@ -71,6 +73,77 @@ def _doc_literal(doc: str | None) -> str | None:
     return f'"""{text}"""' if "\n" not in text else f'"""{text}\n"""'
 
 
+@dataclass(frozen=True)
+class Place:
+    """Where a declaration was found: its scope, and the names its annotations are read with."""
+
+    scope: ModuleScope
+    names: Names
+
+    @property
+    def is_stub(self) -> bool:
+        return self.scope.is_stub
+
+
+# Bases that add no members a proxy forwards, or that mypy models itself.
+_SKIPPED_BASES = {("typing", "Generic"), ("typing", "Protocol"), ("typing_extensions", "Protocol"),
+                  ("typing", "NamedTuple"), ("typing", "TypedDict")}
+
+
+class _SelfNames:
+    """Names for the bare `Self` that stands for the proxy class."""
+
+    def lookup(self, parts: Sequence[str]) -> Target | TypeVarRef | Substitution:
+        return Target("ref", "typing", "Self")
+
+
+_SELF = Annotation(cst.Name("Self"), _SelfNames())
+
+
+def decl_params(decl: ClassDecl, names: Names, resolver: Resolver) -> list[tuple[str, str]]:
+    """The type parameters of a class declaration, as (module, name) keys, in mypy's order:
+    those of `Generic[...]`/`Protocol[...]` when a base names them, else every type variable
+    in the bases in order of appearance."""
+    found: list[tuple[str, str]] = []
+    generic: list[tuple[str, str]] | None = None
+    for base in decl.bases:
+        if not isinstance(base, cst.Subscript):
+            continue
+        keys: list[tuple[str, str]] = []
+        for item in names_in(base.slice):
+            key = typevar_key(names.lookup(item))
+            if key is not None and resolver.is_typevar(key) and key not in keys:
+                keys.append(key)
+        head = dotted(base.value)
+        target = names.lookup(head) if head else None
+        if isinstance(target, Target) and (target.module, target.path) in {
+                ("typing", "Generic"), ("typing", "Protocol"), ("typing_extensions", "Protocol")}:
+            generic = keys
+        found.extend(k for k in keys if k not in found)
+    return generic if generic is not None else found
+
+
+def _c3_merge(sequences: list[list[tuple[ClassDecl, Place]]]) -> list[tuple[ClassDecl, Place]]:
+    """C3 linearisation by declaration identity; an inconsistent hierarchy falls back to order of appearance."""
+    seqs = [list(s) for s in sequences if s]
+    out: list[tuple[ClassDecl, Place]] = []
+    while seqs:
+        for seq in seqs:
+            head = seq[0]
+            if not any(head[0] is other[0] for rest in seqs for other in rest[1:]):
+                break
+        else:
+            for seq in seqs:
+                for item in seq:
+                    if not any(item[0] is o[0] for o in out):
+                        out.append(item)
+            return out
+        out.append(head)
+        seqs = [[i for i in s if i[0] is not head[0]] for s in seqs]
+        seqs = [s for s in seqs if s]
+    return out
+
+
 class _ClassBuilder:
     def __init__(self, raw: JSON, *, emitter: Emitter, resolver: Resolver, proxy_name: str,
                  policies: Mapping[str, str], member_names: frozenset[str]) -> None:
@@ -85,74 +158,150 @@ class _ClassBuilder:
         self.decl: ClassDecl | None = found[0] if found is not None else None
         self.scope: ModuleScope | None = found[1] if found is not None else None
         self.class_typevars: list[str] = []
+        self._chain: list[tuple[ClassDecl, Place]] | None = None
         self.writer = MethodWriter(emitter, proxy_name)
         self.inferred: dict[str, str] = {}
 
     # -- annotations, from either origin
 
-    def _written(self, node: cst.BaseExpression | None, scope: ModuleScope | None) -> Annotation | None:
-        return from_source(node, scope, self.resolver)
+    def _written(self, node: cst.BaseExpression | None, place: Place | None) -> Annotation | None:
+        if node is None:
+            return None
+        if place is None:
+            return from_source(node, None, self.resolver)
+        return Annotation(node, place.names)
 
     def _runtime(self, data: object) -> Annotation | None:
         return from_runtime(data, self.resolver)
 
     # -- declarations
 
-    def _class_chain(self) -> list[tuple[ClassDecl, ModuleScope]]:
-        """The target's class declaration and its declared bases (breadth first)."""
-        out: list[tuple[ClassDecl, ModuleScope]] = []
-        queue: list[tuple[ClassDecl, ModuleScope]] = []
-        if self.decl is not None and self.scope is not None:
-            queue.append((self.decl, self.scope))
-        seen: set[int] = set()
-        while queue and len(out) < 12:
-            decl, scope = queue.pop(0)
-            if id(decl) in seen:
-                continue
-            seen.add(id(decl))
-            out.append((decl, scope))
-            for base in decl.bases:
-                node = base.value if isinstance(base, cst.Subscript) else base
-                parts = dotted(node)
-                if not parts:
-                    continue
-                target = self.resolver.resolve(parts, scope)
-                if target.kind == "ref":
-                    found = self.resolver.find_class(target.module, target.path)
-                    if found is not None:
-                        queue.append(found)
-        return out
+    def _class_chain(self) -> list[tuple[ClassDecl, Place]]:
+        """The target's class declaration and its bases in method resolution order, as declared
+        in the stubs (builtin bases included), each with its type parameters bound to what the
+        subclass gives them."""
+        if self._chain is None:
+            self._chain = []
+            if self.decl is not None and self.scope is not None:
+                self._chain = self._linearize(self.decl, Place(self.scope, ScopeNames(self.resolver, self.scope)), 0)
+        return self._chain
 
-    def member_decl(self, name: str, owner: Sequence[str] | None) -> tuple[list[FunctionDecl], ClassDecl | None, ModuleScope | None]:
-        candidates: list[tuple[ClassDecl, ModuleScope]] = []
+    def _linearize(self, decl: ClassDecl, place: Place, depth: int) -> list[tuple[ClassDecl, Place]]:
+        if depth > 16:
+            return [(decl, place)]
+        sequences: list[list[tuple[ClassDecl, Place]]] = []
+        for base in decl.bases:
+            found = self._base(base, place)
+            if found is not None:
+                sequences.append(self._linearize(found[0], found[1], depth + 1))
+        sequences.append([s[0] for s in sequences] if sequences else [])
+        return [(decl, place), *_c3_merge(sequences)]
+
+    def _base(self, base: cst.BaseExpression, place: Place) -> tuple[ClassDecl, Place] | None:
+        """A base class expression's declaration, its type parameters bound to the arguments."""
+        node = base.value if isinstance(base, cst.Subscript) else base
+        parts = dotted(node)
+        if not parts:
+            return None
+        target = place.names.lookup(parts)
+        if not isinstance(target, Target) or target.kind == "any":
+            return None
+        if (target.module, target.path) in _SKIPPED_BASES:
+            return None
+        found = self.resolver.find_class(target.module, target.path)
+        if found is None:
+            return None
+        decl, scope = found
+        names = ScopeNames(self.resolver, scope)
+        params = decl_params(decl, names, self.resolver)
+        if not params:
+            return decl, Place(scope, names)
+        args: list[Annotation | None] = []
+        if isinstance(base, cst.Subscript):
+            for element in base.slice:
+                value = element.slice.value if isinstance(element.slice, cst.Index) else None
+                args.append(Annotation(value, place.names) if value is not None else None)
+        mapping = {key: (args[i] if i < len(args) else None) for i, key in enumerate(params)}
+        return decl, Place(scope, SubstitutedNames(names, mapping))
+
+    def _unbound(self, decl: ClassDecl, scope: ModuleScope) -> Place:
+        """A class outside the declared chain: its type parameters mean nothing here, so Any."""
+        names = ScopeNames(self.resolver, scope)
+        params = decl_params(decl, names, self.resolver)
+        return Place(scope, SubstitutedNames(names, {key: None for key in params}) if params else names)
+
+    def member_decl(self, name: str, owner: Sequence[str] | None) -> tuple[list[FunctionDecl], ClassDecl | None, Place | None]:
+        """The member as the stubs of the class being generated declare it (what mypy reads),
+        else as the runtime class that defines it declares it."""
+        candidates = list(self._class_chain())
         if owner is not None:
             found = self.resolver.find_class(owner[0], owner[1])
             if found is not None:
-                candidates.append(found)
-        candidates.extend(self._class_chain())
-        for decl, scope in candidates:
+                candidates.append((found[0], self._unbound(*found)))
+        for decl, place in candidates:
             if name in decl.functions or name in decl.attributes:
-                return decl.functions.get(name, []), decl, scope
+                return decl.functions.get(name, []), decl, place
         return [], None, None
+
+    def _for(self, fn: FunctionDecl | None, place: Place | None) -> Place | None:
+        """`place` with a type variable that annotates `self` (`def clone(self: _T) -> _T`) or
+        `cls` (`cls: type[_T]`) bound to the proxy class, as mypy binds it to the instance's class."""
+        if fn is None or place is None or fn.receiver is None:
+            return place
+        node = fn.receiver
+        if isinstance(node, cst.Subscript) and code(node.value).rsplit(".", 1)[-1] == "type" and node.slice:
+            inner = node.slice[0].slice
+            node = inner.value if isinstance(inner, cst.Index) else node
+        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+            try:
+                node = cst.parse_expression(str(node.evaluated_value))
+            except (cst.ParserSyntaxError, TypeError):
+                return place
+        parts = dotted(node)
+        key = typevar_key(place.names.lookup(parts)) if parts else None
+        if key is None or not self.resolver.is_typevar(key):
+            return place
+        return Place(place.scope, SubstitutedNames(place.names, {key: _SELF}))
+
+    def _first(self, fn: FunctionDecl | None, place: Place | None, first: str | None) -> str | None:
+        """`self`, or `self: dict[str, _VT]` where the stub annotates it: mypy then offers that
+        overload only to instances that match, and so does the proxy's."""
+        if first is None or fn is None or fn.receiver is None or place is None:
+            return first
+        node = fn.receiver
+        if fn.name == "__new__":  # `cls: type[array[int]]` becomes the `self` of the proxy's __init__
+            if not (isinstance(node, cst.Subscript) and code(node.value).rsplit(".", 1)[-1] == "type"):
+                return first
+            inner = node.slice[0].slice
+            if not isinstance(inner, cst.Index):
+                return first
+            node = inner.value
+        head = dotted(node.value if isinstance(node, cst.Subscript) else node)
+        target = place.names.lookup(head) if head else None
+        if not isinstance(target, Target) or target.kind != "ref":
+            return first
+        own = (target.module, target.path) in {(self.raw["module"], self.raw["qualname"]),
+                                               (self.raw["class_module"], self.raw["class_qualname"])}
+        found = None if own else self.resolver.find_class(target.module, target.path)
+        protocol = found is not None and any(code(b.value if isinstance(b, cst.Subscript) else b).rsplit(".", 1)[-1]
+                                             == "Protocol" for b in found[0].bases)
+        # Only the proxy class itself or a protocol: a proxy is no nominal subclass of anything else.
+        if not (own or protocol):
+            return first
+        text = self.emitter.text(self._written(node, self._for(fn, place)))
+        if not text or text == self.emitter.any() or "Self" in text:
+            return first
+        return f"{first}: {text}"
 
     # -- type parameters
 
     def type_params(self) -> list[str]:
         names: list[str] = []
         if self.decl is not None and self.scope is not None:
-            generic: list[str] | None = None
-            for base in self.decl.bases:
-                text = self.emitter.text(self._written(base, self.scope)) or ""
-                found = [n for n in _NAME_RE.findall(text) if n in self.emitter.typevar_texts]
-                ordered = list(dict.fromkeys(found))
-                head = text.split("[", 1)[0]
-                if head.endswith((".Generic", ".Protocol")):
-                    generic = ordered
-                for n in ordered:
-                    if n not in names:
-                        names.append(n)
-            if generic is not None:
-                names = generic
+            for module, name in decl_params(self.decl, ScopeNames(self.resolver, self.scope), self.resolver):
+                text = self.emitter.typevar(module, name)
+                if text != self.emitter.any() and text not in names:
+                    names.append(text)
         else:
             for param in self.raw.get("type_params", []):
                 refs = param["refs"]
@@ -169,7 +318,7 @@ class _ClassBuilder:
 
     # -- signatures
 
-    def _params(self, fn: FunctionDecl | None, scope: ModuleScope | None, rt: JSON | None) -> list[Param]:
+    def _params(self, fn: FunctionDecl | None, scope: Place | None, rt: JSON | None) -> list[Param]:
         any_t = self.emitter.any()
         rt_params: list[JSON] = list(rt["params"]) if rt else []
         rt_by_name = {p["name"]: p for p in rt_params}
@@ -219,16 +368,16 @@ class _ClassBuilder:
             return Param(p["name"], p["kind"], text, default["literal"], default["literal"])
         return Param(p["name"], p["kind"], text, "...", "_xd_MISSING")
 
-    def _return_annotation(self, fn: FunctionDecl | None, scope: ModuleScope | None,
+    def _return_annotation(self, fn: FunctionDecl | None, scope: Place | None,
                            rt: JSON | None) -> Annotation | None:
         if fn is not None and fn.returns is not None:
             return self._written(fn.returns, scope)
         return self._runtime(rt.get("return")) if rt is not None else None
 
-    def _returns(self, fn: FunctionDecl | None, scope: ModuleScope | None, rt: JSON | None) -> str:
+    def _returns(self, fn: FunctionDecl | None, scope: Place | None, rt: JSON | None) -> str:
         return self.emitter.text(self._return_annotation(fn, scope, rt)) or self.emitter.any()
 
-    def _returns_protected(self, fn: FunctionDecl | None, scope: ModuleScope | None, rt: JSON | None) -> bool:
+    def _returns_protected(self, fn: FunctionDecl | None, scope: Place | None, rt: JSON | None) -> bool:
         return self.emitter.returns_protected(self._return_annotation(fn, scope, rt))
 
     # -- members
@@ -250,26 +399,29 @@ class _ClassBuilder:
         batch_shapes: list[tuple[str, str, str]] = []
         protected = False
         for fn in overload_fns:
-            params = self._params(fn, scope, None)
-            returns = self._dunder_return(name, self._returns(fn, scope, None))
-            params = self._dunder_params(name, params)
-            overloads.append(self.writer.signature(params, returns, first))
+            params = self._params(fn, self._for(fn, scope), None)
+            returns = self._dunder_return(name, self._returns(fn, self._for(fn, scope), None))
+            params = self._dunder_params(name, params, declared=True)
+            overloads.append(self.writer.signature(params, returns, self._first(fn, scope, first), fn.ignore))
             item = self.writer.batch_item(params)
             if item is not None:
                 batch_shapes.append((item[0], item[1], returns))
-            protected = protected or self._returns_protected(fn, scope, None)
+            protected = protected or self._returns_protected(fn, self._for(fn, scope), None)
         if overloads:
             any_t = self.emitter.any()
-            generic = [Param("args", "VAR_POSITIONAL", any_t, None, None), Param("kwargs", "VAR_KEYWORD", any_t, None, None)]
-            sig = self.writer.signature(generic, any_t, first)
+            ignore = overload_fns[0].ignore
+            if any(".Unpack[" in o.params_py for o in overloads):
+                ignore = "# type: ignore[misc]"  # mypy rejects `*args: Any` behind an unpacked TypeVarTuple
+            sig = self.writer.implementation(any_t, first, ignore)
         else:
-            params = self._dunder_params(name, self._params(impl, scope, rt))
-            returns = self._dunder_return(name, self._returns(impl, scope, rt))
-            sig = self.writer.signature(params, returns, first)
+            params = self._dunder_params(name, self._params(impl, self._for(impl, scope), rt), declared=impl is not None)
+            returns = self._dunder_return(name, self._returns(impl, self._for(impl, scope), rt))
+            sig = self.writer.signature(params, returns, self._first(impl, scope, first),
+                                        impl.ignore if impl is not None and scope is not None and scope.is_stub else None)
             item = self.writer.batch_item(params)
             if item is not None:
                 batch_shapes.append((item[0], item[1], returns))
-            protected = self._returns_protected(impl, scope, rt)
+            protected = self._returns_protected(impl, self._for(impl, scope), rt)
         if protected:
             self.inferred[name] = "reference"
         doc = member.get("doc") or (impl.doc if impl is not None else None) or (overload_fns[0].doc if overload_fns else None)
@@ -284,8 +436,10 @@ class _ClassBuilder:
         return Method(name=name, decorator=decorator, is_async=is_async, doc=_doc_literal(doc),
                       overloads=tuple(overloads), signature=sig, body=body, batch=batch)
 
-    def _dunder_params(self, name: str, params: list[Param]) -> list[Param]:
-        if name in _OBJECT_DUNDERS:
+    def _dunder_params(self, name: str, params: list[Param], *, declared: bool) -> list[Param]:
+        if name in _OBJECT_DUNDERS and (not declared or any(p.annotation not in (self.emitter.any(), "object")
+                                                            for p in params[:1]) or len(params) != 1):
+            # A narrower `other` than object's would be an incompatible override in the proxy.
             return [Param("other", "POSITIONAL_ONLY", self.emitter.builtin("object"), None, None)]
         return params
 
@@ -303,8 +457,7 @@ class _ClassBuilder:
         fn = None
         scope = None
         for decl, decl_scope in self._class_chain():
-            if decl.name == "object":
-                continue
+            # `object` too: a class whose stubs declare no constructor takes no arguments for mypy.
             fns = decl.functions.get("__init__") or decl.functions.get("__new__")
             if not fns:
                 continue
@@ -314,19 +467,20 @@ class _ClassBuilder:
                 return self._init_overloaded(overloads, decl_scope)
             fn, scope = impls[-1], decl_scope
             break
-        params = self._params(fn, scope, rt)
-        sig = self.writer.signature(params, "None", "self")
+        params = self._params(fn, self._for(fn, scope), rt)
+        sig = self.writer.signature(params, "None", self._first(fn, scope, "self"))
         body = (f"self._xd_init({sig.args}, {sig.kwargs})",)
         return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=(),
                       signature=sig, body=body, batch=None)
 
-    def _init_overloaded(self, overloads: list[FunctionDecl], scope: ModuleScope | None) -> Method:
-        sigs = tuple(self.writer.signature(self._params(f, scope, None), "None", "self") for f in overloads)
+    def _init_overloaded(self, overloads: list[FunctionDecl], scope: Place | None) -> Method:
+        sigs = tuple(self.writer.signature(self._params(f, self._for(f, scope), None), "None",
+                                           self._first(f, scope, "self"), f.ignore) for f in overloads)
         any_t = self.emitter.any()
-        generic = self.writer.signature([Param("args", "VAR_POSITIONAL", any_t, None, None),
-                                  Param("kwargs", "VAR_KEYWORD", any_t, None, None)], "None", "self")
+        ignore = "# type: ignore[misc]" if any(".Unpack[" in o.params_py for o in sigs) else None
+        generic = self.writer.implementation("None", "self", ignore)
         return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=sigs,
-                      signature=generic, body=("self._xd_init(args, kwargs)",), batch=None)
+                      signature=generic, body=("args[0]._xd_init(args[1:], kwargs)",), batch=None)
 
     def prop(self, member: JSON) -> Property:
         name = member["name"]
@@ -336,7 +490,7 @@ class _ClassBuilder:
         if getter is None and fns:
             getter = fns[0]
         if getter is not None and getter.returns is not None:
-            annotation = self._written(getter.returns, scope)
+            annotation = self._written(getter.returns, self._for(getter, scope))
         elif decl is not None and name in decl.attributes:
             annotation = self._written(_strip_wrappers(decl.attributes[name]), scope)
         elif member.get("value_type") is not None:
@@ -345,7 +499,11 @@ class _ClassBuilder:
             self.inferred[name] = "reference"
         text = self.emitter.text(annotation) or self.emitter.any()
         doc = member.get("doc") or (getter.doc if getter is not None else None)
-        return Property(name=name, type=text, doc=_doc_literal(doc), settable=member["kind"] == "property_rw",
+        settable = member["kind"] == "property_rw"
+        if settable and scope is not None and scope.is_stub and getter is not None and fns:
+            # The stub says whether mypy lets one assign it (a read-only `buffer` of a covariant class).
+            settable = any(d.endswith(".setter") for f in fns for d in f.decorators)
+        return Property(name=name, type=text, doc=_doc_literal(doc), settable=settable,
                         deletable=bool(member.get("deletable")),
                         getter=self.writer.returning(text, f'self._xd_get("{name}")'))
 
@@ -410,7 +568,8 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
         for m in raw["members"]:
             reserved.add(m["name"])
             reserved.add(m["name"] + "_batch")
-    emitter = Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies)
+    members = frozenset(m["name"] + suffix for raw in raws for m in raw["members"] for suffix in ("", "_batch"))
+    emitter = Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies, members=members)
     typing_name = emitter.import_ref("typing", "")
     classes = []
     uses_attr = False
@@ -470,6 +629,9 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
         classes=tuple(classes),
         typing_module=typing_name,
         uses_class_attribute=uses_attr,
+        stubs=stub_source(),
+        unresolved=tuple(sorted(emitter.unresolved)),
+        class_aliases=tuple(f"{alias} = {target}" for alias, target in sorted(emitter.class_aliases.items())),
     )
 
 

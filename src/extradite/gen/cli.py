@@ -22,7 +22,8 @@ from typing import Any
 from .. import _targets
 from .build import BuildOptions, GenerationError, build_modules
 from .render import render_module
-from .write import OutputError, stale_diff, write_files
+from .locate import StubsMissing, find_typeshed
+from .write import OutputError, stale_diff, stub_change, write_files
 
 __all__ = ["main", "generate", "GenerateOptions", "EXIT_CODES"]
 
@@ -36,11 +37,14 @@ EXIT_INTROSPECTION = 5
 EXIT_CODES = {
     EXIT_OK: "success; with --check: the output is fresh",
     EXIT_STALE: "--check only: the output is stale (a unified diff is printed)",
-    EXIT_USAGE: "bad command line or [tool.extradite-gen] configuration (target string, --policy, --python)",
+    EXIT_USAGE: "bad command line or [tool.extradite-gen] configuration (target string, --policy, --python), or the stubs are not installed",
     EXIT_TARGET: "a target cannot be introspected (missing module, syntax error, import raised, not a class)",
     EXIT_OUTPUT: "the output directory cannot be created or written",
     EXIT_INTROSPECTION: "the introspection child failed (crashed or printed no result)",
 }
+
+CLOSURE_ROUNDS = 3  # how far the closure follows references from the requested classes
+CLOSURE_LIMIT = 200  # at most this many classes are added by the closure
 
 _POLICY_RE = re.compile(r"^(?P<cls>[A-Za-z_]\w*)\.(?P<member>[A-Za-z_]\w*)=(?P<policy>\w+)$")
 _TARGET_ERROR_LABELS = {
@@ -62,6 +66,7 @@ class GenerateOptions:
     targets: tuple[str, ...]
     policies: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     python: str | None = None
+    closure: bool = True  # also generate the protected classes the targets' signatures reference
 
 
 def parse_target(text: str) -> str:
@@ -143,6 +148,10 @@ def generate(options: GenerateOptions) -> dict[str, str]:
     targets = tuple(parse_target(t) for t in options.targets)
     if not targets:
         raise UsageError("no targets: name at least one 'package.module:Class' (or set targets in [tool.extradite-gen])")
+    try:
+        find_typeshed()
+    except StubsMissing as exc:
+        raise UsageError(str(exc)) from None
     document = introspect(targets, options.python)
     errors = [r for r in document["results"] if "error" in r]
     if errors:
@@ -151,8 +160,23 @@ def generate(options: GenerateOptions) -> dict[str, str]:
             label = _TARGET_ERROR_LABELS.get(r["error"]["kind"], r["error"]["kind"])
             lines.append(f"{r['target']}: {label}: {r['error']['message']}")
         raise GenerationError("target", "\n".join(lines))
-    models = build_modules(document["results"], python=document["python"], platform=document["platform"],
-                           options=BuildOptions(policies=options.policies))
+    results = list(document["results"])
+    build_options = BuildOptions(policies=options.policies)
+    models = build_modules(results, python=document["python"], platform=document["platform"], options=build_options)
+    # The closure: protected classes the targets' signatures name get proxies too (else they are Any).
+    known = set(targets)
+    for _ in range(CLOSURE_ROUNDS if options.closure else 0):
+        wanted = sorted({t for m in models for t in m.unresolved} - known)[:max(0, CLOSURE_LIMIT - len(known) + len(targets))]
+        if not wanted:
+            break
+        known.update(wanted)
+        # A class only the stubs declare cannot be introspected: it stays Any, as before.
+        found = [r for r in introspect(wanted, options.python)["results"] if "error" not in r]
+        if not found:
+            break
+        results.extend(found)
+        models = build_modules(results, python=document["python"], platform=document["platform"],
+                               options=build_options)
     files: dict[str, str] = {}
     for model in models:
         files.update(render_module(model))
@@ -214,6 +238,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="default transport policy of one method's results (repeatable)")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 and print a unified diff when DIR is stale")
+    parser.add_argument("--no-closure", dest="closure", action="store_false",
+                        help="generate only the named classes; protected classes their signatures reference are Any")
     parser.add_argument("--python", metavar="PATH", help="introspect with this interpreter (it must import extradite)")
     parser.add_argument("--config", metavar="PYPROJECT", default="pyproject.toml",
                         help="pyproject.toml to read [tool.extradite-gen] from when no targets are given")
@@ -241,13 +267,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise UsageError(f"no targets given and none in [tool.extradite-gen] of {config_path}")
         if output is None:
             raise UsageError("no output directory: pass -o DIR (or set output in [tool.extradite-gen])")
-        options = GenerateOptions(targets=tuple(targets), policies=parse_policies(policies), python=python)
+        options = GenerateOptions(targets=tuple(targets), policies=parse_policies(policies), python=python,
+                                  closure=args.closure)
         files = generate(options)
         directory = Path(output)
         if args.check:
             diff = stale_diff(directory, files)
             if diff:
                 sys.stdout.write(diff)
+                note = stub_change(directory, files)
+                if note:
+                    print(f"extradite-gen: note: {note}", file=sys.stderr)
                 print(f"extradite-gen: {directory} is stale; regenerate with: extradite-gen "
                       f"{' '.join(targets)} -o {output}", file=sys.stderr)
                 return EXIT_STALE

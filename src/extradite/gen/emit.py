@@ -11,15 +11,16 @@ there is its proxy or Any, a type variable gets a local definition.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libcst as cst
 
-from .annotation import Annotation, Names, ScopeNames, TypeVarRef
+from .annotation import Annotation, Names, ScopeNames, SubstitutedNames, Substitution, TypeVarRef, typevar_key
 from .resolve import ANNOTATED_FORMS, LITERAL_FORMS, SELF_FORMS, WRAPPER_FORMS, Resolver, Target, is_protected
 from .scope import TypeVarDecl, code
 
-__all__ = ["Emitter", "ProxyName", "dotted"]
+__all__ = ["Emitter", "ProxyName", "dotted", "names_in"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,11 @@ class Emitter:
     """Writes annotation text for one generated module and collects what it needs."""
 
     def __init__(self, resolver: Resolver, *, module: str, reserved: frozenset[str],
-                 proxies: dict[tuple[str, str], ProxyName]) -> None:
+                 proxies: dict[tuple[str, str], ProxyName], members: frozenset[str] = frozenset()) -> None:
         self.resolver = resolver
+        self.members = members  # member names of the module's proxy classes
+        self.unresolved: set[str] = set()  # classes of the protected tree written as Any (no proxy)
+        self.class_aliases: dict[str, str] = {}  # `_xd_cls_date` -> `date`, for names a member shadows
         self.module = module
         self.reserved = reserved
         self.proxies = proxies
@@ -42,9 +46,7 @@ class Emitter:
         self.typevar_defs: dict[str, str] = {}  # local name -> definition source (`T = TypeVar(...)`)
         self._alias_stack: list[tuple[str, str]] = []
         self.typevar_texts: set[str] = set()  # every spelling of a type variable written so far
-        # Type variables imported from elsewhere (a stub base's `_KT`) are only kept when they are the
-        # proxy class's own parameters; we cannot substitute a base's arguments, and Any is never wrong.
-        self.class_params: frozenset[str] | None = None
+        self.class_params: frozenset[str] | None = None  # the current proxy class's own type parameters
 
     # -- public entry points
 
@@ -60,6 +62,13 @@ class Emitter:
 
     def any(self) -> str:
         return self.import_ref("typing", "Any")
+
+    def typevar(self, module: str, name: str) -> str:
+        """The local name of the type variable `name` of `module` (Any when it is not one)."""
+        for scope in self.resolver.scopes_for(module):
+            if name in scope.typevars:
+                return self._typevar(module, scope.typevars[name], ScopeNames(self.resolver, scope))
+        return self.any()
 
     def builtin(self, name: str) -> str:
         """A builtin's name, qualified where a generated name shadows it."""
@@ -95,7 +104,11 @@ class Emitter:
             parsed = _parse_string(node)
             return self._target_of(parsed, names) if parsed is not None else None
         parts = dotted(node)
-        return names.lookup(parts) if parts else None
+        found = names.lookup(parts) if parts else None
+        if isinstance(found, Substitution):
+            sub = found.annotation
+            return self._target_of(sub.node, sub.names) if sub is not None else None
+        return found
 
     def _node(self, node: cst.BaseExpression, names: Names) -> cst.BaseExpression:
         if isinstance(node, (cst.Name, cst.Attribute)):
@@ -108,6 +121,11 @@ class Emitter:
         if isinstance(node, cst.Subscript):
             head = dotted(node.value)
             found = names.lookup(head) if head else None
+            if isinstance(found, Substitution):
+                return cst.parse_expression(self.any())
+            generic_alias = self._generic_alias(found, node, names)
+            if generic_alias is not None:
+                return generic_alias
             key = (found.module, found.path) if isinstance(found, Target) else None
             if key in ANNOTATED_FORMS:
                 first = node.slice[0].slice
@@ -128,6 +146,36 @@ class Emitter:
             return node.with_changes(elements=[e.with_changes(value=self._node(e.value, names)) for e in node.elements])
         return node
 
+    def _generic_alias(self, found: object, node: cst.Subscript, names: Names) -> cst.BaseExpression | None:
+        """`_Predicate[int]` where the protected tree's `_Predicate = Callable[[_T], object]`:
+        the alias is inlined with its type variables bound to the arguments (`Callable[[int], object]`)."""
+        if not isinstance(found, Target) or found.kind != "ref" or not is_protected(found.module, self.resolver.roots):
+            return None
+        key = (found.module, found.path)
+        if key in self.proxies or key in self._alias_stack or len(self._alias_stack) >= 8:
+            return None
+        for scope in self.resolver.scopes_for(found.module):
+            alias = scope.aliases.get(found.path)
+            if alias is None:
+                if found.path in scope.classes:
+                    return None
+                continue
+            alias_names = ScopeNames(self.resolver, scope)
+            params: list[tuple[str, str]] = []
+            for parts in names_in(alias):
+                param = typevar_key(alias_names.lookup(parts))
+                if param is not None and param not in params and self.resolver.is_typevar(param):
+                    params.append(param)
+            args = [Annotation(e.slice.value, names) for e in node.slice if isinstance(e.slice, cst.Index)]
+            mapping: dict[tuple[str, str], Annotation | None] = {
+                param: (args[i] if i < len(args) else None) for i, param in enumerate(params)}
+            self._alias_stack.append(key)
+            try:
+                return self._node(alias, SubstitutedNames(alias_names, mapping))
+            finally:
+                self._alias_stack.pop()
+        return None
+
     def _element(self, element: cst.SubscriptElement, names: Names) -> cst.SubscriptElement:
         if isinstance(element.slice, cst.Index):
             return element.with_changes(slice=element.slice.with_changes(value=self._node(element.slice.value, names)))
@@ -135,6 +183,9 @@ class Emitter:
 
     def _name(self, parts: list[str], names: Names) -> str:
         found = names.lookup(parts)
+        if isinstance(found, Substitution):
+            sub = found.annotation
+            return code(self._node(sub.node, sub.names)) if sub is not None else self.any()
         if isinstance(found, TypeVarRef):
             return self._typevar(found.module, found.decl, found.names)
         return self._render_target(found)
@@ -144,6 +195,10 @@ class Emitter:
             return self.any()
         if target.kind == "builtin" or (target.module == "builtins" and target.path):
             head = target.path.split(".")[0]
+            if head.startswith("_") and "." not in target.path:  # a type variable of the builtins stub
+                local = self.typevar("builtins", target.path)
+                if local != self.any():
+                    return local
             if head in self.reserved:
                 return self.import_ref("builtins", target.path)
             return target.path
@@ -154,21 +209,22 @@ class Emitter:
             return self._protected(module, path)
         if not path:
             return self.any()  # a module used as a type
-        if "." not in path and path.startswith("_"):
-            # Stub-private names are often type variables (`_queue._T`): the .py cannot import them
-            # at run time, so they get a local definition like the protected tree's own.
+        if "." not in path:
+            # A type variable (`_queue._T`, `_typeshed.SupportsRichComparisonT`) gets a local
+            # definition like the protected tree's own: the proxy class can be generic in it.
             for scope in self.resolver.scopes_for(module):
                 if path in scope.typevars:
-                    local = self._typevar(module, scope.typevars[path], ScopeNames(self.resolver, scope))
-                    if self.class_params is not None and local not in self.class_params:
-                        return self.any()
-                    return local
+                    return self._typevar(module, scope.typevars[path], ScopeNames(self.resolver, scope))
         return self.import_ref(module, path)
 
     def _protected(self, module: str, path: str) -> str:
         proxy = self.proxies.get((module, path))
         if proxy is not None:
             if proxy.module == self.module:
+                if proxy.name in self.members:
+                    # Inside a class body a method of that name would shadow the class.
+                    self.class_aliases[f"_xd_cls_{proxy.name}"] = proxy.name
+                    return f"_xd_cls_{proxy.name}"
                 return proxy.name
             return self.import_ref(proxy.module, proxy.name)
         for scope in self.resolver.scopes_for(module):
@@ -182,6 +238,7 @@ class Emitter:
                     self._alias_stack.pop()
                 return f"({inlined})" if " | " in inlined else inlined
             if path.split(".")[0] in scope.classes:
+                self.unresolved.add(f"{module}:{path}")
                 break
         return self.any()
 
@@ -206,7 +263,9 @@ class Emitter:
         local = self._local_name(module, decl.name)
         args = [repr(local)]
         args.extend(repr(self.text(Annotation(c, names))) for c in decl.constraints)
-        if decl.bound is not None:
+        if decl.bound is not None and not self._protected_top(decl.bound, names):
+            # A bound in the protected tree is dropped: proxies do not inherit from one another,
+            # so a proxy of a subclass would not satisfy the proxy of the bound.
             args.append(f"bound={self.text(Annotation(decl.bound, names))!r}")
         if decl.variance == "co":
             args.append("covariant=True")
@@ -226,6 +285,26 @@ def dotted(node: cst.BaseExpression) -> list[str] | None:
         base = dotted(node.value)
         return [*base, node.attr.value] if base is not None else None
     return None
+
+
+def names_in(node: cst.CSTNode | Sequence[cst.CSTNode]) -> list[list[str]]:
+    """Every (dotted) name written in `node`, outermost first."""
+    out: list[list[str]] = []
+
+    class _Collect(cst.CSTVisitor):
+        def visit_Name(self, name: cst.Name) -> bool:
+            out.append([name.value])
+            return False
+
+        def visit_Attribute(self, attribute: cst.Attribute) -> bool:
+            parts = dotted(attribute)
+            if parts:
+                out.append(parts)
+            return False
+
+    for item in node if isinstance(node, Sequence) else [node]:
+        item.visit(_Collect())
+    return out
 
 
 def _parse_string(node: cst.SimpleString | cst.ConcatenatedString) -> cst.BaseExpression | None:

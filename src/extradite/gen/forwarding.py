@@ -42,6 +42,18 @@ class MethodWriter:
         self.proxy_name = proxy_name
         self.class_typevars: list[str] = []  # the proxy class's own type parameters, once known
 
+    def implementation(self, returns: str, first: str | None, ignore: str | None = None) -> Signature:
+        """The one implementation behind overloads: it takes everything, `self` included.
+
+        `self` stays inside `*args` so that no overload's **kwargs (`dict.update(self, m, /,
+        **kwargs)`) nor a keyword-capable `self` makes mypy reject the implementation.
+        """
+        any_t = self.emitter.any()
+        params = f"*args: {any_t}, **kwargs: {any_t}"
+        return Signature(params_py=params, params_pyi=params, returns=returns,
+                         args="args[1:]" if first else "args", kwargs="kwargs",
+                         comment=f"  {ignore}" if ignore else "")
+
     def signature(self, params: list[Param], returns: str, first: str | None, ignore: str | None = None) -> Signature:
         """Both parameter lists (after `first`, e.g. "self") and what the body forwards."""
         params = [self._optional_fix(p) for p in params]
@@ -153,6 +165,8 @@ class MethodWriter:
         else:
             call = f"self._xd_call({name!r}, {sig.args}, {sig.kwargs})"
         call = call.replace("'", '"')
+        if sig.args == "args[1:]":  # an implementation behind overloads: the receiver is args[0]
+            call = call.replace("self._xd_", "args[0]._xd_").replace("cls._xd_", "args[0]._xd_")
         if kind == "staticmethod":
             call = call.replace("cls._xd_class_call", f"{self.proxy_name}._xd_class_call")
         if sig.returns == "None":

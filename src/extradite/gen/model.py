@@ -91,3 +91,6 @@ class ModuleModel:
     classes: tuple[ProxyClass, ...]
     typing_module: str  # how `typing` is spelled in this module
     uses_class_attribute: bool
+    class_aliases: tuple[str, ...] = ()  # `_xd_cls_date = date` lines after the classes
+    stubs: str = ""
+    unresolved: tuple[str, ...] = ()  # `module:Class` of the protected tree the annotations had to write as Any  # the stub source and version the annotations came from (locate.stub_source)

@@ -79,6 +79,10 @@ class Resolver:
                 scopes.append(scope)
         return scopes
 
+    def is_typevar(self, key: tuple[str, str]) -> bool:
+        """Whether (module, name) is a type variable some scope of `module` defines."""
+        return any(key[1] in scope.typevars for scope in self.scopes_for(key[0]))
+
     def find_class(self, module: str, qualname: str, depth: int = 0) -> tuple[ClassDecl, ModuleScope] | None:
         if depth > 8:
             return None

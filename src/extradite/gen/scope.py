@@ -56,6 +56,7 @@ class FunctionDecl:
     is_async: bool
     doc: str | None
     ignore: str | None = None  # a `# type: ignore[...]` comment the stub carries on this def
+    receiver: cst.BaseExpression | None = None  # the annotation of the dropped `self`/`cls`, if any
 
 
 @dataclass
@@ -223,6 +224,11 @@ def _params(fn: cst.FunctionDef, drop_first: bool) -> tuple[ParamDecl, ...]:
     return tuple(fixed)
 
 
+def _receiver(fn: cst.FunctionDef) -> cst.BaseExpression | None:
+    first = (fn.params.posonly_params or fn.params.params or (None,))[0]
+    return _ann(first) if first is not None else None
+
+
 def _ann(param: cst.Param) -> cst.BaseExpression | None:
     return param.annotation.annotation if param.annotation is not None else None
 
@@ -343,7 +349,14 @@ class _ScopeBuilder:
                     is_async=stmt.asynchronous is not None,
                     doc=_docstring(stmt.body),
                     ignore=_ignore_comment(stmt),
+                    receiver=None if is_static else _receiver(stmt),
                 ))
+            elif isinstance(stmt, cst.Assign) and isinstance(stmt.value, cst.Name) \
+                    and stmt.value.value in decl.functions:
+                # `fatal = critical`, `__radd__ = __add__ = _fail`: the same function under more names.
+                for target in stmt.targets:
+                    if isinstance(target.target, cst.Name):
+                        decl.functions[target.target.value] = decl.functions[stmt.value.value]
             elif isinstance(stmt, cst.AnnAssign) and isinstance(stmt.target, cst.Name):
                 decl.attributes[stmt.target.value] = stmt.annotation.annotation
             elif isinstance(stmt, cst.ClassDef):

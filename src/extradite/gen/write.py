@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["OutputError", "write_files", "stale_diff"]
+__all__ = ["OutputError", "write_files", "stale_diff", "stub_change"]
 
 
 class OutputError(Exception):
@@ -60,3 +61,25 @@ def stale_diff(directory: Path, files: Mapping[str, str]) -> str:
                 old.splitlines(keepends=True), files[name].splitlines(keepends=True),
                 fromfile=str(path) if old else "/dev/null", tofile=str(path)))
     return "".join(chunks)
+
+
+_STUBS_RE = re.compile(r"^# stubs: (.*)$", re.MULTILINE)
+
+
+def stub_change(directory: Path, files: Mapping[str, str]) -> str | None:
+    """A note when the files on disk were made from other stubs than the new ones, else None.
+
+    A stale diff then may come from the stub version, not from a changed target.
+    """
+    for name in sorted(files):
+        try:
+            old = (directory / name).read_text(encoding="utf-8")
+        except OSError:
+            continue
+        before, after = _STUBS_RE.search(old), _STUBS_RE.search(files[name])
+        was = before.group(1) if before else "stubs not recorded"
+        now = after.group(1) if after else "stubs not recorded"
+        if was != now:
+            return (f"{directory / name} was generated from {was}, this environment has {now}: the difference "
+                    "may come from the stub version rather than a changed target")
+    return None
