@@ -39,9 +39,17 @@ def main(fd: int, confine: tuple[Any, ...] | None = None) -> None:
         from ._sandbox import confine as apply_confinement
 
         apply_confinement(confine)
-    session.serve_forever()
+    failure = session.serve_forever()
+    if failure is not None and not _parent_left(failure):  # the parent quotes our stderr when we die
+        sys.stderr.write(f"extradite child {os.getpid()}: {failure}\n")
     session.close()
     sys.stdout.flush()
+
+
+def _parent_left(failure: BaseException) -> bool:
+    from ._transport import ChannelEOF
+
+    return isinstance(failure, ChannelEOF) or isinstance(failure.__cause__, ChannelEOF)
 
 
 class _ParentTypesOnFirstUse:

@@ -289,6 +289,16 @@ def prepare(sandbox: Sandbox | None, limits: Limits | None) -> Confinement | Non
 
 # -- in the child ------------------------------------------------------------------------
 
+def explain_memory_error(exc: MemoryError) -> None:
+    """Give a call's bare MemoryError a message naming the child's memory limit, if it has one."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    exc.args = ("the child process ran out of memory" if soft == resource.RLIM_INFINITY else
+                f"the child process ran out of memory: its address space is limited to {soft} bytes "
+                f"(Limits(memory_bytes={soft}))",)
+
+
 def confine(spec: tuple[Any, ...]) -> None:
     """Apply `Confinement.spec` to this process, for good (in the child, before serving)."""
     landlock, rlimits = spec

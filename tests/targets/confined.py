@@ -80,3 +80,12 @@ class Probe:
 
         return {name: resource.getrlimit(getattr(resource, f"RLIMIT_{name}"))
                 for name in ("AS", "CPU", "NOFILE", "NPROC")}
+
+    def blob(self, size: int) -> bytes:
+        return bytes(size)
+
+    def hog(self, step: int) -> int:
+        """Keep allocating `step` bytes at a time until memory runs out."""
+        held = []
+        while True:
+            held.append(bytearray(step))
