@@ -290,13 +290,16 @@ def prepare(sandbox: Sandbox | None, limits: Limits | None) -> Confinement | Non
 # -- in the child ------------------------------------------------------------------------
 
 def explain_memory_error(exc: MemoryError) -> None:
-    """Give a call's bare MemoryError a message naming the child's memory limit, if it has one."""
+    """Say in a call's MemoryError that the child ran out, and of which limit, if it has one."""
     import resource
 
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    exc.args = ("the child process ran out of memory" if soft == resource.RLIM_INFINITY else
-                f"the child process ran out of memory: its address space is limited to {soft} bytes "
-                f"(Limits(memory_bytes={soft}))",)
+    if len(exc.args) > 1:
+        return
+    text = str(exc.args[0]) if exc.args else "the child process ran out of memory"
+    if soft != resource.RLIM_INFINITY:
+        text += f" (the child's address space is limited to {soft} bytes: Limits(memory_bytes={soft}))"
+    exc.args = (text,)
 
 
 def confine(spec: tuple[Any, ...]) -> None:

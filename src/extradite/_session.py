@@ -692,7 +692,7 @@ def _free_frames(exc: MemoryError, in_child: bool) -> None:
         except RuntimeError:  # a frame still running (this one): nothing of the call's in it
             pass
         tb = tb.tb_next
-    if in_child and not exc.args:
+    if in_child:
         from ._sandbox import explain_memory_error
 
         explain_memory_error(exc)

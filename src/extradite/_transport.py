@@ -111,8 +111,7 @@ class Channel(SharedRing):
                     raise
                 # nothing is sent yet: the caller gets MemoryError (under a memory limit, the
                 # child answers it as the call's error) and the channel stays usable
-                raise MemoryError(f"no memory to map the shared memory for this message ({exc.strerror}); "
-                                  "under Limits(memory_bytes=...), that memory counts too") from exc
+                raise MemoryError(f"no memory to map the shared memory for this message ({exc.strerror})") from exc
             parts = [table, *parts]
             size += len(table)
             flags = FLAG_SHM

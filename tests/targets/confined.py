@@ -89,3 +89,19 @@ class Probe:
         held = []
         while True:
             held.append(bytearray(step))
+
+    def send_signal(self, pid: int, signum: int) -> str:
+        """Send `signum` to `pid`; 'sent' or the errno's name."""
+        try:
+            os.kill(pid, signum)
+        except OSError as exc:
+            return errno.errorcode.get(exc.errno or 0, str(exc))
+        return "sent"
+
+    def echo(self, value: object) -> object:
+        return value
+
+    def modules(self) -> list[str]:
+        import sys
+
+        return sorted(sys.modules)
