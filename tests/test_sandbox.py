@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -178,13 +179,13 @@ def test_over_the_cpu_limit_the_child_dies_with_a_clear_error(confined: Callable
     assert "SIGXCPU" in str(died.value) and "Limits(cpu_seconds=1)" in str(died.value)
 
 
-def test_a_memory_limited_child_killed_names_its_memory_limit(confined: Callable[..., Any]) -> None:
-    """A child killed where Python cannot raise MemoryError (as an OOM kill does): the error says
-    which limit it probably hit."""
+def test_a_memory_limited_child_that_crashes_names_its_memory_limit(confined: Callable[..., Any]) -> None:
+    """A crash as native code makes when an allocation it did not check fails (SIGSEGV here):
+    the error says which limit the child probably hit."""
     cls = confined(limits=Limits(memory_bytes=300 * 2**20))
     probe = cls()
-    os.kill(session_of(cls).process.pid, signal.SIGKILL)
-    with pytest.raises(ExtraditeProcessError, match=r"SIGKILL.*Limits\(memory_bytes=314572800\)"):
+    os.kill(session_of(cls).process.pid, signal.SIGSEGV)
+    with pytest.raises(ExtraditeProcessError, match=r"SIGSEGV.*Limits\(memory_bytes=314572800\)"):
         probe.allocate(10)
 
 
@@ -324,6 +325,7 @@ def test_sandbox_and_limits_are_validated_and_frozen(tmp_path: Path) -> None:
     assert sandbox.writable == tuple(sorted({str(tmp_path), os.path.abspath("relative")}))
     assert sandbox == Sandbox(writable=[str(tmp_path), "relative"]) and sandbox != Sandbox()
     assert hash(Limits(cpu_seconds=2)) == hash(Limits(cpu_seconds=2))
+    assert pickle.loads(pickle.dumps(sandbox)) == sandbox  # options travel to other processes
     with pytest.raises(AttributeError, match="immutable"):
         sandbox.allow_network = True
     assert "Sandbox(writable=" in repr(sandbox) and repr(Limits(open_files=20)).startswith("Limits(memory_bytes=None")

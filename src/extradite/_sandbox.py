@@ -12,7 +12,8 @@ keep importing from wherever they live); it denies every write outside the named
 writable paths (and /dev/null), and TCP bind and connect. Descriptors open before
 it (stdout, stderr, the channel, memfds) keep working: Landlock checks at open time.
 Only the standard library and raw syscalls (ctypes): nothing to install. This
-module loads in a child only when one of the two options is given.
+module loads in a child only when one of the two options is given (or a call there
+raised MemoryError, which `explain_memory_error` words).
 """
 
 from __future__ import annotations
@@ -239,8 +240,9 @@ class Confinement:
         if limits.cpu_seconds is not None and returncode in (-signal.SIGXCPU, -signal.SIGKILL):
             hints.append(f"its CPU time limit Limits(cpu_seconds={limits.cpu_seconds})"
                          + (" (SIGKILL follows SIGXCPU a second later)" if returncode == -signal.SIGKILL else ""))
-        out_of_memory = returncode in (-signal.SIGKILL, -signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS) or (
-            returncode > 0 and "MemoryError" in stderr_tail)
+        # RLIMIT_AS fails allocations, it sends no signal: native code that does not check them crashes
+        out_of_memory = returncode in (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS) or (
+            returncode > 0 and ("MemoryError" in stderr_tail or "Cannot allocate memory" in stderr_tail))
         if limits.memory_bytes is not None and out_of_memory:
             hints.append(f"its memory limit Limits(memory_bytes={limits.memory_bytes}) (an allocation that "
                          "failed where Python could not raise MemoryError)")
