@@ -19,9 +19,12 @@ if TYPE_CHECKING:
     from ._errors import ExtraditeProcessError as ExtraditeProcessError
     from ._errors import ExtraditeProtocolError as ExtraditeProtocolError
     from ._errors import ExtraditeRemoteError as ExtraditeRemoteError
+    from ._errors import ExtraditeSandboxError as ExtraditeSandboxError
     from ._errors import ExtraditeSessionConflictError as ExtraditeSessionConflictError
     from ._errors import ExtraditeStaleProxyWarning as ExtraditeStaleProxyWarning
     from ._errors import UnsupportedInteractionError as UnsupportedInteractionError
+    from ._sandbox import Limits as Limits
+    from ._sandbox import Sandbox as Sandbox
 
 _HOME = {
     "extradite": "_api",
@@ -37,6 +40,9 @@ _HOME = {
     "ExtraditeRemoteError": "_errors",
     "ExtraditeSessionConflictError": "_errors",
     "ExtraditeStaleProxyWarning": "_errors",
+    "ExtraditeSandboxError": "_errors",
+    "Sandbox": "_sandbox",
+    "Limits": "_sandbox",
 }
 __all__ = list(_HOME)
 
@@ -48,6 +54,8 @@ if not TYPE_CHECKING:  # hidden from type checkers, which see the imports above 
             raise AttributeError(f"module 'extradite' has no attribute {name!r}")
         if home == "_api":
             from . import _api as module
+        elif home == "_sandbox":
+            from . import _sandbox as module
         else:
             from . import _errors as module
         value: object = getattr(module, name)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._process import ChildProcess
+    from ._sandbox import Limits, Sandbox
     from ._session import Session
 
 # The session machinery (_codec, _session, _proxy, _process, _transport and the pickle,
@@ -111,9 +112,15 @@ class SessionHandle:
         from ._proxy import ProxyFactory
         from ._session import Session
 
+        confinement = None
+        if options.sandbox is not None or options.limits is not None:
+            from ._sandbox import prepare
+
+            confinement = prepare(options.sandbox, options.limits)  # refuses before a child starts
         parent_end, child_end = socketpair()
         try:
-            self.process = ChildProcess(child_end.fileno(), python=options.python, label=label)
+            self.process = ChildProcess(child_end.fileno(), python=options.python, label=label,
+                                        confinement=confinement)
         except BaseException:
             parent_end.close()
             raise
@@ -295,18 +302,21 @@ def _session_for(share_key: str | None, options: SessionOptions, label: str) -> 
 def extradite(target: str, share_key: str | None = None, transport_policy: str = "value",
               transport_type_rules: Mapping[type, str] | None = None, *,
               share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
-              protect: tuple[str, ...] | list[str] = ()) -> Any:
+              protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
+              limits: Limits | None = None) -> Any:
     """Return a proxy class for `target` ("pkg.module:ClassName"), imported only in a child.
 
     See the README for the full contract. The target's module and its submodules
     must never be imported here; `protect=("myapp",)` keeps whole trees out too.
     `python=` runs the child with another interpreter or virtual environment; it
-    needs nothing installed there (see `_interpreter`).
+    needs nothing installed there (see `_interpreter`). `sandbox=` and `limits=`
+    confine the child before it imports the target (see `_sandbox`).
     """
     module, qualname = parse_target(target)
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
-        share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect)
+        share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
+        sandbox=sandbox, limits=limits)
     if _deferred:
         _close_deferred()
     trees = options.protect
@@ -357,7 +367,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
                               transport_type_rules: Mapping[type, str] | None = None,
                               share_keepalive_seconds: float | None = None,
                               python: str | PathLike[str] | None = None,
-                              protect: tuple[str, ...] | list[str] = ()) -> bool:
+                              protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
+                              limits: Limits | None = None) -> bool:
     """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
 
     Returns True when a child was started, False when one was already running
@@ -367,7 +378,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
         raise TypeError(f"share_key must be a string, not {type(share_key).__name__}")
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
-        share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect)
+        share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
+        sandbox=sandbox, limits=limits)
     trees = options.protect
     refuse_loaded(f"prewarm_extradite_session({share_key!r})", trees, trees)
     handle, started = _session_for(share_key, options, repr(share_key))

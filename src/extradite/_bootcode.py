@@ -29,6 +29,7 @@ CHILD_MODULES = (
     "extradite._shm", "extradite._wire", "extradite._errors", "extradite._handles",
     "extradite._policy", "extradite._pickling", "extradite._members", "extradite._proxy",
     "extradite._targets", "extradite._parent_types",
+    "extradite._sandbox",  # only with sandbox= or limits=
 )
 
 # Bootstrap lines that install the finder (joined into `python -c`); `CODE_FD` is the memfd.

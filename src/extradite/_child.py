@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def main(fd: int) -> None:
+def main(fd: int, confine: tuple[Any, ...] | None = None) -> None:
+    """Serve the channel on descriptor `fd`; `confine`: a `_sandbox.Confinement.spec` applied first."""
     import _signal  # type: ignore[import-not-found]
     import _socket
     import faulthandler
@@ -34,9 +35,21 @@ def main(fd: int) -> None:
     # A process forked by the target (os.fork, multiprocessing's fork start method) must
     # not keep the channel open, or the parent would not see EOF when this child dies.
     os.register_at_fork(after_in_child=session.channel.forget_in_fork)
-    session.serve_forever()
+    if confine is not None:  # last before serving: the target loads with the first request
+        from ._sandbox import confine as apply_confinement
+
+        apply_confinement(confine)
+    failure = session.serve_forever()
+    if failure is not None and not _parent_left(failure):  # the parent quotes our stderr when we die
+        sys.stderr.write(f"extradite child {os.getpid()}: {failure}\n")
     session.close()
     sys.stdout.flush()
+
+
+def _parent_left(failure: BaseException) -> bool:
+    from ._transport import ChannelEOF
+
+    return isinstance(failure, ChannelEOF) or isinstance(failure.__cause__, ChannelEOF)
 
 
 class _ParentTypesOnFirstUse:

@@ -7,6 +7,7 @@ Split by who is at fault, so callers can react to each:
     │   ├── ExtraditeProcessError       the child died (exit code / signal, stderr tail)
     │   └── ExtraditeClosedError        you closed it (instance, class or session)
     ├── ExtraditeModuleLeakError        the protected module tree reached this interpreter
+    ├── ExtraditeSandboxError           this kernel cannot confine the child as `sandbox=`/`limits=` ask
     ├── UnsupportedInteractionError     the operation cannot cross the boundary
     └── ExtraditeRemoteError            the other side raised; fields keep its type, text, traceback
 
@@ -25,6 +26,7 @@ __all__ = [
     "ExtraditeProcessError",
     "ExtraditeClosedError",
     "ExtraditeModuleLeakError",
+    "ExtraditeSandboxError",
     "UnsupportedInteractionError",
     "ExtraditeRemoteError",
     "ExtraditeSessionConflictError",
@@ -59,6 +61,13 @@ class ExtraditeClosedError(ExtraditeProtocolError):
 
 class ExtraditeModuleLeakError(ExtraditeError):
     """A protected module tree is (or would be) imported in this interpreter."""
+
+
+class ExtraditeSandboxError(ExtraditeError):
+    """The child cannot be confined as asked here (no Landlock, an ABI too old, a limit root ignores).
+
+    Raised before any child starts; the message says what is missing and what to pass instead.
+    """
 
 
 class UnsupportedInteractionError(ExtraditeError):
@@ -108,6 +117,29 @@ def _original_str(self: ExtraditeRemoteError) -> str:
     return self.remote_message
 
 
+def _plain_new(cls: type, *args: object) -> object:
+    return BaseException.__new__(cls, *args)
+
+
+def _combine(builtin_name: str, base: type) -> type[ExtraditeRemoteError]:
+    """`ExtraditeRemoteError` and `base` in one class (TypeError when their layouts do not combine)."""
+    namespace: dict[str, object] = {
+        "__module__": __name__,
+        # str() as the original gives it, so code that prints or parses it keeps working
+        "__str__": _original_str,
+    }
+    name = f"ExtraditeRemoteError[{builtin_name}]"
+    cls: type[ExtraditeRemoteError] = type(name, (ExtraditeRemoteError, base), namespace)
+    if "__new__" in vars(base):
+        try:
+            cls.__new__(cls)
+        except TypeError as exc:  # MemoryError's own __new__ refuses a subclass with another base first
+            if "is not safe" in str(exc):
+                namespace["__new__"] = _plain_new
+                cls = type(name, (ExtraditeRemoteError, base), namespace)
+    return cls
+
+
 def remote_error_class(builtin_name: str | None) -> type[ExtraditeRemoteError]:
     """The `ExtraditeRemoteError` subclass that is also the named builtin exception.
 
@@ -123,11 +155,7 @@ def remote_error_class(builtin_name: str | None) -> type[ExtraditeRemoteError]:
     cls: type[ExtraditeRemoteError] = ExtraditeRemoteError
     if isinstance(base, type) and issubclass(base, Exception) and base is not Exception:
         try:
-            cls = type(f"ExtraditeRemoteError[{builtin_name}]", (ExtraditeRemoteError, base), {
-                "__module__": __name__,
-                # str() as the original gives it, so code that prints or parses it keeps working
-                "__str__": _original_str,
-            })
+            cls = _combine(builtin_name, base)
         except TypeError:
             cls = ExtraditeRemoteError
     _REMOTE_CLASSES[builtin_name] = cls

@@ -48,6 +48,9 @@ from ._options import SessionOptions
 from ._targets import parse_target, protected_tree
 from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
 
+if TYPE_CHECKING:
+    from ._sandbox import Limits, Sandbox
+
 __all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute", "member_digests"]
 
 _T = TypeVar("_T", bound="GeneratedProxy")
@@ -290,12 +293,13 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     def extradite(cls: type[_T], *, share_key: str | None = None, transport_policy: str = "value",
                   transport_type_rules: Mapping[type, str] | None = None,
                   share_keepalive_seconds: float | None = None, python: str | os.PathLike[str] | None = None,
-                  protect: tuple[str, ...] | list[str] = ()) -> type[_T]:
+                  protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
+                  limits: Limits | None = None) -> type[_T]:
         """A copy of this proxy class bound to its own session with these options (like `extradite()`)."""
         return _bind(cls, {"share_key": share_key, "transport_policy": transport_policy,
                            "transport_type_rules": transport_type_rules,
                            "share_keepalive_seconds": share_keepalive_seconds, "python": python,
-                           "protect": protect})
+                           "protect": protect, "sandbox": sandbox, "limits": limits})
 
     @classmethod
     def _xd_bound(cls: type[_T]) -> type[_T]:

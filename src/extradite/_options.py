@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from os import PathLike
 
+    from ._sandbox import Limits, Sandbox
+
 from ._policy import PolicyConfig
 from ._targets import check_protect
 
@@ -32,21 +34,25 @@ def _check_keepalive(share_key: str | None, seconds: object) -> float | None:
 class SessionOptions:
     """The validated options of one session (see the module docstring)."""
 
-    __slots__ = ("config", "keepalive", "python", "protect")
+    __slots__ = ("config", "keepalive", "python", "protect", "sandbox", "limits")
 
     def __init__(self, config: PolicyConfig = DEFAULT_CONFIG, keepalive: float | None = None,
-                 python: str | None = None, protect: tuple[str, ...] = ()) -> None:
+                 python: str | None = None, protect: tuple[str, ...] = (),
+                 sandbox: Sandbox | None = None, limits: Limits | None = None) -> None:
         self.config = config
         self.keepalive = keepalive
         self.python = python      # resolved absolute path, or None for this very environment
         self.protect = protect    # sorted module trees, as `check_protect` returns them
+        self.sandbox = sandbox    # frozen and compared by value (see _sandbox)
+        self.limits = limits
 
     @classmethod
     def from_user(cls, share_key: str | None, *, transport_policy: str = "value",
                   transport_type_rules: Mapping[type, str] | None = None,
                   share_keepalive_seconds: float | None = None,
                   python: str | PathLike[str] | None = None,
-                  protect: tuple[str, ...] | list[str] = ()) -> SessionOptions:
+                  protect: tuple[str, ...] | list[str] = (),
+                  sandbox: Sandbox | None = None, limits: Limits | None = None) -> SessionOptions:
         """Check what a user passed; every bad value raises TypeError or ValueError naming it."""
         if share_key is not None and not isinstance(share_key, str):
             raise TypeError(f"share_key must be a string or None, not {type(share_key).__name__}")
@@ -56,12 +62,17 @@ class SessionOptions:
             config = PolicyConfig(transport_policy, transport_type_rules)
         keepalive = _check_keepalive(share_key, share_keepalive_seconds)
         trees = check_protect(protect)
+        if sandbox is not None or limits is not None:
+            from ._sandbox import Limits, Sandbox, check_option
+
+            check_option("sandbox", sandbox, Sandbox)
+            check_option("limits", limits, Limits)
         resolved = None
         if python is not None:  # asks the interpreter its version (once per file): last
             from ._interpreter import resolve_python
 
             resolved = resolve_python(python)
-        return cls(config, keepalive, resolved, trees)
+        return cls(config, keepalive, resolved, trees, sandbox, limits)
 
     def conflicts(self, other: SessionOptions) -> list[str]:
         """What differs from `other` (the running session's options), one phrase per field."""
@@ -75,5 +86,5 @@ class SessionOptions:
         return differ
 
 
-_COMPARED = ("keepalive", "python", "protect")   # compared with ==; `config` by `same_as`
+_COMPARED = ("keepalive", "python", "protect", "sandbox", "limits")   # compared with ==; `config` by `same_as`
 _LABELS = {"keepalive": "share_keepalive_seconds"}  # the keyword a user wrote

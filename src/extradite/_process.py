@@ -26,6 +26,8 @@ TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from typing import IO, Any
 
+    from ._sandbox import Confinement
+
 from ._errors import ExtraditeProcessError, UnsupportedInteractionError
 
 _STDERR_LINES = 40
@@ -45,11 +47,12 @@ def daemon_threads_allowed() -> bool:
 
 
 def _bootstrap(fd: int, *, path: list[str] | None = None, prelude: str | None = None,
-               code_fd: int = -1) -> str:
+               code_fd: int = -1, confine: tuple[Any, ...] | None = None) -> str:
     """The `python -c` program of a child: set up its path, then serve descriptor `fd`.
 
     `path` replaces sys.path; `prelude`: lines that set up a child of another interpreter
-    (`_interpreter.foreign_prelude`); `code_fd`: a memfd of compiled modules.
+    (`_interpreter.foreign_prelude`); `code_fd`: a memfd of compiled modules; `confine`:
+    a `_sandbox.Confinement.spec` (plain literals) the child applies before serving.
     """
     lines = ["import sys"]
     if path is not None:
@@ -61,7 +64,7 @@ def _bootstrap(fd: int, *, path: list[str] | None = None, prelude: str | None = 
 
         lines.append(FINDER.replace("CODE_FD", str(code_fd)))
     lines.append("from extradite._child import main")
-    lines.append(f"main({fd})")
+    lines.append(f"main({fd})" if confine is None else f"main({fd}, {confine!r})")
     return "\n".join(lines)
 
 
@@ -83,38 +86,42 @@ def _ships_code(python: str | None) -> bool:
     return same_binary(python)
 
 
-def child_command(fd: int, python: str | None, code_fd: int = -1) -> list[str]:
+def child_command(fd: int, python: str | None, code_fd: int = -1,
+                  confine: tuple[Any, ...] | None = None) -> list[str]:
     """The argv that starts a child serving the channel on descriptor `fd`.
 
     `python`: None or a path checked by `_interpreter.resolve_python`. `code_fd`: a
-    memfd of compiled runtime modules (same binary only), see _bootcode.
+    memfd of compiled runtime modules (same binary only), see _bootcode. `confine`: see `_bootstrap`.
     """
     if same_interpreter(python):
         path = [entry for entry in sys.path if isinstance(entry, str)]  # imports skip the others too
         if _EXTRADITE_ROOT not in path:
             path.append(_EXTRADITE_ROOT)
-        return [sys.executable, "-S", "-c", _bootstrap(fd, path=path, code_fd=code_fd)]
+        return [sys.executable, "-S", "-c", _bootstrap(fd, path=path, code_fd=code_fd, confine=confine)]
     assert python is not None
     from ._interpreter import foreign_prelude
 
     # -P: no script directory of its own; the program's own entries come from the prelude
-    return [python, "-P", "-c", _bootstrap(fd, prelude=foreign_prelude(_EXTRADITE_ROOT), code_fd=code_fd)]
+    return [python, "-P", "-c", _bootstrap(fd, prelude=foreign_prelude(_EXTRADITE_ROOT), code_fd=code_fd,
+                                           confine=confine)]
 
 
 class ChildProcess:
     """The child interpreter of one session."""
 
-    def __init__(self, child_fd: int, *, python: str | None, label: str) -> None:
+    def __init__(self, child_fd: int, *, python: str | None, label: str,
+                 confinement: Confinement | None = None) -> None:
         import subprocess
 
         self.label = label
+        self.confinement = confinement
         self.tail: deque[str] = deque(maxlen=_STDERR_LINES)
         code_fd = -1
         if _ships_code(python):  # the same bytecode: ship it (see _bootcode)
             from ._bootcode import code_fd as make_code_fd
 
             code_fd = make_code_fd()
-        argv = child_command(child_fd, python, code_fd)
+        argv = child_command(child_fd, python, code_fd, None if confinement is None else confinement.spec)
         env = None
         if not same_interpreter(python):
             from ._interpreter import foreign_environ
@@ -203,6 +210,8 @@ class ChildProcess:
         else:
             status = f"exited with code {returncode}"
         tail = "\n".join(self.tail)
+        if self.confinement is not None:
+            status += self.confinement.death_hint(returncode, tail)
         message = f"the extradite child process (pid {self.pid}) serving {self.label} {status}"
         if tail:
             quoted = "\n".join("    " + line for line in tail.splitlines()[-15:])

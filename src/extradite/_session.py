@@ -559,6 +559,8 @@ class Session:
         except Exception as exc:
             if self.broken is not None:
                 return
+            if isinstance(exc, MemoryError):
+                _free_frames(exc, self.is_child)
             self._send_error(rid, chain, error_record(exc))
         finally:
             chains.pop()
@@ -632,6 +634,25 @@ def _envelope(op: int, args: tuple[Any, ...], kwargs: dict[str, Any], releases: 
     for pair in args:
         parts += [pair, pair[0], pair[1]]
     return tuple(parts)
+
+
+def _free_frames(exc: MemoryError, in_child: bool) -> None:
+    """Make a call's MemoryError answerable: free what its frames hold, then (in the child) name the limit.
+
+    The failed call's frames still hold what it allocated; without freeing it first, the
+    error reply itself finds no memory and the child dies instead of answering.
+    """
+    tb = exc.__traceback__
+    while tb is not None:
+        try:
+            tb.tb_frame.clear()
+        except RuntimeError:  # a frame still running (this one): nothing of the call's in it
+            pass
+        tb = tb.tb_next
+    if in_child:
+        from ._sandbox import explain_memory_error
+
+        explain_memory_error(exc)
 
 
 def _fresh(exc: BaseException) -> BaseException:

@@ -102,7 +102,16 @@ class Channel(SharedRing):
             fds = _NO_FDS
             flags = 0
         else:
-            arena, table, fds = self.pool.place(big)
+            try:
+                arena, table, fds = self.pool.place(big)
+            except OSError as exc:
+                import errno
+
+                if exc.errno != errno.ENOMEM:
+                    raise
+                # nothing is sent yet: the caller gets MemoryError (under a memory limit, the
+                # child answers it as the call's error) and the channel stays usable
+                raise MemoryError(f"no memory to map the shared memory for this message ({exc.strerror})") from exc
             parts = [table, *parts]
             size += len(table)
             flags = FLAG_SHM
