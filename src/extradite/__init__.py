@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from ._errors import ExtraditeSessionConflictError as ExtraditeSessionConflictError
     from ._errors import ExtraditeStaleProxyWarning as ExtraditeStaleProxyWarning
     from ._errors import UnsupportedInteractionError as UnsupportedInteractionError
+    from ._status import ExtraditeStatus as ExtraditeStatus
+    from ._status import extradite_status as extradite_status
 
 _HOME = {
     "extradite": "_api",
@@ -37,6 +39,8 @@ _HOME = {
     "ExtraditeRemoteError": "_errors",
     "ExtraditeSessionConflictError": "_errors",
     "ExtraditeStaleProxyWarning": "_errors",
+    "extradite_status": "_status",
+    "ExtraditeStatus": "_status",
 }
 __all__ = list(_HOME)
 
@@ -48,6 +52,8 @@ if not TYPE_CHECKING:  # hidden from type checkers, which see the imports above 
             raise AttributeError(f"module 'extradite' has no attribute {name!r}")
         if home == "_api":
             from . import _api as module
+        elif home == "_status":
+            from . import _status as module
         else:
             from . import _errors as module
         value: object = getattr(module, name)

@@ -45,6 +45,7 @@ from ._wire import (
     EXTRA_DIGESTS,
     EXTRA_MEMBERS_KNOWN,
     EXTRA_RESULT_BY_REF,
+    OP_CALL,
     OP_CONFIGURE,
     OP_IMPORT,
     OP_STATS,
@@ -120,13 +121,23 @@ class SessionHandle:
         from ._session import Session
 
         parent_end, child_end = socketpair()
+        self._log_level: int | None = None
+        if options.forward_logging:
+            from ._logforward import parent_threshold
+
+            self._log_level = parent_threshold()
         try:
-            self.process = ChildProcess(child_end.fileno(), python=options.python, label=label)
+            self.process = ChildProcess(child_end.fileno(), python=options.python, label=label,
+                                        log_level=self._log_level)
         except BaseException:
             parent_end.close()
             raise
         finally:
             child_end.close()
+        self.restarts = 0
+        from ._status import CallClock
+
+        self.clock = CallClock()
         self.options = options
         config, protect = options.config, options.protect
         self.config = config
@@ -140,6 +151,8 @@ class SessionHandle:
         self.session = Session(parent_end, is_child=False, factory=ProxyFactory, name=label)
         self.session.codec.config = config
         self.session.on_broken = self._describe_failure
+        self.process.on_tick = self._tick
+        self.process.on_exit = self._child_exited
         _live.add(self)
         _register_atexit()
         for tree in protect:
@@ -161,6 +174,30 @@ class SessionHandle:
         error = ExtraditeProtocolError(f"{exc}; the child process (pid {self.process.pid}) was stopped")
         error.__cause__ = exc
         return error
+
+    def _child_exited(self) -> None:
+        """The child process ended (watch thread): a channel still open is held by a process it
+        left behind, so end it here; frames already sent are still read before the end."""
+        session = self.session
+        if session.broken is None and not session.closed:
+            try:
+                session.channel.sock.shutdown(2)  # SHUT_RDWR: a blocked reader wakes up
+            except OSError:
+                pass
+
+    def _tick(self) -> None:
+        """Every tick of the watch thread: the status clock, the parent's logging threshold."""
+        session = self.session
+        self.clock.sample(*session.counts())
+        if self._log_level is None or session.broken is not None:
+            return
+        from ._logforward import parent_threshold, set_threshold
+
+        level = parent_threshold()
+        if level != self._log_level:
+            self._log_level = level
+            # runs in the child between calls; nobody waits for its reply
+            session.call(OP_CALL, set_threshold, args=(level,), defer=True).cancel()
 
     def import_class(self, module: str, qualname: str, target: str, *,
                      expect: tuple[str, str, dict[str, str]] | None = None) -> Any:
@@ -318,18 +355,20 @@ def _session_for(share_key: str | None, options: SessionOptions, label: str) -> 
 def extradite(target: str, share_key: str | None = None, transport_policy: str = "value",
               transport_type_rules: Mapping[type, str] | None = None, *,
               share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
-              protect: tuple[str, ...] | list[str] = ()) -> Any:
+              protect: tuple[str, ...] | list[str] = (), forward_logging: bool = True) -> Any:
     """Return a proxy class for `target` ("pkg.module:ClassName"), imported only in a child.
 
     See the README for the full contract. The target's module and its submodules
     must never be imported here; `protect=("myapp",)` keeps whole trees out too.
     `python=` runs the child with another interpreter or virtual environment; it
-    needs nothing installed there (see `_interpreter`).
+    needs nothing installed there (see `_interpreter`). `forward_logging=False` leaves
+    the child's `logging` records in the child (see `_logforward`).
     """
     module, qualname = parse_target(target)
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
-        share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect)
+        share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
+        forward_logging=forward_logging)
     if _deferred:
         _close_deferred()
     trees = options.protect
@@ -380,7 +419,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
                               transport_type_rules: Mapping[type, str] | None = None,
                               share_keepalive_seconds: float | None = None,
                               python: str | PathLike[str] | None = None,
-                              protect: tuple[str, ...] | list[str] = ()) -> bool:
+                              protect: tuple[str, ...] | list[str] = (),
+                              forward_logging: bool = True) -> bool:
     """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
 
     Returns True when a child was started, False when one was already running
@@ -390,7 +430,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
         raise TypeError(f"share_key must be a string, not {type(share_key).__name__}")
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
-        share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect)
+        share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
+        forward_logging=forward_logging)
     trees = options.protect
     refuse_loaded(f"prewarm_extradite_session({share_key!r})", trees, trees)
     handle, started = _session_for(share_key, options, repr(share_key))

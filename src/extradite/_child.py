@@ -16,11 +16,25 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def main(fd: int) -> None:
+def main(fd: int, *, parent: int = 0, log_fd: int = -1, log_level: int = 0) -> None:
+    """Serve the channel on `fd` until it ends.
+
+    `parent`: the pid of the process that started this child (0: started by hand, no
+    warden, see `_warden`); `log_fd`, `log_level`: forward `logging` records from that
+    level up to that descriptor (-1: do not, see `_logforward`).
+    """
+    if parent:  # first, while this process has one thread
+        from ._warden import start_warden
+
+        start_warden(parent)
     import _signal  # type: ignore[import-not-found]
     import _socket
     import faulthandler
 
+    if log_fd >= 0:  # before the target is imported: it may log while it loads
+        from ._logforward import install
+
+        install(log_fd, log_level)
     # Ctrl-C in a terminal reaches the whole process group; the parent decides.
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     faulthandler.enable()  # a segfault leaves a Python traceback in the parent's error
