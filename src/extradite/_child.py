@@ -23,10 +23,11 @@ def main(fd: int, *, parent: int = 0, log_fd: int = -1, log_level: int = 0) -> N
     warden, see `_warden`); `log_fd`, `log_level`: forward `logging` records from that
     level up to that descriptor (-1: do not, see `_logforward`).
     """
+    warden_middle = 0
     if parent:  # first, while this process has one thread
         from ._warden import start_warden
 
-        start_warden(parent)
+        warden_middle = start_warden(parent)
     import _signal  # type: ignore[import-not-found]
     import _socket
     import faulthandler
@@ -48,6 +49,8 @@ def main(fd: int, *, parent: int = 0, log_fd: int = -1, log_level: int = 0) -> N
     # A process forked by the target (os.fork, multiprocessing's fork start method) must
     # not keep the channel open, or the parent would not see EOF when this child dies.
     os.register_at_fork(after_in_child=session.channel.forget_in_fork)
+    if warden_middle:  # it has forked the warden and exited by now (see `start_warden`)
+        os.waitpid(warden_middle, 0)
     session.serve_forever()
     session.close()
     sys.stdout.flush()

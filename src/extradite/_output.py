@@ -99,10 +99,9 @@ class StderrForwarder:
 
     def _text(self, raw: bytes, cut: bool) -> str:
         line = raw.decode("utf-8", "replace")
-        if cut:
-            line += CUT_MARK.format(cap=self.splitter.cap)
-        self.tail.append(line if len(line) <= TAIL_LINE_CAP else line[:TAIL_LINE_CAP] + "...")
-        return line
+        mark = CUT_MARK.format(cap=self.splitter.cap) if cut else ""
+        self.tail.append(line + mark if len(line) <= TAIL_LINE_CAP else line[:TAIL_LINE_CAP] + "..." + mark)
+        return line + mark
 
     @staticmethod
     def _write(lines: list[str]) -> None:

@@ -29,10 +29,12 @@ import os
 POLL_SECONDS = 0.1
 
 
-def start_warden(parent_pid: int) -> None:
+def start_warden(parent_pid: int) -> int:
     """Fork the warden of this child, whose parent is `parent_pid` (it is already gone: exit now).
 
-    Called first thing in the child, while it has one thread (forking is safe).
+    Called first thing in the child, while it has one thread (forking is safe). Returns the
+    pid of the short-lived middle process (0: none), which the caller reaps with `os.waitpid`
+    once its own start-up is done: the second fork then costs the child's start-up nothing.
     """
     if os.getppid() != parent_pid:  # the parent died before this child got here
         os._exit(1)
@@ -54,18 +56,16 @@ def start_warden(parent_pid: int) -> None:
     try:
         middle = os.fork()
     except OSError:  # no process to spare (rlimits): the parent still kills the group on close
-        for fd in fds:
-            os.close(fd)
-        return
-    if middle == 0:
+        middle = 0
+    if middle == 0 and os.getpid() != child_pid:
         try:
             if os.fork() == 0:
                 _serve(parent_pid, child_pid, fds, group)
         finally:
-            os._exit(0)
-    os.waitpid(middle, 0)  # the warden is an orphan now: init (or a subreaper) reaps it
+            os._exit(0)  # the warden is an orphan now: init (or a subreaper) reaps it
     for fd in fds:
         os.close(fd)
+    return middle
 
 
 def _serve(parent_pid: int, child_pid: int, fds: list[int], group: bool) -> None:
