@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -113,9 +114,11 @@ def test_parent_levels_decide(collect: Callable[[int], Collect]) -> None:
     assert records
 
 
-def test_a_level_lowered_after_start_reaches_the_child(collect: Callable[[int], Collect]) -> None:
+@pytest.mark.parametrize("rules", [None, {types.FunctionType: "reference"}], ids=["default", "functions_by_reference"])
+def test_a_level_lowered_after_start_reaches_the_child(collect: Callable[[int], Collect],
+                                                       rules: dict[type, str] | None) -> None:
     handler = collect(logging.WARNING)
-    Logs = extradite("targets.logs:Logs")
+    Logs = extradite("targets.logs:Logs", transport_type_rules=rules)
     try:
         logs = Logs()
         logs.emit(logging.DEBUG, "lost: the parent wants warnings")

@@ -197,7 +197,8 @@ class SessionHandle:
         if level != self._log_level:
             self._log_level = level
             # runs in the child between calls; nobody waits for its reply
-            session.call(OP_CALL, set_threshold, args=(level,), defer=True).cancel()
+            # (by value whatever the session's rules: the function must run there, not call back)
+            session.call(OP_CALL, set_threshold, args=(level,), policy="value", defer=True).cancel()
 
     def import_class(self, module: str, qualname: str, target: str, *,
                      expect: tuple[str, str, dict[str, str]] | None = None) -> Any:

@@ -36,8 +36,9 @@ def start_warden(parent_pid: int) -> int:
     pid of the short-lived middle process (0: none), which the caller reaps with `os.waitpid`
     once its own start-up is done: the second fork then costs the child's start-up nothing.
     """
-    if os.getppid() != parent_pid:  # the parent died before this child got here
+    if os.getppid() != parent_pid and not _alive(parent_pid):  # it died before this child got here
         os._exit(1)
+    # (a live parent that is not ours: `python=` named a wrapper that forked this interpreter)
     pidfd_open = getattr(os, "pidfd_open", None)
     fds: list[int] = []
     if pidfd_open is not None:
@@ -47,7 +48,7 @@ def start_warden(parent_pid: int) -> int:
             for fd in fds:
                 os.close(fd)
             fds = []
-    if fds and os.getppid() != parent_pid:  # the parent's pid may have been reused meanwhile
+    if fds and os.getppid() != parent_pid and not _alive(parent_pid):  # gone while its pidfd opened
         os._exit(1)
     child_pid = os.getpid()
     # The group is the child's own only when the parent made it so (`_process`); otherwise
