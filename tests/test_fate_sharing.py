@@ -99,7 +99,7 @@ def test_parent_killed_takes_the_whole_tree(tmp_path: Path, work: str, grandchil
         deadline = time.monotonic() + 10
         while len(group_members(child_pid)) < expected and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert len(group_members(child_pid)) == expected, group_members(child_pid)
+        assert len(group_members(child_pid)) >= expected, group_members(child_pid)
         time.sleep(0.2)  # the call is under way in the child
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait(10)
