@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from ._errors import UnsupportedInteractionError as UnsupportedInteractionError
     from ._sandbox import Limits as Limits
     from ._sandbox import Sandbox as Sandbox
+    from ._status import ExtraditeStatus as ExtraditeStatus
+    from ._status import extradite_status as extradite_status
 
 _HOME = {
     "extradite": "_api",
@@ -43,6 +45,8 @@ _HOME = {
     "ExtraditeSandboxError": "_errors",
     "Sandbox": "_sandbox",
     "Limits": "_sandbox",
+    "extradite_status": "_status",
+    "ExtraditeStatus": "_status",
 }
 __all__ = list(_HOME)
 
@@ -56,6 +60,8 @@ if not TYPE_CHECKING:  # hidden from type checkers, which see the imports above 
             from . import _api as module
         elif home == "_sandbox":
             from . import _sandbox as module
+        elif home == "_status":
+            from . import _status as module
         else:
             from . import _errors as module
         value: object = getattr(module, name)

@@ -42,7 +42,7 @@ from ._errors import (
 )
 from ._options import SessionOptions
 from ._targets import in_tree, loaded_modules, loaded_tree, parse_target, protected_tree
-from ._wire import OP_CONFIGURE, OP_IMPORT, OP_STATS, OP_WARM_UP
+from ._wire import OP_CALL, OP_CONFIGURE, OP_IMPORT, OP_STATS, OP_WARM_UP
 
 _lock = _thread.RLock()
 _deferred: deque[ClassHandle] = deque()   # classes collected while _lock was busy
@@ -118,14 +118,23 @@ class SessionHandle:
 
             confinement = prepare(options.sandbox, options.limits)  # refuses before a child starts
         parent_end, child_end = socketpair()
+        self._log_level: int | None = None
+        if options.forward_logging:
+            from ._logforward import parent_threshold
+
+            self._log_level = parent_threshold()
         try:
             self.process = ChildProcess(child_end.fileno(), python=options.python, label=label,
-                                        confinement=confinement)
+                                        confinement=confinement, log_level=self._log_level)
         except BaseException:
             parent_end.close()
             raise
         finally:
             child_end.close()
+        self.restarts = 0
+        from ._status import CallClock
+
+        self.clock = CallClock()
         self.options = options
         config, protect = options.config, options.protect
         self.config = config
@@ -139,6 +148,8 @@ class SessionHandle:
         self.session = Session(parent_end, is_child=False, factory=ProxyFactory, name=label)
         self.session.codec.config = config
         self.session.on_broken = self._describe_failure
+        self.process.on_tick = self._tick
+        self.process.on_exit = self._child_exited
         _live.add(self)
         _register_atexit()
         for tree in protect:
@@ -160,6 +171,31 @@ class SessionHandle:
         error = ExtraditeProtocolError(f"{exc}; the child process (pid {self.process.pid}) was stopped")
         error.__cause__ = exc
         return error
+
+    def _child_exited(self) -> None:
+        """The child process ended (watch thread): a channel still open is held by a process it
+        left behind, so end it here; frames already sent are still read before the end."""
+        session = self.session
+        if session.broken is None and not session.closed:
+            try:
+                session.channel.sock.shutdown(2)  # SHUT_RDWR: a blocked reader wakes up
+            except OSError:
+                pass
+
+    def _tick(self) -> None:
+        """Every tick of the watch thread: the status clock, the parent's logging threshold."""
+        session = self.session
+        self.clock.sample(*session.counts())
+        if self._log_level is None or session.broken is not None:
+            return
+        from ._logforward import parent_threshold, set_threshold
+
+        level = parent_threshold()
+        if level != self._log_level:
+            self._log_level = level
+            # runs in the child between calls; nobody waits for its reply
+            # (by value whatever the session's rules: the function must run there, not call back)
+            session.call(OP_CALL, set_threshold, args=(level,), policy="value", defer=True).cancel()
 
     def import_class(self, module: str, qualname: str, target: str, *,
                      expect: tuple[str, str] | None = None) -> tuple[Any, Any]:
@@ -303,7 +339,7 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
               transport_type_rules: Mapping[type, str] | None = None, *,
               share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
-              limits: Limits | None = None) -> Any:
+              limits: Limits | None = None, forward_logging: bool = True) -> Any:
     """Return a proxy class for `target` ("pkg.module:ClassName"), imported only in a child.
 
     See the README for the full contract. The target's module and its submodules
@@ -311,12 +347,13 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     `python=` runs the child with another interpreter or virtual environment; it
     needs nothing installed there (see `_interpreter`). `sandbox=` and `limits=`
     confine the child before it imports the target (see `_sandbox`).
+    `forward_logging=False` leaves the child's `logging` records in the child (see `_logforward`).
     """
     module, qualname = parse_target(target)
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
-        sandbox=sandbox, limits=limits)
+        sandbox=sandbox, limits=limits, forward_logging=forward_logging)
     if _deferred:
         _close_deferred()
     trees = options.protect
@@ -368,7 +405,7 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
                               share_keepalive_seconds: float | None = None,
                               python: str | PathLike[str] | None = None,
                               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
-                              limits: Limits | None = None) -> bool:
+                              limits: Limits | None = None, forward_logging: bool = True) -> bool:
     """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
 
     Returns True when a child was started, False when one was already running
@@ -379,7 +416,7 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
-        sandbox=sandbox, limits=limits)
+        sandbox=sandbox, limits=limits, forward_logging=forward_logging)
     trees = options.protect
     refuse_loaded(f"prewarm_extradite_session({share_key!r})", trees, trees)
     handle, started = _session_for(share_key, options, repr(share_key))

@@ -28,7 +28,7 @@ CHILD_MODULES = (
     "extradite._codec", "extradite._transport", "extradite._bodyfile", "extradite._ring", "extradite._polling",
     "extradite._shm", "extradite._wire", "extradite._errors", "extradite._handles",
     "extradite._policy", "extradite._pickling", "extradite._members", "extradite._proxy",
-    "extradite._targets", "extradite._parent_types",
+    "extradite._targets", "extradite._parent_types", "extradite._warden", "extradite._logforward",
     "extradite._sandbox",  # only with sandbox= or limits=
 )
 

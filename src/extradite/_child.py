@@ -16,12 +16,28 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def main(fd: int, confine: tuple[Any, ...] | None = None) -> None:
-    """Serve the channel on descriptor `fd`; `confine`: a `_sandbox.Confinement.spec` applied first."""
+def main(fd: int, *, parent: int = 0, log_fd: int = -1, log_level: int = 0,
+         confine: tuple[Any, ...] | None = None) -> None:
+    """Serve the channel on `fd` until it ends.
+
+    `parent`: the pid of the process that started this child (0: started by hand, no
+    warden, see `_warden`); `log_fd`, `log_level`: forward `logging` records from that
+    level up to that descriptor (-1: do not, see `_logforward`); `confine`: a
+    `_sandbox.Confinement.spec` applied last before serving.
+    """
+    warden_middle = 0
+    if parent:  # first, while this process has one thread
+        from ._warden import start_warden
+
+        warden_middle = start_warden(parent)
     import _signal  # type: ignore[import-not-found]
     import _socket
     import faulthandler
 
+    if log_fd >= 0:  # before the target is imported: it may log while it loads
+        from ._logforward import install
+
+        install(log_fd, log_level)
     # Ctrl-C in a terminal reaches the whole process group; the parent decides.
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     faulthandler.enable()  # a segfault leaves a Python traceback in the parent's error
@@ -35,6 +51,8 @@ def main(fd: int, confine: tuple[Any, ...] | None = None) -> None:
     # A process forked by the target (os.fork, multiprocessing's fork start method) must
     # not keep the channel open, or the parent would not see EOF when this child dies.
     os.register_at_fork(after_in_child=session.channel.forget_in_fork)
+    if warden_middle:  # it has forked the warden and exited by now (see `start_warden`)
+        os.waitpid(warden_middle, 0)
     if confine is not None:  # last before serving: the target loads with the first request
         from ._sandbox import confine as apply_confinement
 

@@ -34,17 +34,19 @@ def _check_keepalive(share_key: str | None, seconds: object) -> float | None:
 class SessionOptions:
     """The validated options of one session (see the module docstring)."""
 
-    __slots__ = ("config", "keepalive", "python", "protect", "sandbox", "limits")
+    __slots__ = ("config", "keepalive", "python", "protect", "sandbox", "limits", "forward_logging")
 
     def __init__(self, config: PolicyConfig = DEFAULT_CONFIG, keepalive: float | None = None,
                  python: str | None = None, protect: tuple[str, ...] = (),
-                 sandbox: Sandbox | None = None, limits: Limits | None = None) -> None:
+                 sandbox: Sandbox | None = None, limits: Limits | None = None,
+                 forward_logging: bool = True) -> None:
         self.config = config
         self.keepalive = keepalive
         self.python = python      # resolved absolute path, or None for this very environment
         self.protect = protect    # sorted module trees, as `check_protect` returns them
         self.sandbox = sandbox    # frozen and compared by value (see _sandbox)
         self.limits = limits
+        self.forward_logging = forward_logging  # the child's `logging` records come here (_logforward)
 
     @classmethod
     def from_user(cls, share_key: str | None, *, transport_policy: str = "value",
@@ -52,8 +54,11 @@ class SessionOptions:
                   share_keepalive_seconds: float | None = None,
                   python: str | PathLike[str] | None = None,
                   protect: tuple[str, ...] | list[str] = (),
-                  sandbox: Sandbox | None = None, limits: Limits | None = None) -> SessionOptions:
+                  sandbox: Sandbox | None = None, limits: Limits | None = None,
+                  forward_logging: bool = True) -> SessionOptions:
         """Check what a user passed; every bad value raises TypeError or ValueError naming it."""
+        if not isinstance(forward_logging, bool):
+            raise TypeError(f"forward_logging must be True or False, not {forward_logging!r}")
         if share_key is not None and not isinstance(share_key, str):
             raise TypeError(f"share_key must be a string or None, not {type(share_key).__name__}")
         if transport_policy == "value" and transport_type_rules is None:
@@ -72,7 +77,7 @@ class SessionOptions:
             from ._interpreter import resolve_python
 
             resolved = resolve_python(python)
-        return cls(config, keepalive, resolved, trees, sandbox, limits)
+        return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging)
 
     def conflicts(self, other: SessionOptions) -> list[str]:
         """What differs from `other` (the running session's options), one phrase per field."""
@@ -86,5 +91,5 @@ class SessionOptions:
         return differ
 
 
-_COMPARED = ("keepalive", "python", "protect", "sandbox", "limits")   # compared with ==; `config` by `same_as`
+_COMPARED = ("keepalive", "python", "protect", "sandbox", "limits", "forward_logging")  # ==; `config`: same_as
 _LABELS = {"keepalive": "share_keepalive_seconds"}  # the keyword a user wrote

@@ -1,9 +1,12 @@
 """Start the child interpreter, watch it, and stop it.
 
-    Popen([python, -S, -c, bootstrap], pass_fds=[child end of socketpair, compiled code])
+    Popen([python, -S, -c, bootstrap], pass_fds=[child end of socketpair, compiled code,
+          log pipe], process_group=0: the child leads a process group of its own)
       stdin  <- /dev/null
       stdout -> inherited (the target's prints show up as usual)
-      stderr -> pipe -> drain thread -> this process's sys.stderr, last lines kept
+      stderr -> pipe -> watch thread -> this process's sys.stderr, last lines kept (_output)
+      log pipe ---------> watch thread -> this process's `logging` (_logforward)
+      pidfd of the child -> watch thread: the child ended -> kill its group, wake the session
 
 The child is a plain `subprocess` (no `multiprocessing`): nothing re-imports
 `__main__`, so scripts without a main guard, `python -c`, REPLs and notebooks
@@ -12,8 +15,15 @@ process's `sys.path` verbatim; another interpreter or environment keeps its own
 installation and site-packages and gets only this program's own modules and
 the `extradite` package (the rule is in `_interpreter`).
 
+Fate sharing: whatever the target starts stays in the child's process group, and the
+group is killed (SIGKILL) when the session closes, when the child dies and, by the
+child's warden (`_warden`), when this process dies. The child's death is seen by the
+process itself (its pidfd, else waitid), not only by the end of the channel: a
+grandchild holding a copy of the channel cannot hide it. The group is only ever
+killed while the child is not reaped yet, so its id cannot belong to another group.
+
 Stopping is a ladder, each step bounded: close the channel (the child exits on
-EOF), wait, SIGTERM, wait, SIGKILL, wait.
+EOF), wait, SIGTERM, wait, SIGKILL to the group, wait.
 """
 
 from __future__ import annotations
@@ -21,17 +31,18 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections import deque
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
-    from typing import IO, Any
+    from collections import deque
+    from typing import IO, Any, Callable
 
     from ._sandbox import Confinement
 
 from ._errors import ExtraditeProcessError, UnsupportedInteractionError
 
-_STDERR_LINES = 40
 _EXTRADITE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # holds `extradite/`
+TICK_SECONDS = 0.2  # the watch thread's tick (see `ChildProcess.on_tick`)
+_SIGKILL = 9
 
 
 def daemon_threads_allowed() -> bool:
@@ -47,12 +58,14 @@ def daemon_threads_allowed() -> bool:
 
 
 def _bootstrap(fd: int, *, path: list[str] | None = None, prelude: str | None = None,
-               code_fd: int = -1, confine: tuple[Any, ...] | None = None) -> str:
+               code_fd: int = -1, confine: tuple[Any, ...] | None = None, log_fd: int = -1,
+               log_level: int = 0) -> str:
     """The `python -c` program of a child: set up its path, then serve descriptor `fd`.
 
     `path` replaces sys.path; `prelude`: lines that set up a child of another interpreter
     (`_interpreter.foreign_prelude`); `code_fd`: a memfd of compiled modules; `confine`:
-    a `_sandbox.Confinement.spec` (plain literals) the child applies before serving.
+    a `_sandbox.Confinement.spec` (plain literals) the child applies before serving; `log_fd`:
+    the log pipe (-1: records are not forwarded) and the level to forward from.
     """
     lines = ["import sys"]
     if path is not None:
@@ -64,7 +77,8 @@ def _bootstrap(fd: int, *, path: list[str] | None = None, prelude: str | None = 
 
         lines.append(FINDER.replace("CODE_FD", str(code_fd)))
     lines.append("from extradite._child import main")
-    lines.append(f"main({fd})" if confine is None else f"main({fd}, {confine!r})")
+    lines.append(f"main({fd}, parent={os.getpid()}, log_fd={log_fd}, log_level={log_level}, "
+                 f"confine={confine!r})")
     return "\n".join(lines)
 
 
@@ -86,42 +100,56 @@ def _ships_code(python: str | None) -> bool:
     return same_binary(python)
 
 
-def child_command(fd: int, python: str | None, code_fd: int = -1,
-                  confine: tuple[Any, ...] | None = None) -> list[str]:
+def child_command(fd: int, python: str | None, code_fd: int = -1, log_fd: int = -1,
+                  log_level: int = 0, confine: tuple[Any, ...] | None = None) -> list[str]:
     """The argv that starts a child serving the channel on descriptor `fd`.
 
     `python`: None or a path checked by `_interpreter.resolve_python`. `code_fd`: a
-    memfd of compiled runtime modules (same binary only), see _bootcode. `confine`: see `_bootstrap`.
+    memfd of compiled runtime modules (same binary only), see _bootcode. `log_fd`,
+    `log_level`, `confine`: see `_bootstrap`.
     """
     if same_interpreter(python):
         path = [entry for entry in sys.path if isinstance(entry, str)]  # imports skip the others too
         if _EXTRADITE_ROOT not in path:
             path.append(_EXTRADITE_ROOT)
-        return [sys.executable, "-S", "-c", _bootstrap(fd, path=path, code_fd=code_fd, confine=confine)]
+        return [sys.executable, "-S", "-c", _bootstrap(fd, path=path, code_fd=code_fd, log_fd=log_fd,
+                                                     log_level=log_level, confine=confine)]
     assert python is not None
     from ._interpreter import foreign_prelude
 
     # -P: no script directory of its own; the program's own entries come from the prelude
-    return [python, "-P", "-c", _bootstrap(fd, prelude=foreign_prelude(_EXTRADITE_ROOT), code_fd=code_fd,
-                                           confine=confine)]
+    return [python, "-P", "-c", _bootstrap(fd, prelude=foreign_prelude(_EXTRADITE_ROOT),
+                                                code_fd=code_fd, log_fd=log_fd, log_level=log_level,
+                                                confine=confine)]
 
 
 class ChildProcess:
-    """The child interpreter of one session."""
+    """The child interpreter of one session.
 
-    def __init__(self, child_fd: int, *, python: str | None, label: str,
+    `on_exit` is called (on the watch thread) once the child has ended and its group was
+    killed; `on_tick` every TICK_SECONDS while it runs. Both are set by the session's owner.
+    `log_level`: forward the child's `logging` records from this level up (None: do not).
+    `confinement`: the sandbox and limits the child applies to itself (`_sandbox`).
+    """
+
+    def __init__(self, child_fd: int, *, python: str | None, label: str, log_level: int | None = None,
                  confinement: Confinement | None = None) -> None:
         import subprocess
 
         self.label = label
         self.confinement = confinement
-        self.tail: deque[str] = deque(maxlen=_STDERR_LINES)
-        code_fd = -1
+        self.on_exit: Callable[[], None] | None = None
+        self.on_tick: Callable[[], None] | None = None
+        self._reap_lock = threading.Lock()
+        code_fd = log_read = log_write = -1
         if _ships_code(python):  # the same bytecode: ship it (see _bootcode)
             from ._bootcode import code_fd as make_code_fd
 
             code_fd = make_code_fd()
-        argv = child_command(child_fd, python, code_fd, None if confinement is None else confinement.spec)
+        if log_level is not None:
+            log_read, log_write = os.pipe()
+        argv = child_command(child_fd, python, code_fd, log_write, log_level or 0,
+                             None if confinement is None else confinement.spec)
         env = None
         if not same_interpreter(python):
             from ._interpreter import foreign_environ
@@ -129,79 +157,180 @@ class ChildProcess:
             env = foreign_environ()
         try:
             self.popen = subprocess.Popen(
-                argv, pass_fds=(child_fd,) if code_fd < 0 else (child_fd, code_fd),
-                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True, env=env)
+                argv, pass_fds=tuple(fd for fd in (child_fd, code_fd, log_write) if fd >= 0),
+                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True, env=env,
+                process_group=0)
         except OSError as exc:
+            if log_read >= 0:
+                os.close(log_read)
             raise ExtraditeProcessError(
                 f"could not start the child interpreter {argv[0]!r} for {label}: {exc}; "
                 "check the python= path") from exc
         finally:
-            if code_fd >= 0:
-                os.close(code_fd)
+            for fd in (code_fd, log_write):
+                if fd >= 0:
+                    os.close(fd)
         self.pid = self.popen.pid
+        from ._output import StderrForwarder
+
+        self.stderr = StderrForwarder()
+        self.logs: Any = None
+        if log_read >= 0:
+            from ._logforward import LogReceiver
+
+            self.logs = LogReceiver(self.pid)
+        self._log_fd = log_read
+        self._pidfd = -1
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            try:
+                self._pidfd = pidfd_open(self.pid)
+            except OSError:  # a kernel without pidfds: waitid on every tick instead
+                pass
         assert self.popen.stderr is not None
         self._stopping = False
-        self._drain = threading.Thread(target=self._drain_stderr, args=(self.popen.stderr,),
-                                       name=f"extradite-stderr-{self.pid}",
-                                       daemon=daemon_threads_allowed())
+        self.exited = False
+        self._watcher = threading.Thread(target=self._watch, args=(self.popen.stderr,),
+                                         name=f"extradite-watch-{self.pid}",
+                                         daemon=daemon_threads_allowed())
         try:
-            self._drain.start()
+            self._watcher.start()
         except RuntimeError as exc:  # a subinterpreter created with allow_threads=False
             self.kill()
-            self.popen.stderr.close()
+            self._close_watched(self.popen.stderr)
             raise UnsupportedInteractionError(
                 f"extradite cannot start {label} in this interpreter: {exc}. The parent side needs a "
                 "thread to forward the child's stderr; create the subinterpreter with threads allowed "
                 "(the 'isolated' config of _interpreters / concurrent.interpreters allows them)") from exc
 
-    def _drain_stderr(self, pipe: IO[bytes]) -> None:
-        """Forward the child's stderr line by line, keeping the last lines for error messages.
+    @property
+    def tail(self) -> deque[str]:
+        """The last lines of the child's stderr (for error messages)."""
+        return self.stderr.tail
 
-        Polls so that `stop()` can end it even when a grandchild still holds the pipe
+    # -- the watch thread ------------------------------------------------------------
+    def _watch(self, pipe: IO[bytes]) -> None:
+        """Forward stderr and log records, notice the child's end, tick.
+
+        Polls so that `stop()` can end it even when a grandchild still holds the pipes
         (in a subinterpreter this thread cannot be a daemon, so it must end by itself).
         """
         import select
+        import time
 
-        fd = pipe.fileno()
+        err = pipe.fileno()
         poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        pending = b""
+        reading = {err}
+        poller.register(err, select.POLLIN)
+        if self._log_fd >= 0:
+            reading.add(self._log_fd)
+            poller.register(self._log_fd, select.POLLIN)
+        if self._pidfd >= 0:
+            poller.register(self._pidfd, select.POLLIN)
+        next_tick = time.monotonic() + TICK_SECONDS
         try:
             while True:
-                if not poller.poll(200):
-                    if self._stopping:  # only once nothing is left to read
+                events = poller.poll(int(TICK_SECONDS * 1000))
+                for fd, _ in events:
+                    if fd == self._pidfd:
+                        poller.unregister(fd)
+                        self._ended()
+                        continue
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        poller.unregister(fd)
+                        reading.discard(fd)
+                    elif fd == err:
+                        self.stderr.feed(chunk)
+                    else:
+                        self._guarded(self.logs.feed, chunk)
+                if not events or not reading:
+                    if self.exited and not reading:
                         break
-                    continue
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    break
-                *lines, pending = (pending + chunk).split(b"\n")
-                for raw in lines:
-                    self._emit(raw.decode("utf-8", "replace"))
-            if pending:
-                self._emit(pending.decode("utf-8", "replace"))
+                    if not events and (self._stopping or self.exited):  # nothing left to read
+                        break
+                    if self._pidfd < 0 and not self.exited and self._has_exited():
+                        self._ended()
+                now = time.monotonic()
+                if now >= next_tick and not self.exited:
+                    next_tick = now + TICK_SECONDS
+                    if self.on_tick is not None:
+                        self._guarded(self.on_tick)
+            self.stderr.finish()
         finally:
-            pipe.close()
+            self._close_watched(pipe)
 
-    def _emit(self, line: str) -> None:
-        self.tail.append(line)
-        stream = sys.stderr
-        if stream is not None:
-            try:
-                stream.write(line + "\n")
-                stream.flush()
-            except (OSError, ValueError):
-                pass
+    def _ended(self) -> None:
+        """The child process ended: kill what it left in its group, tell the session."""
+        self.exited = True
+        self._kill_group()
+        if self.on_exit is not None:
+            self._guarded(self.on_exit)
+
+    @staticmethod
+    def _guarded(function: Callable[..., None], *args: Any) -> None:
+        try:
+            function(*args)
+        except Exception:  # a failing handler must not stop the forwarding
+            pass
+
+    def _close_watched(self, pipe: IO[bytes]) -> None:
+        pipe.close()
+        for name in ("_log_fd", "_pidfd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                setattr(self, name, -1)
+                os.close(fd)
+
+    # -- waiting, reaping, killing -----------------------------------------------------
+    def _has_exited(self) -> bool:
+        """Whether the child has ended, without reaping it (its pid stays its own)."""
+        if self.popen.returncode is not None:
+            return True
+        try:
+            return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+    def _wait_exit(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the child to end, without reaping it."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while not self._has_exited():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.02)
+        return True
+
+    def _kill_group(self) -> None:
+        """SIGKILL to the child's process group, only while the child is not reaped (see module docstring)."""
+        with self._reap_lock:
+            if self.popen.returncode is None:
+                try:
+                    os.killpg(self.pid, _SIGKILL)
+                except OSError:
+                    pass
+
+    def _reap(self) -> int | None:
+        """After the child ended: kill what is left of its group, then collect its exit status."""
+        with self._reap_lock:
+            if self.popen.returncode is None:
+                try:
+                    os.killpg(self.pid, _SIGKILL)
+                except OSError:
+                    pass
+                self.popen.wait()
+            return self.popen.returncode
 
     def death_error(self, cause: BaseException | None = None, *, wait: float = 1.0) -> ExtraditeProcessError:
         """Describe how the child ended (waits up to `wait` seconds for it to finish dying)."""
-        import subprocess
-
-        try:
-            returncode: int | None = self.popen.wait(timeout=wait)
-        except subprocess.TimeoutExpired:
-            returncode = None
-        self._drain.join(timeout=0.5)
+        returncode: int | None = self._reap() if self._wait_exit(wait) else None
+        if threading.current_thread() is not self._watcher:
+            self._watcher.join(timeout=0.5)  # the last lines of stderr
         if returncode is None:
             status = "closed the channel but is still running (it was killed)"
             self.kill()
@@ -224,32 +353,24 @@ class ChildProcess:
         return error
 
     def kill(self) -> None:
-        try:
-            self.popen.kill()
-        except OSError:
-            pass
-        try:
-            self.popen.wait(timeout=5)
-        except Exception:
-            pass
+        """SIGKILL to the child and its whole group, then reap it."""
+        self._kill_group()
+        if self._wait_exit(5):
+            self._reap()
 
     def stop(self, grace: float = 2.0) -> None:
-        """After the channel is closed: wait, terminate, kill (each bounded)."""
-        import subprocess
-
-        for step in (None, self.popen.terminate, self.popen.kill):
+        """After the channel is closed: wait, terminate, kill the group (each bounded), reap."""
+        for step in (None, self.popen.terminate, self._kill_group):
             if step is not None:
                 try:
                     step()
                 except OSError:
                     pass
-            try:
-                self.popen.wait(timeout=grace)
+            if self._wait_exit(grace):
+                self._reap()
                 break
-            except subprocess.TimeoutExpired:
-                continue
         self._stopping = True
-        self._drain.join(timeout=1.0)
+        self._watcher.join(timeout=1.0)
 
 
 def _signal_name(number: int) -> str:

@@ -192,7 +192,8 @@ class Session:
         self._chains: dict[int, list[_Waiter]] = {}
         self._server: _Waiter | None = None
         self._server_ident = -1  # the thread in serve_forever: its `_serving` entry stays (hot path)
-        self._next_id = 0
+        self._next_id = 0  # requests started here, never wrapped (ids are it masked): `counts`
+        self._done = 0     # requests whose reply was taken or given up
         self._chain_bit = CHILD_CHAIN_BIT if is_child else 0
         self._pending_releases = self.codec.imports.pending  # a deque: tested on every call
         self._take_releases = self.codec.imports.take_releases
@@ -253,7 +254,8 @@ class Session:
         chains = self._serving.get(_get_ident())
         lock = self._lock
         lock.acquire()
-        rid = self._next_id = (self._next_id + 1) & 0x7FFFFFFF or 1
+        started = self._next_id = self._next_id + 1
+        rid = started % 0x7FFFFFFF or 0x7FFFFFFF  # 1 .. 2**31-1, round and round
         # a new chain takes the id of its first request (ids are unique, chains have their own field)
         chain = chains[-1] if chains else rid | self._chain_bit
         if self._reading or self._waiters or defer:  # another call is in flight: the general path
@@ -324,7 +326,8 @@ class Session:
     def _unregister(self, rid: int, waiter: _Waiter) -> None:
         """Forget a waiter (again: a no-op); a reply that comes for it later is dropped."""
         with self._lock:
-            self._waiters.pop(rid, None)
+            if self._waiters.pop(rid, None) is not None:
+                self._done += 1
             stack = self._chains.get(waiter.chain)
             if stack and waiter in stack:
                 stack.remove(waiter)
@@ -332,8 +335,9 @@ class Session:
                     del self._chains[waiter.chain]
 
     def _stop_reading(self) -> None:
-        """Give up the reader role; threads waiting for it wake up."""
+        """Give up the reader role after a fast-path call; threads waiting for it wake up."""
         with self._lock:
+            self._done += 1
             self._reading = False
             if self._sleepers:
                 self._cond.notify_all()
@@ -583,6 +587,11 @@ class Session:
         return self._loop.run_until_complete(value)
 
     # -- lifecycle -------------------------------------------------------------------
+    def counts(self) -> tuple[int, int]:
+        """(requests started, requests finished) by this side so far; the difference is in flight."""
+        with self._lock:
+            return self._next_id, self._done
+
     def stats(self) -> dict[str, int]:
         return {"exports": len(self.codec.exports), "imports": len(self.codec.imports),
                 "classes": len(self.codec.exports.classes)}

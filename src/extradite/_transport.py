@@ -41,13 +41,15 @@ _MAX_FDS = 16
 _ANCILLARY_SIZE = 0
 _SOL_SOCKET = -1
 _SCM_RIGHTS = -1
+_RECV_FLAGS = 0  # received descriptors are close-on-exec at once: a program the target runs gets none
 
 
 def _socket_constants() -> None:
-    global _ANCILLARY_SIZE, _SOL_SOCKET, _SCM_RIGHTS
+    global _ANCILLARY_SIZE, _SOL_SOCKET, _SCM_RIGHTS, _RECV_FLAGS
     import _socket
 
     _SOL_SOCKET, _SCM_RIGHTS = _socket.SOL_SOCKET, _socket.SCM_RIGHTS
+    _RECV_FLAGS = getattr(_socket, "MSG_CMSG_CLOEXEC", 0)
     _ANCILLARY_SIZE = _socket.CMSG_SPACE(_MAX_FDS * 4)
 
 
@@ -320,7 +322,7 @@ class Channel(SharedRing):
         self._end += n
 
     def _recv_into(self, view: memoryview) -> int:
-        n, ancillary, _flags, _addr = self.sock.recvmsg_into([view], _ANCILLARY_SIZE)
+        n, ancillary, _flags, _addr = self.sock.recvmsg_into([view], _ANCILLARY_SIZE, _RECV_FLAGS)
         if ancillary:
             for level, kind, data in ancillary:
                 if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
