@@ -125,21 +125,23 @@ class SessionHandle:
 
     def __init__(self, config: PolicyConfig, *, python: str | None, label: str,
                  share_key: str | None = None, keepalive: float | None = None,
-                 protect: tuple[str, ...] = ()) -> None:
+                 protect: tuple[str, ...] = (), requirements: tuple[str, ...] | None = None,
+                 child_python: str | None = None) -> None:
         from ._process import ChildProcess, socketpair
         from ._proxy import ProxyFactory
         from ._session import Session
 
         parent_end, child_end = socketpair()
         try:
-            self.process = ChildProcess(child_end.fileno(), python=python, label=label)
+            self.process = ChildProcess(child_end.fileno(), python=child_python or python, label=label)
         except BaseException:
             parent_end.close()
             raise
         finally:
             child_end.close()
         self.config = config
-        self.python = python
+        self.python = python   # as asked (resolved); the child runs `child_python` when an environment is built
+        self.requirements = requirements
         self.share_key = share_key
         self.keepalive = keepalive
         self.users = 0
@@ -307,14 +309,24 @@ class ClassHandle:
 
 def _session_for(share_key: str | None, config: PolicyConfig, keepalive: float | None,
                  python: str | PathLike[str] | None, label: str,
-                 protect: tuple[str, ...] = ()) -> tuple[SessionHandle, bool]:
-    """The session to use and whether it was started now (`protect` as `check_protect` returns it)."""
+                 protect: tuple[str, ...] = (), requirements: Iterable[str] | None = None,
+                 ) -> tuple[SessionHandle, bool]:
+    """The session to use and whether it was started now (`protect` as `check_protect` returns it).
+
+    `requirements`: the child runs in an environment holding them (built once, see `_envs`).
+    """
     if python is not None:  # checked and normalised first: a bad value starts nothing
         from ._interpreter import resolve_python
 
         python = resolve_python(python)
+    wanted: tuple[str, ...] | None = None
+    if requirements is not None:
+        from ._envs import normalise_requirements
+
+        wanted = normalise_requirements(requirements)
     if share_key is None:
-        return SessionHandle(config, python=python, label=label, protect=protect), True
+        return SessionHandle(config, python=python, label=label, protect=protect, requirements=wanted,
+                             child_python=_environment(wanted, python)), True
     with _lock:
         existing = _shared.get(share_key)
         if existing is not None and existing.running:
@@ -327,6 +339,9 @@ def _session_for(share_key: str | None, config: PolicyConfig, keepalive: float |
                 problems.append(f"it runs python={existing.python!r}, this call asks for {python!r}")
             if existing.protect != protect:
                 problems.append(f"it has protect={existing.protect!r}, this call asks for {protect!r}")
+            if existing.requirements != wanted:
+                problems.append(f"it has requirements={_listed(existing.requirements)}, "
+                                f"this call asks for {_listed(wanted)}")
             if problems:
                 raise ExtraditeSessionConflictError(
                     f"share_key already exists: {share_key!r} names a running session with other options: "
@@ -334,21 +349,37 @@ def _session_for(share_key: str | None, config: PolicyConfig, keepalive: float |
                     "Use the same options for every class sharing a key, or another key")
             return existing, False
         handle = SessionHandle(config, python=python, label=f"share_key {share_key!r}",
-                               share_key=share_key, keepalive=keepalive, protect=protect)
+                               share_key=share_key, keepalive=keepalive, protect=protect,
+                               requirements=wanted, child_python=_environment(wanted, python))
         _shared[share_key] = handle
         return handle, True
+
+
+def _environment(requirements: tuple[str, ...] | None, python: str | None) -> str | None:
+    """bin/python of the environment `requirements` asks for (built if need be), or None for none."""
+    if requirements is None:
+        return None
+    from ._envs import environment_python
+
+    return environment_python(requirements, python)
+
+
+def _listed(requirements: tuple[str, ...] | None) -> str:
+    return "None" if requirements is None else repr(list(requirements))
 
 
 def extradite(target: str, share_key: str | None = None, transport_policy: str = "value",
               transport_type_rules: Mapping[type, str] | None = None, *,
               share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
-              protect: tuple[str, ...] | list[str] = ()) -> Any:
+              protect: tuple[str, ...] | list[str] = (), requirements: Iterable[str] | None = None) -> Any:
     """Return a proxy class for `target` ("pkg.module:ClassName"), imported only in a child.
 
     See the README for the full contract. The target's module and its submodules
     must never be imported here; `protect=("myapp",)` keeps whole trees out too.
-    `python=` runs the child with another interpreter or virtual environment; it
-    needs nothing installed there (see `_interpreter`).
+    `python=` runs the child with another interpreter or virtual environment, or a
+    version such as "3.13"; it needs nothing installed there (see `_interpreter`).
+    `requirements=["pkg==1.0", ...]` runs it in an environment holding exactly those
+    packages, built once per (requirements, interpreter) and cached (see `_envs`).
     """
     module, qualname = parse_target(target)
     config = PolicyConfig(transport_policy, transport_type_rules)
@@ -359,7 +390,8 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
         raise TypeError(f"share_key must be a string or None, not {type(share_key).__name__}")
     _check_keepalive(share_key, share_keepalive_seconds)
     refuse_loaded(f"extradite({target!r})", (protected_tree(module), *trees), trees)
-    handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(target), trees)
+    handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(target), trees,
+                                   requirements)
     handle.acquire()
     try:
         root = handle.import_class(module, qualname, target)
@@ -405,7 +437,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
                               transport_type_rules: Mapping[type, str] | None = None,
                               share_keepalive_seconds: float | None = None,
                               python: str | PathLike[str] | None = None,
-                              protect: tuple[str, ...] | list[str] = ()) -> bool:
+                              protect: tuple[str, ...] | list[str] = (),
+                              requirements: Iterable[str] | None = None) -> bool:
     """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
 
     Returns True when a child was started, False when one was already running
@@ -417,7 +450,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
     trees = check_protect(protect)
     _check_keepalive(share_key, share_keepalive_seconds)
     refuse_loaded(f"prewarm_extradite_session({share_key!r})", trees, trees)
-    handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(share_key), trees)
+    handle, started = _session_for(share_key, config, share_keepalive_seconds, python, repr(share_key), trees,
+                                   requirements)
     if started:  # the child warms up while nobody waits for it; its reply is dropped
         handle.session.call(OP_WARM_UP, None, defer=True).cancel()
     if started and share_keepalive_seconds:

@@ -176,7 +176,7 @@ def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
     trees = check_protect(options.get("protect", ()))
     refuse_loaded(f"extradite({target!r})", (protected_tree(module), *trees), trees)  # before a child starts
     handle, _ = _session_for(options.get("share_key"), config, options.get("share_keepalive_seconds"),
-                             options.get("python"), repr(target), trees)
+                             options.get("python"), repr(target), trees, options.get("requirements"))
     handle.acquire()
     try:
         imported, verdict = handle.import_class(module, qualname, target, expect=(
@@ -305,12 +305,13 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     def extradite(cls: type[_T], *, share_key: str | None = None, transport_policy: str = "value",
                   transport_type_rules: Mapping[type, str] | None = None,
                   share_keepalive_seconds: float | None = None, python: str | os.PathLike[str] | None = None,
-                  protect: tuple[str, ...] | list[str] = ()) -> type[_T]:
+                  protect: tuple[str, ...] | list[str] = (),
+                  requirements: Iterable[str] | None = None) -> type[_T]:
         """A copy of this proxy class bound to its own session with these options (like `extradite()`)."""
         return _bind(cls, {"share_key": share_key, "transport_policy": transport_policy,
                            "transport_type_rules": transport_type_rules,
                            "share_keepalive_seconds": share_keepalive_seconds, "python": python,
-                           "protect": protect})
+                           "protect": protect, "requirements": requirements})
 
     @classmethod
     def _xd_bound(cls: type[_T]) -> type[_T]:
