@@ -310,12 +310,14 @@ finally:
 
 
 @pytest.mark.index
-def test_a_subinterpreter_uses_requirements(index: None) -> None:
+def test_a_subinterpreter_builds_and_uses_an_environment(index: None, tmp_path: Path) -> None:
     python = require_python("3.13")
     done = subprocess.run([python, "-c", _SUBINTERPRETER, str(SRC), str(TESTS)], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ))
+                          timeout=300, env=dict(os.environ, EXTRADITE_ENV_DIR=str(tmp_path)))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "24.0 (3, 13)", done.stdout + done.stderr
+    [built] = builds(tmp_path)  # built from inside the subinterpreter (a fresh cache)
+    assert built["requirements"] == [NEW] and built["version"].startswith("3.13.")
 
 
 # -- the generator ---------------------------------------------------------------------------------
