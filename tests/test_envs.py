@@ -234,6 +234,26 @@ def test_two_processes_building_one_environment_build_it_once(index: None, tmp_p
     assert leftovers(cache) == []
 
 
+def test_threads_building_one_environment_build_it_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.setenv("EXTRADITE_ENV_DIR", str(tmp_path))
+    barrier = threading.Barrier(4)
+    found: list[str] = []
+
+    def build() -> None:
+        barrier.wait()
+        found.append(_envs.environment_python([], None))
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    [built] = builds(tmp_path)
+    assert found == [str(tmp_path / built["key"] / "bin" / "python")] * 4
+
+
 def test_bad_requirements_are_refused_before_anything_starts(env_dir: Path) -> None:
     before = builds()
     with pytest.raises(TypeError, match=r"requirements must be a list of requirement strings \(e.g. "):

@@ -146,7 +146,7 @@ class _Lock:
         self.path = path
         self.fd = -1
 
-    def __enter__(self) -> _Lock:
+    def acquire(self) -> None:
         import fcntl
 
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -155,10 +155,16 @@ class _Lock:
         except BaseException:
             os.close(self.fd)
             raise
+
+    def release(self) -> None:
+        os.close(self.fd)  # closing the only descriptor releases the lock
+
+    def __enter__(self) -> _Lock:
+        self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)  # closing the only descriptor releases the lock
+        self.release()
 
 
 def _build_locked(key: str, where: str, requirements: tuple[str, ...], interpreter: str,
@@ -170,7 +176,14 @@ def _build_locked(key: str, where: str, requirements: tuple[str, ...], interpret
         raise ExtraditeEnvironmentError(
             f"cannot create the environment cache {base!r} ({exc.strerror}); set EXTRADITE_ENV_DIR to a "
             "writable directory") from None
-    with _Lock(os.path.join(base, key + ".lock")):
+    lock = _Lock(os.path.join(base, key + ".lock"))
+    try:
+        lock.acquire()
+    except OSError as exc:
+        raise ExtraditeEnvironmentError(
+            f"cannot lock {lock.path!r} to build an environment ({exc.strerror}); set EXTRADITE_ENV_DIR "
+            "to a writable directory") from None
+    try:
         if _whole(where):  # another thread or process built it while this one waited
             return
         import shutil
@@ -182,6 +195,8 @@ def _build_locked(key: str, where: str, requirements: tuple[str, ...], interpret
         if os.path.lexists(where):  # a directory without its marker: never whole, never used
             _discard(where)
         _build(key, where, requirements, interpreter, version)
+    finally:
+        lock.release()
 
 
 def _discard(path: str) -> None:
