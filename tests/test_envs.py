@@ -408,6 +408,7 @@ def test_extradite_env_lists_locates_and_prunes(tmp_path: Path, monkeypatch: pyt
         assert env["version"].split(".")[:2] in (["3", "11"], ["3", "12"], ["3", "13"])
     table = _env_cli("list", cache=tmp_path).stdout
     assert "2 environment(s)" in table and all(key in table for key in keys)
+    assert f"(from {os.path.realpath(other)})" in table
     old_key = Path(theirs).parent.parent.name
     located = _env_cli("path", old_key[:6], cache=tmp_path)
     assert located.stdout.strip() == str(tmp_path / old_key)

@@ -1,6 +1,6 @@
 """`extradite-env` (or `python -m extradite.envs`): show, locate and delete cached environments.
 
-    extradite-env list [--json]          key, Python, requirements, size, last use of each
+    extradite-env list [--json]          key, Python, size, last use, requirements, interpreter
     extradite-env path [KEY]             the cache directory, or one environment's directory
     extradite-env prune --all | --older-than DAYS | KEY...
 
@@ -76,7 +76,7 @@ def _list(as_json: bool) -> int:
     for env in found:
         requirements = " ".join(env.get("requirements", [])) or "(none)"
         print(f"{env['key']:<16}  {env.get('version', '?'):<8}  {_size(env['size']):>9}  "
-              f"{_age(now - env['last_used']):<14}  {requirements}")
+              f"{_age(now - env['last_used']):<14}  {requirements}  (from {env.get('python', '?')})")
     total = sum(env["size"] for env in found)
     print(f"{len(found)} environment(s), {_size(total)} in {_envs.root()}")
     for path in _envs.leftovers():
