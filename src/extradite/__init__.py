@@ -3,6 +3,10 @@
 A child interpreter imports the target; this process gets a proxy class whose
 every interaction is a request over a private channel. See README.md.
 
+Errors: everything raised derives from `ExtraditeError`; `ExtraditeEnvironmentError`
+says that the environment `requirements=` asks for could not be built (its
+`installer_output` holds the installer's last lines).
+
 The public names load on first use (PEP 562): a child process imports this
 package too (for `extradite._child`) and must not pay for the API it never calls.
 """
@@ -14,6 +18,7 @@ if TYPE_CHECKING:
     from ._api import prewarm_extradite_session as prewarm_extradite_session
     from ._api import release as release
     from ._errors import ExtraditeClosedError as ExtraditeClosedError
+    from ._errors import ExtraditeEnvironmentError as ExtraditeEnvironmentError
     from ._errors import ExtraditeError as ExtraditeError
     from ._errors import ExtraditeModuleLeakError as ExtraditeModuleLeakError
     from ._errors import ExtraditeProcessError as ExtraditeProcessError
@@ -41,6 +46,7 @@ _HOME = {
     "UnsupportedInteractionError": "_errors",
     "ExtraditeRemoteError": "_errors",
     "ExtraditeSessionConflictError": "_errors",
+    "ExtraditeEnvironmentError": "_errors",
     "ExtraditeStaleProxyWarning": "_errors",
     "ExtraditeSandboxError": "_errors",
     "Sandbox": "_sandbox",

@@ -124,7 +124,7 @@ class SessionHandle:
 
             self._log_level = parent_threshold()
         try:
-            self.process = ChildProcess(child_end.fileno(), python=options.python, label=label,
+            self.process = ChildProcess(child_end.fileno(), python=options.child_python, label=label,
                                         confinement=confinement, log_level=self._log_level)
         except BaseException:
             parent_end.close()
@@ -339,13 +339,16 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
               transport_type_rules: Mapping[type, str] | None = None, *,
               share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
-              limits: Limits | None = None, forward_logging: bool = True) -> Any:
+              limits: Limits | None = None, forward_logging: bool = True,
+              requirements: Iterable[str] | None = None) -> Any:
     """Return a proxy class for `target` ("pkg.module:ClassName"), imported only in a child.
 
     See the README for the full contract. The target's module and its submodules
     must never be imported here; `protect=("myapp",)` keeps whole trees out too.
-    `python=` runs the child with another interpreter or virtual environment; it
-    needs nothing installed there (see `_interpreter`). `sandbox=` and `limits=`
+    `python=` runs the child with another interpreter or virtual environment, or a
+    version such as "3.13"; it needs nothing installed there (see `_interpreter`).
+    `requirements=["pkg==1.0", ...]` runs it in an environment holding exactly those
+    packages, built once per (requirements, interpreter) and cached (see `_envs`). `sandbox=` and `limits=`
     confine the child before it imports the target (see `_sandbox`).
     `forward_logging=False` leaves the child's `logging` records in the child (see `_logforward`).
     """
@@ -353,7 +356,8 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
-        sandbox=sandbox, limits=limits, forward_logging=forward_logging)
+        sandbox=sandbox, limits=limits, forward_logging=forward_logging,
+        requirements=requirements)
     if _deferred:
         _close_deferred()
     trees = options.protect
@@ -405,7 +409,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
                               share_keepalive_seconds: float | None = None,
                               python: str | PathLike[str] | None = None,
                               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
-                              limits: Limits | None = None, forward_logging: bool = True) -> bool:
+                              limits: Limits | None = None, forward_logging: bool = True,
+                              requirements: Iterable[str] | None = None) -> bool:
     """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
 
     Returns True when a child was started, False when one was already running
@@ -416,7 +421,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
-        sandbox=sandbox, limits=limits, forward_logging=forward_logging)
+        sandbox=sandbox, limits=limits, forward_logging=forward_logging,
+        requirements=requirements)
     trees = options.protect
     refuse_loaded(f"prewarm_extradite_session({share_key!r})", trees, trees)
     handle, started = _session_for(share_key, options, repr(share_key))

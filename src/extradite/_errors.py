@@ -9,6 +9,7 @@ Split by who is at fault, so callers can react to each:
     ├── ExtraditeModuleLeakError        the protected module tree reached this interpreter
     ├── ExtraditeSandboxError           this kernel cannot confine the child as `sandbox=`/`limits=` ask
     ├── UnsupportedInteractionError     the operation cannot cross the boundary
+    ├── ExtraditeEnvironmentError       the child's environment (requirements=) could not be built
     └── ExtraditeRemoteError            the other side raised; fields keep its type, text, traceback
 
 A remote exception whose type derives from a builtin exception is raised as a
@@ -30,6 +31,7 @@ __all__ = [
     "UnsupportedInteractionError",
     "ExtraditeRemoteError",
     "ExtraditeSessionConflictError",
+    "ExtraditeEnvironmentError",
     "ExtraditeStaleProxyWarning",
     "remote_error_class",
 ]
@@ -104,6 +106,17 @@ class ExtraditeRemoteError(ExtraditeError):
 
 class ExtraditeSessionConflictError(ExtraditeError, ValueError):
     """A shared session was asked for with options that differ from the running one."""
+
+
+class ExtraditeEnvironmentError(ExtraditeError):
+    """The environment `requirements=` asks for could not be built; nothing half-made is kept.
+
+    `installer_output` holds the installer's last lines (also quoted in the message).
+    """
+
+    def __init__(self, message: str, *, installer_output: str = "") -> None:
+        super().__init__(message)
+        self.installer_output = installer_output
 
 
 class ExtraditeStaleProxyWarning(UserWarning):

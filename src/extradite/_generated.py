@@ -294,13 +294,14 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                   transport_type_rules: Mapping[type, str] | None = None,
                   share_keepalive_seconds: float | None = None, python: str | os.PathLike[str] | None = None,
                   protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
-                  limits: Limits | None = None, forward_logging: bool = True) -> type[_T]:
+                  limits: Limits | None = None, forward_logging: bool = True,
+                  requirements: Iterable[str] | None = None) -> type[_T]:
         """A copy of this proxy class bound to its own session with these options (like `extradite()`)."""
         return _bind(cls, {"share_key": share_key, "transport_policy": transport_policy,
                            "transport_type_rules": transport_type_rules,
                            "share_keepalive_seconds": share_keepalive_seconds, "python": python,
                            "protect": protect, "sandbox": sandbox, "limits": limits,
-                           "forward_logging": forward_logging})
+                           "forward_logging": forward_logging, "requirements": requirements})
 
     @classmethod
     def _xd_bound(cls: type[_T]) -> type[_T]:

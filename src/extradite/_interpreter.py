@@ -44,6 +44,8 @@ _PROBE_TIMEOUT = 30.0
 # Runs under any Python (2.7 included), so an old interpreter is named as such.
 _PROBE = "import sys; sys.stdout.write('extradite-probe %d.%d.%d' % tuple(sys.version_info[:3]))"
 _PROBE_PREFIX = "extradite-probe "
+# A candidate for a version: its version, then the path it knows itself by (not a shim's).
+_WHO_PROBE = "import sys; print('%d.%d.%d' % tuple(sys.version_info[:3])); print(sys.executable)"
 
 # Bootstrap lines (see `_process`) that import the package `extradite`, and only that
 # name, from PACKAGE_DIR: the directory this process loaded it from, whatever else that
@@ -56,11 +58,14 @@ _HOME_FINDER = """class _XdHome:
 sys.meta_path.insert(0, _XdHome)"""
 
 _versions: dict[tuple[str, int, int, int, int], tuple[int, int, int]] = {}
+_found_versions: dict[str, str] = {}  # "3.13" -> the interpreter found for it
 _excluded: list[tuple[str, ...]] = []  # [] until computed: this interpreter's own directories
 
 
 def resolve_python(value: object, *, option: str = "python") -> str | None:
     """The interpreter a `python=` value names: None for this environment, else its absolute path.
+
+    A value is a path, a command on PATH (`python3.13`) or a version ("3.13", see `_find_version`).
 
     Raises TypeError (not a path) or ValueError (no such file, a directory, not
     executable, not a Python, a Python older than 3.11), each message naming the
@@ -110,17 +115,101 @@ def resolve_python(value: object, *, option: str = "python") -> str | None:
 
 
 def _find_command(name: str, named: str) -> str:
-    """The interpreter a bare command name (`python3.13`) runs, searched on PATH like a shell does.
+    """The interpreter a bare command name (`python3.13`) or a version ("3.13") names.
 
-    A value that names no file, a version such as "3.13" say, would be looked up here.
+    A command is searched on PATH like a shell does; a version by `_find_version`.
     """
+    if _is_version(name):
+        return _find_version(name, named)
     import shutil
 
     found = shutil.which(name)
     if found is None:
         raise ValueError(f"{named}: no command {name!r} on PATH; give the path of a Python "
-                         "interpreter (e.g. '/path/to/venv/bin/python')")
+                         "interpreter (e.g. '/path/to/venv/bin/python') or a version such as '3.13'")
     return found
+
+
+def _is_version(name: str) -> bool:
+    """Whether `name` reads as a Python version: "3.13" or "3.13.0"."""
+    parts = name.split(".")
+    return 2 <= len(parts) <= 3 and all(part.isdigit() for part in parts)
+
+
+def _find_version(version: str, named: str) -> str:
+    """The interpreter of Python `version` ("3.13", "3.13.0"), as it names itself (sys.executable).
+
+    Candidates, in order: `pythonX.Y` on PATH, `PYENV_VERSION=<version> pyenv which python`,
+    the newest `$PYENV_ROOT/versions/<version>[.*]/bin/python`. Each must prove, when run,
+    that it is that version (a pyenv shim exists on PATH even for a version pyenv lacks).
+    The answer is kept for the life of this process.
+    """
+    found = _found_versions.get(version)
+    if found is not None:
+        return found
+    import glob
+    import shutil
+    import subprocess
+
+    wanted = tuple(int(part) for part in version.split("."))
+    searched: list[str] = []
+    candidates: list[str] = []
+    command = "python" + ".".join(version.split(".")[:2])
+    on_path = shutil.which(command)
+    searched.append(f"{command} on PATH ({'found ' + on_path if on_path else 'none'})")
+    if on_path:
+        candidates.append(on_path)
+    pyenv = shutil.which("pyenv")
+    if pyenv is None:
+        searched.append("pyenv (not on PATH)")
+    else:
+        try:
+            done = subprocess.run([pyenv, "which", "python"], env=dict(os.environ, PYENV_VERSION=version),
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=_PROBE_TIMEOUT)
+            said = done.stdout.strip() if done.returncode == 0 else ""
+        except (OSError, subprocess.TimeoutExpired):
+            said = ""
+        searched.append(f"`PYENV_VERSION={version} pyenv which python` ({said or 'no such version'})")
+        if said:
+            candidates.append(said)
+    root = os.environ.get("PYENV_ROOT") or os.path.join(os.path.expanduser("~"), ".pyenv")
+    pattern = os.path.join(root, "versions", version + "*", "bin", "python")
+    builds = [path for path in glob.glob(pattern)
+              if os.path.basename(os.path.dirname(os.path.dirname(path))).split(".")[:len(wanted)]
+              == version.split(".")]
+    builds.sort(key=lambda path: [int(x) if x.isdigit() else -1 for x in
+                                  os.path.basename(os.path.dirname(os.path.dirname(path))).split(".")],
+                reverse=True)
+    searched.append(f"{pattern} ({', '.join(builds) if builds else 'none'})")
+    candidates.extend(builds)
+    rejected: list[str] = []
+    for candidate in dict.fromkeys(candidates):
+        try:
+            done = subprocess.run([candidate, "-S", "-c", _WHO_PROBE], stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=_PROBE_TIMEOUT)
+        except (OSError, subprocess.TimeoutExpired):
+            rejected.append(f"{candidate} did not run")
+            continue
+        lines = done.stdout.split("\n")
+        if done.returncode or len(lines) < 2 or not lines[1]:
+            rejected.append(f"{candidate} did not run (status {done.returncode})")
+            continue
+        got = tuple(int(part) for part in lines[0].split(".") if part.isdigit())
+        if got[:len(wanted)] != wanted:
+            rejected.append(f"{candidate} is Python {lines[0]}")
+            continue
+        _found_versions[version] = lines[1]
+        return lines[1]
+    also = f"; {'; '.join(rejected)}" if rejected else ""
+    raise ValueError(f"{named}: no Python {version} found; searched {', '.join(searched)}{also}. Install it "
+                     f"(e.g. `pyenv install {version}`) or give the interpreter's path")
+
+
+def interpreter_version(path: str) -> tuple[int, int, int]:
+    """The version of the interpreter at `path` (resolved by `resolve_python`; cached per file)."""
+    if same_binary(path):
+        return (sys.version_info[0], sys.version_info[1], sys.version_info[2])
+    return _version_of(path, os.stat(path), f"python={path!r}")
 
 
 def _version_of(path: str, info: os.stat_result, named: str) -> tuple[int, int, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
     from os import PathLike
 
     from ._sandbox import Limits, Sandbox
@@ -34,12 +34,13 @@ def _check_keepalive(share_key: str | None, seconds: object) -> float | None:
 class SessionOptions:
     """The validated options of one session (see the module docstring)."""
 
-    __slots__ = ("config", "keepalive", "python", "protect", "sandbox", "limits", "forward_logging")
+    __slots__ = ("config", "keepalive", "python", "protect", "sandbox", "limits", "forward_logging",
+                 "requirements")
 
     def __init__(self, config: PolicyConfig = DEFAULT_CONFIG, keepalive: float | None = None,
                  python: str | None = None, protect: tuple[str, ...] = (),
                  sandbox: Sandbox | None = None, limits: Limits | None = None,
-                 forward_logging: bool = True) -> None:
+                 forward_logging: bool = True, requirements: tuple[str, ...] | None = None) -> None:
         self.config = config
         self.keepalive = keepalive
         self.python = python      # resolved absolute path, or None for this very environment
@@ -47,6 +48,7 @@ class SessionOptions:
         self.sandbox = sandbox    # frozen and compared by value (see _sandbox)
         self.limits = limits
         self.forward_logging = forward_logging  # the child's `logging` records come here (_logforward)
+        self.requirements = requirements  # normalised (`_envs`); None: the interpreter's own environment
 
     @classmethod
     def from_user(cls, share_key: str | None, *, transport_policy: str = "value",
@@ -55,7 +57,8 @@ class SessionOptions:
                   python: str | PathLike[str] | None = None,
                   protect: tuple[str, ...] | list[str] = (),
                   sandbox: Sandbox | None = None, limits: Limits | None = None,
-                  forward_logging: bool = True) -> SessionOptions:
+                  forward_logging: bool = True,
+                  requirements: Iterable[str] | None = None) -> SessionOptions:
         """Check what a user passed; every bad value raises TypeError or ValueError naming it."""
         if not isinstance(forward_logging, bool):
             raise TypeError(f"forward_logging must be True or False, not {forward_logging!r}")
@@ -77,7 +80,21 @@ class SessionOptions:
             from ._interpreter import resolve_python
 
             resolved = resolve_python(python)
-        return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging)
+        wanted = None
+        if requirements is not None:
+            from ._envs import normalise_requirements
+
+            wanted = normalise_requirements(requirements)
+        return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging, wanted)
+
+    @property
+    def child_python(self) -> str | None:
+        """The interpreter the child runs: the environment's (built now if need be), else `python`."""
+        if self.requirements is None:
+            return self.python
+        from ._envs import environment_python
+
+        return environment_python(self.requirements, self.python)
 
     def conflicts(self, other: SessionOptions) -> list[str]:
         """What differs from `other` (the running session's options), one phrase per field."""
@@ -87,9 +104,17 @@ class SessionOptions:
         for name in _COMPARED:
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine != theirs:
-                differ.append(f"it has {_LABELS.get(name, name)}={theirs!r}, this call asks for {mine!r}")
+                if name == "requirements":  # written as the user wrote them: lists
+                    mine, theirs = _listed(mine), _listed(theirs)
+                    differ.append(f"it has requirements={theirs}, this call asks for {mine}")
+                else:
+                    differ.append(f"it has {_LABELS.get(name, name)}={theirs!r}, this call asks for {mine!r}")
         return differ
 
 
-_COMPARED = ("keepalive", "python", "protect", "sandbox", "limits", "forward_logging")  # ==; `config`: same_as
+_COMPARED = ("keepalive", "python", "protect", "sandbox", "limits", "forward_logging", "requirements")  # ==; `config`: same_as
 _LABELS = {"keepalive": "share_keepalive_seconds"}  # the keyword a user wrote
+
+
+def _listed(requirements: tuple[str, ...] | None) -> str:
+    return "None" if requirements is None else repr(list(requirements))
