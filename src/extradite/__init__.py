@@ -11,6 +11,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._api import close_extradite_session as close_extradite_session
     from ._api import extradite as extradite
+    from ._api import import_isolated as import_isolated
     from ._api import prewarm_extradite_session as prewarm_extradite_session
     from ._api import release as release
     from ._errors import ExtraditeClosedError as ExtraditeClosedError
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 _HOME = {
     "extradite": "_api",
+    "import_isolated": "_api",
     "prewarm_extradite_session": "_api",
     "close_extradite_session": "_api",
     "release": "_api",
