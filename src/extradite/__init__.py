@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ._api import prewarm_extradite_session as prewarm_extradite_session
     from ._api import release as release
     from ._errors import ExtraditeClosedError as ExtraditeClosedError
+    from ._executor import ExtraditeExecutor as ExtraditeExecutor
     from ._errors import ExtraditeError as ExtraditeError
     from ._errors import ExtraditeModuleLeakError as ExtraditeModuleLeakError
     from ._errors import ExtraditeProcessError as ExtraditeProcessError
@@ -30,6 +31,7 @@ _HOME = {
     "prewarm_extradite_session": "_api",
     "close_extradite_session": "_api",
     "release": "_api",
+    "ExtraditeExecutor": "_executor",
     "ExtraditeError": "_errors",
     "ExtraditeProtocolError": "_errors",
     "ExtraditeProcessError": "_errors",
@@ -50,6 +52,8 @@ if not TYPE_CHECKING:  # hidden from type checkers, which see the imports above 
             raise AttributeError(f"module 'extradite' has no attribute {name!r}")
         if home == "_api":
             from . import _api as module
+        elif home == "_executor":
+            from . import _executor as module
         else:
             from . import _errors as module
         value: object = getattr(module, name)
