@@ -279,3 +279,23 @@ def test_policies_reach_the_workers() -> None:
         data = [1, 2]
         # the worker's child holds a handle to `data`, and hands it back as itself
         assert executor.submit("targets.toolkit:echo", data).result(timeout=60) is data
+
+
+def test_the_executor_benchmark_runs(tmp_path: Any) -> None:
+    """A smoke run of benchmarks/executor.py: it prints its table and writes JSON (no time asserted)."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "executor.json"
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "executor.py"), "--quick", "--repetitions", "1",
+                           "--json-output", str(out)], capture_output=True, text=True, timeout=300, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "speed-up of 2 workers over 1, extradite" in proc.stdout
+    data = json.loads(out.read_text())
+    assert set(data["cases"]) == {"tiny_submit", "tiny_map_chunk", "cpu_batch"}
+    assert set(data["cases"]["cpu_batch"]) == {"extradite_1", "extradite_2", "process_pool_1", "process_pool_2"}
+    for columns in data["cases"].values():
+        for cell in columns.values():
+            assert cell["min"] <= cell["median"] <= cell["max"] and len(cell["samples"]) == 1
