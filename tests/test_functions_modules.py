@@ -111,6 +111,15 @@ def test_an_object_target_is_a_handle_proxy() -> None:
         limits.close()
 
 
+def test_a_module_attribute_target_is_a_module_proxy() -> None:
+    shapes = extradite("targets.toolkit:shapes")
+    try:
+        assert "'targets.toolkit.shapes'" in repr(shapes)
+        assert shapes.square(5) == 25
+    finally:
+        shapes.close()
+
+
 def test_a_scalar_attribute_target_is_its_value_and_leaves_no_child() -> None:
     assert extradite("targets.toolkit:VERSION") == "1.2"
 

@@ -100,7 +100,14 @@ def attribute_proxy(api: ClassHandle, found: Any) -> Any:
     if not isinstance(found, RemoteObject):
         api.close()
         return found
+    if _is_module(found):  # "pkg:sub" names a module: the same proxy as import_isolated("pkg.sub")
+        return module_proxy(api, found, str(found._xd_session.call(OP_GETATTR, found, "__name__")))
     return _adopt(found, Lease(api), {"close": _CloseTarget()})
+
+
+def _is_module(found: Any) -> bool:
+    root = _root(type(found))
+    return bool(root.__module__ == "builtins" and root.__qualname__ == "module")
 
 
 # -- modules ----------------------------------------------------------------------------------
@@ -185,7 +192,7 @@ def _module_getattr(self: Any, name: str) -> Any:
         return found  # a scalar: it came by value
     else:
         root = _root(type(found))
-        if root.__module__ == "builtins" and root.__qualname__ == "module":
+        if _is_module(found):
             if "_xd_module" not in type(found).__dict__:
                 real_name = session.call(OP_GETATTR, found, "__name__")
                 found = module_proxy(state.lease.api, found, str(real_name), state.lease)
