@@ -15,10 +15,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._api import close_extradite_session as close_extradite_session
     from ._api import extradite as extradite
+    from ._api import import_isolated as import_isolated
     from ._api import prewarm_extradite_session as prewarm_extradite_session
     from ._api import release as release
     from ._errors import ExtraditeClosedError as ExtraditeClosedError
     from ._errors import ExtraditeEnvironmentError as ExtraditeEnvironmentError
+    from ._executor import ExtraditeExecutor as ExtraditeExecutor
     from ._errors import ExtraditeError as ExtraditeError
     from ._errors import ExtraditeModuleLeakError as ExtraditeModuleLeakError
     from ._errors import ExtraditeProcessError as ExtraditeProcessError
@@ -35,9 +37,11 @@ if TYPE_CHECKING:
 
 _HOME = {
     "extradite": "_api",
+    "import_isolated": "_api",
     "prewarm_extradite_session": "_api",
     "close_extradite_session": "_api",
     "release": "_api",
+    "ExtraditeExecutor": "_executor",
     "ExtraditeError": "_errors",
     "ExtraditeProtocolError": "_errors",
     "ExtraditeProcessError": "_errors",
@@ -68,6 +72,8 @@ if not TYPE_CHECKING:  # hidden from type checkers, which see the imports above 
             from . import _sandbox as module
         elif home == "_status":
             from . import _status as module
+        elif home == "_executor":
+            from . import _executor as module
         else:
             from . import _errors as module
         value: object = getattr(module, name)

@@ -41,7 +41,7 @@ from ._errors import (
     ExtraditeSessionConflictError,
 )
 from ._options import SessionOptions
-from ._targets import in_tree, loaded_modules, loaded_tree, parse_target, protected_tree
+from ._targets import in_tree, loaded_modules, loaded_tree, parse_module, parse_target, protected_tree
 from ._wire import OP_CALL, OP_CONFIGURE, OP_IMPORT, OP_STATS, OP_WARM_UP
 
 _lock = _thread.RLock()
@@ -182,6 +182,32 @@ class SessionHandle:
             except OSError:
                 pass
 
+    def import_object(self, module: str, qualname: str, what: str, *, protect: bool = True) -> Any:
+        """`module`'s attribute `qualname` (the module itself when empty), imported in the child.
+
+        Classes come back as class proxies, other objects by reference (scalars by value).
+        With `protect` (targets a user names) the module's tree is kept out of this
+        interpreter as for a class target; without it (a function this process already
+        imported, handed to an executor) nothing is protected. `what` names the caller in errors.
+        """
+        tree = protected_tree(module)
+        if protect:
+            refuse_loaded(what, (tree, *self.protect), self.protect)
+            if not in_tree(tree, self.trees):
+                self._protect(tree)
+        try:
+            reply = self.session.call(OP_IMPORT, module, name=qualname, args=(tree,) if protect else ())
+        except ExtraditeRemoteError as exc:
+            exc.remote_message = f"{what} could not load the target in the child: {exc.remote_message}"
+            exc.args = (exc.remote_message,) if not isinstance(exc, ImportError) else exc.args
+            raise
+        if not (type(reply) is tuple and len(reply) == 2):  # a broken or hostile child: stopped
+            problem = ValueError(f"the child answered the import of {module}:{qualname} with a "
+                                 f"{type(reply).__name__}, not (object, verdict)")
+            raise self._describe_failure(problem) from None
+        self.session.channel.poll_next_wait_fully()  # see `import_class`
+        return reply[0]
+
     def _tick(self) -> None:
         """Every tick of the watch thread: the status clock, the parent's logging threshold."""
         session = self.session
@@ -296,17 +322,22 @@ class SessionHandle:
 
 
 class ClassHandle:
-    """What one `extradite()` call returned; `Class.close()` ends it."""
+    """One use of a session: what one `extradite()` or `import_isolated()` call returned.
 
-    def __init__(self, handle: SessionHandle, target: str) -> None:
+    `Class.close()` (or the function's, object's or module's `close()`) ends it.
+    """
+
+    def __init__(self, handle: SessionHandle, target: str, *, opener: str = "extradite") -> None:
         self.handle = handle
         self.target = target
+        self.opener = opener   # the call that made it, named when it is used after close()
         self.closed = False
 
     def check_open(self) -> None:
         if self.closed:
+            what = "module" if self.opener == "import_isolated" else "class"
             raise ExtraditeClosedError(
-                f"the proxy class for {self.target!r} was closed; call extradite({self.target!r}) again")
+                f"the proxy {what} for {self.target!r} was closed; call {self.opener}({self.target!r}) again")
 
     def close(self) -> None:
         with _lock:
@@ -341,9 +372,11 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
               limits: Limits | None = None, forward_logging: bool = True,
               requirements: Iterable[str] | None = None) -> Any:
-    """Return a proxy class for `target` ("pkg.module:ClassName"), imported only in a child.
+    """Return a proxy for `target` ("pkg.module:ClassName"), imported only in a child.
 
-    See the README for the full contract. The target's module and its submodules
+    A class target gives a proxy class; a function (any callable) a callable proxy; any
+    other module attribute a handle proxy (a scalar: its value). See the README for the
+    full contract. The target's module and its submodules
     must never be imported here; `protect=("myapp",)` keeps whole trees out too.
     `python=` runs the child with another interpreter or virtual environment, or a
     version such as "3.13"; it needs nothing installed there (see `_interpreter`).
@@ -365,13 +398,17 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     handle, started = _session_for(share_key, options, repr(target))
     handle.acquire()
     try:
-        root, _ = handle.import_class(module, qualname, target)
+        root = handle.import_object(module, qualname, f"extradite({target!r})")
     except BaseException:
         handle.release_user()
         raise
     api = ClassHandle(handle, target)
     from ._proxy import RemoteClass
 
+    if not isinstance(root, RemoteClass):
+        from ._modules import attribute_proxy
+
+        return attribute_proxy(api, root)
     cls = RemoteClass(root.__name__, (root,), {
         "__slots__": (), "_xd_api": api, "__module__": root.__module__, "__qualname__": root.__qualname__,
     })
@@ -379,6 +416,42 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
 
     weakref.finalize(cls, close_collected, api)
     return cls
+
+
+def import_isolated(module: str, *, share_key: str | None = None, transport_policy: str = "value",
+                    transport_type_rules: Mapping[type, str] | None = None,
+                    share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
+                    protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
+                    limits: Limits | None = None, forward_logging: bool = True,
+                    requirements: Iterable[str] | None = None) -> Any:
+    """Import module `module` ("pkg.mod") only in a child and return a proxy of it.
+
+    `mod.func(...)` calls the function there, `mod.Cls` is a proxy class (as `extradite()`
+    returns) sharing the module's child, `mod.sub` a submodule proxy, other values follow
+    the session's policy; `dir(mod)` lists the module's names, `mod.close()` ends the use.
+    The options are `extradite()`'s; the module tree `pkg.mod`, `pkg.mod.*` stays out of
+    this interpreter exactly as for a class target.
+    """
+    name = parse_module(module)
+    options = SessionOptions.from_user(
+        share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
+        share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
+        sandbox=sandbox, limits=limits, forward_logging=forward_logging, requirements=requirements)
+    if _deferred:
+        _close_deferred()
+    what = f"import_isolated({name!r})"
+    trees = options.protect
+    refuse_loaded(what, (protected_tree(name), *trees), trees)
+    handle, started = _session_for(share_key, options, repr(name))
+    handle.acquire()
+    try:
+        remote = handle.import_object(name, "", what)
+    except BaseException:
+        handle.release_user()
+        raise
+    from ._modules import module_proxy
+
+    return module_proxy(ClassHandle(handle, name, opener="import_isolated"), remote, name)
 
 
 def close_collected(api: ClassHandle) -> None:
@@ -486,6 +559,6 @@ def _register_atexit() -> None:
 
 
 __all__ = [
-    "extradite", "prewarm_extradite_session", "close_extradite_session", "parse_target",
+    "extradite", "import_isolated", "prewarm_extradite_session", "close_extradite_session", "parse_target",
     "protected_tree", "ExtraditeError", "ExtraditeProcessError",
 ]

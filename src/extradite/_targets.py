@@ -2,6 +2,8 @@
 
     "pkg.mod:Cls"          -> ("pkg.mod", "Cls")
     "pkg.mod:Outer.Inner"  -> ("pkg.mod", "Outer.Inner")
+    "pkg.mod:func"         -> ("pkg.mod", "func")      (any module attribute: a class, a function, ...)
+    "pkg.mod"              -> "pkg.mod"                (a whole module: `parse_module`)
 
 The protected tree of a target is its module and that module's submodules
 (`pkg.mod`, `pkg.mod.*`); its parents (`pkg`) and siblings (`pkg.other`) may be
@@ -20,10 +22,11 @@ TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-__all__ = ["parse_target", "protected_tree", "tree_of", "in_tree", "loaded_tree", "loaded_modules",
+__all__ = ["parse_target", "parse_module", "protected_tree", "tree_of", "in_tree", "loaded_tree", "loaded_modules",
            "check_protect"]
 
 TARGET_FORM = "'pkg.module:ClassName'"
+MODULE_FORM = "'pkg.module'"
 
 
 def _is_dotted(text: str) -> bool:
@@ -44,6 +47,19 @@ def parse_target(target: object) -> tuple[str, str]:
         raise ValueError(
             f"target {target!r} is not {TARGET_FORM} (dotted Python identifiers on each side)")
     return module, qualname
+
+
+def parse_module(target: object) -> str:
+    """Check "pkg.mod", a whole-module target (`import_isolated`): a dotted name with no ':'."""
+    if not isinstance(target, str):
+        raise TypeError(f"the module must be named by a string like {MODULE_FORM}, not {type(target).__name__}")
+    if ":" in target:
+        module = target.partition(":")[0]
+        raise ValueError(f"{target!r} names a module attribute, not a module; import_isolated() takes a "
+                         f"module name such as {module!r}, extradite() takes {target!r}")
+    if not target or not _is_dotted(target):
+        raise ValueError(f"{target!r} is not a module name like {MODULE_FORM} (dotted Python identifiers)")
+    return target
 
 
 def protected_tree(module: str) -> str:
