@@ -318,15 +318,23 @@ def _session_for(share_key: str | None, options: SessionOptions, label: str) -> 
 def extradite(target: str, share_key: str | None = None, transport_policy: str = "value",
               transport_type_rules: Mapping[type, str] | None = None, *,
               share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
-              protect: tuple[str, ...] | list[str] = ()) -> Any:
+              protect: tuple[str, ...] | list[str] = (), backend: str = "local",
+              ray_options: Mapping[str, Any] | None = None) -> Any:
     """Return a proxy class for `target` ("pkg.module:ClassName"), imported only in a child.
 
     See the README for the full contract. The target's module and its submodules
     must never be imported here; `protect=("myapp",)` keeps whole trees out too.
     `python=` runs the child with another interpreter or virtual environment; it
-    needs nothing installed there (see `_interpreter`).
+    needs nothing installed there (see `_interpreter`). `backend="ray"` serves each
+    instance from its own Ray actor instead (`ray_options`: see `_ray`).
     """
     module, qualname = parse_target(target)
+    if backend != "local" or ray_options is not None:
+        from ._ray import extradite_ray
+
+        return extradite_ray(target, backend, ray_options, share_key=share_key, transport_policy=transport_policy,
+                             transport_type_rules=transport_type_rules,
+                             share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect)
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect)

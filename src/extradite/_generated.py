@@ -301,8 +301,16 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     def extradite(cls: type[_T], *, share_key: str | None = None, transport_policy: str = "value",
                   transport_type_rules: Mapping[type, str] | None = None,
                   share_keepalive_seconds: float | None = None, python: str | os.PathLike[str] | None = None,
-                  protect: tuple[str, ...] | list[str] = ()) -> type[_T]:
+                  protect: tuple[str, ...] | list[str] = (), backend: str = "local",
+                  ray_options: Mapping[str, Any] | None = None) -> type[_T]:
         """A copy of this proxy class bound to its own session with these options (like `extradite()`)."""
+        if backend != "local" or ray_options is not None:
+            from ._ray import bind_generated
+
+            return bind_generated(cls, backend, ray_options, {  # type: ignore[no-any-return]
+                "share_key": share_key, "transport_policy": transport_policy,
+                "transport_type_rules": transport_type_rules,
+                "share_keepalive_seconds": share_keepalive_seconds, "python": python, "protect": protect})
         return _bind(cls, {"share_key": share_key, "transport_policy": transport_policy,
                            "transport_type_rules": transport_type_rules,
                            "share_keepalive_seconds": share_keepalive_seconds, "python": python,
