@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import uuid
 import weakref
 from io import BytesIO
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,7 @@ BACKENDS = ("local", "ray")
 RAY_OPTIONS = ("num_cpus", "num_gpus", "resources", "max_restarts", "runtime_env", "name", "namespace")
 _INSTALL_HINT = "pip install 'extradite[ray]'"
 _ROOT_HID = 1  # an actor lends its root object (class or instance) first, in every life
+_RESTART_WAIT = 60.0  # seconds a call waits for an actor that Ray is restarting
 
 
 # -- options ------------------------------------------------------------------------------
@@ -172,19 +174,26 @@ def _reader(inline: bytes, positions: list[int], buffers: list[Any]) -> Any:
 
 
 class RayHost:
-    """The Ray actor (wrapped by `ray.remote` on first use): one target object and its handle table.
+    """The Ray actor (wrapped by `ray.remote` on first use): one target object, one handle table per driver.
 
     Constructed with the target, the driver's `sys.path` (appended: the worker's own
     paths win), the policy configuration, the protected trees and, for an instance,
     the encoded constructor arguments. Ray replays exactly this when it restarts the
-    actor, so a restarted actor holds a fresh instance at the same handle id.
+    actor, so a restarted actor holds a fresh instance.
+
+    Each driver session (`RaySession`) is a connection with its own codec, so two
+    drivers attached to one named actor each get class descriptors and handle ids of
+    their own. The root object is handle `_ROOT_HID` of every connection. A request
+    of a connection this actor does not know comes from before a restart: its codec is
+    made with the root already lent and other ids where no earlier life can have put them.
     """
 
     def __init__(self, module: str, qualname: str, paths: list[str], policy: tuple[str, list[Any]],
                  protect: tuple[str, ...], construct: tuple[bytes, list[int], list[Any]] | None) -> None:
         self.adopts_generated = False
-        self.codec = Codec(self, _NoParentHandles, is_child=True)
-        self.codec.protected = (module, *protect)
+        self._protected = (module, *protect)
+        self._config = PolicyConfig()
+        self._codecs: dict[str, Codec] = {}
         self._loop: Any = None
         self._failure: tuple[Any, ...] | None = None
         self._root: Any = None
@@ -193,7 +202,7 @@ class RayHost:
                 if path not in sys.path:
                     sys.path.append(path)
             default, rules = policy
-            self.codec.config = PolicyConfig(default, dict(rules))
+            self._config = PolicyConfig(default, dict(rules))
             __import__(module)
             obj: Any = sys.modules[module]
             for part in qualname.split("."):
@@ -202,66 +211,85 @@ class RayHost:
                 if not isinstance(obj, type):
                     raise TypeError(f"{module}:{qualname} is a {type(obj).__qualname__}, not a class; "
                                     "extradite() takes classes")
-                _, args, kwargs = self.codec.unpickler(_reader(*construct)).load()
+                _, args, kwargs = self._codec("", fresh=True).unpickler(_reader(*construct)).load()
                 obj = obj(*args, **kwargs)
             self._root = obj
-            exports = self.codec.exports
-            if not isinstance(obj, type):
-                exports.export(obj)  # _ROOT_HID; `hello` sends it, and its class first
-            if _reconstructed():
-                # The driver holds the root already (a class is lent by `hello` in the first life
-                # only), and may hold ids of the earlier life: this life's other ids start where
-                # no earlier one can be.
-                import secrets
-
-                if isinstance(obj, type):
-                    exports.export_class(obj)  # _ROOT_HID
-                exports._next = secrets.randbits(48) << 8
         except Exception as exc:  # raised at the first call, as a remote error (see the module docstring)
             self._failure = error_record(exc)
 
-    def hello(self) -> tuple[Any, ...]:
-        """The root object by reference (its class descriptor rides along)."""
+    def _codec(self, connection: str, *, fresh: bool) -> Codec:
+        codec = self._codecs.get(connection)
+        if codec is not None:
+            return codec
+        codec = Codec(self, _NoParentHandles, is_child=True)
+        codec.config = self._config
+        codec.protected = self._protected
+        root, exports = self._root, codec.exports
+        if root is not None and not isinstance(root, type):
+            exports.export(root)  # _ROOT_HID; `hello` sends it, and its class first
+        if not fresh:
+            import secrets
+
+            if isinstance(root, type):
+                exports.export_class(root)  # _ROOT_HID, which the driver holds already
+            exports._next = secrets.randbits(48) << 8
+        if connection:
+            self._codecs[connection] = codec
+        return codec
+
+    def hello(self, connection: str) -> tuple[Any, ...]:
+        """A new connection: the root object by reference (its class descriptor rides along)."""
         if self._failure is not None:
             return ("error", self._failure)
-        return self._reply(self._root, REFERENCE, ())
+        self._codecs.pop(connection, None)
+        return self._reply(self._codec(connection, fresh=True), self._root, REFERENCE, ())
 
-    def serve(self, inline: bytes, positions: list[int], buffers: list[Any]) -> tuple[Any, ...]:
+    def serve(self, connection: str, inline: bytes, positions: list[int], buffers: list[Any]) -> tuple[Any, ...]:
         """One request, as a local child's session serves it; never raises."""
         try:
             if self._failure is not None:
                 return ("error", self._failure)
+            codec = self._codec(connection, fresh=False)
             releases, op, target, name, args, kwargs, policy, extra = \
-                self.codec.unpickler(_reader(inline, positions, buffers)).load()
-            exports = self.codec.exports
+                codec.unpickler(_reader(inline, positions, buffers)).load()
+            exports = codec.exports
             for hid, count in releases:
                 exports.release(hid, count)
             if extra & EXTRA_TARGET_HID:
                 target = exports.get(target)
-            result = self._execute(op, target, name, args, kwargs, extra)
+            result = self._execute(codec, op, target, name, args, kwargs, extra)
             if extra & EXTRA_RESULT_BY_REF:
                 policy = REFERENCE
-            return self._reply(result, policy, (result,) if op == OP_BATCH else ())
+            return self._reply(codec, result, policy, (result,) if op == OP_BATCH else ())
         except _BatchFailure as failure:
             return ("error", error_record(failure.error, failure.index))
         except Exception as exc:
             return ("error", error_record(exc))
 
-    def release(self, releases: list[tuple[int, int]]) -> None:
+    def release(self, connection: str, releases: list[tuple[int, int]]) -> None:
         """Handle releases the driver sends on their own (`RaySession.flush_releases`)."""
-        for hid, count in releases:
-            if hid != _ROOT_HID:
-                self.codec.exports.release(hid, count)
+        codec = self._codecs.get(connection)
+        if codec is not None:
+            for hid, count in releases:
+                if hid != _ROOT_HID:
+                    codec.exports.release(hid, count)
 
-    def _reply(self, result: Any, policy: str | None, envelope: tuple[Any, ...]) -> tuple[Any, ...]:
+    def ping(self) -> None:
+        """Nothing: the driver waits for a restarting actor with it (idempotent, so retried)."""
+
+    def bye(self, connection: str) -> None:
+        """A driver session detached: its handles go."""
+        self._codecs.pop(connection, None)
+
+    def _reply(self, codec: Codec, result: Any, policy: str | None, envelope: tuple[Any, ...]) -> tuple[Any, ...]:
         releases: list[Any] = []
         try:
-            writer = self.codec.encode((releases, result), (releases, *envelope), call_policy=policy)
+            writer = codec.encode((releases, result), (releases, *envelope), call_policy=policy)
         except Exception as exc:
             return ("error", error_record(exc))
         return ("ok", *_split(writer))
 
-    def _execute(self, op: int, target: Any, name: str | None, args: tuple[Any, ...],
+    def _execute(self, codec: Codec, op: int, target: Any, name: str | None, args: tuple[Any, ...],
                  kwargs: dict[str, Any], extra: int) -> Any:
         if op == OP_CALL_METHOD:
             result = getattr(target, name)(*args, **kwargs)  # type: ignore[arg-type]
@@ -288,7 +316,7 @@ class RayHost:
                 results.append(value)
             return results
         elif op == OP_STATS:
-            return {"exports": len(self.codec.exports), "classes": len(self.codec.exports.classes)}
+            return {"exports": len(codec.exports), "classes": len(codec.exports.classes)}
         else:
             raise UnsupportedInteractionError(f"operation {op} is not served by a Ray actor")
         if extra & EXTRA_AWAIT:
@@ -303,13 +331,6 @@ class RayHost:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
         return self._loop.run_until_complete(value)
-
-
-def _reconstructed() -> bool:
-    """Whether this actor is a restart (Ray replays the constructor after the worker died)."""
-    import ray
-
-    return bool(ray.get_runtime_context().was_current_actor_reconstructed)
 
 
 # -- the driver side ------------------------------------------------------------------------------
@@ -353,6 +374,8 @@ class RaySession:
         self.adopts_generated = False
         self.spawn: Any = None  # the class session's: constructs an instance in its own actor
         self.root: Any = None   # the root proxy (class or instance)
+        self.connection = uuid.uuid4().hex  # this session's handle table in the actor
+        self._crashed = False   # a call saw the actor die: the next one waits for its restart
         self._lock = threading.RLock()
 
     def check_usable(self) -> None:
@@ -368,7 +391,7 @@ class RaySession:
 
     def hello(self) -> Any:
         """The actor's root object as a proxy (the first call of a session)."""
-        self.root = self._decode(self._remote(self.actor.hello))
+        self.root = self._decode(self._remote(self.actor.hello, self.connection))
         return self.root
 
     def call(self, op: int, target: Any, name: str | None = None, args: tuple[Any, ...] = (),
@@ -380,9 +403,9 @@ class RaySession:
         self.check_usable()
         if kwargs is None:
             kwargs = {}
+        if self.spawn is not None and op == OP_CALL and target is self.root:
+            return self.spawn(args, kwargs, policy)  # not under the lock: actors start in parallel
         with self._lock:
-            if self.spawn is not None and op == OP_CALL and target is self.root:
-                return self.spawn(args, kwargs, policy)
             home = self.codec.home_hid(target)
             if home is not None:
                 target = home
@@ -401,7 +424,7 @@ class RaySession:
             except BaseException:
                 imports.pending.extendleft(reversed(releases))
                 raise
-            return self._decode(self._remote(self.actor.serve, *_split(writer)))
+            return self._decode(self._remote(self.actor.serve, self.connection, *_split(writer)))
 
     def encode_construction(self, args: tuple[Any, ...], kwargs: dict[str, Any],
                             policy: str | None) -> tuple[bytes, list[int], list[Any]]:
@@ -411,15 +434,39 @@ class RaySession:
 
     def _remote(self, method: Any, *args: Any) -> Any:
         ray = _import_ray()
+        if self._crashed:
+            self._await_restart(ray)
         try:
             return ray.get(method.remote(*args))
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
+            self._crashed = True
             first = str(exc).strip().splitlines()
             raise ExtraditeProcessError(
                 f"the Ray actor serving {self.name} died or became unreachable during this call "
                 f"({first[0] if first else type(exc).__name__}); with ray_options max_restarts it is "
                 "restarted with a new instance built from the same arguments, else construct a new one",
                 returncode=None) from exc
+
+    def _await_restart(self, ray: Any) -> None:
+        """After a crash, wait until Ray has restarted the actor (or says it is dead for good).
+
+        Ray refuses calls while an actor restarts; the next call should not fail for that.
+        Only `ping` is retried: it is idempotent, whatever ran of it before.
+        """
+        import time
+
+        deadline = time.monotonic() + _RESTART_WAIT
+        while True:
+            try:
+                ray.get(self.actor.ping.remote())
+                break
+            except ray.exceptions.ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    break  # the call itself reports what Ray says
+                time.sleep(0.05)
+            except ray.exceptions.RayActorError:
+                break
+        self._crashed = False
 
     def _decode(self, reply: tuple[Any, ...]) -> Any:
         if reply[0] == "error":
@@ -447,7 +494,7 @@ class RaySession:
             if any(hid == _ROOT_HID for hid, _ in releases) and self.spawn is None and self.owned:
                 self.close()
                 return
-            self.actor.release.remote(releases)
+            self.actor.release.remote(self.connection, releases)
 
     def stats(self) -> dict[str, Any]:
         """Handle-table sizes on both sides (tests, diagnostics)."""
@@ -459,11 +506,13 @@ class RaySession:
             return
         self.closed = True
         self.codec.exports.clear()
-        if self.owned:
-            try:
+        try:
+            if self.owned:
                 _import_ray().kill(self.actor, no_restart=True)
-            except Exception:  # already gone (Ray shut down, the actor died)
-                pass
+            elif self.actor is not None:
+                self.actor.bye.remote(self.connection)  # attached: the actor runs on, our handles go
+        except Exception:  # already gone (Ray shut down, the actor died)
+            pass
         self.actor = None
 
 
@@ -482,6 +531,7 @@ class RayClassHandle:
         self.adopts_generated = False
         self.instances: weakref.WeakSet[RaySession] = weakref.WeakSet()
         self.session: RaySession | None = None
+        self.named: RaySession | None = None  # the instance of ray_options' named actor, once made or attached
         self.handle = self  # `_api.session_of` reads `.handle`
         from ._codec import protect
 
@@ -540,21 +590,19 @@ class RayClassHandle:
         label = f"an instance of {self.target!r}" + (f" (actor {name!r})" if name else "")
         attach = None
         if name is not None:
-            with _named_lock:
-                known = _named.get((namespace, name))
-                if known is not None and not known.closed and known.root is not None:
-                    return known.root  # the same remote object: the same proxy
-                try:
-                    attach = ray.get_actor(name, namespace=namespace)
-                except ValueError:  # no such actor yet: made here, with that name
-                    attach = None
+            known = self.named
+            if known is not None and not known.closed:
+                return known.root  # the same remote object: the same proxy
+            try:
+                attach = ray.get_actor(name, namespace=namespace)
+            except ValueError:  # no such actor yet: made here, with that name
+                attach = None
         encoder = RaySession(None, name=label, config=self.options.config, trees=self.trees, owned=False)
         construct = None if attach is not None else encoder.encode_construction(args, kwargs, policy)
         session = self._start(options, construct, label=label, attach=attach)
         self.instances.add(session)
         if name is not None:
-            with _named_lock:
-                _named[(namespace, name)] = session
+            self.named = session
         return session.root
 
     def check_open(self) -> None:
@@ -577,8 +625,6 @@ class RayClassHandle:
             unprotect(tree)
 
 
-_named: weakref.WeakValueDictionary[tuple[str | None, str], RaySession] = weakref.WeakValueDictionary()
-_named_lock = threading.Lock()
 _actor_classes: dict[int, Any] = {}
 
 
