@@ -64,6 +64,7 @@ BACKENDS = ("local", "ray")
 RAY_OPTIONS = ("num_cpus", "num_gpus", "resources", "max_restarts", "runtime_env", "name", "namespace")
 _INSTALL_HINT = "pip install 'extradite[ray]'"
 _ROOT_HID = 1  # an actor lends its root object (class or instance) first, in every life
+_CONNECTION = 16  # bytes of a connection id (a driver session's handle table in an actor)
 _RESTART_WAIT = 60.0  # seconds a call waits for an actor that Ray is restarting
 
 
@@ -157,12 +158,20 @@ class _BatchFailure(Exception):
         self.error = error
 
 
+def _envelope(op: int, args: tuple[Any, ...], kwargs: dict[str, Any], releases: list[Any]) -> tuple[Any, ...]:
+    """The containers of a request, never lent (`_session._envelope`, loaded with the first call)."""
+    from ._session import _envelope as envelope
+
+    globals()["_envelope"] = envelope
+    return envelope(op, args, kwargs, releases)
+
+
 def _split(writer: Any) -> tuple[bytes, list[int], list[Any]]:
     """A `BodyWriter` as Ray arguments: inline bytes, and big buffers out of band with their positions."""
-    import pickle
+    from pickle import PickleBuffer
 
     inline = b"".join(writer.parts)
-    return inline, [pos for pos, _ in writer.big], [pickle.PickleBuffer(view) for _, view in writer.big]
+    return inline, [pos for pos, _ in writer.big], [PickleBuffer(view) for _, view in writer.big]
 
 
 def _reader(inline: bytes, positions: list[int], buffers: list[Any]) -> Any:
@@ -193,7 +202,7 @@ class RayHost:
         self.adopts_generated = False
         self._protected = (module, *protect)
         self._config = PolicyConfig()
-        self._codecs: dict[str, Codec] = {}
+        self._codecs: dict[bytes, Codec] = {}
         self._loop: Any = None
         self._failure: tuple[Any, ...] | None = None
         self._root: Any = None
@@ -211,13 +220,13 @@ class RayHost:
                 if not isinstance(obj, type):
                     raise TypeError(f"{module}:{qualname} is a {type(obj).__qualname__}, not a class; "
                                     "extradite() takes classes")
-                _, args, kwargs = self._codec("", fresh=True).unpickler(_reader(*construct)).load()
+                _, args, kwargs = self._codec(b"", fresh=True).unpickler(_reader(*construct)).load()
                 obj = obj(*args, **kwargs)
             self._root = obj
         except Exception as exc:  # raised at the first call, as a remote error (see the module docstring)
             self._failure = error_record(exc)
 
-    def _codec(self, connection: str, *, fresh: bool) -> Codec:
+    def _codec(self, connection: bytes, *, fresh: bool) -> Codec:
         codec = self._codecs.get(connection)
         if codec is not None:
             return codec
@@ -237,21 +246,29 @@ class RayHost:
             self._codecs[connection] = codec
         return codec
 
-    def hello(self, connection: str) -> tuple[Any, ...]:
+    def hello(self, connection: bytes) -> bytes | tuple[Any, ...]:
         """A new connection: the root object by reference (its class descriptor rides along)."""
         if self._failure is not None:
             return ("error", self._failure)
         self._codecs.pop(connection, None)
         return self._reply(self._codec(connection, fresh=True), self._root, REFERENCE, ())
 
-    def serve(self, connection: str, inline: bytes, positions: list[int], buffers: list[Any]) -> tuple[Any, ...]:
-        """One request, as a local child's session serves it; never raises."""
+    def serve(self, message: bytes, positions: list[int] | None = None,
+              buffers: list[Any] | None = None) -> bytes | tuple[Any, ...]:
+        """One request, as a local child's session serves it; never raises.
+
+        `message`: the connection id (`_CONNECTION` bytes), then the request's inline bytes;
+        big buffers come apart. The reply: the result's bytes alone when it has no big
+        buffers, else ("ok", inline, positions, buffers), or ("error", error record).
+        One argument and a bytes reply where possible: Ray's cost grows with their number.
+        """
         try:
             if self._failure is not None:
                 return ("error", self._failure)
+            connection, inline = message[:_CONNECTION], message[_CONNECTION:]
             codec = self._codec(connection, fresh=False)
             releases, op, target, name, args, kwargs, policy, extra = \
-                codec.unpickler(_reader(inline, positions, buffers)).load()
+                codec.unpickler(_reader(inline, positions or [], buffers or [])).load()
             exports = codec.exports
             for hid, count in releases:
                 exports.release(hid, count)
@@ -266,7 +283,7 @@ class RayHost:
         except Exception as exc:
             return ("error", error_record(exc))
 
-    def release(self, connection: str, releases: list[tuple[int, int]]) -> None:
+    def release(self, connection: bytes, releases: list[tuple[int, int]]) -> None:
         """Handle releases the driver sends on their own (`RaySession.flush_releases`)."""
         codec = self._codecs.get(connection)
         if codec is not None:
@@ -277,16 +294,19 @@ class RayHost:
     def ping(self) -> None:
         """Nothing: the driver waits for a restarting actor with it (idempotent, so retried)."""
 
-    def bye(self, connection: str) -> None:
+    def bye(self, connection: bytes) -> None:
         """A driver session detached: its handles go."""
         self._codecs.pop(connection, None)
 
-    def _reply(self, codec: Codec, result: Any, policy: str | None, envelope: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _reply(self, codec: Codec, result: Any, policy: str | None,
+               envelope: tuple[Any, ...]) -> bytes | tuple[Any, ...]:
         releases: list[Any] = []
         try:
             writer = codec.encode((releases, result), (releases, *envelope), call_policy=policy)
         except Exception as exc:
             return ("error", error_record(exc))
+        if not writer.big:
+            return b"".join(writer.parts)
         return ("ok", *_split(writer))
 
     def _execute(self, codec: Codec, op: int, target: Any, name: str | None, args: tuple[Any, ...],
@@ -374,7 +394,7 @@ class RaySession:
         self.adopts_generated = False
         self.spawn: Any = None  # the class session's: constructs an instance in its own actor
         self.root: Any = None   # the root proxy (class or instance)
-        self.connection = uuid.uuid4().hex  # this session's handle table in the actor
+        self.connection = uuid.uuid4().bytes  # this session's handle table in the actor (_CONNECTION bytes)
         self._crashed = False   # a call saw the actor die: the next one waits for its restart
         self._lock = threading.RLock()
 
@@ -415,8 +435,6 @@ class RaySession:
             if any(hid == _ROOT_HID for hid, _ in releases) and self.spawn is None and self.owned:
                 self.close()  # the instance itself was released: its actor ends
                 self.check_usable()
-            from ._session import _envelope
-
             body = (releases, op, target, name, args, kwargs, policy or method_policy, extra)
             try:
                 writer = self.codec.encode(body, _envelope(op, args, kwargs, releases),
@@ -424,7 +442,12 @@ class RaySession:
             except BaseException:
                 imports.pending.extendleft(reversed(releases))
                 raise
-            return self._decode(self._remote(self.actor.serve, self.connection, *_split(writer)))
+            if writer.big:
+                inline, positions, buffers = _split(writer)
+                reply = self._remote(self.actor.serve, self.connection + inline, positions, buffers)
+            else:
+                reply = self._remote(self.actor.serve, b"".join([self.connection, *writer.parts]))
+            return self._decode(reply)
 
     def encode_construction(self, args: tuple[Any, ...], kwargs: dict[str, Any],
                             policy: str | None) -> tuple[bytes, list[int], list[Any]]:
@@ -468,11 +491,15 @@ class RaySession:
                 break
         self._crashed = False
 
-    def _decode(self, reply: tuple[Any, ...]) -> Any:
-        if reply[0] == "error":
+    def _decode(self, reply: bytes | tuple[Any, ...]) -> Any:
+        if isinstance(reply, bytes):
+            reader: Any = BytesIO(reply)
+        elif reply[0] == "error":
             raise_record(reply[1])
+        else:
+            reader = _reader(*reply[1:])
         try:
-            body = self.codec.unpickler(_reader(*reply[1:])).load()
+            body = self.codec.unpickler(reader).load()
         except (ExtraditeModuleLeakError, UnsupportedInteractionError):
             raise
         except Exception as exc:
