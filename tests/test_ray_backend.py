@@ -8,6 +8,7 @@ checks that every process Ray started has exited after `ray.shutdown()`.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import subprocess
@@ -204,6 +205,9 @@ class TestOnCluster:
         assert part.value() == 4
         assert node.echo(part, __extradite_policy__="reference") is part  # a handle going home
         node.add(1)
+        assert part.value() == 5
+        del node
+        gc.collect()  # the instance's proxy is gone, not released: its actor serves what it returned
         assert part.value() == 5
 
     def test_remote_errors_keep_type_message_and_traceback(self, make: Any) -> None:

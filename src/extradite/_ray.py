@@ -431,10 +431,9 @@ class RaySession:
                 target = home
                 extra |= EXTRA_TARGET_HID
             imports = self.codec.imports
-            releases = imports.take_releases()
-            if any(hid == _ROOT_HID for hid, _ in releases) and self.spawn is None and self.owned:
-                self.close()  # the instance itself was released: its actor ends
-                self.check_usable()
+            # The root's proxy was collected (an explicit release ends the actor: `flush_releases`):
+            # the actor keeps serving the handles it returned, as a local child does.
+            releases = [r for r in imports.take_releases() if r[0] != _ROOT_HID] if imports.pending else []
             body = (releases, op, target, name, args, kwargs, policy or method_policy, extra)
             try:
                 writer = self.codec.encode(body, _envelope(op, args, kwargs, releases),
