@@ -70,11 +70,12 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     fds_before = open_fds()
     yield
     gc.collect()
+    check_fds = not request.node.get_closest_marker("allow_fd_growth")
     deadline = time.monotonic() + 3.0
     while True:
         leaked_children = child_pids() - children_before
         leaked_shm = shm_entries() - shm_before
-        leaked_fds = open_fds() - fds_before
+        leaked_fds = open_fds() - fds_before if check_fds else set()
         if not (leaked_children or leaked_shm or leaked_fds) or time.monotonic() > deadline:
             break
         gc.collect()
@@ -90,7 +91,7 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
                 pass
     if leaked_shm:
         problems.append(f"/dev/shm segments left: {sorted(leaked_shm)}")
-    if leaked_fds and not request.node.get_closest_marker("allow_fd_growth"):
+    if leaked_fds:
         problems.append(f"descriptors left open: {describe_fds(leaked_fds)}")
     if problems:
         pytest.fail("resource leak: " + "; ".join(problems), pytrace=False)

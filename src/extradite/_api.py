@@ -371,7 +371,8 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
               share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
               limits: Limits | None = None, forward_logging: bool = True,
-              requirements: Iterable[str] | None = None) -> Any:
+              requirements: Iterable[str] | None = None, backend: str = "local",
+              ray_options: Mapping[str, Any] | None = None) -> Any:
     """Return a proxy for `target` ("pkg.module:ClassName"), imported only in a child.
 
     A class target gives a proxy class; a function (any callable) a callable proxy; any
@@ -384,8 +385,15 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     packages, built once per (requirements, interpreter) and cached (see `_envs`). `sandbox=` and `limits=`
     confine the child before it imports the target (see `_sandbox`).
     `forward_logging=False` leaves the child's `logging` records in the child (see `_logforward`).
+    `backend="ray"` serves each instance from its own Ray actor instead (`ray_options`: see `_ray`).
     """
     module, qualname = parse_target(target)
+    if backend != "local" or ray_options is not None:
+        from ._ray import extradite_ray
+
+        return extradite_ray(target, backend, ray_options, share_key=share_key, transport_policy=transport_policy,
+                             transport_type_rules=transport_type_rules,
+                             share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect)
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,

@@ -295,8 +295,17 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                   share_keepalive_seconds: float | None = None, python: str | os.PathLike[str] | None = None,
                   protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                   limits: Limits | None = None, forward_logging: bool = True,
-                  requirements: Iterable[str] | None = None) -> type[_T]:
+                  requirements: Iterable[str] | None = None, backend: str = "local",
+                  ray_options: Mapping[str, Any] | None = None) -> type[_T]:
         """A copy of this proxy class bound to its own session with these options (like `extradite()`)."""
+        if backend != "local" or ray_options is not None:
+            from ._ray import bind_generated
+
+            return bind_generated(cls, backend, ray_options, {  # type: ignore[no-any-return]
+                "share_key": share_key, "transport_policy": transport_policy,
+                "transport_type_rules": transport_type_rules,
+                "share_keepalive_seconds": share_keepalive_seconds, "python": python, "protect": protect,
+                "sandbox": sandbox, "limits": limits, "requirements": requirements})
         return _bind(cls, {"share_key": share_key, "transport_policy": transport_policy,
                            "transport_type_rules": transport_type_rules,
                            "share_keepalive_seconds": share_keepalive_seconds, "python": python,
