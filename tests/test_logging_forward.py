@@ -44,6 +44,12 @@ def collect() -> Iterator[Callable[[int], Collect]]:
     root = logging.getLogger()
     saved = root.level
     handlers: list[Collect] = []
+    # Loggers other tests or libraries (Ray) set lower would lower what the child must send:
+    # each test here starts from its own configuration alone.
+    others = {logger: logger.level for logger in logging.Logger.manager.loggerDict.values()
+              if isinstance(logger, logging.Logger) and logger.level}
+    for logger in others:
+        logger.setLevel(logging.NOTSET)
 
     def configure(level: int) -> Collect:
         root.setLevel(level)
@@ -56,6 +62,8 @@ def collect() -> Iterator[Callable[[int], Collect]]:
     for handler in handlers:
         root.removeHandler(handler)
     root.setLevel(saved)
+    for logger, level in others.items():
+        logger.setLevel(level)
 
 
 def _ours(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
