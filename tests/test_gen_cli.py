@@ -296,9 +296,10 @@ def test_help_has_example_and_exit_codes() -> None:
 
 
 @pytest.mark.parametrize("target, code, message", [
-    ("no_colon_here", 2, "has no ':'; write it as 'pkg.module:ClassName'"),
+    ("no_colon_here", 3, "module not found"),  # a whole-module target
+    ("not-a-module", 2, "is not a module name"),
     ("xdgen_fixture.missing:Thing", 3, "module not found"),
-    ("xdgen_fixture.shapes:not_a_class", 3, "not a class"),
+    ("xdgen_fixture.shapes:__name__", 3, "not a class or function"),
     ("xdgen_fixture.shapes:Nope", 3, "no such class"),
     ("xdgen_fixture.broken:Broken", 3, "syntax error"),
     ("xdgen_fixture.raising:Anything", 3, "refuses to be imported"),

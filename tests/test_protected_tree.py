@@ -30,6 +30,7 @@ from extradite import (
     extradite,
     prewarm_extradite_session,
 )
+from extradite import _targets
 from extradite._api import session_of
 from extradite._codec import Codec
 from extradite._shm import ArenaMaps
@@ -386,7 +387,11 @@ def test_runtime_and_generator_parse_targets_alike(text: str) -> None:
     runtime = _outcome(_api.parse_target, text)
     assert runtime[0] == ("ok" if text in GOOD_TARGETS else "error")
     generator = _outcome(cli.parse_target, text)
-    assert generator == (runtime[0], text if runtime[0] == "ok" else runtime[1])
+    if ":" not in text:  # the generator reads it as a whole module, as import_isolated() does
+        module = _outcome(_targets.parse_module, text)
+        assert generator == (module[0], text if module[0] == "ok" else module[1])
+    else:
+        assert generator == (runtime[0], text if runtime[0] == "ok" else runtime[1])
     if runtime[0] == "error":  # the introspection child reports it without importing anything
         assert introspect.introspect(text) == {"target": text, "error": {"kind": "bad_target",
                                                                         "message": runtime[1]}}

@@ -49,9 +49,10 @@ from ._targets import parse_target, protected_tree
 from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
 
 if TYPE_CHECKING:
+    from ._api import SessionHandle
     from ._sandbox import Limits, Sandbox
 
-__all__ = ["GeneratedProxy", "GeneratedMeta", "MISSING", "ClassAttribute", "member_digests"]
+__all__ = ["GeneratedProxy", "GeneratedMeta", "GeneratedModule", "MISSING", "ClassAttribute", "member_digests"]
 
 _T = TypeVar("_T", bound="GeneratedProxy")
 _V = TypeVar("_V")
@@ -164,15 +165,16 @@ def _adopt(generated: type, dynamic: type) -> type:
         "__qualname__": generated.__qualname__})
 
 
-def _bind(cls: type[_T], options: dict[str, Any]) -> type[_T]:
-    """Connect `cls` to a session and build its bound class (see module docstring)."""
+def _bind(cls: type[_T], options: dict[str, Any], handle: SessionHandle | None = None) -> type[_T]:
+    """Connect `cls` to a session (`handle`'s, else a new one) and build its bound class (see module docstring)."""
     target = cls.__extradite_target__
     module, qualname = cls._xd_target
-    share_key = options.pop("share_key", None)
-    checked = SessionOptions.from_user(share_key, **options)
-    trees = checked.protect
-    refuse_loaded(f"extradite({target!r})", (protected_tree(module), *trees), trees)  # before a child starts
-    handle, _ = _session_for(share_key, checked, repr(target))
+    if handle is None:
+        share_key = options.pop("share_key", None)
+        checked = SessionOptions.from_user(share_key, **options)
+        trees = checked.protect
+        refuse_loaded(f"extradite({target!r})", (protected_tree(module), *trees), trees)  # before a child starts
+        handle, _ = _session_for(share_key, checked, repr(target))
     handle.acquire()
     try:
         imported, verdict = handle.import_class(module, qualname, target, expect=(
@@ -318,7 +320,8 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
             return cls
         bound: type[_T] | None = cls.__dict__.get("_xd_default")
         if bound is None or bound.__dict__["_xd_api"].closed:
-            bound = _bind(cls, {})
+            home: GeneratedModule | None = cls.__dict__.get("_xd_home")  # a class of a generated module proxy
+            bound = home.bind_class(cls) if home is not None else _bind(cls, {})
             type.__setattr__(cls, "_xd_default", bound)
         return bound
 
@@ -402,3 +405,78 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
         if api is not None:  # None: a class adopted for handles, it owns no session
             api.close()
 
+
+
+class GeneratedModule:
+    """The session of a module proxy written by `extradite-gen pkg.mod` (or `pkg.mod:func`).
+
+    Importing the generated module starts nothing: the first call of one of its functions
+    (or first use of one of its classes) runs `import_isolated(name, **options)`, and that
+    one child serves every function and class of the generated module. Each function is
+    looked up once per binding and then called in one round trip. `bind(**options)` binds
+    now with `import_isolated()`'s options (ending an earlier binding); `close()` ends the
+    binding, and the next use binds again.
+    """
+
+    __slots__ = ("name", "classes", "_options", "_proxy", "_functions")
+
+    def __init__(self, name: str, classes: tuple[type[GeneratedProxy], ...] = ()) -> None:
+        self.name = name
+        self.classes = classes
+        self._options: dict[str, Any] = {}
+        self._proxy: Any = None
+        self._functions: dict[str, Any] = {}
+        for cls in classes:
+            type.__setattr__(cls, "_xd_home", self)
+
+    def module(self) -> Any:
+        """The module proxy (`import_isolated`) this generated module is bound to, binding it now if needed."""
+        proxy = self._proxy
+        if proxy is None or type(proxy).__dict__["_xd_api"].closed:
+            from ._api import import_isolated
+
+            proxy = self._proxy = import_isolated(self.name, **self._options)
+            self._functions = {}
+        return proxy
+
+    def bind(self, **options: Any) -> None:
+        """End the current binding and bind now with these `import_isolated()` options."""
+        self.close()
+        self._options = dict(options)
+        try:
+            self.module()
+        except BaseException:
+            self._options = {}
+            raise
+
+    def close(self) -> None:
+        """End the binding (the module's and its classes' default ones); the next use binds again."""
+        proxy, self._proxy, self._functions = self._proxy, None, {}
+        for cls in self.classes:
+            cls.close_proxy_class()
+        if proxy is not None:
+            proxy.close()
+
+    def bind_class(self, cls: type[_T]) -> type[_T]:
+        """`cls` (one of this module's generated classes) bound to the module's session."""
+        return _bind(cls, {}, type(self.module()).__dict__["_xd_api"].handle)
+
+    def _function(self, name: str) -> Any:
+        fn = self._functions.get(name)
+        if fn is None or fn._xd_closed:
+            fn = self._functions[name] = getattr(self.module(), name)
+        return fn
+
+    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Call the module's function `name` in the child (MISSING arguments are left out)."""
+        fn = self._functions.get(name)
+        if fn is None or fn._xd_closed:
+            fn = self._function(name)
+        if kwargs or (args and args[-1] is MISSING):
+            args, kwargs = _strip(args, kwargs)
+        return fn(*args, **kwargs)
+
+    def batch(self, name: str, calls: Iterable[Any], npos: int | None = None,
+              kwnames: tuple[str, ...] = ()) -> list[Any]:
+        """Call the module's function `name` once per item of `calls` in one round trip."""
+        return self._function(name).batch(_batch_items(calls, npos, kwnames))  # type: ignore[no-any-return]

@@ -14,6 +14,10 @@ Guaranteed names:
   session on first use (`Proxy.extradite(...)` binds with explicit options).
 - `MISSING`: the default of a parameter whose default could not be written
   out; the runtime omits such an argument, so the target applies its own.
+- `GeneratedModule`: the lazily bound session of a generated module proxy
+  (`extradite-gen pkg.mod` or `pkg.mod:func`); generated functions call its
+  `call` and `batch`, the generated `extradite_bind`/`extradite_close` its
+  `bind` and `close`, and its classes bind through it (`bind_class`).
 - `ClassAttribute`: descriptor of a target's class attribute, read from the
   child on every access.
 
@@ -23,6 +27,7 @@ runtime it binds to); `import extradite` alone does not load it.
 
 from ._generated import MISSING as MISSING
 from ._generated import ClassAttribute as ClassAttribute
+from ._generated import GeneratedModule as GeneratedModule
 from ._generated import GeneratedProxy as GeneratedProxy
 
-__all__ = ["GeneratedProxy", "MISSING", "ClassAttribute"]
+__all__ = ["GeneratedProxy", "GeneratedModule", "MISSING", "ClassAttribute"]

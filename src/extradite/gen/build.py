@@ -17,6 +17,7 @@ says anything. How each method is then written and forwarded: forwarding.py.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -533,13 +534,19 @@ def _strip_wrappers(node: cst.BaseExpression) -> cst.BaseExpression:
 def build_modules(results: list[JSON], *, python: Sequence[int], platform: str,
                   options: BuildOptions) -> list[ModuleModel]:
     """One model per generated module, in target-module order."""
-    roots = frozenset(r["protected_tree"] for r in results)
+    function_records = [r for r in results if r.get("kind") == "functions"]
+    results = [r for r in results if r.get("kind") != "functions"]
+    roots = frozenset(r["protected_tree"] for r in results + function_records)
     files: dict[str, dict[str, str | None]] = {}
-    for r in results:
+    for r in results + function_records:
         files.update(r["files"])
     resolver = Resolver(roots=roots, files=files, version=tuple(python[:2]), platform=platform)
     proxies: dict[tuple[str, str], ProxyName] = {}
     by_module: dict[str, list[JSON]] = {}
+    unique: dict[str, JSON] = {}
+    for r in results:  # a class of a module target may be named as a target of its own too
+        unique.setdefault(r["target"], r)
+    results = list(unique.values())
     for r in results:
         gen = generated_module_name(r["module"])
         proxy = ProxyName(gen, r["qualname"].replace(".", "_"))
@@ -552,23 +559,97 @@ def build_modules(results: list[JSON], *, python: Sequence[int], platform: str,
             raise GenerationError("bad_policy", f"--policy names class {class_name!r}, which is not a target "
                                   f"(targets: {', '.join(sorted(known_classes))})")
         del methods
+    functions_by_module: dict[str, list[JSON]] = {}
+    for r in function_records:
+        functions_by_module.setdefault(r["module"], []).append(r)
     models = []
-    for module in sorted(by_module):
-        models.append(_build_module(module, sorted(by_module[module], key=lambda r: r["qualname"]),
-                                    resolver=resolver, proxies=proxies, options=options))
+    for module in sorted(set(by_module) | set(functions_by_module)):
+        models.append(_build_module(module, sorted(by_module.get(module, []), key=lambda r: r["qualname"]),
+                                    resolver=resolver, proxies=proxies, options=options,
+                                    function_records=functions_by_module.get(module, [])))
     return models
 
 
+# Names a generated module proxy defines besides the target's functions.
+_MODULE_HELPERS = ("extradite_bind", "extradite_close", "_xd_module", "_xd_GeneratedModule")
+
+
+def _module_functions(records: Sequence[JSON], raws: list[JSON]) -> list[JSON]:
+    """The functions of `records` (a module's and single ones), each once, by name."""
+    found: dict[str, JSON] = {}
+    for record in records:
+        for function in record["functions"]:
+            found.setdefault(function["name"], function)
+    clashes = sorted(set(found) & ({r["qualname"].replace(".", "_") for r in raws} | set(_MODULE_HELPERS)))
+    if clashes:
+        raise GenerationError("target", f"{records[0]['module']}: function name(s) {', '.join(clashes)} clash with "
+                              "a generated class or helper of the module proxy; generate the classes one by one "
+                              "as 'pkg.mod:Name' targets instead")
+    return [found[name] for name in sorted(found)]
+
+
+def _function(builder: _ClassBuilder, module: str, raw: JSON, names: frozenset[str]) -> Method:
+    """One module-level function: typed, forwarding through the module's `GeneratedModule` in one round trip."""
+    name = raw["name"]
+    found = builder.resolver.find_function(module, name)
+    fns, scope = (found[0], found[1]) if found is not None else ([], None)
+    place = Place(scope, ScopeNames(builder.resolver, scope)) if scope is not None else None
+    overload_fns = [f for f in fns if any(d.rsplit(".", 1)[-1] == "overload" for d in f.decorators)]
+    impls = [f for f in fns if f not in overload_fns]
+    impl = impls[-1] if impls else None
+    rt = raw.get("signature")
+    writer = builder.writer
+    overloads: list[Signature] = []
+    shapes: list[tuple[str, str, str]] = []
+    for fn in overload_fns:
+        params = builder._params(fn, place, None)
+        returns = builder._returns(fn, place, None)
+        overloads.append(writer.signature(params, returns, None, fn.ignore))
+        item = writer.batch_item(params)
+        if item is not None:
+            shapes.append((item[0], item[1], returns))
+    if overloads:
+        sig = writer.implementation(builder.emitter.any(), None, overload_fns[0].ignore)
+    else:
+        params = builder._params(impl, place, rt)
+        sig = writer.signature(params, builder._returns(impl, place, rt), None,
+                               impl.ignore if impl is not None and place is not None and place.is_stub else None)
+        item = writer.batch_item(params)
+        if item is not None:
+            shapes.append((item[0], item[1], sig.returns))
+    call = f'_xd_module.call("{name}", {sig.args}, {sig.kwargs})'
+    if sig.returns == "None":
+        body: tuple[str, ...] = (call,)
+    elif sig.returns.endswith((".NoReturn", ".Never")):
+        body = (call, 'raise AssertionError("unreachable: the target declares that this never returns")')
+    else:
+        body = writer.returning(sig.returns, call)
+    batch = None
+    if f"{name}_batch" not in names:
+        made = writer.batch(name, "function", f"{name}_batch", shapes, overloaded=bool(overloads), is_async=False)
+        batch = dataclasses.replace(made, body=tuple(line.replace("self._xd_batch(", "_xd_module.batch(")
+                                                    for line in made.body))
+    doc = raw.get("doc") or (impl.doc if impl is not None else None)
+    return Method(name=name, decorator=None, is_async=False, doc=_doc_literal(doc), overloads=tuple(overloads),
+                  signature=sig, body=body, batch=batch)
+
+
 def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
-                  proxies: dict[tuple[str, str], ProxyName], options: BuildOptions) -> ModuleModel:
+                  proxies: dict[tuple[str, str], ProxyName], options: BuildOptions,
+                  function_records: Sequence[JSON] = ()) -> ModuleModel:
     name = generated_module_name(module)
+    function_raws = _module_functions(function_records, raws) if function_records else []
     reserved: set[str] = set(_HELPERS)
+    if function_records:
+        reserved.update(_MODULE_HELPERS)
+        reserved.update(f["name"] + suffix for f in function_raws for suffix in ("", "_batch"))
     for raw in raws:
         reserved.add(raw["qualname"].replace(".", "_"))
         for m in raw["members"]:
             reserved.add(m["name"])
             reserved.add(m["name"] + "_batch")
     members = frozenset(m["name"] + suffix for raw in raws for m in raw["members"] for suffix in ("", "_batch"))
+    members |= frozenset(f["name"] + suffix for f in function_raws for suffix in ("", "_batch"))
     emitter = Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies, members=members)
     typing_name = emitter.import_ref("typing", "")
     classes = []
@@ -619,10 +700,22 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
             attributes=tuple(attrs),
             unhashable=unhashable,
         ))
+    functions: list[Method] = []
+    if function_records:
+        builder = _ClassBuilder({"module": module, "qualname": "", "class_module": module, "class_qualname": ""},
+                                emitter=emitter, resolver=resolver, proxy_name="", policies={},
+                                member_names=frozenset())
+        names = frozenset(f["name"] for f in function_raws) | frozenset(c.name for c in classes)
+        functions = [_function(builder, module, f, names) for f in function_raws]
+    whole = [r for r in function_records if r.get("whole_module")]
     runtime_imports, typing_imports = _imports(emitter.imports)
     return ModuleModel(
         name=name,
-        targets=tuple((c.target, c.fingerprint) for c in classes),
+        targets=tuple((r["target"], "") for r in function_records)
+        + tuple((c.target, c.fingerprint) for c in classes),
+        functions=tuple(functions),
+        module_target=module if function_records else None,
+        module_doc=_doc_literal(whole[0].get("doc")) if whole else None,
         runtime_imports=runtime_imports,
         typing_imports=typing_imports,
         typevars=tuple(emitter.typevar_defs[k] for k in emitter.typevar_defs),

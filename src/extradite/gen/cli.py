@@ -53,7 +53,7 @@ _TARGET_ERROR_LABELS = {
     "module_not_found": "module not found",
     "syntax_error": "syntax error in the target module",
     "import_raised": "importing the target module raised",
-    "not_a_class": "not a class",
+    "not_a_class": "not a class or function",
     "attribute_missing": "no such class",
     "bad_target": "not a target",
 }
@@ -85,9 +85,13 @@ class GenerateOptions:
 
 
 def parse_target(text: str) -> str:
-    """`text` checked by the runtime's own rule (`extradite._targets`), so both accept the same targets."""
+    """`text` checked by the runtime's own rules (`extradite._targets`), so both accept the same targets:
+    "pkg.mod:Cls" or "pkg.mod:func" (`extradite()`), or a whole module "pkg.mod" (`import_isolated()`)."""
     try:
-        _targets.parse_target(text)
+        if ":" in text:
+            _targets.parse_target(text)
+        else:
+            _targets.parse_module(text)
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     return text
@@ -296,6 +300,7 @@ def _load_pyproject(path: Path) -> dict[str, Any]:
 _EPILOG = """\
 example:
   extradite-gen extradite.demo.counter:Counter decimal:Context -o generated/
+  extradite-gen textwrap colorsys:hls_to_rgb -o generated/   # a module proxy; one function
   extradite-gen --check            # targets and output from [tool.extradite-gen]
 
 pyproject.toml (used when no targets are given; paths relative to it):
@@ -320,7 +325,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("targets", nargs="*", metavar="TARGET", help="a class as 'package.module:Class'")
+    parser.add_argument("targets", nargs="*", metavar="TARGET", help="a class or function as 'package.module:Name', or a whole module as 'package.module'")
     parser.add_argument("-o", "--output", metavar="DIR", help="directory for the generated modules")
     parser.add_argument("--policy", action="append", default=[], metavar="Class.method=value|reference",
                         help="default transport policy of one method's results (repeatable)")

@@ -29,7 +29,7 @@ from typing import Any
 
 from extradite._generated import member_digests
 from extradite._members import _raw_members, describe_type, fingerprint, signatures
-from extradite._targets import in_tree, parse_target, protected_tree
+from extradite._targets import in_tree, parse_module, parse_target, protected_tree
 
 __all__ = ["main"]
 
@@ -281,14 +281,10 @@ def _error(target: str, kind: str, message: str) -> JSON:
     return {"target": target, "error": {"kind": kind, "message": message}}
 
 
-def introspect(target: str) -> JSON:
-    """The raw interface of one `module:Class` target, or an error record."""
+def _import(target: str, module_name: str) -> types.ModuleType | JSON:
+    """The imported module, or an error record."""
     try:
-        module_name, qualname = parse_target(target)
-    except (TypeError, ValueError) as exc:
-        return _error(target, "bad_target", str(exc))
-    try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             return _error(target, "module_not_found", f"no module named {exc.name!r}")
@@ -297,14 +293,95 @@ def introspect(target: str) -> JSON:
         return _error(target, "syntax_error", f"{exc.filename}:{exc.lineno}: {exc.msg}")
     except BaseException as exc:  # noqa: BLE001 - any failure of the target's import is reported, not fatal
         return _error(target, "import_raised", _short_tb(exc))
+
+
+def _is_function(obj: object) -> bool:
+    return inspect.isfunction(obj) or inspect.isbuiltin(obj)
+
+
+def _function(name: str, func: object) -> JSON:
+    return {"name": name, "doc": _doc(func), "signature": _signature(func, drop_first=False),
+            "overloads": _overloads(func, drop_first=False), "is_async": inspect.iscoroutinefunction(func)}
+
+
+def _functions_record(target: str, module_name: str, module: types.ModuleType,
+                      functions: list[JSON], classes: list[str], whole: bool) -> JSON:
+    """The functions a generated module proxy forwards (all public ones, or the one a target names)."""
+    tree = protected_tree(module_name)
+    return {
+        "target": target,
+        "kind": "functions",
+        "module": module_name,
+        "qualname": "",
+        "protected_tree": tree,
+        "whole_module": whole,
+        "doc": _doc(module) if whole else None,
+        "functions": functions,
+        "classes": classes,
+        "files": {name: _module_files(name) for name in sorted(n for n in list(sys.modules) if in_tree(n, (tree,)))},
+    }
+
+
+def _public_names(module: types.ModuleType, module_name: str) -> list[str]:
+    """`__all__`, else the names not starting with `_` that the module's own tree defines."""
+    names = getattr(module, "__all__", None)
+    tree = protected_tree(module_name)
+    if isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names):
+        return sorted(set(names))
+    return sorted(name for name, value in vars(module).items() if not name.startswith("_")
+                  and in_tree(str(getattr(value, "__module__", "") or ""), (tree,)))
+
+
+def introspect_all(target: str) -> list[JSON]:
+    """The raw interfaces a target stands for: a class's; a function's; or a module's public
+    functions (one record) and each of its public classes (one record each)."""
+    if ":" in target:
+        return [introspect(target)]
+    try:
+        module_name = parse_module(target)
+    except (TypeError, ValueError) as exc:
+        return [_error(target, "bad_target", str(exc))]
+    module = _import(target, module_name)
+    if not isinstance(module, types.ModuleType):
+        return [module]
+    functions: list[JSON] = []
+    classes: list[str] = []
+    tree = protected_tree(module_name)
+    for name in _public_names(module, module_name):
+        value = getattr(module, name, None)
+        if not in_tree(str(getattr(value, "__module__", "") or ""), (tree,)):
+            continue  # re-exported from outside the protected tree: import it from there
+        if isinstance(value, type):
+            classes.append(name)
+        elif _is_function(value) and not inspect.iscoroutinefunction(value):
+            functions.append(_function(name, value))
+    records = [_functions_record(target, module_name, module, functions, classes, True)]
+    records.extend(introspect(f"{module_name}:{name}") for name in classes)
+    return records
+
+
+def introspect(target: str) -> JSON:
+    """The raw interface of one `module:Class` (or `module:function`) target, or an error record."""
+    try:
+        module_name, qualname = parse_target(target)
+    except (TypeError, ValueError) as exc:
+        return _error(target, "bad_target", str(exc))
+    module = _import(target, module_name)
+    if not isinstance(module, types.ModuleType):
+        return module
     obj: object = module
     for part in qualname.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
             return _error(target, "attribute_missing", f"module {module_name!r} has no attribute {qualname!r}")
+    if _is_function(obj) and "." not in qualname:
+        if inspect.iscoroutinefunction(obj):
+            return _error(target, "not_a_class", f"{target} is an async function; generated proxies forward "
+                          "plain functions and classes (use extradite() for it)")
+        return _functions_record(target, module_name, module, [_function(qualname, obj)], [], False)
     if not isinstance(obj, type):
-        return _error(target, "not_a_class", f"{target} is a {type(obj).__name__}, not a class")
+        return _error(target, "not_a_class", f"{target} is a {type(obj).__name__}, not a class or a function")
     cls = obj
     raw = _raw_members(cls)
     table = describe_type(cls)
@@ -359,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
     real_stdout = sys.stdout
     sys.stdout = sys.stderr
     try:
-        results = [introspect(t) for t in targets]
+        results = [r for t in targets for r in introspect_all(t)]
     finally:
         sys.stdout = real_stdout
     document = {

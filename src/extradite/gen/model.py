@@ -93,4 +93,7 @@ class ModuleModel:
     uses_class_attribute: bool
     class_aliases: tuple[str, ...] = ()  # `_xd_cls_date = date` lines after the classes
     stubs: str = ""
+    functions: tuple[Method, ...] = ()  # module-level functions (`extradite-gen pkg.mod` or `pkg.mod:func`)
+    module_target: str | None = None  # the module a generated module proxy binds to, None: classes only
+    module_doc: str | None = None  # a ready-to-print string literal
     unresolved: tuple[str, ...] = ()  # `module:Class` of the protected tree the annotations had to write as Any  # the stub source and version the annotations came from (locate.stub_source)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from .._targets import in_tree
 from .locate import is_module, typeshed_stub
-from .scope import ClassDecl, ModuleScope, load_scope
+from .scope import ClassDecl, FunctionDecl, ModuleScope, load_scope
 
 __all__ = ["Target", "ANY", "Resolver", "is_protected",
            "LITERAL_FORMS", "ANNOTATED_FORMS", "WRAPPER_FORMS", "SELF_FORMS"]
@@ -82,6 +82,25 @@ class Resolver:
     def is_typevar(self, key: tuple[str, str]) -> bool:
         """Whether (module, name) is a type variable some scope of `module` defines."""
         return any(key[1] in scope.typevars for scope in self.scopes_for(key[0]))
+
+    def find_function(self, module: str, name: str, depth: int = 0) -> tuple[list[FunctionDecl], ModuleScope] | None:
+        """The declarations (overloads included) of module-level function `name`, stubs first."""
+        if depth > 8:
+            return None
+        for scope in self.scopes_for(module):
+            if name in scope.functions:
+                return scope.functions[name], scope
+            if name in scope.imports:
+                src_module, src_name = scope.imports[name]
+                if src_name and "." not in src_name:
+                    inner = self.find_function(src_module, src_name, depth + 1)
+                    if inner is not None:
+                        return inner
+            for star in scope.star_imports:
+                inner = self.find_function(star, name, depth + 1)
+                if inner is not None:
+                    return inner
+        return None
 
     def find_class(self, module: str, qualname: str, depth: int = 0) -> tuple[ClassDecl, ModuleScope] | None:
         if depth > 8:

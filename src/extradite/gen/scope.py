@@ -86,6 +86,7 @@ class ModuleScope:
     imported_modules: set[str] = field(default_factory=set)
     star_imports: list[str] = field(default_factory=list)
     classes: dict[str, ClassDecl] = field(default_factory=dict)
+    functions: dict[str, list[FunctionDecl]] = field(default_factory=dict)  # module-level, overloads included
     typevars: dict[str, TypeVarDecl] = field(default_factory=dict)
     aliases: dict[str, cst.BaseExpression] = field(default_factory=dict)
     other_names: set[str] = field(default_factory=set)
@@ -294,6 +295,7 @@ class _ScopeBuilder:
             self._assignment(stmt)
         elif isinstance(stmt, cst.FunctionDef):
             scope.other_names.add(stmt.name.value)
+            scope.functions.setdefault(stmt.name.value, []).append(_function_decl(stmt, drop_first=False))
 
     def _from_module(self, stmt: cst.ImportFrom) -> str:
         module = code(stmt.module) if stmt.module is not None else ""
@@ -341,16 +343,8 @@ class _ScopeBuilder:
             if isinstance(stmt, cst.FunctionDef):
                 decorators = frozenset(_decorator_name(d) for d in stmt.decorators)
                 is_static = any(d.rsplit(".", 1)[-1] == "staticmethod" for d in decorators)
-                decl.functions.setdefault(stmt.name.value, []).append(FunctionDecl(
-                    name=stmt.name.value,
-                    params=_params(stmt, drop_first=not is_static),
-                    returns=stmt.returns.annotation if stmt.returns is not None else None,
-                    decorators=decorators,
-                    is_async=stmt.asynchronous is not None,
-                    doc=_docstring(stmt.body),
-                    ignore=_ignore_comment(stmt),
-                    receiver=None if is_static else _receiver(stmt),
-                ))
+                decl.functions.setdefault(stmt.name.value, []).append(
+                    _function_decl(stmt, drop_first=not is_static))
             elif isinstance(stmt, cst.Assign) and isinstance(stmt.value, cst.Name) \
                     and stmt.value.value in decl.functions:
                 # `fatal = critical`, `__radd__ = __add__ = _fail`: the same function under more names.
@@ -362,6 +356,19 @@ class _ScopeBuilder:
             elif isinstance(stmt, cst.ClassDef):
                 decl.classes[stmt.name.value] = self.class_decl(stmt)
         return decl
+
+
+def _function_decl(stmt: cst.FunctionDef, *, drop_first: bool) -> FunctionDecl:
+    return FunctionDecl(
+        name=stmt.name.value,
+        params=_params(stmt, drop_first=drop_first),
+        returns=stmt.returns.annotation if stmt.returns is not None else None,
+        decorators=frozenset(_decorator_name(d) for d in stmt.decorators),
+        is_async=stmt.asynchronous is not None,
+        doc=_docstring(stmt.body),
+        ignore=_ignore_comment(stmt),
+        receiver=_receiver(stmt) if drop_first else None,
+    )
 
 
 _IGNORE_RE = re.compile(r"#\s*type:\s*ignore(\[[^\]]*\])?")
