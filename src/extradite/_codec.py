@@ -470,14 +470,23 @@ def _scalar_args(args: tuple[Any, ...]) -> bool:
 
 
 def _builtin_base(cls: type) -> str | None:
+    if issubclass(cls, BaseExceptionGroup):
+        return None  # a group cannot be rebuilt from scalar args: its members travel apart
     for klass in cls.__mro__:
         if klass.__module__ == "builtins" and issubclass(klass, Exception) and klass is not Exception:
             return klass.__name__
     return None
 
 
+_MAX_GROUP_MEMBERS = 1000  # sub-exceptions of one group that travel (the rest are in its traceback text)
+
+
 def error_record(exc: BaseException, batch_index: int | None = None) -> tuple[Any, ...]:
-    """A plain-data description of `exc` that any side can raise again."""
+    """A plain-data description of `exc` that any side can raise again.
+
+    (kind, type_id, message, traceback text, builtin base name, scalar args, batch index),
+    plus, for an exception group, the records of its sub-exceptions.
+    """
     if isinstance(exc, ExtraditeRemoteError):  # passing through (a callback's error, say)
         kind, message = "remote", exc.remote_message
         type_id = (exc.remote_type_module, exc.remote_type_qualname, exc.remote_type_name)
@@ -497,20 +506,92 @@ def error_record(exc: BaseException, batch_index: int | None = None) -> tuple[An
     else:
         import traceback  # lazily: only failing calls pay for it
 
-        tb_text = "".join(traceback.format_exception(exc))
+        try:
+            tb_text = "".join(traceback.format_exception(exc))
+        except Exception as inner:
+            tb_text = f"<the traceback could not be formatted: {inner!r}>"
     args = exc.args if _scalar_args(exc.args) else ()
-    return (kind, type_id, message, tb_text, _builtin_base(type(exc)), args, batch_index)
+    record: tuple[Any, ...] = (kind, type_id, message, tb_text, _builtin_base(type(exc)), args, batch_index)
+    members = getattr(exc, "exceptions", None)
+    if isinstance(exc, BaseExceptionGroup) and type(members) is tuple:
+        record += (tuple(error_record(member) for member in members[:_MAX_GROUP_MEMBERS]
+                         if isinstance(member, BaseException)),)
+    return record
+
+
+_RECORD_KINDS = frozenset(("remote", *_LOCAL_KINDS))
+
+
+def check_record(record: Any, depth: int = 0) -> None:
+    """Refuse an error record of the wrong shape (TypeError/ValueError saying what is wrong).
+
+    The other side may be hostile: `raise_record` must only ever see what `error_record` makes.
+    """
+    if type(record) is not tuple or len(record) not in (7, 8):
+        raise TypeError(f"an error record is a 7- or 8-tuple, not {_shape(record)}")
+    kind, type_id, message, tb_text, builtin_name, args, batch_index = record[:7]
+    if kind not in _RECORD_KINDS:
+        raise ValueError(f"unknown error kind {kind!r}")
+    if type(type_id) is not tuple or len(type_id) != 3 or not all(type(v) is str for v in type_id):
+        raise TypeError(f"an error's type is 3 str, not {_shape(type_id)}")
+    if type(message) is not str or type(tb_text) is not str:
+        raise TypeError("an error's message and traceback must be str")
+    if builtin_name is not None and type(builtin_name) is not str:
+        raise TypeError(f"an error's builtin base must be a str or None, not {_shape(builtin_name)}")
+    if type(args) is not tuple or not _scalar_args(args):
+        raise TypeError("an error's args must be a tuple of scalars")
+    if batch_index is not None and type(batch_index) is not int:
+        raise TypeError("an error's batch index must be an int or None")
+    if len(record) == 8:
+        members = record[7]
+        if type(members) is not tuple or len(members) > _MAX_GROUP_MEMBERS or depth > 32:
+            raise TypeError("an exception group's members must be a bounded tuple of error records")
+        for member in members:
+            check_record(member, depth + 1)
+
+
+def check_request(body: tuple[Any, ...]) -> None:
+    """Refuse a request body of the wrong shape (see `_wire`): TypeError saying what is wrong."""
+    if len(body) != 8:
+        raise TypeError(f"a request body has 8 items, not {len(body)}")
+    _, op, _, name, args, kwargs, policy, extra = body
+    if type(op) is not int or type(extra) is not int:
+        raise TypeError("a request's op and flags must be ints")
+    if name is not None and type(name) is not str:
+        raise TypeError(f"a request's name must be a str or None, not {_shape(name)}")
+    if type(args) is not tuple or type(kwargs) is not dict or not all(type(k) is str for k in kwargs):
+        raise TypeError("a request's args must be a tuple and its kwargs a dict with str keys")
+    if policy is not None and type(policy) is not str:
+        raise TypeError(f"a request's policy must be a str or None, not {_shape(policy)}")
+
+
+def _shape(value: Any) -> str:
+    cls = type(value)
+    return f"a {cls.__name__} of {len(value)}" if cls is tuple else f"a {cls.__name__}"
 
 
 def raise_record(record: tuple[Any, ...]) -> None:
     """Raise what `error_record` described; `type_id` is the original's (module, qualname, name)."""
-    kind, type_id, message, tb_text, builtin_name, args, batch_index = record
+    exc = build_error(record)
+    cause = exc.__cause__
+    if cause is not None:
+        raise exc from cause
+    raise exc
+
+
+def build_error(record: tuple[Any, ...]) -> BaseException:
+    """The exception `error_record` described (with the remote traceback as its cause)."""
+    kind, type_id, message, tb_text, builtin_name, args, batch_index = record[:7]
     where = f" (batch item {batch_index})" if batch_index is not None else ""
     local = _LOCAL_KINDS.get(kind)
     if local is not None:
-        raise local(message + where)
+        return local(message + where)
     cls = remote_error_class(builtin_name)
-    exc = cls.__new__(cls, *args)
+    try:
+        exc = cls.__new__(cls, *args)
+    except Exception:
+        args = ()
+        exc = cls.__new__(cls)
     base = cls.__bases__[1] if cls is not ExtraditeRemoteError else None
     if base is not None:
         try:
@@ -522,6 +603,8 @@ def raise_record(record: tuple[Any, ...]) -> None:
                                   remote_type_module=module, remote_type_qualname=qualname)
     exc.args = tuple(args) if args else (message + where,)
     exc.batch_index = batch_index  # type: ignore[attr-defined]
+    if len(record) == 8:  # an exception group: its members, each a remote error of its own
+        exc.exceptions = tuple(build_error(member) for member in record[7])  # type: ignore[attr-defined]
     if tb_text:
-        raise exc from RemoteTraceback(tb_text)
-    raise exc
+        exc.__cause__ = RemoteTraceback(tb_text)
+    return exc

@@ -166,7 +166,8 @@ def remote_error_class(builtin_name: str | None) -> type[ExtraditeRemoteError]:
         return cached
     base = getattr(builtins, builtin_name, None)
     cls: type[ExtraditeRemoteError] = ExtraditeRemoteError
-    if isinstance(base, type) and issubclass(base, Exception) and base is not Exception:
+    if (isinstance(base, type) and issubclass(base, Exception) and base is not Exception
+            and not issubclass(base, BaseExceptionGroup)):  # a group's layout needs its members
         try:
             cls = _combine(builtin_name, base)
         except TypeError:

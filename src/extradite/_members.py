@@ -210,10 +210,29 @@ def signature_data(cls: type, raw: dict[str, object] | None = None) -> bytes:
     return marshal.dumps(signatures(cls, raw), 2)
 
 
+MEMBER_KINDS: frozenset[str] = frozenset({
+    "method", "async_method", "classmethod", "staticmethod", "property", "property_rw", "attribute",
+    "unhashable"})
+
+
 def is_member_table(value: object) -> bool:
-    """Whether `value` is a member table as it crosses: a tuple of (name, kind) str pairs."""
+    """Whether `value` is a member table as `describe_type` makes it: (name, kind) str pairs.
+
+    The sender may be hostile: a planted name (`__getattribute__`, `__class__`, a proxy's own
+    `_xd_` state) would take over the proxy class built from the table, so only what
+    `describe_type` can produce passes.
+    """
     return type(value) is tuple and all(
-        type(m) is tuple and len(m) == 2 and type(m[0]) is str and type(m[1]) is str for m in value)
+        type(m) is tuple and len(m) == 2 and type(m[0]) is str and type(m[1]) is str
+        and _member_allowed(m[0], m[1]) for m in value)
+
+
+def _member_allowed(name: str, kind: str) -> bool:
+    if kind not in MEMBER_KINDS or name.startswith("_xd_"):
+        return False
+    if name.startswith("__") and name.endswith("__"):
+        return name in SUPPORTED_DUNDERS
+    return kind != "unhashable"
 
 
 def kinds_checksum(table: Mapping[str, str]) -> str:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from . import _scalar
-from ._codec import Codec, error_record, leaked_tree, raise_record
+from ._codec import Codec, check_record, check_request, error_record, leaked_tree, raise_record
 from ._dispatch import CHILD, PARENT, BatchFailure, not_lent, ops_served_by, refusal
 from ._errors import (
     UnsupportedInteractionError,
@@ -464,15 +464,8 @@ class Session:
                 body = self.codec.decode(frame)
             else:  # no shared memory: unpickle the bytes in place (inlined: every call passes here)
                 body = self.codec.unpickler(BytesIO(frame.body)).load()
-            if body[0]:
-                exports = self.codec.exports
-                for hid, count in body[0]:
-                    exports.release(hid, count)
-            # a request is served from its whole body; a reply or an error carries one value
-            message.payload = body if kind == REQUEST or kind == RELEASE else body[1]
-            return message
         except ExtraditeError as exc:
-            problem = exc
+            return _problem(message, exc)
         except Exception as exc:
             # garbage from the other side fails this one message; the stream itself is intact
             problem = UnsupportedInteractionError(
@@ -480,9 +473,33 @@ class Session:
                 "module this interpreter cannot import, ask for a proxy instead "
                 "(__extradite_policy__='reference')")
             problem.__cause__ = exc
-        message.payload = None
-        message.problem = problem
-        return message
+            return _problem(message, problem)
+        try:
+            if type(body) is not tuple:
+                raise TypeError(f"the body is a {type(body).__name__}, not a tuple")
+            if body[0]:
+                exports = self.codec.exports
+                for hid, count in body[0]:
+                    if type(hid) is not int or type(count) is not int:
+                        raise TypeError("a handle release is not a pair of ints")
+                    exports.release(hid, count)
+            # a request is served from its whole body; a reply or an error carries one value
+            if kind == REPLY:
+                message.payload = body[1]
+            elif kind == REQUEST or kind == RELEASE:
+                message.payload = body
+                if kind == REQUEST:
+                    check_request(body)
+            else:
+                message.payload = body[1]
+                if kind == ERROR:
+                    check_record(body[1])
+            return message
+        except Exception as exc:
+            # a body of the wrong shape: the other side does not speak this protocol
+            broken = ExtraditeProtocolError(f"corrupt frame: malformed {_KIND_NAMES.get(kind, kind)} body ({exc})")
+            self._fail(broken)
+            return None
 
     def _route(self, message: _Message, me: _Waiter) -> None:
         """Deliver a decoded frame (called with the condition held)."""
@@ -614,6 +631,16 @@ class Session:
 
 
 _PLAIN_SCALARS = frozenset({int, str, float, bool, NoneType})
+
+
+_KIND_NAMES = {REQUEST: "request", REPLY: "reply", ERROR: "error", RELEASE: "release"}
+
+
+def _problem(message: _Message, problem: BaseException) -> _Message:
+    """`message` as one that could not be decoded: its waiter gets `problem`."""
+    message.payload = None
+    message.problem = problem
+    return message
 
 
 def _plain(value: Any) -> bool:

@@ -52,7 +52,7 @@ def _anonymous_fd(size: int) -> int:
     """A descriptor of `size` bytes of shared memory that has no name anywhere."""
     memfd_create = getattr(os, "memfd_create", None)
     if memfd_create is not None:
-        fd: int = memfd_create("extradite", getattr(os, "MFD_CLOEXEC", 0))
+        fd: int = memfd_create("extradite", getattr(os, "MFD_CLOEXEC", 0) | getattr(os, "MFD_ALLOW_SEALING", 0))
     else:  # pragma: no cover - platforms without memfd: a file unlinked at once
         import tempfile
 
@@ -61,10 +61,37 @@ def _anonymous_fd(size: int) -> int:
         os.unlink(path)
     try:
         os.ftruncate(fd, size)
+        if memfd_create is not None:
+            import fcntl
+
+            # the receiver maps it and requires this seal: a sender that cannot shrink the
+            # file under the receiver's mapping cannot make the receiver's reads fault (SIGBUS)
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _check_arena(fd: int, size: int) -> None:
+    """Refuse an arena that could fault when read: smaller than announced, or shrinkable."""
+    from ._errors import ExtraditeProtocolError
+
+    actual = os.fstat(fd).st_size
+    if actual < size or size < DATA_OFFSET:
+        raise ExtraditeProtocolError(
+            f"corrupt frame: a shared-memory arena announced as {size} bytes holds {actual} bytes")
+    if getattr(os, "memfd_create", None) is not None:
+        import fcntl
+
+        try:
+            seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
+        except OSError:
+            seals = 0
+        if not seals & fcntl.F_SEAL_SHRINK:
+            raise ExtraditeProtocolError(
+                "corrupt frame: a shared-memory arena came without the shrink seal; the other side "
+                "could shrink it while this side reads it")
 
 
 class Arena:
@@ -201,6 +228,7 @@ class ArenaMaps:
                     "corrupt frame: a shared-memory arena was announced without its descriptor")
             fd = fds.pop(0)
             try:
+                _check_arena(fd, size)
                 import mmap
 
                 mapping = mmap.mmap(fd, size)
@@ -222,6 +250,12 @@ class ArenaMaps:
                 raise ExtraditeProtocolError(
                     f"corrupt frame: shared-memory arena {arena_id} was never announced")
             view = entry[1]
+            if offset < DATA_OFFSET or offset + length > len(view):
+                from ._errors import ExtraditeProtocolError
+
+                raise ExtraditeProtocolError(
+                    f"corrupt frame: a segment of {length} bytes at {offset} lies outside shared-memory "
+                    f"arena {arena_id} of {len(view)} bytes")
             segments.append((arena_id, view[offset:offset + length], stream_pos))
         return segments, pos
 

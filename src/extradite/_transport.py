@@ -37,6 +37,10 @@ __all__ = ["BodyWriter", "Channel", "ChannelEOF", "Frame"]
 
 _RECV_BUFFER_SIZE = 256 * 1024
 _MAX_FDS = 16
+# A peer can announce any length and pass any descriptors: both are capped so a broken or
+# hostile peer cannot make this side allocate without bound or run out of descriptors.
+MAX_FRAME = 1 << 30  # default cap on a frame's body (shared-memory buffers are not counted)
+MAX_HELD_FDS = 64    # received descriptors not yet taken by their frames
 # _socket loads with the first channel, so that `import extradite` stays cheap.
 _ANCILLARY_SIZE = 0
 _SOL_SOCKET = -1
@@ -87,6 +91,7 @@ class Channel(SharedRing):
         self.spin_cap_ns = SPIN_MAX_NS  # polling window bound for this channel (0: never poll)
         self._spin_ns = SPIN_MAX_NS // 4  # current polling window (see _polling)
         self.closed = False
+        self.max_frame = MAX_FRAME  # a longer announced body is refused before anything is allocated
         self._sent = 0       # frames sent: the next frame's seq
         self._received = 0   # frames taken: the seq of the frame `recv` returns next
         self._init_page(page_owner)
@@ -271,6 +276,8 @@ class Channel(SharedRing):
                     raise corrupt(f"frame {frame_seq} arrived where frame {seq} was due")
                 return _LATER
             break
+        if body_len > self.max_frame:
+            raise corrupt(f"a frame announced {body_len} bytes, over the limit of {self.max_frame} bytes")
         self._start += HEADER_SIZE
         if body_len <= len(self._recv_buffer):
             while self._end - self._start < body_len:
@@ -328,6 +335,11 @@ class Channel(SharedRing):
                 if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
                     count = len(data) // 4
                     self._fds.extend(struct.unpack(f"{count}i", data[: count * 4]))
+            if len(self._fds) > MAX_HELD_FDS:
+                for fd in self._fds:  # closed at once: a flood must not exhaust this process
+                    os.close(fd)
+                self._fds.clear()
+                raise corrupt(f"the other side passed more than {MAX_HELD_FDS} descriptors not yet used by frames")
         return int(n)
 
     def _wait(self) -> None:
