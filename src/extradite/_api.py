@@ -323,6 +323,7 @@ class SessionHandle:
                 del _shared[self.share_key]
             trees, self.trees = self.trees, []
         self.session.close()
+        self.session.guard.close()
         self.process.stop()
         for tree in trees:
             _unprotect(tree)

@@ -39,13 +39,21 @@ def check_seconds(value: object, what: str, *, zero: bool = False) -> float | No
 
 
 class Guard:
-    """Stops the child of one session: interrupt now, kill after the grace period unless it answers."""
+    """Stops the child of one session: interrupt now, kill after the grace period unless it answers.
+
+    One watch thread per session (started by the first deadline) keeps every armed deadline:
+    arming and disarming a call costs a lock and a dict entry, not a thread.
+    """
 
     def __init__(self, pid: int, grace: float, kill: Callable[[], None], ping: Callable[[], None]) -> None:
         self.pid = pid
         self.grace = grace
         self._kill = kill
         self._ping = ping
+        self._cond = threading.Condition()
+        self._armed: dict[Deadline, float] = {}  # deadline -> when it interrupts (then: when it kills)
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
     def interrupt(self) -> None:
         try:
@@ -53,16 +61,59 @@ class Guard:
         except OSError:  # already gone: the session sees its end
             pass
 
-    def kill_later(self, killed: list[bool] | None = None) -> threading.Timer:
-        def kill() -> None:
-            if killed is not None:
-                killed.append(True)
-            self._kill()
+    def within(self, seconds: float) -> Deadline:
+        return Deadline(self, seconds)
 
-        timer = threading.Timer(self.grace, kill)
-        timer.daemon = True
-        timer.start()
-        return timer
+    def arm(self, deadline: Deadline, seconds: float) -> None:
+        import time
+
+        with self._cond:
+            self._armed[deadline] = time.monotonic() + seconds
+            if self._thread is None:
+                from ._process import daemon_threads_allowed
+
+                self._thread = threading.Thread(target=self._watch, name=f"extradite-deadline-{self.pid}",
+                                                daemon=daemon_threads_allowed())
+                self._thread.start()
+            self._cond.notify()
+
+    def disarm(self, deadline: Deadline) -> None:
+        with self._cond:
+            self._armed.pop(deadline, None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._armed.clear()
+            self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+
+    def _watch(self) -> None:
+        import time
+
+        cond = self._cond
+        while True:
+            kill = False
+            with cond:
+                while not self._closed:
+                    now = time.monotonic()
+                    for deadline, when in list(self._armed.items()):
+                        if when > now:
+                            continue
+                        if not deadline.expired:  # first the interrupt, then the grace period
+                            deadline.expired = True
+                            self._armed[deadline] = now + self.grace
+                            self.interrupt()
+                        else:
+                            del self._armed[deadline]
+                            deadline.killed = kill = True
+                    if kill:
+                        break
+                    cond.wait(min(self._armed.values()) - now if self._armed else None)
+                if self._closed and not kill:
+                    return
+            self._kill()  # outside the lock: it waits for the child to end
 
     def abandoned(self, exc: BaseException) -> None:
         """A call was left by KeyboardInterrupt: interrupt the child; kill it unless it answers a ping in time."""
@@ -73,11 +124,13 @@ class Guard:
         except AttributeError:
             pass
         self.interrupt()
-        timer = self.kill_later()
+        timer = threading.Timer(self.grace, self._kill)
+        timer.daemon = True
+        timer.start()
 
         def wait_for_answer() -> None:
             try:
-                self._ping()
+                self._ping()  # served after the abandoned call: its answer means the call ended
             except BaseException:
                 pass
             finally:
@@ -85,58 +138,48 @@ class Guard:
 
         threading.Thread(target=wait_for_answer, name=f"extradite-interrupt-{self.pid}", daemon=True).start()
 
-    def within(self, seconds: float) -> Deadline:
-        return Deadline(self, seconds)
-
 
 class Deadline:
     """`with guard.within(s): session.call(...)`: the call raises ExtraditeTimeoutError after `s` seconds."""
 
-    __slots__ = ("_guard", "_seconds", "_timer", "_killer", "_killed", "expired")
+    __slots__ = ("_guard", "_seconds", "expired", "killed")
 
     def __init__(self, guard: Guard, seconds: float) -> None:
         self._guard = guard
         self._seconds = seconds
-        self._timer: threading.Timer | None = None
-        self._killer: threading.Timer | None = None
-        self._killed: list[bool] = []
         self.expired = False
-
-    def _expire(self) -> None:
-        self.expired = True
-        self._killer = self._guard.kill_later(self._killed)
-        self._guard.interrupt()
+        self.killed = False
 
     def __enter__(self) -> Deadline:
-        self._timer = threading.Timer(self._seconds, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._guard.arm(self, self._seconds)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        assert self._timer is not None
-        self._timer.cancel()
-        self._timer.join()  # `_expire` finished if it started: `_killer` is set or never will be
-        if self._killer is not None:
-            self._killer.cancel()
+        self._guard.disarm(self)
         if self.expired and exc is not None and not isinstance(exc, ExtraditeTimeoutError):
             if isinstance(exc, KeyboardInterrupt) and getattr(exc, "_xd_abandoned", False):
                 return  # Ctrl-C in this process, not the deadline
             raise ExtraditeTimeoutError(
                 f"the call did not finish within {self._seconds:g} s (call_timeout / __extradite_timeout__); "
                 "the child was interrupted" + (" and killed: it did not answer within the grace period "
-                                               f"({self._guard.grace:g} s)" if self._killed else "")) from exc
+                                               f"({self._guard.grace:g} s)" if self.killed else "")) from exc
 
 
 def bounded_call(session: Any, seconds: float) -> Callable[..., Any]:
-    """`session.call` with every top-level call bounded by `seconds` (the `call_timeout` option)."""
+    """`session.call` with every call bounded by `seconds` (the `call_timeout` option).
+
+    Not the imports and configuration done while a proxy is made: importing a large target
+    may take longer than any of its calls should.
+    """
     from ._session import Session
+    from ._wire import OP_CONFIGURE, OP_IMPORT, OP_WARM_UP
 
     call = Session.call
+    unbounded = (OP_IMPORT, OP_CONFIGURE, OP_WARM_UP)
 
     def call_within(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("defer") or session.guard is None:
+        if kwargs.get("defer") or session.guard is None or args[0] in unbounded:
             return call(session, *args, **kwargs)
         with session.guard.within(seconds):
             return call(session, *args, **kwargs)
