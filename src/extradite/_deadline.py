@@ -15,9 +15,9 @@ inside a request's handler, never while a frame is being written or read.
 from __future__ import annotations
 
 import os
-import threading
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
+    import threading
     from types import FrameType, TracebackType
     from typing import Any, Callable
 
@@ -50,6 +50,8 @@ class Guard:
         self.grace = grace
         self._kill = kill
         self._ping = ping
+        import threading  # here: the child imports this module for its handler, never threading
+
         self._cond = threading.Condition()
         self._armed: dict[Deadline, float] = {}  # deadline -> when it interrupts (then: when it kills)
         self._thread: threading.Thread | None = None
@@ -70,6 +72,8 @@ class Guard:
         with self._cond:
             self._armed[deadline] = time.monotonic() + seconds
             if self._thread is None:
+                import threading
+
                 from ._process import daemon_threads_allowed
 
                 self._thread = threading.Thread(target=self._watch, name=f"extradite-deadline-{self.pid}",
@@ -86,6 +90,8 @@ class Guard:
             self._closed = True
             self._armed.clear()
             self._cond.notify()
+        import threading
+
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=1.0)
 
@@ -123,6 +129,8 @@ class Guard:
             exc._xd_abandoned = True  # type: ignore[attr-defined]
         except AttributeError:
             pass
+        import threading
+
         self.interrupt()
         timer = threading.Timer(self.grace, self._kill)
         timer.daemon = True
