@@ -574,8 +574,10 @@ class Session:
             if isinstance(exc, MemoryError):
                 _free_frames(exc, self.is_child)
             self._send_error(rid, chain, error_record(exc))
-        except BaseException as exc:  # Ctrl-C, SystemExit...: the other side must not wait forever
-            if self.broken is None:
+        except BaseException as exc:  # the parent's Ctrl-C..., the child's interrupt (`_deadline`)
+            if self.is_child and not isinstance(exc, KeyboardInterrupt):
+                raise  # SystemExit in the target: the child ends, the parent reports how
+            if self.broken is None:  # the other side must not wait forever
                 self._send_error(rid, chain, error_record(exc))
             if not self.is_child:  # the parent's own interrupt goes on; the child keeps serving
                 raise
