@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ._errors import ExtraditeProtocolError as ExtraditeProtocolError
     from ._errors import ExtraditeRemoteError as ExtraditeRemoteError
     from ._errors import ExtraditeSandboxError as ExtraditeSandboxError
+    from ._errors import ExtraditeTimeoutError as ExtraditeTimeoutError
     from ._errors import ExtraditeSessionConflictError as ExtraditeSessionConflictError
     from ._errors import ExtraditeStaleProxyWarning as ExtraditeStaleProxyWarning
     from ._errors import UnsupportedInteractionError as UnsupportedInteractionError
@@ -53,6 +54,7 @@ _HOME = {
     "ExtraditeEnvironmentError": "_errors",
     "ExtraditeStaleProxyWarning": "_errors",
     "ExtraditeSandboxError": "_errors",
+    "ExtraditeTimeoutError": "_errors",
     "Sandbox": "_sandbox",
     "Limits": "_sandbox",
     "extradite_status": "_status",

@@ -150,6 +150,14 @@ class SessionHandle:
         self.session.on_broken = self._describe_failure
         self.process.on_tick = self._tick
         self.process.on_exit = self._child_exited
+        from ._deadline import Guard
+
+        self.session.guard = Guard(self.process.pid, options.timeout_grace, self.process.kill,
+                                   lambda: self.session.call(OP_STATS, None, defer=True).result())
+        if options.call_timeout is not None:
+            from ._deadline import bounded_call
+
+            self.session.call = bounded_call(self.session, options.call_timeout)  # type: ignore[method-assign]
         _live.add(self)
         _register_atexit()
         for tree in protect:
@@ -315,6 +323,7 @@ class SessionHandle:
                 del _shared[self.share_key]
             trees, self.trees = self.trees, []
         self.session.close()
+        self.session.guard.close()
         self.process.stop()
         for tree in trees:
             _unprotect(tree)
@@ -371,7 +380,8 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
               share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
               limits: Limits | None = None, forward_logging: bool = True,
-              requirements: Iterable[str] | None = None, backend: str = "local",
+              requirements: Iterable[str] | None = None, call_timeout: float | None = None,
+              timeout_grace: float = 1.0, backend: str = "local",
               ray_options: Mapping[str, Any] | None = None) -> Any:
     """Return a proxy for `target` ("pkg.module:ClassName"), imported only in a child.
 
@@ -385,6 +395,8 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     packages, built once per (requirements, interpreter) and cached (see `_envs`). `sandbox=` and `limits=`
     confine the child before it imports the target (see `_sandbox`).
     `forward_logging=False` leaves the child's `logging` records in the child (see `_logforward`).
+    `call_timeout=` bounds every call (ExtraditeTimeoutError; the child is interrupted, and killed
+    after `timeout_grace` seconds if it does not answer: see `_deadline`).
     `backend="ray"` serves each instance from its own Ray actor instead (`ray_options`: see `_ray`).
     """
     module, qualname = parse_target(target)
@@ -398,7 +410,7 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
         sandbox=sandbox, limits=limits, forward_logging=forward_logging,
-        requirements=requirements)
+        requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace)
     if _deferred:
         _close_deferred()
     trees = options.protect
@@ -431,7 +443,8 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
                     share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
                     protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                     limits: Limits | None = None, forward_logging: bool = True,
-                    requirements: Iterable[str] | None = None) -> Any:
+                    requirements: Iterable[str] | None = None, call_timeout: float | None = None,
+                    timeout_grace: float = 1.0) -> Any:
     """Import module `module` ("pkg.mod") only in a child and return a proxy of it.
 
     `mod.func(...)` calls the function there, `mod.Cls` is a proxy class (as `extradite()`
@@ -444,7 +457,8 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
-        sandbox=sandbox, limits=limits, forward_logging=forward_logging, requirements=requirements)
+        sandbox=sandbox, limits=limits, forward_logging=forward_logging, requirements=requirements,
+        call_timeout=call_timeout, timeout_grace=timeout_grace)
     if _deferred:
         _close_deferred()
     what = f"import_isolated({name!r})"
@@ -491,7 +505,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
                               python: str | PathLike[str] | None = None,
                               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                               limits: Limits | None = None, forward_logging: bool = True,
-                              requirements: Iterable[str] | None = None) -> bool:
+                              requirements: Iterable[str] | None = None,
+                              call_timeout: float | None = None, timeout_grace: float = 1.0) -> bool:
     """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
 
     Returns True when a child was started, False when one was already running
@@ -503,7 +518,7 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
         sandbox=sandbox, limits=limits, forward_logging=forward_logging,
-        requirements=requirements)
+        requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace)
     trees = options.protect
     refuse_loaded(f"prewarm_extradite_session({share_key!r})", trees, trees)
     handle, started = _session_for(share_key, options, repr(share_key))

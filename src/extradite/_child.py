@@ -38,7 +38,8 @@ def main(fd: int, *, parent: int = 0, log_fd: int = -1, log_level: int = 0,
         from ._logforward import install
 
         install(log_fd, log_level)
-    # Ctrl-C in a terminal reaches the whole process group; the parent decides.
+    # Ctrl-C in a terminal reaches the whole process group; the parent decides (it sends
+    # SIGINT to this pid alone to stop a call: `_deadline`).
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     faulthandler.enable()  # a segfault leaves a Python traceback in the parent's error
     sock = _socket.socket(fileno=fd)
@@ -57,6 +58,9 @@ def main(fd: int, *, parent: int = 0, log_fd: int = -1, log_level: int = 0,
         from ._sandbox import confine as apply_confinement
 
         apply_confinement(confine)
+    from ._deadline import install_child_handler
+
+    install_child_handler()
     failure = session.serve_forever()
     if failure is not None and not _parent_left(failure):  # the parent quotes our stderr when we die
         sys.stderr.write(f"extradite child {os.getpid()}: {failure}\n")

@@ -174,3 +174,8 @@ def remote_error_class(builtin_name: str | None) -> type[ExtraditeRemoteError]:
             cls = ExtraditeRemoteError
     _REMOTE_CLASSES[builtin_name] = cls
     return cls
+
+
+class ExtraditeTimeoutError(ExtraditeError, TimeoutError):
+    """A call ran past its deadline (`call_timeout=` or `__extradite_timeout__=`); the child was
+    interrupted, and killed if it did not answer within `timeout_grace` seconds."""

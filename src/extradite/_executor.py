@@ -296,7 +296,8 @@ class ExtraditeExecutor(Executor):
                  transport_type_rules: Mapping[type, str] | None = None,
                  python: str | PathLike[str] | None = None, protect: tuple[str, ...] | list[str] = (),
                  sandbox: Sandbox | None = None, limits: Limits | None = None, forward_logging: bool = True,
-                 requirements: Iterable[str] | None = None, share_key: None = None) -> None:
+                 requirements: Iterable[str] | None = None, call_timeout: float | None = None,
+                 timeout_grace: float = 1.0, share_key: None = None) -> None:
         if share_key is not None:
             raise TypeError("ExtraditeExecutor takes no share_key: each worker has its own child, which "
                             "is what lets the work run in parallel")
@@ -307,7 +308,8 @@ class ExtraditeExecutor(Executor):
         options = SessionOptions.from_user(None, transport_policy=transport_policy,
                                            transport_type_rules=transport_type_rules, python=python,
                                            protect=protect, sandbox=sandbox, limits=limits,
-                                           forward_logging=forward_logging, requirements=requirements)
+                                           forward_logging=forward_logging, requirements=requirements,
+                                           call_timeout=call_timeout, timeout_grace=timeout_grace)
         spec = _check_instance(instance)
         if spec is not None:
             _refuse_loaded(spec[0], options.protect)

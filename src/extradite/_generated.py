@@ -39,6 +39,7 @@ from ._proxy import (
     RemoteClass,
     _check_calls,
     _in_thread,
+    TIMEOUT_KEYWORD,
     _pop_policy,
     _root,
     refresh_members,
@@ -297,7 +298,8 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                   share_keepalive_seconds: float | None = None, python: str | os.PathLike[str] | None = None,
                   protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                   limits: Limits | None = None, forward_logging: bool = True,
-                  requirements: Iterable[str] | None = None, backend: str = "local",
+                  requirements: Iterable[str] | None = None, call_timeout: float | None = None,
+                  timeout_grace: float = 1.0, backend: str = "local",
                   ray_options: Mapping[str, Any] | None = None) -> type[_T]:
         """A copy of this proxy class bound to its own session with these options (like `extradite()`)."""
         if backend != "local" or ray_options is not None:
@@ -312,7 +314,8 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                            "transport_type_rules": transport_type_rules,
                            "share_keepalive_seconds": share_keepalive_seconds, "python": python,
                            "protect": protect, "sandbox": sandbox, "limits": limits,
-                           "forward_logging": forward_logging, "requirements": requirements})
+                           "forward_logging": forward_logging, "requirements": requirements,
+                           "call_timeout": call_timeout, "timeout_grace": timeout_grace})
 
     @classmethod
     def _xd_bound(cls: type[_T]) -> type[_T]:
@@ -333,6 +336,11 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
         policy = None
         if kwargs or (args and args[-1] is MISSING):  # else nothing to strip (the usual call)
             args, kwargs = _strip(args, kwargs)
+            if TIMEOUT_KEYWORD in kwargs:
+                from ._deadline import call_with_timeout
+
+                return call_with_timeout(self._xd_session, kwargs.pop(TIMEOUT_KEYWORD),
+                                         self._xd_call, name, args, kwargs)
             policy = _pop_policy(kwargs) if kwargs else None
         return self._xd_session.call(OP_CALL_METHOD, self, name=name, args=args, kwargs=kwargs, policy=policy,
                                      method_policy=self.__extradite_method_policies__.get(name))

@@ -35,12 +35,13 @@ class SessionOptions:
     """The validated options of one session (see the module docstring)."""
 
     __slots__ = ("config", "keepalive", "python", "protect", "sandbox", "limits", "forward_logging",
-                 "requirements")
+                 "requirements", "call_timeout", "timeout_grace")
 
     def __init__(self, config: PolicyConfig = DEFAULT_CONFIG, keepalive: float | None = None,
                  python: str | None = None, protect: tuple[str, ...] = (),
                  sandbox: Sandbox | None = None, limits: Limits | None = None,
-                 forward_logging: bool = True, requirements: tuple[str, ...] | None = None) -> None:
+                 forward_logging: bool = True, requirements: tuple[str, ...] | None = None,
+                 call_timeout: float | None = None, timeout_grace: float = 1.0) -> None:
         self.config = config
         self.keepalive = keepalive
         self.python = python      # resolved absolute path, or None for this very environment
@@ -49,6 +50,8 @@ class SessionOptions:
         self.limits = limits
         self.forward_logging = forward_logging  # the child's `logging` records come here (_logforward)
         self.requirements = requirements  # normalised (`_envs`); None: the interpreter's own environment
+        self.call_timeout = call_timeout  # seconds per top-level call (`_deadline`); None: unbounded
+        self.timeout_grace = timeout_grace  # after an interrupt, seconds before the child is killed
 
     @classmethod
     def from_user(cls, share_key: str | None, *, transport_policy: str = "value",
@@ -58,7 +61,8 @@ class SessionOptions:
                   protect: tuple[str, ...] | list[str] = (),
                   sandbox: Sandbox | None = None, limits: Limits | None = None,
                   forward_logging: bool = True,
-                  requirements: Iterable[str] | None = None) -> SessionOptions:
+                  requirements: Iterable[str] | None = None,
+                  call_timeout: float | None = None, timeout_grace: float = 1.0) -> SessionOptions:
         """Check what a user passed; every bad value raises TypeError or ValueError naming it."""
         if not isinstance(forward_logging, bool):
             raise TypeError(f"forward_logging must be True or False, not {forward_logging!r}")
@@ -85,7 +89,13 @@ class SessionOptions:
             from ._envs import normalise_requirements
 
             wanted = normalise_requirements(requirements)
-        return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging, wanted)
+        from ._deadline import check_seconds
+
+        timeout = check_seconds(call_timeout, "call_timeout")
+        grace = check_seconds(timeout_grace, "timeout_grace", zero=True)
+        if grace is None:
+            raise ValueError("timeout_grace must be a number of seconds >= 0, not None")
+        return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging, wanted, timeout, grace)
 
     @property
     def child_python(self) -> str | None:
@@ -112,7 +122,8 @@ class SessionOptions:
         return differ
 
 
-_COMPARED = ("keepalive", "python", "protect", "sandbox", "limits", "forward_logging", "requirements")  # ==; `config`: same_as
+_COMPARED = ("keepalive", "python", "protect", "sandbox", "limits", "forward_logging", "requirements",
+            "call_timeout", "timeout_grace")  # ==; `config`: same_as
 _LABELS = {"keepalive": "share_keepalive_seconds"}  # the keyword a user wrote
 
 

@@ -37,6 +37,7 @@ from ._wire import (
 )
 
 POLICY_KEYWORD = "__extradite_policy__"
+TIMEOUT_KEYWORD = "__extradite_timeout__"  # `_deadline`
 
 
 def _pop_policy(kwargs: dict[str, Any]) -> str | None:
@@ -201,6 +202,10 @@ class BoundMethod:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         target, name = self._target, self._name
+        if kwargs and TIMEOUT_KEYWORD in kwargs:  # bounded: the same call inside a deadline
+            from ._deadline import call_with_timeout
+
+            return call_with_timeout(_session(target), kwargs.pop(TIMEOUT_KEYWORD), self, *args, **kwargs)
         policy = _pop_policy(kwargs) if kwargs else None
         if isinstance(target, RemoteObject) and name is not None:  # an instance's method: `_session`
             # `_method_policy` inlined; read through the instance: cheaper than through the class,
@@ -213,11 +218,18 @@ class BoundMethod:
                                      kwargs=kwargs, policy=policy, extra=self._extra,
                                      method_policy=_method_policy(target, name))
 
-    def batch(self, calls: Iterable[Any], call_policy: str | None = None) -> list[Any]:
+    def batch(self, calls: Iterable[Any], call_policy: str | None = None,
+              call_timeout: float | None = None) -> list[Any]:
         """Run `fn(*args, **kwargs)` for each `(args, kwargs)` in one round trip, in order.
 
         Stops at the first exception, which names the failing item (`batch_index`).
+        `call_timeout` bounds the whole batch (see `_deadline`).
         """
+        if call_timeout is not None:
+            from ._deadline import call_with_timeout
+
+            return call_with_timeout(_session(self._target), call_timeout,  # type: ignore[no-any-return]
+                                     self.batch, calls, call_policy)
         if call_policy is not None:
             check_policy(call_policy, "call_policy")
         target = self._target

@@ -203,6 +203,8 @@ class Session:
         # The parent serves requests only on objects it lent: targets named by its own handle ids.
         self._lent_targets_only = not is_child
         self._loop: Any = None
+        # deadlines and interrupts (`_deadline.Guard`, parent only): stops the child of an abandoned call
+        self.guard: Any = None
 
     # -- calling ---------------------------------------------------------------------
     def check_usable(self) -> None:
@@ -277,8 +279,10 @@ class Session:
             try:
                 self._send_request(rid, chain, body, data, releases, policy, method_policy)
                 message = self._read_one()
-            except BaseException:
+            except BaseException as exc:
                 self._stop_reading()
+                if type(exc) is KeyboardInterrupt and self.guard is not None:
+                    self.guard.abandoned(exc)
                 raise
             if message is not None and message.rid == rid and message.problem is None:
                 kind = message.kind
@@ -305,6 +309,10 @@ class Session:
         """Wait for the reply of `waiter` (registered), unregister it: the result or its error raised."""
         try:
             message = self._wait(waiter)
+        except KeyboardInterrupt as exc:  # abandoned: its late reply is dropped by request id
+            if self.guard is not None:
+                self.guard.abandoned(exc)
+            raise
         finally:
             self._unregister(rid, waiter)
         if message.problem is not None:  # a local failure (decode error, broken channel)
@@ -583,6 +591,13 @@ class Session:
             if isinstance(exc, MemoryError):
                 _free_frames(exc, self.is_child)
             self._send_error(rid, chain, error_record(exc))
+        except BaseException as exc:  # the parent's Ctrl-C..., the child's interrupt (`_deadline`)
+            if self.is_child and not isinstance(exc, KeyboardInterrupt):
+                raise  # SystemExit in the target: the child ends, the parent reports how
+            if self.broken is None:  # the other side must not wait forever
+                self._send_error(rid, chain, error_record(exc))
+            if not self.is_child:  # the parent's own interrupt goes on; the child keeps serving
+                raise
         finally:
             chains.pop()
             if not chains and ident != self._server_ident:  # other threads' entries go (threads end)

@@ -1,0 +1,233 @@
+"""Deadlines and interrupts: a call that runs too long, or that Ctrl-C abandons, is stopped in the child.
+
+    deadline expires  -> SIGINT to the child (its running call raises KeyboardInterrupt and
+                         is answered with an error) -> the call raises ExtraditeTimeoutError
+    no answer within the grace period (C code holding the GIL) -> SIGKILL to the child's
+                         group -> the call raises ExtraditeTimeoutError, the session is dead
+
+Ctrl-C in the parent abandons the call at once (its late reply is dropped by request id);
+the child is interrupted the same way, and a background ping (served in order, so it
+answers only after the abandoned call ended) cancels the kill. Only SIGINT to the child's
+pid: the warden ignores it, and the child's handler (`install_child_handler`) raises only
+inside a request's handler, never while a frame is being written or read.
+"""
+
+from __future__ import annotations
+
+import os
+TYPE_CHECKING = False  # see CONTRIBUTING.md
+if TYPE_CHECKING:
+    import threading
+    from types import FrameType, TracebackType
+    from typing import Any, Callable
+
+from ._errors import ExtraditeTimeoutError
+
+TIMEOUT_KEYWORD = "__extradite_timeout__"
+DEFAULT_GRACE = 1.0
+_SIGINT = 2
+
+
+def check_seconds(value: object, what: str, *, zero: bool = False) -> float | None:
+    """`value` as seconds (None stays None); anything else raises naming `what`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not zero):
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(f"{what} must be a number of seconds {bound}, or None, not {value!r}")
+    return float(value)
+
+
+class Guard:
+    """Stops the child of one session: interrupt now, kill after the grace period unless it answers.
+
+    One watch thread per session (started by the first deadline) keeps every armed deadline:
+    arming and disarming a call costs a lock and a dict entry, not a thread.
+    """
+
+    def __init__(self, pid: int, grace: float, kill: Callable[[], None], ping: Callable[[], None]) -> None:
+        self.pid = pid
+        self.grace = grace
+        self._kill = kill
+        self._ping = ping
+        import threading  # here: the child imports this module for its handler, never threading
+
+        self._cond = threading.Condition()
+        self._armed: dict[Deadline, float] = {}  # deadline -> when it interrupts (then: when it kills)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def interrupt(self) -> None:
+        try:
+            os.kill(self.pid, _SIGINT)
+        except OSError:  # already gone: the session sees its end
+            pass
+
+    def within(self, seconds: float) -> Deadline:
+        return Deadline(self, seconds)
+
+    def arm(self, deadline: Deadline, seconds: float) -> None:
+        import time
+
+        with self._cond:
+            self._armed[deadline] = time.monotonic() + seconds
+            if self._thread is None:
+                import threading
+
+                from ._process import daemon_threads_allowed
+
+                self._thread = threading.Thread(target=self._watch, name=f"extradite-deadline-{self.pid}",
+                                                daemon=daemon_threads_allowed())
+                self._thread.start()
+            self._cond.notify()
+
+    def disarm(self, deadline: Deadline) -> None:
+        with self._cond:
+            self._armed.pop(deadline, None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._armed.clear()
+            self._cond.notify()
+        import threading
+
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+
+    def _watch(self) -> None:
+        import time
+
+        cond = self._cond
+        while True:
+            kill = False
+            with cond:
+                while not self._closed:
+                    now = time.monotonic()
+                    for deadline, when in list(self._armed.items()):
+                        if when > now:
+                            continue
+                        if not deadline.expired:  # first the interrupt, then the grace period
+                            deadline.expired = True
+                            self._armed[deadline] = now + self.grace
+                            self.interrupt()
+                        else:
+                            del self._armed[deadline]
+                            deadline.killed = kill = True
+                    if kill:
+                        break
+                    cond.wait(min(self._armed.values()) - now if self._armed else None)
+                if self._closed and not kill:
+                    return
+            self._kill()  # outside the lock: it waits for the child to end
+
+    def abandoned(self, exc: BaseException) -> None:
+        """A call was left by KeyboardInterrupt: interrupt the child; kill it unless it answers a ping in time."""
+        if getattr(exc, "_xd_abandoned", False):  # seen by an inner call already
+            return
+        try:
+            exc._xd_abandoned = True  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+        import threading
+
+        self.interrupt()
+        timer = threading.Timer(self.grace, self._kill)
+        timer.daemon = True
+        timer.start()
+
+        def wait_for_answer() -> None:
+            try:
+                self._ping()  # served after the abandoned call: its answer means the call ended
+            except BaseException:
+                pass
+            finally:
+                timer.cancel()
+
+        threading.Thread(target=wait_for_answer, name=f"extradite-interrupt-{self.pid}", daemon=True).start()
+
+
+class Deadline:
+    """`with guard.within(s): session.call(...)`: the call raises ExtraditeTimeoutError after `s` seconds."""
+
+    __slots__ = ("_guard", "_seconds", "expired", "killed")
+
+    def __init__(self, guard: Guard, seconds: float) -> None:
+        self._guard = guard
+        self._seconds = seconds
+        self.expired = False
+        self.killed = False
+
+    def __enter__(self) -> Deadline:
+        self._guard.arm(self, self._seconds)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._guard.disarm(self)
+        if self.expired and exc is not None and not isinstance(exc, ExtraditeTimeoutError):
+            if isinstance(exc, KeyboardInterrupt) and getattr(exc, "_xd_abandoned", False):
+                return  # Ctrl-C in this process, not the deadline
+            raise ExtraditeTimeoutError(
+                f"the call did not finish within {self._seconds:g} s (call_timeout / __extradite_timeout__); "
+                "the child was interrupted" + (" and killed: it did not answer within the grace period "
+                                               f"({self._guard.grace:g} s)" if self.killed else "")) from exc
+
+
+def bounded_call(session: Any, seconds: float) -> Callable[..., Any]:
+    """`session.call` with every call bounded by `seconds` (the `call_timeout` option).
+
+    Not the imports and configuration done while a proxy is made: importing a large target
+    may take longer than any of its calls should.
+    """
+    from ._session import Session
+    from ._wire import OP_CONFIGURE, OP_IMPORT, OP_WARM_UP
+
+    call = Session.call
+    unbounded = (OP_IMPORT, OP_CONFIGURE, OP_WARM_UP)
+
+    def call_within(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("defer") or session.guard is None or args[0] in unbounded:
+            return call(session, *args, **kwargs)
+        with session.guard.within(seconds):
+            return call(session, *args, **kwargs)
+
+    return call_within
+
+
+def call_with_timeout(session: Any, seconds: object, function: Callable[..., Any], *args: Any,
+                      **kwargs: Any) -> Any:
+    """`function(*args, **kwargs)` (a call through `session`) bounded by the `__extradite_timeout__` it was given."""
+    limit = check_seconds(seconds, TIMEOUT_KEYWORD)
+    guard = session.guard
+    if limit is None or guard is None:
+        return function(*args, **kwargs)
+    with guard.within(limit):
+        return function(*args, **kwargs)
+
+
+# -- the child's side -----------------------------------------------------------------
+_UNSAFE_FILES = ("_transport.py", "_ring.py", "_shm.py", "_polling.py", "_wire.py")
+
+
+def install_child_handler() -> None:
+    """SIGINT raises KeyboardInterrupt in the request being served, and only there."""
+    import _signal  # type: ignore[import-not-found]
+
+    from ._session import Session
+
+    serve = Session._serve.__code__
+    unsafe = {Session._send.__code__, Session._send_error.__code__, Session._send_request.__code__,
+              Session._encode.__code__, Session._read_one.__code__}
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        while frame is not None:
+            code = frame.f_code
+            if code in unsafe or code.co_filename.endswith(_UNSAFE_FILES):
+                return  # a frame half written or read: the parent kills after the grace period
+            if code is serve:
+                raise KeyboardInterrupt("interrupted by the parent (deadline or Ctrl-C)")
+            frame = frame.f_back
+        # idle between requests: a late interrupt, nothing to stop
+
+    _signal.signal(_signal.SIGINT, on_sigint)

@@ -1,0 +1,99 @@
+"""Deadlines and interrupts with real children: a bounded call raises ExtraditeTimeoutError and the
+session goes on (or is dead, if the child had to be killed); Ctrl-C in the parent stops the child's call."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from extradite import ExtraditeError, ExtraditeProcessError, ExtraditeTimeoutError, extradite
+
+TARGET = "tests.targets.slowpoke:Slowpoke"
+
+
+def test_sleeping_call_bounded_by_call_timeout_then_session_works() -> None:
+    Slowpoke = extradite(TARGET, call_timeout=0.5)
+    try:
+        poke = Slowpoke(1)
+        with pytest.raises(ExtraditeTimeoutError) as info:
+            poke.sleep(3600)
+        assert isinstance(info.value, TimeoutError) and isinstance(info.value, ExtraditeError)
+        assert poke.add(2) == 3  # interrupted cleanly: the same child goes on, nothing queued
+    finally:
+        Slowpoke.close()
+
+
+def test_child_deaf_to_the_interrupt_is_killed_after_the_grace_period() -> None:
+    Slowpoke = extradite(TARGET, call_timeout=0.3, timeout_grace=0.3)
+    try:
+        poke = Slowpoke()
+        with pytest.raises(ExtraditeTimeoutError, match="killed"):
+            poke.deaf()
+        with pytest.raises(ExtraditeProcessError):
+            poke.add(1)
+    finally:
+        Slowpoke.close()
+
+
+def test_per_call_timeout() -> None:
+    Slowpoke = extradite(TARGET)
+    try:
+        poke = Slowpoke()
+        with pytest.raises(ExtraditeTimeoutError):
+            poke.sleep(3600, __extradite_timeout__=0.3)
+        assert poke.sleep(0, __extradite_timeout__=5) == "slept"
+        with pytest.raises(ValueError, match="__extradite_timeout__"):
+            poke.sleep(0, __extradite_timeout__=-1)
+    finally:
+        Slowpoke.close()
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="call_timeout"):
+        extradite(TARGET, call_timeout=0)
+    with pytest.raises(ValueError, match="timeout_grace"):
+        extradite(TARGET, timeout_grace=-1)
+
+
+_PARENT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from extradite import extradite
+    Slowpoke = extradite("tests.targets.slowpoke:Slowpoke")
+    poke = Slowpoke(1)
+    mode = sys.argv[1]
+    def hang():
+        print("ready", flush=True)
+        time.sleep(3600)
+    print("ready", flush=True) if mode == "call" else None
+    try:
+        poke.sleep(3600) if mode == "call" else poke.call_back(hang)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    print("after", poke.add(1), flush=True)
+    Slowpoke.close()
+""")
+
+
+@pytest.mark.parametrize("mode", ["call", "callback"])
+def test_sigint_to_the_parent(mode: str, tmp_path: object) -> None:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", _PARENT.format(root=root), mode], stdout=subprocess.PIPE,
+                            text=True, cwd=root)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert out.split("\n")[:2] == ["interrupted", "after 2"]
