@@ -887,8 +887,9 @@ def extradite_ray(target: str, backend: object, ray_options: object, *, share_ke
 def bind_generated(cls: type, backend: object, ray_options: object, options: dict[str, Any]) -> Any:
     """`GeneratedProxy.extradite(backend="ray", ...)`: the generated class bound to Ray actors.
 
-    The class actor sends the live member table, so a stale generated proxy falls back to
-    the dynamic path without the local backend's warning.
+    The class actor checks the proxy as a local child does (OP_IMPORT with the fingerprint
+    and kinds checksum): a stale proxy warns (`ExtraditeStaleProxyWarning`), its changed
+    members use the dynamic path and removed ones raise, as with the local backend.
     """
     from ._generated import GeneratedMeta
     from ._options import SessionOptions
@@ -909,4 +910,30 @@ def bind_generated(cls: type, backend: object, ray_options: object, options: dic
     session.adopts_generated = True
     session.codec.imports.classes[root.__dict__["_xd_class_hid"]] = bound
     weakref.finalize(bound, _close_quietly, api)
+    try:
+        _check_generated(cls, root, bound, session, api)
+    except BaseException:  # a malformed verdict, or the warning raised as an error: nothing stays bound
+        api.close()
+        raise
     return bound
+
+
+def _check_generated(cls: Any, root: type, bound: type, session: RaySession, api: RayClassHandle) -> None:
+    """The local bind's staleness check (`_generated._bind`), asked of the class actor."""
+    from ._generated import _mark_stale, _read_verdict, member_digests
+    from ._proxy import refresh_members
+
+    reply = session.call(OP_IMPORT, api.module, name=api.qualname, args=(
+        api.module, cls.__extradite_fingerprint__, cls._xd_kinds_checksum))
+    verdict = reply[1] if type(reply) is tuple and len(reply) == 2 else reply
+    if verdict is None:
+        return
+    try:
+        table, live_signatures = _read_verdict(verdict)
+    except ValueError as exc:  # a broken or hostile actor
+        raise ExtraditeProcessError(f"the Ray actor sent malformed signatures of {api.target}: {exc}",
+                                    returncode=None) from None
+    live_table = dict(table)
+    if root.__dict__["_xd_members"] != live_table:
+        refresh_members(root, table)
+    _mark_stale(cls, root, bound, member_digests(live_table, live_signatures))
