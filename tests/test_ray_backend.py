@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ from extradite import (
     ExtraditeProcessError,
     ExtraditeRemoteError,
     UnsupportedInteractionError,
+    ExtraditeStaleProxyWarning,
     extradite,
+    import_isolated,
 )
 
 NODE = "targets.remote:Node"
@@ -107,6 +110,18 @@ def test_backend_and_ray_options_are_validated_before_anything_starts(options: d
     with pytest.raises(error, match=text):
         extradite(NODE, **options)
     assert child_pids() == before
+
+
+@pytest.mark.parametrize(("options", "error", "text"), [
+    ({"backend": "cluster"}, ValueError, "backend must be 'local'"),
+    ({"backend": "ray", "ray_options": {"name": "one"}}, UnsupportedInteractionError, "each get actors"),
+    ({"backend": "ray", "sandbox": object()}, UnsupportedInteractionError, "sandbox= is an option of the local"),
+])
+def test_import_isolated_checks_the_ray_options_first(options: dict[str, Any], error: type, text: str) -> None:
+    before = child_pids()
+    with pytest.raises(error, match=text):
+        import_isolated("targets.toolkit", **options)
+    assert child_pids() == before and "targets.toolkit" not in sys.modules
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:
@@ -355,6 +370,50 @@ class TestOnCluster:
         from extradite import _proxy
 
         _proxy.GENERATED.pop("extradite.demo.counter:Counter", None)
+
+    def test_import_isolated_serves_the_module_from_an_actor(self) -> None:
+        mod = import_isolated("targets.toolkit", backend="ray")
+        try:
+            assert "Ray actor" in repr(mod)
+            assert mod.add(2, 3) == 5 and mod.add.batch([([1], {}), ([2], {"b": 5})]) == [2, 7]
+            assert mod.VERSION == "1.2" and mod.LIMITS == {"low": 1, "high": 9}
+            assert mod.pid() != os.getpid()
+            assert {"add", "Accumulator", "VERSION", "shapes"} <= set(dir(mod))
+            with pytest.raises(ValueError, match="boom") as info:
+                mod.fail("boom")
+            assert info.value.remote_type_name == "ValueError"  # type: ignore[attr-defined]
+            accumulator = mod.Accumulator(5)  # an instance in an actor of its own, as extradite() gives
+            assert isinstance(accumulator, mod.Accumulator) and accumulator.add(2) == 7
+            assert accumulator._xd_session.actor != mod._xd_session.actor
+            assert mod.default_accumulator.add(1) == 101  # an object of the module: served by its actor
+            assert mod.lazy.hello("ray") == "hello ray"  # a submodule its package never imported
+            assert mod.shapes.Box(3).area() == 9
+            assert not [name for name in sys.modules if name.startswith("targets.toolkit")]
+            sys.modules["targets.toolkit"] = type(sys)("targets.toolkit")
+            try:
+                with pytest.raises(ExtraditeModuleLeakError, match="targets.toolkit"):
+                    mod.add(1, 1)
+            finally:
+                del sys.modules["targets.toolkit"]
+        finally:
+            mod.close()
+        with pytest.raises(ExtraditeClosedError):
+            mod.add(1, 1)
+        with pytest.raises(ExtraditeClosedError):
+            accumulator.add(1)  # the module's close() ends its classes' actors too
+
+    def test_a_stale_generated_proxy_warns_on_ray(self, placeholder_proxy: Any) -> None:
+        Stale = placeholder_proxy(VALUES)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ExtraditeStaleProxyWarning)
+            with pytest.raises(ExtraditeStaleProxyWarning, match="no longer matches"):
+                Stale.extradite(backend="ray")
+        with pytest.warns(ExtraditeStaleProxyWarning, match="added: .*echo"):
+            bound = Stale.extradite(backend="ray")
+        try:
+            assert bound().echo(3) == 3  # a member the proxy does not know: the dynamic path
+        finally:
+            bound.close_proxy_class()
 
 
 def wait_gone_anywhere(pid: int) -> bool:

@@ -405,7 +405,8 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
 
         return extradite_ray(target, backend, ray_options, share_key=share_key, transport_policy=transport_policy,
                              transport_type_rules=transport_type_rules,
-                             share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect)
+                             share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
+                             sandbox=sandbox, limits=limits, requirements=requirements, call_timeout=call_timeout)
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
@@ -444,15 +445,25 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
                     protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                     limits: Limits | None = None, forward_logging: bool = True,
                     requirements: Iterable[str] | None = None, call_timeout: float | None = None,
-                    timeout_grace: float = 1.0) -> Any:
+                    timeout_grace: float = 1.0, backend: str = "local",
+                    ray_options: Mapping[str, Any] | None = None) -> Any:
     """Import module `module` ("pkg.mod") only in a child and return a proxy of it.
 
     `mod.func(...)` calls the function there, `mod.Cls` is a proxy class (as `extradite()`
     returns) sharing the module's child, `mod.sub` a submodule proxy, other values follow
     the session's policy; `dir(mod)` lists the module's names, `mod.close()` ends the use.
     The options are `extradite()`'s; the module tree `pkg.mod`, `pkg.mod.*` stays out of
-    this interpreter exactly as for a class target.
+    this interpreter exactly as for a class target. `backend="ray"` serves the module from a
+    Ray actor, each instance of its classes from an actor of its own (see `_ray`).
     """
+    if backend != "local" or ray_options is not None:
+        from ._ray import import_isolated_ray
+
+        return import_isolated_ray(module, backend, ray_options, share_key=share_key,
+                                   transport_policy=transport_policy, transport_type_rules=transport_type_rules,
+                                   share_keepalive_seconds=share_keepalive_seconds, python=python,
+                                   protect=protect, sandbox=sandbox, limits=limits, requirements=requirements,
+                                   call_timeout=call_timeout)
     name = parse_module(module)
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,

@@ -139,7 +139,8 @@ def _state(proxy: Any) -> _ModuleState:
 def _module_repr(self: Any) -> str:
     state = _state(self)
     handle = state.lease.api.handle
-    where = f"child pid {handle.process.pid}"
+    place = getattr(handle, "place", None)  # another backend's (`_ray.RayModuleHandle`)
+    where = place() if place is not None else f"child pid {handle.process.pid}"
     if state.lease.api.closed or not handle.running:
         where += ", closed"
     return f"<extradite module {state.name!r} ({where})>"

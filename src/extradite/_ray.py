@@ -47,6 +47,7 @@ from ._wire import (
     OP_CALL_METHOD,
     OP_DELATTR,
     OP_GETATTR,
+    OP_IMPORT,
     OP_SETATTR,
     OP_STATS,
 )
@@ -119,7 +120,8 @@ def check_backend(backend: object, ray_options: object) -> dict[str, Any] | None
 
 
 def _refuse_local_options(share_key: object, keepalive: object, python: object, sandbox: object = None,
-                          limits: object = None, requirements: object = None) -> None:
+                          limits: object = None, requirements: object = None,
+                          call_timeout: object = None) -> None:
     environment = "choose the actor's environment with ray_options={'runtime_env': ...}"
     for given, what, instead in (
             (share_key, "share_key", "each instance has its own actor; pass its proxies to share it"),
@@ -127,7 +129,9 @@ def _refuse_local_options(share_key: object, keepalive: object, python: object, 
             (python, "python", environment),
             (requirements, "requirements", environment),
             (sandbox, "sandbox", "Ray places and isolates its workers itself"),
-            (limits, "limits", "give the actor resources with ray_options={'num_cpus': ..., 'resources': ...}")):
+            (limits, "limits", "give the actor resources with ray_options={'num_cpus': ..., 'resources': ...}"),
+            (call_timeout, "call_timeout", "Ray cancels actor calls only cooperatively; use the local backend "
+                                           "for bounded calls")):
         if given is not None:
             raise UnsupportedInteractionError(
                 f"{what}= is an option of the local backend and cannot apply to a Ray actor: {instead}")
@@ -205,7 +209,7 @@ class RayHost:
     def __init__(self, module: str, qualname: str, paths: list[str], policy: tuple[str, list[Any]],
                  protect: tuple[str, ...], construct: tuple[bytes, list[int], list[Any]] | None) -> None:
         self.adopts_generated = False
-        self._protected = (module, *protect)
+        self._protected = tuple(dict.fromkeys((module, *protect)))
         self._config = PolicyConfig()
         self._codecs: dict[bytes, Codec] = {}
         self._loop: Any = None
@@ -219,7 +223,7 @@ class RayHost:
             self._config = PolicyConfig(default, dict(rules))
             __import__(module)
             obj: Any = sys.modules[module]
-            for part in qualname.split("."):
+            for part in qualname.split(".") if qualname else ():  # "": the module itself (import_isolated)
                 obj = getattr(obj, part)
             if construct is not None:
                 if not isinstance(obj, type):
@@ -280,9 +284,15 @@ class RayHost:
             if extra & EXTRA_TARGET_HID:
                 target = exports.get(target)
             result = self._execute(codec, op, target, name, args, kwargs, extra)
-            if extra & EXTRA_RESULT_BY_REF:
+            if extra & EXTRA_RESULT_BY_REF or op == OP_IMPORT:
                 policy = REFERENCE
-            return self._reply(codec, result, policy, (result,) if op == OP_BATCH else ())
+            if op == OP_IMPORT:
+                from ._dispatch import _verdict_envelope
+
+                envelope = _verdict_envelope(result)
+            else:
+                envelope = (result,) if op == OP_BATCH else ()
+            return self._reply(codec, result, policy, envelope)
         except _BatchFailure as failure:
             return ("error", error_record(failure.error, failure.index))
         except Exception as exc:
@@ -342,11 +352,29 @@ class RayHost:
             return results
         elif op == OP_STATS:
             return {"exports": len(codec.exports), "classes": len(codec.exports.classes)}
+        elif op == OP_IMPORT:
+            return self._import(codec, target, name, args)
         else:
             raise UnsupportedInteractionError(f"operation {op} is not served by a Ray actor")
         if extra & EXTRA_AWAIT:
             result = self._run_awaitable(result)
         return result
+
+    def _import(self, codec: Codec, module: str, name: str | None, args: tuple[Any, ...]) -> tuple[Any, Any]:
+        """The local child's OP_IMPORT (`_dispatch.op_import`): (the object, a generated proxy's verdict)."""
+        from ._members import check_members
+
+        if args and args[0] not in self._protected:
+            self._protected = (*self._protected, args[0])
+            for known in self._codecs.values():
+                known.protected = self._protected
+            codec.protected = self._protected
+        __import__(module)
+        obj: Any = sys.modules[module]
+        for part in (name or "").split("."):
+            if part:
+                obj = getattr(obj, part)
+        return (obj, check_members(obj, args[1], args[2]) if len(args) == 3 else None)
 
     def _run_awaitable(self, value: Any) -> Any:
         if not hasattr(value, "__await__"):
@@ -397,7 +425,10 @@ class RaySession:
         self.closed = False
         self.broken: BaseException | None = None
         self.adopts_generated = False
-        self.spawn: Any = None  # the class session's: constructs an instance in its own actor
+        # Constructs an instance in its own actor: spawn(class proxy, args, kwargs, policy). A class
+        # session's serves its root; a module session's (`spawn_classes`) every class it lends.
+        self.spawn: Any = None
+        self.spawn_classes = False
         self.root: Any = None   # the root proxy (class or instance)
         self.connection = uuid.uuid4().bytes  # this session's handle table in the actor (_CONNECTION bytes)
         self._crashed = False   # a call saw the actor die: the next one waits for its restart
@@ -428,8 +459,9 @@ class RaySession:
         self.check_usable()
         if kwargs is None:
             kwargs = {}
-        if self.spawn is not None and op == OP_CALL and target is self.root:
-            return self.spawn(args, kwargs, policy)  # not under the lock: actors start in parallel
+        if self.spawn is not None and op == OP_CALL and (
+                target is self.root or (self.spawn_classes and isinstance(target, type))):
+            return self.spawn(target, args, kwargs, policy)  # not under the lock: actors start in parallel
         with self._lock:
             home = self.codec.home_hid(target)
             if home is not None:
@@ -551,13 +583,15 @@ class RayClassHandle:
     """What `extradite(..., backend="ray")` returned: the class actor and the instance actors it made."""
 
     def __init__(self, target: str, module: str, qualname: str, options: SessionOptions,
-                 ray_options: dict[str, Any]) -> None:
+                 ray_options: dict[str, Any], trees: tuple[str, ...] | None = None) -> None:
+        """`trees`: a module's class (`RayModuleHandle`) protects the module's trees, which its owner holds."""
         self.target = target
         self.module = module
         self.qualname = qualname
         self.options = options
         self.ray_options = ray_options
-        self.trees = (module, *options.protect)
+        self._owns_trees = trees is None
+        self.trees = (module, *options.protect) if trees is None else trees
         self.closed = False
         self.adopts_generated = False
         self.instances: weakref.WeakSet[RaySession] = weakref.WeakSet()
@@ -566,7 +600,7 @@ class RayClassHandle:
         self.handle = self  # `_api.session_of` reads `.handle`
         from ._codec import protect
 
-        for tree in self.trees:
+        for tree in self.trees if self._owns_trees else ():
             protect(tree)
 
     def _policy_wire(self) -> tuple[str, list[Any]]:
@@ -583,7 +617,7 @@ class RayClassHandle:
             actor, owned = attach, False
         else:
             actor = actor_class.options(**actor_options).remote(
-                self.module, self.qualname, list(sys.path), self._policy_wire(), self.options.protect, construct)
+                self.module, self.qualname, list(sys.path), self._policy_wire(), self.trees, construct)
             owned = True
         session = RaySession(actor, name=label, config=self.options.config, trees=self.trees, owned=owned)
         session.adopts_generated = self.adopts_generated
@@ -609,8 +643,11 @@ class RayClassHandle:
             self.close()
             raise TypeError(f"extradite({self.target!r}): {self.qualname!r} is a {kind}, not a class; "
                             "extradite() takes classes")
-        session.spawn = self.construct
+        session.spawn = self.spawn
         return root
+
+    def spawn(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any], policy: str | None) -> Any:
+        return self.construct(args, kwargs, policy)
 
     def construct(self, args: tuple[Any, ...], kwargs: dict[str, Any], policy: str | None) -> Any:
         """A new instance in its own actor, or the running named actor's (ray_options name)."""
@@ -652,8 +689,146 @@ class RayClassHandle:
                 session.close()
         from ._codec import unprotect
 
+        for tree in self.trees if self._owns_trees else ():
+            unprotect(tree)
+
+
+class RayModuleHandle:
+    """What `import_isolated(..., backend="ray")` returned: the module actor and the classes' instance actors.
+
+    The module actor (no CPU held) serves the module, its submodules, functions and
+    values, and the class proxies' class side. Constructing a class of the module starts
+    an instance actor, as a class of `extradite(..., backend="ray")` does (one
+    `RayClassHandle` per class, made at its first construction, found by the class's
+    `__module__` and `__qualname__`). `_modules.module_proxy` needs of this only what
+    its docstring lists.
+    """
+
+    def __init__(self, name: str, options: SessionOptions, ray_options: dict[str, Any]) -> None:
+        from ._codec import protect
+        from ._targets import protected_tree
+
+        self.target = name
+        self.options = options
+        self.ray_options = ray_options
+        self.trees: tuple[str, ...] = tuple(dict.fromkeys((protected_tree(name), *options.protect)))
+        self.closed = False
+        self.handle = self  # `_api.session_of` and `_modules` read `.handle`
+        self.session: RaySession | None = None
+        self.classes: dict[int, tuple[Any, RayClassHandle]] = {}
+        self._lock = threading.Lock()
+        for tree in self.trees:
+            protect(tree)
+
+    def open(self) -> Any:
+        """Start the module actor; the module's proxy object."""
+        self.session = self._module_class()._start(self._actor_options(), None, label=f"the module {self.target!r}")
+        self.session.spawn = self.spawn
+        self.session.spawn_classes = True
+        return self.session.root
+
+    def _actor_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_cpus": 0}
+        for key in ("runtime_env", "max_restarts"):
+            if key in self.ray_options:
+                options[key] = self.ray_options[key]
+        return options
+
+    def _module_class(self) -> RayClassHandle:
+        return RayClassHandle(repr(self.target), self.target, "", self.options, self.ray_options, trees=self.trees)
+
+    def spawn(self, target: Any, args: tuple[Any, ...], kwargs: dict[str, Any], policy: str | None) -> Any:
+        """`mod.Cls(...)`: a new instance in its own actor."""
+        self.check_open()
+        with self._lock:
+            known = self.classes.get(id(target))
+            if known is None:
+                module, qualname = target.__module__, target.__qualname__
+                handle = RayClassHandle(f"{module}:{qualname}", module, qualname, self.options, self.ray_options,
+                                        trees=self.trees)
+                known = self.classes[id(target)] = (target, handle)  # the class held: its id stays its own
+        return known[1].construct(args, kwargs, policy)
+
+    def import_object(self, module: str, qualname: str, what: str, *, protect: bool = True) -> Any:
+        """`module`'s attribute `qualname` (the module itself when empty), imported in the module actor."""
+        from ._api import refuse_loaded
+        from ._codec import protect as protect_tree
+        from ._targets import in_tree, protected_tree
+
+        self.check_open()
+        session = self.session
+        assert session is not None
+        tree = protected_tree(module)
+        if protect:
+            refuse_loaded(what, (tree, *self.options.protect), self.options.protect)
+            if not in_tree(tree, self.trees):
+                protect_tree(tree)
+                self.trees = session.protected = session.codec.protected = (*self.trees, tree)
+        found, _ = session.call(OP_IMPORT, module, name=qualname, args=(tree,) if protect else ())
+        return found
+
+    @property
+    def running(self) -> bool:
+        return not self.closed
+
+    def place(self) -> str:
+        """Where the module runs, for its proxy's repr."""
+        return "a Ray actor"
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise ExtraditeClosedError(
+                f"the module {self.target!r} was closed; call import_isolated({self.target!r}, backend='ray') again")
+
+    def close(self) -> None:
+        """Kill the module actor and every instance actor made from its classes."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            classes = [handle for _, handle in self.classes.values()]
+            self.classes.clear()
+        for handle in classes:
+            handle.close()
+        if self.session is not None:
+            self.session.close()
+        from ._codec import unprotect
+
         for tree in self.trees:
             unprotect(tree)
+
+
+def import_isolated_ray(module: str, backend: object, ray_options: object, *, share_key: str | None,
+                        transport_policy: str, transport_type_rules: Mapping[type, str] | None,
+                        share_keepalive_seconds: float | None, python: object,
+                        protect: tuple[str, ...] | list[str], sandbox: object = None, limits: object = None,
+                        requirements: object = None, call_timeout: object = None) -> Any:
+    """`import_isolated(module, backend="ray", ...)`: a module proxy served by a Ray actor."""
+    from ._api import refuse_loaded
+    from ._modules import module_proxy
+    from ._options import SessionOptions
+    from ._targets import parse_module, protected_tree
+
+    name = parse_module(module)
+    checked = check_backend(backend, ray_options)
+    assert checked is not None, "import_isolated() takes this path only for backend='ray'"
+    if "name" in checked:
+        raise UnsupportedInteractionError(
+            "ray_options['name'] names one actor, but a module's classes each get actors of their own: "
+            "attach to a named actor with extradite('pkg.mod:Cls', backend='ray', ray_options={'name': ...})")
+    _refuse_local_options(share_key, share_keepalive_seconds, python, sandbox, limits, requirements, call_timeout)
+    options = SessionOptions.from_user(None, transport_policy=transport_policy,
+                                       transport_type_rules=transport_type_rules, protect=protect)
+    what = f"import_isolated({name!r})"
+    refuse_loaded(what, (protected_tree(name), *options.protect), options.protect)
+    _import_ray()
+    api = RayModuleHandle(name, options, checked)
+    try:
+        remote = api.open()
+    except BaseException:
+        api.close()
+        raise
+    return module_proxy(api, remote, name)  # type: ignore[arg-type]
 
 
 _actor_classes: dict[int, Any] = {}
@@ -694,14 +869,14 @@ def extradite_ray(target: str, backend: object, ray_options: object, *, share_ke
                   transport_policy: str, transport_type_rules: Mapping[type, str] | None,
                   share_keepalive_seconds: float | None, python: object,
                   protect: tuple[str, ...] | list[str], sandbox: object = None, limits: object = None,
-                  requirements: object = None) -> Any:
+                  requirements: object = None, call_timeout: object = None) -> Any:
     """`extradite(target, backend="ray", ...)`: a proxy class whose instances each live in a Ray actor."""
     from ._options import SessionOptions
     from ._proxy import RemoteClass
 
     checked = check_backend(backend, ray_options)
     assert checked is not None, "extradite() takes this path only for backend='ray'"
-    _refuse_local_options(share_key, share_keepalive_seconds, python, sandbox, limits, requirements)
+    _refuse_local_options(share_key, share_keepalive_seconds, python, sandbox, limits, requirements, call_timeout)
     options = SessionOptions.from_user(None, transport_policy=transport_policy,
                                        transport_type_rules=transport_type_rules, protect=protect)
     api, root = _open(target, options, checked)
@@ -715,8 +890,9 @@ def extradite_ray(target: str, backend: object, ray_options: object, *, share_ke
 def bind_generated(cls: type, backend: object, ray_options: object, options: dict[str, Any]) -> Any:
     """`GeneratedProxy.extradite(backend="ray", ...)`: the generated class bound to Ray actors.
 
-    The class actor sends the live member table, so a stale generated proxy falls back to
-    the dynamic path without the local backend's warning.
+    The class actor checks the proxy as a local child does (OP_IMPORT with the fingerprint
+    and kinds checksum): a stale proxy warns (`ExtraditeStaleProxyWarning`), its changed
+    members use the dynamic path and removed ones raise, as with the local backend.
     """
     from ._generated import GeneratedMeta
     from ._options import SessionOptions
@@ -725,7 +901,8 @@ def bind_generated(cls: type, backend: object, ray_options: object, options: dic
     assert checked is not None, "extradite() takes this path only for backend='ray'"
     _refuse_local_options(options.pop("share_key", None), options.pop("share_keepalive_seconds", None),
                           options.pop("python", None), options.pop("sandbox", None), options.pop("limits", None),
-                          options.pop("requirements", None))
+                          options.pop("requirements", None), options.pop("call_timeout", None))
+    options.pop("timeout_grace", None)
     target: str = cls.__extradite_target__  # type: ignore[attr-defined]
     api, root = _open(target, SessionOptions.from_user(None, **options), checked)
     api.adopts_generated = True
@@ -737,4 +914,30 @@ def bind_generated(cls: type, backend: object, ray_options: object, options: dic
     session.adopts_generated = True
     session.codec.imports.classes[root.__dict__["_xd_class_hid"]] = bound
     weakref.finalize(bound, _close_quietly, api)
+    try:
+        _check_generated(cls, root, bound, session, api)
+    except BaseException:  # a malformed verdict, or the warning raised as an error: nothing stays bound
+        api.close()
+        raise
     return bound
+
+
+def _check_generated(cls: Any, root: type, bound: type, session: RaySession, api: RayClassHandle) -> None:
+    """The local bind's staleness check (`_generated._bind`), asked of the class actor."""
+    from ._generated import _mark_stale, _read_verdict, member_digests
+    from ._proxy import refresh_members
+
+    reply = session.call(OP_IMPORT, api.module, name=api.qualname, args=(
+        api.module, cls.__extradite_fingerprint__, cls._xd_kinds_checksum))
+    verdict = reply[1] if type(reply) is tuple and len(reply) == 2 else reply
+    if verdict is None:
+        return
+    try:
+        table, live_signatures = _read_verdict(verdict)
+    except ValueError as exc:  # a broken or hostile actor
+        raise ExtraditeProcessError(f"the Ray actor sent malformed signatures of {api.target}: {exc}",
+                                    returncode=None) from None
+    live_table = dict(table)
+    if root.__dict__["_xd_members"] != live_table:
+        refresh_members(root, table)
+    _mark_stale(cls, root, bound, member_digests(live_table, live_signatures))
