@@ -126,6 +126,42 @@ def Matrix() -> Iterator[Any]:
 
 
 @pytest.fixture
+def make() -> Iterator[Callable[..., Any]]:
+    """`make(**options)`: a proxy class of tests/targets/handles.py:Service with those options;
+    every class made is closed after the test."""
+    from extradite import extradite
+
+    opened: list[Any] = []
+
+    def factory(**options: Any) -> Any:
+        cls = extradite("targets.handles:Service", **options)
+        opened.append(cls)
+        return cls
+
+    try:
+        yield factory
+    finally:
+        for cls in opened:
+            cls.close()
+
+
+def private_copy(module: str) -> Any:
+    """`module` executed from its source under a private name, for tests that need its classes in
+    this process: `module` itself stays unimported, so other tests can still extradite it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None, module
+    name = "_private_copy_of_" + module.replace(".", "_")
+    copy_spec = importlib.util.spec_from_file_location(name, spec.origin)
+    assert copy_spec is not None and copy_spec.loader is not None
+    copy = importlib.util.module_from_spec(copy_spec)
+    sys.modules[name] = copy  # dataclasses and pickling look a class's module up by name
+    copy_spec.loader.exec_module(copy)
+    return copy
+
+
+@pytest.fixture
 def placeholder_proxy() -> Iterator[Callable[..., Any]]:
     """`make(target, name)`: a generated proxy class of `target` that embeds no members and a
     fingerprint no target has, so every bind reads the child's signature data (a stale bind).

@@ -23,7 +23,10 @@ from extradite._proxy import ProxyFactory
 from extradite._shm import ArenaMaps
 from extradite._bodyfile import Frame
 from extradite._wire import REPLY
-from extradite.demo import callbacks, counter
+from conftest import private_copy
+
+counter = private_copy("extradite.demo.counter")
+callbacks = private_copy("extradite.demo.callbacks")
 
 
 def _sent(cls: type) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,22 +26,6 @@ from extradite._wire import EXTRA_TARGET_HID, OP_CALL_METHOD
 
 TARGET = "targets.handles:Service"
 RELEASED = "Unknown or released remote object id"
-
-
-@pytest.fixture
-def make() -> Iterator[Any]:
-    opened: list[Any] = []
-
-    def factory(**options: Any) -> Any:
-        cls = extradite(TARGET, **options)
-        opened.append(cls)
-        return cls
-
-    try:
-        yield factory
-    finally:
-        for cls in opened:
-            cls.close()
 
 
 # -- get_effective_policy_trace ------------------------------------------------------------------

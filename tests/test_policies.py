@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,22 +11,6 @@ from conftest import child_pids
 from extradite import ExtraditeSessionConflictError, extradite
 
 TARGET = "targets.handles:Service"
-
-
-@pytest.fixture
-def make() -> Iterator[Any]:
-    opened: list[Any] = []
-
-    def factory(**options: Any) -> Any:
-        cls = extradite(TARGET, **options)
-        opened.append(cls)
-        return cls
-
-    try:
-        yield factory
-    finally:
-        for cls in opened:
-            cls.close()
 
 
 # -- validation --------------------------------------------------------------------------------

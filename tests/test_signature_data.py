@@ -30,7 +30,10 @@ from extradite._members import (
     signature_data,
     warm_up,
 )
-from extradite.demo import callbacks, counter
+from conftest import private_copy
+
+counter = private_copy("extradite.demo.counter")
+callbacks = private_copy("extradite.demo.callbacks")
 
 REAL_CLASSES: list[type] = [counter.Counter, callbacks.EventBus, collections.OrderedDict, json.JSONDecoder,
                             decimal.Decimal, fractions.Fraction, random.Random]
