@@ -97,3 +97,17 @@ def test_sigint_to_the_parent(mode: str, tmp_path: object) -> None:
             proc.kill()
             proc.wait()
     assert out.split("\n")[:2] == ["interrupted", "after 2"]
+
+
+def test_a_per_call_timeout_replaces_call_timeout() -> None:
+    Slowpoke = extradite(TARGET, call_timeout=0.2)
+    try:
+        poke = Slowpoke()
+        assert poke.sleep(0.6, __extradite_timeout__=10) == "slept"  # longer than call_timeout, within its own
+        assert poke.sleep.batch([((0.6,), {})], call_timeout=10) == ["slept"]
+        with pytest.raises(ExtraditeTimeoutError):
+            poke.sleep(3600)  # call_timeout again
+        with pytest.raises(ExtraditeTimeoutError, match="0.3 s"):
+            poke.sleep(3600, __extradite_timeout__=0.3)
+    finally:
+        Slowpoke.close()

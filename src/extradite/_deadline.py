@@ -14,6 +14,7 @@ inside a request's handler, never while a frame is being written or read.
 
 from __future__ import annotations
 
+import _thread
 import os
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class Guard:
 
         self._cond = threading.Condition()
         self._armed: dict[Deadline, float] = {}  # deadline -> when it interrupts (then: when it kills)
+        self.overriding: set[int] = set()  # threads in a call with a deadline of its own (not call_timeout)
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -187,7 +189,8 @@ def bounded_call(session: Any, seconds: float) -> Callable[..., Any]:
     unbounded = (OP_IMPORT, OP_CONFIGURE, OP_WARM_UP)
 
     def call_within(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("defer") or session.guard is None or args[0] in unbounded:
+        guard = session.guard
+        if kwargs.get("defer") or guard is None or args[0] in unbounded or _thread.get_ident() in guard.overriding:
             return call(session, *args, **kwargs)
         with session.guard.within(seconds):
             return call(session, *args, **kwargs)
@@ -197,13 +200,21 @@ def bounded_call(session: Any, seconds: float) -> Callable[..., Any]:
 
 def call_with_timeout(session: Any, seconds: object, function: Callable[..., Any], *args: Any,
                       **kwargs: Any) -> Any:
-    """`function(*args, **kwargs)` (a call through `session`) bounded by the `__extradite_timeout__` it was given."""
+    """`function(*args, **kwargs)` (a call through `session`) bounded by the `__extradite_timeout__` it was
+    given, which replaces the session's `call_timeout` for that call."""
     limit = check_seconds(seconds, TIMEOUT_KEYWORD)
     guard = session.guard
     if limit is None or guard is None:
         return function(*args, **kwargs)
-    with guard.within(limit):
-        return function(*args, **kwargs)
+    me = _thread.get_ident()
+    nested = me in guard.overriding
+    guard.overriding.add(me)
+    try:
+        with guard.within(limit):
+            return function(*args, **kwargs)
+    finally:
+        if not nested:
+            guard.overriding.discard(me)
 
 
 # -- the child's side -----------------------------------------------------------------
@@ -216,17 +227,24 @@ def install_child_handler() -> None:
 
     from ._session import Session
 
+    from ._dispatch import TABLE
+
     serve = Session._serve.__code__
+    handlers = {op.handler.__code__ for op in TABLE.values()}
     unsafe = {Session._send.__code__, Session._send_error.__code__, Session._send_request.__code__,
               Session._encode.__code__, Session._read_one.__code__}
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
+        below = None
         while frame is not None:
             code = frame.f_code
             if code in unsafe or code.co_filename.endswith(_UNSAFE_FILES):
                 return  # a frame half written or read: the parent kills after the grace period
             if code is serve:
-                raise KeyboardInterrupt("interrupted by the parent (deadline or Ctrl-C)")
+                if below in handlers:  # not while the request is decoded or its answer (an error too) made
+                    raise KeyboardInterrupt("interrupted by the parent (deadline or Ctrl-C)")
+                return
+            below = code
             frame = frame.f_back
         # idle between requests: a late interrupt, nothing to stop
 
