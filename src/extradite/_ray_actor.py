@@ -11,10 +11,10 @@ from io import BytesIO
 from typing import Any
 
 from ._codec import Codec, error_record
+from ._dispatch import TABLE, BatchFailure
 from ._errors import UnsupportedInteractionError
 from ._policy import REFERENCE, PolicyConfig
 from ._wire import (
-    EXTRA_AWAIT,
     EXTRA_RESULT_BY_REF,
     EXTRA_TARGET_HID,
     OP_BATCH,
@@ -26,6 +26,8 @@ from ._wire import (
     OP_SETATTR,
     OP_STATS,
 )
+
+_LOCAL_OPS = frozenset((OP_CALL, OP_CALL_METHOD, OP_GETATTR, OP_SETATTR, OP_DELATTR, OP_BATCH))
 
 __all__ = ["RayHost", "LIMIT", "ROOT_HID", "CONNECTION", "ray_arguments", "body_reader"]
 
@@ -46,12 +48,6 @@ class _NoParentHandles:
 
 LIMIT = ("a Ray actor cannot call back into the driver, so driver objects cannot cross by reference "
           "(callbacks, local classes, non-picklable values, transport_policy='reference' for arguments)")
-
-
-class _BatchFailure(Exception):
-    def __init__(self, index: int, error: BaseException) -> None:
-        self.index = index
-        self.error = error
 
 
 def ray_arguments(writer: Any) -> tuple[bytes, list[int], list[Any]]:
@@ -172,7 +168,7 @@ class RayHost:
             else:
                 envelope = (result,) if op == OP_BATCH else ()
             return self._reply(codec, result, policy, envelope)
-        except _BatchFailure as failure:
+        except BatchFailure as failure:
             return ("error", error_record(failure.error, failure.index))
         except Exception as exc:
             return ("error", error_record(exc))
@@ -205,39 +201,13 @@ class RayHost:
 
     def _execute(self, codec: Codec, op: int, target: Any, name: str | None, args: tuple[Any, ...],
                  kwargs: dict[str, Any], extra: int) -> Any:
-        if op == OP_CALL_METHOD:
-            result = getattr(target, name)(*args, **kwargs)  # type: ignore[arg-type]
-        elif op == OP_CALL:
-            result = target(*args, **kwargs)
-        elif op == OP_GETATTR:
-            return getattr(target, name)  # type: ignore[arg-type]
-        elif op == OP_SETATTR:
-            setattr(target, name, args[0])  # type: ignore[arg-type]
-            return None
-        elif op == OP_DELATTR:
-            delattr(target, name)  # type: ignore[arg-type]
-            return None
-        elif op == OP_BATCH:
-            func = target if name is None else getattr(target, name)
-            results = []
-            for index, (item_args, item_kwargs) in enumerate(args):
-                try:
-                    value = func(*item_args, **item_kwargs)
-                    if extra & EXTRA_AWAIT:
-                        value = self._run_awaitable(value)
-                except Exception as exc:
-                    raise _BatchFailure(index, exc) from exc
-                results.append(value)
-            return results
-        elif op == OP_STATS:
+        if op in _LOCAL_OPS:  # the local child's handlers: of a session they use only `run_awaitable`
+            return TABLE[op].handler(self, target, name, args, kwargs, extra)  # type: ignore[arg-type]
+        if op == OP_STATS:
             return {"exports": len(codec.exports), "classes": len(codec.exports.classes)}
-        elif op == OP_IMPORT:
+        if op == OP_IMPORT:
             return self._import(codec, target, name, args)
-        else:
-            raise UnsupportedInteractionError(f"operation {op} is not served by a Ray actor")
-        if extra & EXTRA_AWAIT:
-            result = self._run_awaitable(result)
-        return result
+        raise UnsupportedInteractionError(f"operation {op} is not served by a Ray actor")
 
     def _import(self, codec: Codec, module: str, name: str | None, args: tuple[Any, ...]) -> tuple[Any, Any]:
         """The local child's OP_IMPORT (`_dispatch.op_import`): (the object, a generated proxy's verdict)."""
@@ -255,7 +225,7 @@ class RayHost:
                 obj = getattr(obj, part)
         return (obj, check_members(obj, args[1], args[2]) if len(args) == 3 else None)
 
-    def _run_awaitable(self, value: Any) -> Any:
+    def run_awaitable(self, value: Any) -> Any:
         if not hasattr(value, "__await__"):
             return value
         import asyncio
