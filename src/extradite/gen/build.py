@@ -554,6 +554,11 @@ def build_modules(results: list[JSON], *, python: Sequence[int], platform: str,
         proxies[(r["class_module"], r["class_qualname"])] = proxy
         by_module.setdefault(r["module"], []).append(r)
     known_classes = {r["qualname"].replace(".", "_") for r in results}
+    class_params: set[tuple[str, str]] = set()
+    for r in results:
+        found = resolver.find_class(r["class_module"], r["class_qualname"]) or resolver.find_class(r["module"], r["qualname"])
+        if found is not None:
+            class_params.update(decl_params(found[0], ScopeNames(resolver, found[1]), resolver))
     for class_name, methods in options.policies.items():
         if class_name not in known_classes:
             raise GenerationError("bad_policy", f"--policy names class {class_name!r}, which is not a target "
@@ -566,7 +571,8 @@ def build_modules(results: list[JSON], *, python: Sequence[int], platform: str,
     for module in sorted(set(by_module) | set(functions_by_module)):
         models.append(_build_module(module, sorted(by_module.get(module, []), key=lambda r: r["qualname"]),
                                     resolver=resolver, proxies=proxies, options=options,
-                                    function_records=functions_by_module.get(module, [])))
+                                    function_records=functions_by_module.get(module, []),
+                                    class_params=frozenset(class_params)))
     return models
 
 
@@ -636,7 +642,8 @@ def _function(builder: _ClassBuilder, module: str, raw: JSON, names: frozenset[s
 
 def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
                   proxies: dict[tuple[str, str], ProxyName], options: BuildOptions,
-                  function_records: Sequence[JSON] = ()) -> ModuleModel:
+                  function_records: Sequence[JSON] = (),
+                  class_params: frozenset[tuple[str, str]] = frozenset()) -> ModuleModel:
     name = generated_module_name(module)
     function_raws = _module_functions(function_records, raws) if function_records else []
     reserved: set[str] = set(_HELPERS)
@@ -650,7 +657,8 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
             reserved.add(m["name"] + "_batch")
     members = frozenset(m["name"] + suffix for raw in raws for m in raw["members"] for suffix in ("", "_batch"))
     members |= frozenset(f["name"] + suffix for f in function_raws for suffix in ("", "_batch"))
-    emitter = Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies, members=members)
+    emitter = Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies, members=members,
+                      class_params=class_params)
     typing_name = emitter.import_ref("typing", "")
     classes = []
     uses_attr = False

@@ -33,8 +33,10 @@ class Emitter:
     """Writes annotation text for one generated module and collects what it needs."""
 
     def __init__(self, resolver: Resolver, *, module: str, reserved: frozenset[str],
-                 proxies: dict[tuple[str, str], ProxyName], members: frozenset[str] = frozenset()) -> None:
+                 proxies: dict[tuple[str, str], ProxyName], members: frozenset[str] = frozenset(),
+                 class_params: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.resolver = resolver
+        self.generic_params = class_params  # (module, name) of every generated class's type parameters
         self.members = members  # member names of the module's proxy classes
         self.unresolved: set[str] = set()  # classes of the protected tree written as Any (no proxy)
         self.class_aliases: dict[str, str] = {}  # `_xd_cls_date` -> `date`, for names a member shadows
@@ -263,10 +265,15 @@ class Emitter:
         local = self._local_name(module, decl.name)
         args = [repr(local)]
         args.extend(repr(self.text(Annotation(c, names))) for c in decl.constraints)
-        if decl.bound is not None and not self._protected_top(decl.bound, names):
-            # A bound in the protected tree is dropped: proxies do not inherit from one another,
-            # so a proxy of a subclass would not satisfy the proxy of the bound.
-            args.append(f"bound={self.text(Annotation(decl.bound, names))!r}")
+        if decl.bound is not None:
+            bound = self.text(Annotation(decl.bound, names))
+            # A bound of the protected tree names its proxy, as the stub names the class; one
+            # without a proxy would be Any, which bounds nothing. A proxy class's own parameter
+            # stays unbounded: proxies do not inherit from one another, so `Sentinel[Self]` in a
+            # proxy of a subclass would break the proxy of the bound.
+            protected = self._protected_top(decl.bound, names)
+            if bound is not None and not (protected and (self.any() in bound or key in self.generic_params)):
+                args.append(f"bound={bound!r}")
         if decl.variance == "co":
             args.append("covariant=True")
         elif decl.variance == "contra":
