@@ -468,6 +468,14 @@ class _ClassBuilder:
                 return self._init_overloaded(overloads, decl_scope)
             fn, scope = impls[-1], decl_scope
             break
+        else:
+            chain = self._class_chain()
+            if chain and chain[0][1].is_stub:
+                # A stub class with no constructor anywhere in its bases has object's: no arguments.
+                found = self.resolver.find_class("builtins", "object")
+                fns = found[0].functions.get("__init__", []) if found is not None else []
+                if found is not None and fns:
+                    fn, scope = fns[-1], Place(found[1], ScopeNames(self.resolver, found[1]))
         params = self._params(fn, self._for(fn, scope), rt)
         sig = self.writer.signature(params, "None", self._first(fn, scope, "self"))
         body = (f"self._xd_init({sig.args}, {sig.kwargs})",)

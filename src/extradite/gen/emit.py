@@ -1,12 +1,14 @@
 """Annotation text for one generated module, and the imports and TypeVars that text needs.
 
     Annotation (annotation.py) ──Emitter──▶ text, where a name of
-        the protected tree    → generated proxy class | local TypeVar | inlined alias | Any
+        the protected tree    → generated proxy class | local TypeVar | inlined alias
+                                | typeshed protocol (`module.path`, as another module's) | Any
         another module        → `module.path`, plus an import (under TYPE_CHECKING in the .py)
         builtins              → the bare name (qualified only where a generated name shadows it)
 
-Nothing from the protected tree is ever imported by a generated module: a class
-there is its proxy or Any, a type variable gets a local definition.
+Nothing from the protected tree is ever imported by a generated module at run time: a
+class there is its proxy, a protocol of typeshed's (structural, imported only under
+TYPE_CHECKING) or Any; a type variable gets a local definition.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import libcst as cst
 
 from .annotation import Annotation, Names, ScopeNames, SubstitutedNames, Substitution, TypeVarRef, typevar_key
 from .resolve import ANNOTATED_FORMS, LITERAL_FORMS, SELF_FORMS, WRAPPER_FORMS, Resolver, Target, is_protected
-from .scope import TypeVarDecl, code
+from .locate import find_typeshed
+from .scope import ClassDecl, ModuleScope, TypeVarDecl, code
 
 __all__ = ["Emitter", "ProxyName", "dotted", "names_in"]
+
+PROTOCOL_FORMS = {("typing", "Protocol"), ("typing_extensions", "Protocol")}
 
 
 @dataclass(frozen=True)
@@ -239,10 +244,25 @@ class Emitter:
                 finally:
                     self._alias_stack.pop()
                 return f"({inlined})" if " | " in inlined else inlined
+            decl = scope.find_class(path)
+            if decl is not None and scope.path.startswith(find_typeshed()) and self._is_protocol(decl, scope):
+                # A protocol of the standard library's stubs types by structure, and typeshed is
+                # where mypy finds it in any environment: named as the stub names it (never imported
+                # at run time), a proxy or a parent object that has its members satisfies it.
+                return self.import_ref(module, path)
             if path.split(".")[0] in scope.classes:
                 self.unresolved.add(f"{module}:{path}")
                 break
         return self.any()
+
+    def _is_protocol(self, decl: ClassDecl, scope: ModuleScope) -> bool:
+        names = ScopeNames(self.resolver, scope)
+        for base in decl.bases:
+            parts = dotted(base.value if isinstance(base, cst.Subscript) else base)
+            found = names.lookup(parts) if parts else None
+            if isinstance(found, Target) and (found.module, found.path) in PROTOCOL_FORMS:
+                return True
+        return False
 
     def _local_name(self, module: str, name: str) -> str:
         key = (module, name)
