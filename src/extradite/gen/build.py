@@ -91,6 +91,9 @@ _SKIPPED_BASES = {("typing", "Generic"), ("typing", "Protocol"), ("typing_extens
                   ("typing", "NamedTuple"), ("typing", "TypedDict")}
 
 
+_GENERIC_BASES = {("typing", "Generic"), ("typing", "Protocol"), ("typing_extensions", "Protocol")}
+
+
 class _SelfNames:
     """Names for the bare `Self` that stands for the proxy class."""
 
@@ -162,6 +165,7 @@ class _ClassBuilder:
         self._chain: list[tuple[ClassDecl, Place]] | None = None
         self.writer = MethodWriter(emitter, proxy_name)
         self.inferred: dict[str, str] = {}
+        self.new: Method | None = None  # the .pyi's constructor where the stub's `__new__` parameterises
 
     # -- annotations, from either origin
 
@@ -464,13 +468,15 @@ class _ClassBuilder:
                 continue
             impls = [f for f in fns if not any(d.rsplit(".", 1)[-1] == "overload" for d in f.decorators)]
             overloads = [f for f in fns if f not in impls]
+            if "__init__" not in decl.functions and (decl_scope.is_stub or not impls):
+                self.new = self._new(overloads or impls[-1:], decl_scope)
             if overloads and (decl_scope.is_stub or not impls):
                 return self._init_overloaded(overloads, decl_scope)
             fn, scope = impls[-1], decl_scope
             break
         else:
             chain = self._class_chain()
-            if chain and chain[0][1].is_stub:
+            if chain and chain[0][1].is_stub and self._plain(chain):
                 # A stub class with no constructor anywhere in its bases has object's: no arguments.
                 found = self.resolver.find_class("builtins", "object")
                 fns = found[0].functions.get("__init__", []) if found is not None else []
@@ -481,6 +487,46 @@ class _ClassBuilder:
         body = (f"self._xd_init({sig.args}, {sig.kwargs})",)
         return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=(),
                       signature=sig, body=body, batch=None)
+
+    def _plain(self, chain: list[tuple[ClassDecl, Place]]) -> bool:
+        """Whether every class of the chain is a plain class whose bases are all known (no named
+        tuple, typed dict, dataclass or metaclass that makes a constructor mypy knows of)."""
+        for decl, place in chain:
+            if not decl.plain:
+                return False
+            for base in decl.bases:
+                parts = dotted(base.value if isinstance(base, cst.Subscript) else base)
+                target = place.names.lookup(parts) if parts else None
+                generic = isinstance(target, Target) and (target.module, target.path) in _GENERIC_BASES
+                if not generic and self._base(base, place) is None:
+                    return False
+        return True
+
+    def _new(self, fns: list[FunctionDecl], scope: Place) -> Method | None:
+        """The stub's `__new__` for the .pyi when it makes instances of other parameters than the
+        class's own (`pairwise.__new__(cls, it: Iterable[_T]) -> pairwise[tuple[_T, _T]]`): mypy
+        reads the type of `pairwise(...)` from it. The .py keeps the proxy's `__init__`."""
+        if not self.class_typevars:
+            return None
+        own = f"{self.proxy_name}[{', '.join(self.class_typevars)}]"
+        sigs = []
+        for fn in fns:
+            place = self._for(fn, scope)
+            returns = self._returns(fn, place, None)
+            if returns == self.emitter.any():
+                returns = own
+            first = "cls"
+            receiver = self.emitter.text(self._written(fn.receiver, place)) if fn.receiver is not None else None
+            if receiver and "Self" not in receiver and self.emitter.any() not in receiver:
+                first = f"cls: {receiver}"  # `cls: type[array[int]]`: the overload mypy offers for it
+            sigs.append(self.writer.signature(self._params(fn, place, None), returns, first, fn.ignore))
+        if all(sig.returns == own or "Self" in sig.returns for sig in sigs):
+            return None  # the constructor makes what __init__ says it makes
+        if len(sigs) == 1 and len(fns) == 1 and not any(d.rsplit(".", 1)[-1] == "overload" for d in fns[0].decorators):
+            return Method(name="__new__", decorator=None, is_async=False, doc=None, overloads=(),
+                          signature=sigs[0], body=(), batch=None)
+        return Method(name="__new__", decorator=None, is_async=False, doc=None, overloads=tuple(sigs),
+                      signature=self.writer.implementation(self.emitter.any(), "cls"), body=(), batch=None)
 
     def _init_overloaded(self, overloads: list[FunctionDecl], scope: Place | None) -> Method:
         sigs = tuple(self.writer.signature(self._params(f, self._for(f, scope), None), "None",
@@ -711,6 +757,7 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
             digests=tuple(sorted(raw["digests"].items())),
             policies=tuple(sorted(policies.items())),
             init=init,
+            new=builder.new,
             methods=tuple(methods),
             properties=tuple(props),
             attributes=tuple(attrs),

@@ -79,6 +79,7 @@ class ProxyClass:
     properties: tuple[Property, ...]
     attributes: tuple[ClassAttribute, ...]
     unhashable: bool
+    new: Method | None = None  # the .pyi's constructor instead of `init` (a `__new__` that parameterises)
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,11 @@ class ClassDecl:
     functions: dict[str, list[FunctionDecl]] = field(default_factory=dict)
     attributes: dict[str, cst.BaseExpression] = field(default_factory=dict)
     classes: dict[str, ClassDecl] = field(default_factory=dict)
+    plain: bool = True  # no decorator, no metaclass or keyword: nothing makes a constructor for it
+
+
+# Class decorators of stubs that change nothing about how instances are made.
+_MARKERS = frozenset({"final", "deprecated", "type_check_only", "disjoint_base", "runtime_checkable"})
 
 
 @dataclass(frozen=True)
@@ -338,7 +343,9 @@ class _ScopeBuilder:
         scope.other_names.add(name)
 
     def class_decl(self, node: cst.ClassDef) -> ClassDecl:
-        decl = ClassDecl(name=node.name.value, bases=[arg.value for arg in node.bases if arg.keyword is None])
+        decl = ClassDecl(name=node.name.value, bases=[arg.value for arg in node.bases if arg.keyword is None],
+                         plain=all(_decorator_name(d).rsplit(".", 1)[-1] in _MARKERS for d in node.decorators)
+                         and all(arg.keyword is None for arg in node.bases))
         for stmt in self.statements(node.body.body):
             if isinstance(stmt, cst.FunctionDef):
                 decorators = frozenset(_decorator_name(d) for d in stmt.decorators)
