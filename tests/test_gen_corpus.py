@@ -122,11 +122,14 @@ def run_mypy(files: list[Path], work: Path, path: list[Path], *, strict: bool) -
 
 
 def class_members(pyi: Path) -> dict[str, list[str]]:
-    """Proxy class name -> the members it defines (the `*_batch` helpers are the proxy's own)."""
+    """Proxy class name -> the members it declares (the `*_batch` helpers are the proxy's own)."""
     out: dict[str, list[str]] = {}
     for node in ast.parse(pyi.read_text()).body:
         if isinstance(node, ast.ClassDef):
             names = [n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+            # Attributes too: class attributes and those the stubs annotate on instances (`width: int`).
+            names += [n.target.id for n in node.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+                      and not n.target.id.startswith("__")]
             own = set(names)
             out[node.name] = [n for n in dict.fromkeys(names)
                               if n != "__init__" and not (n.endswith("_batch") and n[:-6] in own)]

@@ -30,7 +30,7 @@ from .annotation import (Annotation, Names, ScopeNames, Substitution, Substitute
 from .emit import Emitter, ProxyName, dotted, names_in
 from .forwarding import MethodWriter, Param
 from .locate import stub_source
-from .model import ClassAttribute, Method, ModuleModel, Property, ProxyClass, Signature
+from .model import ClassAttribute, InstanceAttribute, Method, ModuleModel, Property, ProxyClass, Signature
 from .resolve import Resolver, Target
 from .scope import ClassDecl, FunctionDecl, ModuleScope, code
 
@@ -40,6 +40,9 @@ JSON = dict[str, Any]
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _HELPERS = frozenset({"_xd_MISSING", "_xd_GeneratedProxy", "_XdClassAttribute"})
+# Public names every generated class inherits from GeneratedProxy.
+_PROXY_NAMES = frozenset({"close", "close_proxy_class", "extradite", "get_effective_policy",
+                          "get_effective_policy_trace"})
 _OBJECT_DUNDERS = {"__eq__", "__ne__"}
 _FIXED_RETURNS = {"__repr__": "str", "__str__": "str", "__hash__": "int", "__bool__": "bool", "__len__": "int",
                   "__eq__": "bool", "__ne__": "bool", "__format__": "str", "__bytes__": "bytes",
@@ -91,6 +94,7 @@ _SKIPPED_BASES = {("typing", "Generic"), ("typing", "Protocol"), ("typing_extens
                   ("typing", "NamedTuple"), ("typing", "TypedDict")}
 
 
+_DROP = "<an overload no instance of the class is offered>"
 _GENERIC_BASES = {("typing", "Generic"), ("typing", "Protocol"), ("typing_extensions", "Protocol")}
 
 
@@ -202,7 +206,7 @@ class _ClassBuilder:
         sequences.append([s[0] for s in sequences] if sequences else [])
         return [(decl, place), *_c3_merge(sequences)]
 
-    def _base(self, base: cst.BaseExpression, place: Place) -> tuple[ClassDecl, Place] | None:
+    def _base(self, base: cst.BaseExpression, place: Place, depth: int = 0) -> tuple[ClassDecl, Place] | None:
         """A base class expression's declaration, its type parameters bound to the arguments."""
         node = base.value if isinstance(base, cst.Subscript) else base
         parts = dotted(node)
@@ -215,6 +219,13 @@ class _ClassBuilder:
             return None
         found = self.resolver.find_class(target.module, target.path)
         if found is None:
+            # `class RawConfigParser(_Parser)` where `_Parser: TypeAlias = MutableMapping[str, SectionProxy]`
+            if isinstance(base, cst.Subscript) or depth > 4:
+                return None
+            for scope in self.resolver.scopes_for(target.module):
+                alias = scope.aliases.get(target.path)
+                if alias is not None:
+                    return self._base(alias, Place(scope, ScopeNames(self.resolver, scope)), depth + 1)
             return None
         decl, scope = found
         names = ScopeNames(self.resolver, scope)
@@ -269,6 +280,10 @@ class _ClassBuilder:
         return Place(place.scope, SubstitutedNames(place.names, {key: _SELF}))
 
     def _first(self, fn: FunctionDecl | None, place: Place | None, first: str | None) -> str | None:
+        receiver = self._receiver(fn, place, first)
+        return first if receiver == _DROP else receiver
+
+    def _receiver(self, fn: FunctionDecl | None, place: Place | None, first: str | None) -> str | None:
         """`self`, or `self: dict[str, _VT]` where the stub annotates it: mypy then offers that
         overload only to instances that match, and so does the proxy's."""
         if first is None or fn is None or fn.receiver is None or place is None:
@@ -290,6 +305,8 @@ class _ClassBuilder:
         found = None if own else self.resolver.find_class(target.module, target.path)
         protocol = found is not None and any(code(b.value if isinstance(b, cst.Subscript) else b).rsplit(".", 1)[-1]
                                              == "Protocol" for b in found[0].bases)
+        if found is not None and not protocol and fn.name not in ("__new__", "__init__") and isinstance(node, cst.Subscript):
+            return self._first_of_base(node, found, place, first)
         # Only the proxy class itself or a protocol: a proxy is no nominal subclass of anything else.
         if not (own or protocol):
             return first
@@ -297,6 +314,38 @@ class _ClassBuilder:
         if not text or text == self.emitter.any() or "Self" in text:
             return first
         return f"{first}: {text}"
+
+    def _first_of_base(self, node: cst.Subscript, found: tuple[ClassDecl, ModuleScope], place: Place,
+                       first: str) -> str | None:
+        """`self: MutableMapping[_KT, _T | None]` on a base's method, said of the proxy class: with
+        the base's parameters bound to what the class gives them, either the proxy class with the
+        annotation's arguments (`self: UserDict[_KT, _T | None]`), or _DROP when a fixed argument
+        cannot match (Counter's values are `int`, never `_T | None`): mypy offers that overload
+        to no instance, and the proxy leaves it out."""
+        decl, scope = found
+        if not isinstance(place.names, SubstitutedNames):
+            return first
+        if not any(d is decl for d, _p in self._class_chain()):
+            return first
+        params = decl_params(decl, ScopeNames(self.resolver, scope), self.resolver)
+        args = [e.slice.value for e in node.slice if isinstance(e.slice, cst.Index)]
+        if len(args) != len(params):
+            return first
+        any_t = self.emitter.any()
+        own: dict[str, str] = {}
+        for key, arg in zip(params, args):
+            wanted = self.emitter.text(Annotation(arg, place.names)) or any_t
+            given = self.emitter.text(place.names.mapping.get(key)) or any_t
+            if given in self.class_typevars:
+                if own.setdefault(given, wanted) != wanted:
+                    return first
+            elif wanted != given and given != any_t and wanted != any_t:
+                bare = wanted in self.emitter.typevar_texts and wanted not in self.class_typevars
+                if not bare:
+                    return _DROP
+        if not self.class_typevars or all(own.get(t, t) == t for t in self.class_typevars):
+            return first
+        return f"{first}: {self.proxy_name}[{', '.join(own.get(t, t) for t in self.class_typevars)}]"
 
     # -- type parameters
 
@@ -403,6 +452,11 @@ class _ClassBuilder:
         overloads: list[Signature] = []
         batch_shapes: list[tuple[str, str, str]] = []
         protected = False
+        if overload_fns:
+            kept = [f for f in overload_fns if self._receiver(f, scope, first) != _DROP]
+            overload_fns = kept if len(kept) > 1 else overload_fns
+            if len(kept) == 1:
+                impl, overload_fns, rt = kept[0], [], None  # the stub's overload, not the runtime's defaults
         for fn in overload_fns:
             params = self._params(fn, self._for(fn, scope), None)
             returns = self._dunder_return(name, self._returns(fn, self._for(fn, scope), None))
@@ -562,6 +616,25 @@ class _ClassBuilder:
                         deletable=bool(member.get("deletable")),
                         getter=self.writer.returning(text, f'self._xd_get("{name}")'))
 
+    def instance_attribute_decls(self, taken: frozenset[str]) -> dict[str, tuple[cst.BaseExpression, Place]]:
+        """The public attributes the class bodies of the chain annotate without ClassVar (`width: int`,
+        a dataclass field, a named tuple's field) that no member of the proxy already stands for."""
+        out: dict[str, tuple[cst.BaseExpression, Place]] = {}
+        for decl, place in self._class_chain():
+            if place.scope.name == "builtins" and decl.name == "object":
+                continue
+            for name, node in decl.attributes.items():
+                if name.startswith("_") or name in taken or name in out:
+                    continue
+                head = code(node.value if isinstance(node, cst.Subscript) else node).rsplit(".", 1)[-1]
+                if head not in ("ClassVar", "Final", "TypeAlias"):
+                    out[name] = (node, place)
+        return {name: out[name] for name in sorted(out)}
+
+    def instance_attributes(self, decls: Mapping[str, tuple[cst.BaseExpression, Place]]) -> list[InstanceAttribute]:
+        return [InstanceAttribute(name=name, type=self.emitter.text(self._written(node, place)) or self.emitter.any())
+                for name, (node, place) in decls.items()]
+
     def attribute(self, member: JSON) -> ClassAttribute:
         name = member["name"]
         _fns, decl, scope = self.member_decl(name, member.get("owner"))
@@ -713,6 +786,21 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
     members |= frozenset(f["name"] + suffix for f in function_raws for suffix in ("", "_batch"))
     emitter = Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies, members=members,
                       class_params=class_params)
+    builders: dict[str, _ClassBuilder] = {}
+    attribute_decls: dict[str, dict[str, tuple[cst.BaseExpression, Place]]] = {}
+    for raw in raws:
+        proxy_name = raw["qualname"].replace(".", "_")
+        member_names = frozenset(m["name"] for m in raw["members"])
+        builders[proxy_name] = _ClassBuilder(raw, emitter=emitter, resolver=resolver, proxy_name=proxy_name,
+                                             policies=dict(options.policies.get(proxy_name, {})),
+                                             member_names=member_names)
+        taken = member_names | {m + "_batch" for m in member_names} | _PROXY_NAMES
+        attribute_decls[proxy_name] = builders[proxy_name].instance_attribute_decls(taken)
+    # An attribute's name shadows a class or module of the same name in its class body, as a
+    # method's does: annotations there use the aliases the emitter makes for those.
+    attribute_names = {n for decls in attribute_decls.values() for n in decls}
+    emitter.reserved = emitter.reserved | attribute_names
+    emitter.members = emitter.members | attribute_names
     typing_name = emitter.import_ref("typing", "")
     classes = []
     uses_attr = False
@@ -727,8 +815,7 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
             if policy not in ("value", "reference"):
                 raise GenerationError("bad_policy", f"--policy {proxy_name}.{method_name}={policy}: the policy "
                                       "must be 'value' or 'reference'")
-        builder = _ClassBuilder(raw, emitter=emitter, resolver=resolver, proxy_name=proxy_name,
-                                policies=explicit, member_names=member_names)
+        builder = builders[proxy_name]
         params = builder.type_params()
         bases = "_xd_GeneratedProxy" + (f", {typing_name}.Generic[{', '.join(params)}]" if params else "")
         methods, props, attrs = [], [], []
@@ -746,6 +833,7 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
             elif kind == "unhashable":
                 unhashable = True
         init = builder.init()
+        instance_attributes = builder.instance_attributes(attribute_decls[proxy_name])
         policies = {**builder.inferred, **explicit}
         uses_attr = uses_attr or bool(attrs)
         classes.append(ProxyClass(
@@ -758,6 +846,7 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
             policies=tuple(sorted(policies.items())),
             init=init,
             new=builder.new,
+            instance_attributes=tuple(instance_attributes),
             methods=tuple(methods),
             properties=tuple(props),
             attributes=tuple(attrs),
