@@ -41,7 +41,7 @@ STDLIB_MODULES = [
     "mmap", "operator", "pprint", "queue", "random", "sched", "shlex", "sqlite3", "statistics",
     "string", "struct", "textwrap", "threading", "uuid", "zipfile",
 ]
-THIRD_PARTY_MODULES = ["jinja2", "libcst", "numpy.random"]
+THIRD_PARTY_MODULES = ["jinja2", "libcst", "numpy.random", "mypy.options"]
 # The short form: a few modules of each kind, C and pure Python.
 SHORT_STDLIB = ["collections", "decimal", "fractions", "ipaddress", "queue", "difflib", "datetime"]
 SHORT_THIRD_PARTY = ["jinja2"]
@@ -62,9 +62,12 @@ for name in sys.argv[1:]:
         module = importlib.import_module(name)
     except ImportError:
         continue
-    names = getattr(module, "__all__", None) or [n for n in dir(module)]
+    exported = getattr(module, "__all__", None)
+    names = exported or [n for n in dir(module)]
     for attr in sorted(set(names)):
         obj = getattr(module, attr, None)
+        if not exported and not (getattr(obj, "__module__", "") + ".").startswith(name + "."):
+            continue  # without __all__, a class another module defines is only imported here
         # Exceptions, enums and named tuples cross by value, protocols are never instantiated:
         # none is a proxy target.
         if (attr.startswith("_") or not isinstance(obj, type) or issubclass(obj, (BaseException, enum.Enum))
@@ -250,11 +253,12 @@ def measure(group: Group, work: Path) -> Outcome:
     lines += sorted({f"import {t.split(':')[0]}" for t in generated} | {f"import {proxy_module(t)[0]}" for t in generated})
     lines += [f"_P{i} = typing.TypeVar('_P{i}')" for i in range(8)]
     first: dict[str, int] = {}
-    for target in generated:
+    for n, target in enumerate(generated):
         module, qualname = target.split(":")
         first[target] = len(lines) + 1
         pmod, pname = proxy_module(target)
-        lines += [f"reveal_type({module}.{qualname})", f"reveal_type({pmod}.{pname})"]
+        lines += [f"reveal_type({module}.{qualname})", f"reveal_type({pmod}.{pname})",
+                  f"def _name{n}(x: {module}.{qualname}) -> None:", "    reveal_type(x)"]
     revealed, _errors = reveal(lines, work, [pyi_dir])
     names: dict[str, str] = {}
     arity: dict[str, int] = {}
@@ -263,7 +267,9 @@ def measure(group: Group, work: Path) -> Outcome:
         result_type = real.rsplit("-> ", 1)[-1].rstrip(")")
         head, _, args = result_type.partition("[")
         pmod, pname = proxy_module(target)
-        names[f"{pmod}.{pname}"] = head
+        # The class's name as mypy prints an instance of it (a constructor may return Any or a base).
+        instance = revealed.get(first[target] + 3, "").partition("[")[0]
+        names[f"{pmod}.{pname}"] = instance if instance and instance != "Any" else head
         if head == "tuple" and "fallback=" in result_type:  # a named tuple: mypy prints its tuple type
             names[f"{pmod}.{pname}"] = result_type + ")" * (result_type.count("(") - result_type.count(")"))
             args = ""

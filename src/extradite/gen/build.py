@@ -600,7 +600,7 @@ class _ClassBuilder:
             getter = fns[0]
         if getter is not None and getter.returns is not None:
             annotation = self._written(getter.returns, self._for(getter, scope))
-        elif decl is not None and name in decl.attributes:
+        elif decl is not None and name in decl.attributes and not _bare_wrapper(decl.attributes[name]):
             annotation = self._written(_strip_wrappers(decl.attributes[name]), scope)
         elif member.get("value_type") is not None:
             annotation = self._runtime(member["value_type"])
@@ -639,7 +639,7 @@ class _ClassBuilder:
         name = member["name"]
         _fns, decl, scope = self.member_decl(name, member.get("owner"))
         annotation = None
-        if decl is not None and name in decl.attributes:
+        if decl is not None and name in decl.attributes and not _bare_wrapper(decl.attributes[name]):
             annotation = self._written(_strip_wrappers(decl.attributes[name]), scope)
         elif member.get("value_type") is not None:
             annotation = self._runtime(member["value_type"])
@@ -647,6 +647,11 @@ class _ClassBuilder:
         if any(re.search(rf"\b{re.escape(v)}\b", text) for v in self.class_typevars):
             text = self.emitter.any()  # a ClassVar cannot mention the class's type variables
         return ClassAttribute(name=name, type=text, type_py=f"_XdClassAttribute[{text}]")
+
+
+def _bare_wrapper(node: cst.BaseExpression) -> bool:
+    """`x: Final = 0`: the type is the value's, not written."""
+    return code(node).rsplit(".", 1)[-1] in ("ClassVar", "Final")
 
 
 def _strip_wrappers(node: cst.BaseExpression) -> cst.BaseExpression:

@@ -230,6 +230,66 @@ def _params(fn: cst.FunctionDef, drop_first: bool) -> tuple[ParamDecl, ...]:
     return tuple(fixed)
 
 
+# What mypy infers for `self.x = <literal>` in `__init__` (None and containers need more context).
+_LITERAL_TYPES = ((cst.Integer, "int"), (cst.Float, "float"), (cst.Imaginary, "complex"))
+
+
+def _self_attributes(fn: cst.FunctionDef) -> dict[str, cst.BaseExpression]:
+    """Instance attributes a method of a source class declares as mypy reads them: `self.x: T = ...`
+    in any method, `self.x = <literal>` (bool, int, float, str, bytes) in `__init__`."""
+    first = (fn.params.posonly_params or fn.params.params or (None,))[0]
+    if first is None or any(_decorator_name(d).rsplit(".", 1)[-1] in ("staticmethod", "classmethod")
+                            for d in fn.decorators):
+        return {}
+    receiver = first.name.value
+    found: dict[str, cst.BaseExpression] = {}
+
+    def attribute(target: cst.BaseExpression) -> str | None:
+        if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) and target.value.value == receiver:
+            return target.attr.value
+        return None
+
+    class _Visitor(cst.CSTVisitor):
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return node is fn  # nested functions and classes have their own `self`
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            return False
+
+        def visit_Lambda(self, node: cst.Lambda) -> bool:
+            return False
+
+        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+            name = attribute(node.target)
+            if name is not None:
+                found.setdefault(name, node.annotation.annotation)
+
+        def visit_Assign(self, node: cst.Assign) -> None:
+            if fn.name.value != "__init__" or len(node.targets) != 1:
+                return
+            name = attribute(node.targets[0].target)
+            inferred = _literal_type(node.value)
+            if name is not None and inferred is not None:
+                found.setdefault(name, cst.Name(inferred))
+
+    fn.visit(_Visitor())
+    return found
+
+
+def _literal_type(value: cst.BaseExpression) -> str | None:
+    if isinstance(value, cst.Name) and value.value in ("True", "False"):
+        return "bool"
+    if isinstance(value, cst.UnaryOperation) and isinstance(value.operator, cst.Minus):
+        value = value.expression
+    for kind, name in _LITERAL_TYPES:
+        if isinstance(value, kind):
+            return name
+    if isinstance(value, (cst.SimpleString, cst.ConcatenatedString)):
+        evaluated = value.evaluated_value
+        return "bytes" if isinstance(evaluated, bytes) else "str" if isinstance(evaluated, str) else None
+    return None
+
+
 def _receiver(fn: cst.FunctionDef) -> cst.BaseExpression | None:
     first = (fn.params.posonly_params or fn.params.params or (None,))[0]
     return _ann(first) if first is not None else None
@@ -362,6 +422,11 @@ class _ScopeBuilder:
                 decl.attributes[stmt.target.value] = stmt.annotation.annotation
             elif isinstance(stmt, cst.ClassDef):
                 decl.classes[stmt.name.value] = self.class_decl(stmt)
+        if not self.scope.is_stub:
+            for stmt in self.statements(node.body.body):
+                if isinstance(stmt, cst.FunctionDef):
+                    for name, annotation in _self_attributes(stmt).items():
+                        decl.attributes.setdefault(name, annotation)
         return decl
 
 
