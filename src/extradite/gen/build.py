@@ -496,8 +496,11 @@ class _ClassBuilder:
                       overloads=tuple(overloads), signature=sig, body=body, batch=batch)
 
     def _dunder_params(self, name: str, params: list[Param], *, declared: bool) -> list[Param]:
-        if name in _OBJECT_DUNDERS and (not declared or any(p.annotation not in (self.emitter.any(), "object")
-                                                            for p in params[:1]) or len(params) != 1):
+        loose = (self.emitter.any(), "object")
+        # `(*args: Any, **kwargs: Any)` accepts whatever object's does: a compatible override.
+        variadic = [p.kind for p in params] == ["VAR_POSITIONAL", "VAR_KEYWORD"] and all(p.annotation in loose for p in params)
+        if name in _OBJECT_DUNDERS and not (declared and variadic) and (
+                not declared or any(p.annotation not in loose for p in params[:1]) or len(params) != 1):
             # A narrower `other` than object's would be an incompatible override in the proxy.
             return [Param("other", "POSITIONAL_ONLY", self.emitter.builtin("object"), None, None)]
         return params
@@ -506,8 +509,8 @@ class _ClassBuilder:
         fixed = _FIXED_RETURNS.get(name)
         if fixed is not None and returns == self.emitter.any():
             return self.emitter.builtin(fixed)
-        if name in ("__eq__", "__ne__", "__hash__", "__repr__", "__str__"):
-            return self.emitter.builtin(_FIXED_RETURNS[name])
+        if name in ("__eq__", "__ne__", "__hash__", "__repr__", "__str__") and not returns.endswith((".Never", ".NoReturn")):
+            return self.emitter.builtin(_FIXED_RETURNS[name])  # Never (always raises) is a compatible override
         return returns
 
     def init(self) -> Method:

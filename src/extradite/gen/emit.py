@@ -234,7 +234,12 @@ class Emitter:
                     return f"_xd_cls_{proxy.name}"
                 return proxy.name
             return self.import_ref(proxy.module, proxy.name)
-        for scope in self.resolver.scopes_for(module):
+        scopes = self.resolver.scopes_for(module)
+        if not scopes and path and "." not in path and path[0].isupper():
+            # A module the target never imported (`jinja2.ext` under TYPE_CHECKING): its files are
+            # unknown until the closure introspects the name, which says whether it is a class.
+            self.unresolved.add(f"{module}:{path}")
+        for scope in scopes:
             if path in scope.typevars:
                 return self._typevar(module, scope.typevars[path], ScopeNames(self.resolver, scope))
             if path in scope.aliases and (module, path) not in self._alias_stack and len(self._alias_stack) < 8:

@@ -290,6 +290,28 @@ def _literal_type(value: cst.BaseExpression) -> str | None:
     return None
 
 
+def _yields(fn: cst.FunctionDef) -> bool:
+    """Whether `fn` is a generator: an `async def` with `yield` makes an async iterator, not a coroutine."""
+    found = False
+
+    class _Visitor(cst.CSTVisitor):
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return node is fn
+
+        def visit_Lambda(self, node: cst.Lambda) -> bool:
+            return False
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            return False
+
+        def visit_Yield(self, node: cst.Yield) -> None:
+            nonlocal found
+            found = True
+
+    fn.visit(_Visitor())
+    return found
+
+
 def _receiver(fn: cst.FunctionDef) -> cst.BaseExpression | None:
     first = (fn.params.posonly_params or fn.params.params or (None,))[0]
     return _ann(first) if first is not None else None
@@ -402,6 +424,16 @@ class _ScopeBuilder:
             return
         scope.other_names.add(name)
 
+    def _aliased(self, decl: ClassDecl, value: cst.BaseExpression) -> list[FunctionDecl] | None:
+        """The function a class-body name is bound to: one of the class's own, or of a class
+        defined before it in the module (`Undefined._fail_with_undefined_error`)."""
+        if isinstance(value, cst.Name):
+            return decl.functions.get(value.value)
+        if isinstance(value, cst.Attribute) and isinstance(value.value, cst.Name):
+            owner = self.scope.classes.get(value.value.value)
+            return owner.functions.get(value.attr.value) if owner is not None else None
+        return None
+
     def class_decl(self, node: cst.ClassDef) -> ClassDecl:
         decl = ClassDecl(name=node.name.value, bases=[arg.value for arg in node.bases if arg.keyword is None],
                          plain=all(_decorator_name(d).rsplit(".", 1)[-1] in _MARKERS for d in node.decorators)
@@ -412,12 +444,12 @@ class _ScopeBuilder:
                 is_static = any(d.rsplit(".", 1)[-1] == "staticmethod" for d in decorators)
                 decl.functions.setdefault(stmt.name.value, []).append(
                     _function_decl(stmt, drop_first=not is_static))
-            elif isinstance(stmt, cst.Assign) and isinstance(stmt.value, cst.Name) \
-                    and stmt.value.value in decl.functions:
-                # `fatal = critical`, `__radd__ = __add__ = _fail`: the same function under more names.
+            elif isinstance(stmt, cst.Assign) and self._aliased(decl, stmt.value) is not None:
+                # `fatal = critical`, `__radd__ = __add__ = _fail`, `__str__ = Undefined._fail`:
+                # the same function under more names.
                 for target in stmt.targets:
                     if isinstance(target.target, cst.Name):
-                        decl.functions[target.target.value] = decl.functions[stmt.value.value]
+                        decl.functions[target.target.value] = self._aliased(decl, stmt.value) or []
             elif isinstance(stmt, cst.AnnAssign) and isinstance(stmt.target, cst.Name):
                 decl.attributes[stmt.target.value] = stmt.annotation.annotation
             elif isinstance(stmt, cst.ClassDef):
@@ -436,7 +468,7 @@ def _function_decl(stmt: cst.FunctionDef, *, drop_first: bool) -> FunctionDecl:
         params=_params(stmt, drop_first=drop_first),
         returns=stmt.returns.annotation if stmt.returns is not None else None,
         decorators=frozenset(_decorator_name(d) for d in stmt.decorators),
-        is_async=stmt.asynchronous is not None,
+        is_async=stmt.asynchronous is not None and not _yields(stmt),
         doc=_docstring(stmt.body),
         ignore=_ignore_comment(stmt),
         receiver=_receiver(stmt) if drop_first else None,
