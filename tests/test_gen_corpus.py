@@ -3,7 +3,9 @@
 Every public class of the modules below is generated (one extradite-gen run per group),
 checked with `mypy --strict` (the `.pyi` files and the `.py` files in separate
 directories: mypy reads only the `.pyi` when both exist), and each member the stubs
-declare is compared with what mypy itself makes of the real class. The comparison asks
+declares (methods, properties, class and instance attributes; a `__new__` the .pyi
+declares where the stub's parameterises the class) is compared with what mypy itself
+makes of the real class. The comparison asks
 mypy (`reveal_type`) for the member's type through an instance of the real class and of
 the proxy, parameterised by the same type variables, so names, kinds, defaults,
 annotations and overloads are compared as mypy resolves them (inheritance, base type
@@ -11,7 +13,10 @@ arguments, `Self`, aliases), after normalisation: each proxy class's name is rep
 by its target's, a signature's own type variables are numbered, and the names of
 `*args`/`**kwargs` (which no caller can use) are dropped.
 
-The short CI form (EXTRADITE_STRESS_SCALE < 1) runs a subset of each group.
+Every category (C-implemented, pure Python, third party) must reach GOAL, and every
+output directory must be mypy-clean; the short CI form (EXTRADITE_STRESS_SCALE < 1)
+runs a subset of each group under the same goal. Third party includes a compiled module
+that ships its sources (`mypy.options`, built with mypyc).
 """
 
 from __future__ import annotations
