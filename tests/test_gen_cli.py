@@ -464,6 +464,25 @@ def _generate_package(tmp_path: Path, package: str, source: str) -> tuple[Path, 
     return module, out
 
 
+def test_context_manager_methods_and_async_iterators(tmp_path: Path) -> None:
+    """The types mypy gives the decorated and generator methods, not their bodies' annotations."""
+    _module, out = _generate_package(tmp_path, "xdcm", textwrap.dedent("""\
+        from contextlib import contextmanager
+        from typing import AsyncIterator, Iterator
+
+        class Thing:
+            @contextmanager
+            def opened(self) -> Iterator[int]:
+                yield 1
+
+            async def items(self) -> AsyncIterator[str]:
+                yield "a"
+        """))
+    pyi = (out / "xdcm_mod_xdproxy.pyi").read_text()
+    assert "def opened(self) -> contextlib._GeneratorContextManager[int]" in pyi
+    assert "    def items(self) -> typing.AsyncIterator[str]" in pyi  # an async generator is no coroutine
+
+
 def test_stale_fingerprint_falls_back(tmp_path: Path) -> None:
     module, out = _generate_package(tmp_path, "xdstale", "class Thing:\n    def keep(self) -> int:\n        return 1\n"
                                     "    def gone(self) -> int:\n        return 2\n")

@@ -475,6 +475,7 @@ class _ClassBuilder:
         else:
             params = self._dunder_params(name, self._params(impl, self._for(impl, scope), rt), declared=impl is not None)
             returns = self._dunder_return(name, self._returns(impl, self._for(impl, scope), rt))
+            returns = self._context_manager(impl, scope, returns)
             sig = self.writer.signature(params, returns, self._first(impl, scope, first),
                                         impl.ignore if impl is not None and scope is not None and scope.is_stub else None)
             item = self.writer.batch_item(params)
@@ -494,6 +495,29 @@ class _ClassBuilder:
                                 is_async=is_async)
         return Method(name=name, decorator=decorator, is_async=is_async, doc=_doc_literal(doc),
                       overloads=tuple(overloads), signature=sig, body=body, batch=batch)
+
+    def _context_manager(self, fn: FunctionDecl | None, scope: Place | None, returns: str) -> str:
+        """`@contextmanager def resolve(...) -> Iterator[None]` is, for mypy, a function returning
+        `_GeneratorContextManager[None]`: what `with proxy.resolve(...)` needs to type-check."""
+        if fn is None or scope is None or scope.is_stub or fn.returns is None:
+            return returns
+        wrapper = {"contextmanager": "_GeneratorContextManager",
+                   "asynccontextmanager": "_AsyncGeneratorContextManager"}
+        kind = next((wrapper[d.rsplit(".", 1)[-1]] for d in sorted(fn.decorators) if d.rsplit(".", 1)[-1] in wrapper), None)
+        node = fn.returns
+        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+            try:
+                node = cst.parse_expression(str(node.evaluated_value))
+            except (cst.ParserSyntaxError, TypeError):
+                return returns
+        if kind is None or not isinstance(node, cst.Subscript) or not node.slice:
+            return returns
+        head = code(node.value).rsplit(".", 1)[-1]
+        first = node.slice[0].slice
+        if head not in ("Iterator", "Generator", "AsyncIterator", "AsyncGenerator") or not isinstance(first, cst.Index):
+            return returns
+        yielded = self.emitter.text(self._written(first.value, self._for(fn, scope))) or self.emitter.any()
+        return f"{self.emitter.import_ref('contextlib', kind)}[{yielded}]"
 
     def _dunder_params(self, name: str, params: list[Param], *, declared: bool) -> list[Param]:
         loose = (self.emitter.any(), "object")
