@@ -38,6 +38,7 @@ class EventBus(_xd_GeneratedProxy):
     }
     __extradite_method_policies__ = {
     }
+    delivered: int
 
     def __init__(self) -> None:
         self._xd_init((), {})

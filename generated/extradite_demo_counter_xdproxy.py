@@ -54,6 +54,7 @@ class Counter(_xd_GeneratedProxy):
     }
     limit: _XdClassAttribute[int] = _XdClassAttribute("limit")
     unit: _XdClassAttribute[str] = _XdClassAttribute("unit")
+    label: str | None
 
     def __init__(self, start: int = 0, *, step: int = 1) -> None:
         self._xd_init((start,), {"step": step})

@@ -36,6 +36,7 @@ class AsyncService(_xd_GeneratedProxy):
     }
     __extradite_method_policies__ = {
     }
+    calls: int
 
     def __init__(self, name: str = 'service') -> None:
         self._xd_init((name,), {})

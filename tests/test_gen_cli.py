@@ -7,6 +7,7 @@ is already loaded).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -197,6 +198,19 @@ def test_installed_stub_package_is_used(tmp_path: Path) -> None:
     assert "def twice(self, text: str) -> str" in files["xdplain_xdproxy.pyi"]
 
 
+def test_compiled_module_uses_the_source_beside_it() -> None:
+    """mypy itself is compiled with mypyc (`options.cpython-3XX-....so`) and ships `options.py` beside
+    it: the annotations, and the instance attributes mypy infers, come from that source."""
+    from extradite.gen.cli import GenerateOptions, generate
+
+    spec = importlib.util.find_spec("mypy.options")
+    assert spec is not None and not str(spec.origin).endswith(".py"), "this mypy is not compiled: nothing to test"
+    pyi = generate(GenerateOptions(targets=("mypy.options:Options",), closure=False))["mypy_options_xdproxy.pyi"]
+    assert "def compile_glob(self, s: str) -> re.Pattern[str]" in pyi
+    assert "def clone_for_module(self, module: str) -> Options" in pyi
+    assert "def strict_optional(self) -> bool" in pyi  # `self.strict_optional = True` in __init__: a native attribute
+
+
 def test_generated_code_imports_only_the_public_support_module(stdlib_out: Path) -> None:
     """Generated proxies outlive releases: they import nothing private of extradite."""
     import ast
@@ -371,6 +385,7 @@ NEGATIVE = {
     "neg_async.py": ("s = AsyncService()\nn: str = s.fetch('k')", 'Incompatible types in assignment (expression has type "Coroutine'),
     "neg_overload.py": ("s = AsyncService()\nn: int = s.convert(3)", 'Incompatible types in assignment (expression has type "str", variable has type "int")'),
     "neg_readonly.py": ("c.step = 3", 'Property "step" defined in "Counter" is read-only'),
+    "neg_attribute.py": ("c.label = 3", 'Incompatible types in assignment (expression has type "int", variable has type "str | None")'),
 }
 
 
@@ -447,6 +462,25 @@ def _generate_package(tmp_path: Path, package: str, source: str) -> tuple[Path, 
                             cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return module, out
+
+
+def test_context_manager_methods_and_async_iterators(tmp_path: Path) -> None:
+    """The types mypy gives the decorated and generator methods, not their bodies' annotations."""
+    _module, out = _generate_package(tmp_path, "xdcm", textwrap.dedent("""\
+        from contextlib import contextmanager
+        from typing import AsyncIterator, Iterator
+
+        class Thing:
+            @contextmanager
+            def opened(self) -> Iterator[int]:
+                yield 1
+
+            async def items(self) -> AsyncIterator[str]:
+                yield "a"
+        """))
+    pyi = (out / "xdcm_mod_xdproxy.pyi").read_text()
+    assert "def opened(self) -> contextlib._GeneratorContextManager[int]" in pyi
+    assert "    def items(self) -> typing.AsyncIterator[str]" in pyi  # an async generator is no coroutine
 
 
 def test_stale_fingerprint_falls_back(tmp_path: Path) -> None:

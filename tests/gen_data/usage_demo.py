@@ -31,6 +31,11 @@ def counter() -> None:
     assert c.add_many(1, 2) == 10
     assert c.add_many_batch([(1,), (1, 1)]) == [11, 13]
     c.configure(step=1, label="x")
+    # An instance attribute annotated in __init__: declared for mypy, read and set through the dynamic path.
+    label: str | None = c.label
+    assert label == "x"
+    c.label = "y"
+    assert c.label == "y"
     c.configure_batch([(1,), (1, None)])
     assert c.describe() == "13 items"
     assert c.describe("n=", "!") == "n=13 items !"

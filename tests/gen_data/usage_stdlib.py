@@ -55,6 +55,10 @@ def main() -> None:
 
     lexer = shlex("a 'b c'", posix=True)
     assert lexer.get_token() == "a"
+    # Instance attributes the stub annotates: declared for mypy, served by the dynamic path.
+    lexer.whitespace_split = True
+    quotes: str = lexer.quotes
+    assert lexer.whitespace_split is True and "'" in quotes
 
     sched = scheduler()
     assert sched.empty()

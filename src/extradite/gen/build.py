@@ -30,7 +30,7 @@ from .annotation import (Annotation, Names, ScopeNames, Substitution, Substitute
 from .emit import Emitter, ProxyName, dotted, names_in
 from .forwarding import MethodWriter, Param
 from .locate import stub_source
-from .model import ClassAttribute, Method, ModuleModel, Property, ProxyClass, Signature
+from .model import ClassAttribute, InstanceAttribute, Method, ModuleModel, Property, ProxyClass, Signature
 from .resolve import Resolver, Target
 from .scope import ClassDecl, FunctionDecl, ModuleScope, code
 
@@ -40,6 +40,9 @@ JSON = dict[str, Any]
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _HELPERS = frozenset({"_xd_MISSING", "_xd_GeneratedProxy", "_XdClassAttribute"})
+# Public names every generated class inherits from GeneratedProxy.
+_PROXY_NAMES = frozenset({"close", "close_proxy_class", "extradite", "get_effective_policy",
+                          "get_effective_policy_trace"})
 _OBJECT_DUNDERS = {"__eq__", "__ne__"}
 _FIXED_RETURNS = {"__repr__": "str", "__str__": "str", "__hash__": "int", "__bool__": "bool", "__len__": "int",
                   "__eq__": "bool", "__ne__": "bool", "__format__": "str", "__bytes__": "bytes",
@@ -89,6 +92,10 @@ class Place:
 # Bases that add no members a proxy forwards, or that mypy models itself.
 _SKIPPED_BASES = {("typing", "Generic"), ("typing", "Protocol"), ("typing_extensions", "Protocol"),
                   ("typing", "NamedTuple"), ("typing", "TypedDict")}
+
+
+_DROP = "<an overload no instance of the class is offered>"
+_GENERIC_BASES = {("typing", "Generic"), ("typing", "Protocol"), ("typing_extensions", "Protocol")}
 
 
 class _SelfNames:
@@ -162,6 +169,7 @@ class _ClassBuilder:
         self._chain: list[tuple[ClassDecl, Place]] | None = None
         self.writer = MethodWriter(emitter, proxy_name)
         self.inferred: dict[str, str] = {}
+        self.new: Method | None = None  # the .pyi's constructor where the stub's `__new__` parameterises
 
     # -- annotations, from either origin
 
@@ -198,7 +206,7 @@ class _ClassBuilder:
         sequences.append([s[0] for s in sequences] if sequences else [])
         return [(decl, place), *_c3_merge(sequences)]
 
-    def _base(self, base: cst.BaseExpression, place: Place) -> tuple[ClassDecl, Place] | None:
+    def _base(self, base: cst.BaseExpression, place: Place, depth: int = 0) -> tuple[ClassDecl, Place] | None:
         """A base class expression's declaration, its type parameters bound to the arguments."""
         node = base.value if isinstance(base, cst.Subscript) else base
         parts = dotted(node)
@@ -211,6 +219,13 @@ class _ClassBuilder:
             return None
         found = self.resolver.find_class(target.module, target.path)
         if found is None:
+            # `class RawConfigParser(_Parser)` where `_Parser: TypeAlias = MutableMapping[str, SectionProxy]`
+            if isinstance(base, cst.Subscript) or depth > 4:
+                return None
+            for scope in self.resolver.scopes_for(target.module):
+                alias = scope.aliases.get(target.path)
+                if alias is not None:
+                    return self._base(alias, Place(scope, ScopeNames(self.resolver, scope)), depth + 1)
             return None
         decl, scope = found
         names = ScopeNames(self.resolver, scope)
@@ -265,6 +280,10 @@ class _ClassBuilder:
         return Place(place.scope, SubstitutedNames(place.names, {key: _SELF}))
 
     def _first(self, fn: FunctionDecl | None, place: Place | None, first: str | None) -> str | None:
+        receiver = self._receiver(fn, place, first)
+        return first if receiver == _DROP else receiver
+
+    def _receiver(self, fn: FunctionDecl | None, place: Place | None, first: str | None) -> str | None:
         """`self`, or `self: dict[str, _VT]` where the stub annotates it: mypy then offers that
         overload only to instances that match, and so does the proxy's."""
         if first is None or fn is None or fn.receiver is None or place is None:
@@ -286,6 +305,8 @@ class _ClassBuilder:
         found = None if own else self.resolver.find_class(target.module, target.path)
         protocol = found is not None and any(code(b.value if isinstance(b, cst.Subscript) else b).rsplit(".", 1)[-1]
                                              == "Protocol" for b in found[0].bases)
+        if found is not None and not protocol and fn.name not in ("__new__", "__init__") and isinstance(node, cst.Subscript):
+            return self._first_of_base(node, found, place, first)
         # Only the proxy class itself or a protocol: a proxy is no nominal subclass of anything else.
         if not (own or protocol):
             return first
@@ -293,6 +314,38 @@ class _ClassBuilder:
         if not text or text == self.emitter.any() or "Self" in text:
             return first
         return f"{first}: {text}"
+
+    def _first_of_base(self, node: cst.Subscript, found: tuple[ClassDecl, ModuleScope], place: Place,
+                       first: str) -> str | None:
+        """`self: MutableMapping[_KT, _T | None]` on a base's method, said of the proxy class: with
+        the base's parameters bound to what the class gives them, either the proxy class with the
+        annotation's arguments (`self: UserDict[_KT, _T | None]`), or _DROP when a fixed argument
+        cannot match (Counter's values are `int`, never `_T | None`): mypy offers that overload
+        to no instance, and the proxy leaves it out."""
+        decl, scope = found
+        if not isinstance(place.names, SubstitutedNames):
+            return first
+        if not any(d is decl for d, _p in self._class_chain()):
+            return first
+        params = decl_params(decl, ScopeNames(self.resolver, scope), self.resolver)
+        args = [e.slice.value for e in node.slice if isinstance(e.slice, cst.Index)]
+        if len(args) != len(params):
+            return first
+        any_t = self.emitter.any()
+        own: dict[str, str] = {}
+        for key, arg in zip(params, args):
+            wanted = self.emitter.text(Annotation(arg, place.names)) or any_t
+            given = self.emitter.text(place.names.mapping.get(key)) or any_t
+            if given in self.class_typevars:
+                if own.setdefault(given, wanted) != wanted:
+                    return first
+            elif wanted != given and given != any_t and wanted != any_t:
+                bare = wanted in self.emitter.typevar_texts and wanted not in self.class_typevars
+                if not bare:
+                    return _DROP
+        if not self.class_typevars or all(own.get(t, t) == t for t in self.class_typevars):
+            return first
+        return f"{first}: {self.proxy_name}[{', '.join(own.get(t, t) for t in self.class_typevars)}]"
 
     # -- type parameters
 
@@ -399,6 +452,11 @@ class _ClassBuilder:
         overloads: list[Signature] = []
         batch_shapes: list[tuple[str, str, str]] = []
         protected = False
+        if overload_fns:
+            kept = [f for f in overload_fns if self._receiver(f, scope, first) != _DROP]
+            overload_fns = kept if len(kept) > 1 else overload_fns
+            if len(kept) == 1:
+                impl, overload_fns, rt = kept[0], [], None  # the stub's overload, not the runtime's defaults
         for fn in overload_fns:
             params = self._params(fn, self._for(fn, scope), None)
             returns = self._dunder_return(name, self._returns(fn, self._for(fn, scope), None))
@@ -417,6 +475,7 @@ class _ClassBuilder:
         else:
             params = self._dunder_params(name, self._params(impl, self._for(impl, scope), rt), declared=impl is not None)
             returns = self._dunder_return(name, self._returns(impl, self._for(impl, scope), rt))
+            returns = self._context_manager(impl, scope, returns)
             sig = self.writer.signature(params, returns, self._first(impl, scope, first),
                                         impl.ignore if impl is not None and scope is not None and scope.is_stub else None)
             item = self.writer.batch_item(params)
@@ -437,9 +496,35 @@ class _ClassBuilder:
         return Method(name=name, decorator=decorator, is_async=is_async, doc=_doc_literal(doc),
                       overloads=tuple(overloads), signature=sig, body=body, batch=batch)
 
+    def _context_manager(self, fn: FunctionDecl | None, scope: Place | None, returns: str) -> str:
+        """`@contextmanager def resolve(...) -> Iterator[None]` is, for mypy, a function returning
+        `_GeneratorContextManager[None]`: what `with proxy.resolve(...)` needs to type-check."""
+        if fn is None or scope is None or scope.is_stub or fn.returns is None:
+            return returns
+        wrapper = {"contextmanager": "_GeneratorContextManager",
+                   "asynccontextmanager": "_AsyncGeneratorContextManager"}
+        kind = next((wrapper[d.rsplit(".", 1)[-1]] for d in sorted(fn.decorators) if d.rsplit(".", 1)[-1] in wrapper), None)
+        node = fn.returns
+        if isinstance(node, (cst.SimpleString, cst.ConcatenatedString)):
+            try:
+                node = cst.parse_expression(str(node.evaluated_value))
+            except (cst.ParserSyntaxError, TypeError):
+                return returns
+        if kind is None or not isinstance(node, cst.Subscript) or not node.slice:
+            return returns
+        head = code(node.value).rsplit(".", 1)[-1]
+        first = node.slice[0].slice
+        if head not in ("Iterator", "Generator", "AsyncIterator", "AsyncGenerator") or not isinstance(first, cst.Index):
+            return returns
+        yielded = self.emitter.text(self._written(first.value, self._for(fn, scope))) or self.emitter.any()
+        return f"{self.emitter.import_ref('contextlib', kind)}[{yielded}]"
+
     def _dunder_params(self, name: str, params: list[Param], *, declared: bool) -> list[Param]:
-        if name in _OBJECT_DUNDERS and (not declared or any(p.annotation not in (self.emitter.any(), "object")
-                                                            for p in params[:1]) or len(params) != 1):
+        loose = (self.emitter.any(), "object")
+        # `(*args: Any, **kwargs: Any)` accepts whatever object's does: a compatible override.
+        variadic = [p.kind for p in params] == ["VAR_POSITIONAL", "VAR_KEYWORD"] and all(p.annotation in loose for p in params)
+        if name in _OBJECT_DUNDERS and not (declared and variadic) and (
+                not declared or any(p.annotation not in loose for p in params[:1]) or len(params) != 1):
             # A narrower `other` than object's would be an incompatible override in the proxy.
             return [Param("other", "POSITIONAL_ONLY", self.emitter.builtin("object"), None, None)]
         return params
@@ -448,8 +533,8 @@ class _ClassBuilder:
         fixed = _FIXED_RETURNS.get(name)
         if fixed is not None and returns == self.emitter.any():
             return self.emitter.builtin(fixed)
-        if name in ("__eq__", "__ne__", "__hash__", "__repr__", "__str__"):
-            return self.emitter.builtin(_FIXED_RETURNS[name])
+        if name in ("__eq__", "__ne__", "__hash__", "__repr__", "__str__") and not returns.endswith((".Never", ".NoReturn")):
+            return self.emitter.builtin(_FIXED_RETURNS[name])  # Never (always raises) is a compatible override
         return returns
 
     def init(self) -> Method:
@@ -464,15 +549,65 @@ class _ClassBuilder:
                 continue
             impls = [f for f in fns if not any(d.rsplit(".", 1)[-1] == "overload" for d in f.decorators)]
             overloads = [f for f in fns if f not in impls]
+            if "__init__" not in decl.functions and (decl_scope.is_stub or not impls):
+                self.new = self._new(overloads or impls[-1:], decl_scope)
             if overloads and (decl_scope.is_stub or not impls):
                 return self._init_overloaded(overloads, decl_scope)
             fn, scope = impls[-1], decl_scope
             break
+        else:
+            chain = self._class_chain()
+            if chain and chain[0][1].is_stub and self._plain(chain):
+                # A stub class with no constructor anywhere in its bases has object's: no arguments.
+                found = self.resolver.find_class("builtins", "object")
+                fns = found[0].functions.get("__init__", []) if found is not None else []
+                if found is not None and fns:
+                    fn, scope = fns[-1], Place(found[1], ScopeNames(self.resolver, found[1]))
         params = self._params(fn, self._for(fn, scope), rt)
         sig = self.writer.signature(params, "None", self._first(fn, scope, "self"))
         body = (f"self._xd_init({sig.args}, {sig.kwargs})",)
         return Method(name="__init__", decorator=None, is_async=False, doc=None, overloads=(),
                       signature=sig, body=body, batch=None)
+
+    def _plain(self, chain: list[tuple[ClassDecl, Place]]) -> bool:
+        """Whether every class of the chain is a plain class whose bases are all known (no named
+        tuple, typed dict, dataclass or metaclass that makes a constructor mypy knows of)."""
+        for decl, place in chain:
+            if not decl.plain:
+                return False
+            for base in decl.bases:
+                parts = dotted(base.value if isinstance(base, cst.Subscript) else base)
+                target = place.names.lookup(parts) if parts else None
+                generic = isinstance(target, Target) and (target.module, target.path) in _GENERIC_BASES
+                if not generic and self._base(base, place) is None:
+                    return False
+        return True
+
+    def _new(self, fns: list[FunctionDecl], scope: Place) -> Method | None:
+        """The stub's `__new__` for the .pyi when it makes instances of other parameters than the
+        class's own (`pairwise.__new__(cls, it: Iterable[_T]) -> pairwise[tuple[_T, _T]]`): mypy
+        reads the type of `pairwise(...)` from it. The .py keeps the proxy's `__init__`."""
+        if not self.class_typevars:
+            return None
+        own = f"{self.proxy_name}[{', '.join(self.class_typevars)}]"
+        sigs = []
+        for fn in fns:
+            place = self._for(fn, scope)
+            returns = self._returns(fn, place, None)
+            if returns == self.emitter.any():
+                returns = own
+            first = "cls"
+            receiver = self.emitter.text(self._written(fn.receiver, place)) if fn.receiver is not None else None
+            if receiver and "Self" not in receiver and self.emitter.any() not in receiver:
+                first = f"cls: {receiver}"  # `cls: type[array[int]]`: the overload mypy offers for it
+            sigs.append(self.writer.signature(self._params(fn, place, None), returns, first, fn.ignore))
+        if all(sig.returns == own or "Self" in sig.returns for sig in sigs):
+            return None  # the constructor makes what __init__ says it makes
+        if len(sigs) == 1 and len(fns) == 1 and not any(d.rsplit(".", 1)[-1] == "overload" for d in fns[0].decorators):
+            return Method(name="__new__", decorator=None, is_async=False, doc=None, overloads=(),
+                          signature=sigs[0], body=(), batch=None)
+        return Method(name="__new__", decorator=None, is_async=False, doc=None, overloads=tuple(sigs),
+                      signature=self.writer.implementation(self.emitter.any(), "cls"), body=(), batch=None)
 
     def _init_overloaded(self, overloads: list[FunctionDecl], scope: Place | None) -> Method:
         sigs = tuple(self.writer.signature(self._params(f, self._for(f, scope), None), "None",
@@ -492,7 +627,7 @@ class _ClassBuilder:
             getter = fns[0]
         if getter is not None and getter.returns is not None:
             annotation = self._written(getter.returns, self._for(getter, scope))
-        elif decl is not None and name in decl.attributes:
+        elif decl is not None and name in decl.attributes and not _bare_wrapper(decl.attributes[name]):
             annotation = self._written(_strip_wrappers(decl.attributes[name]), scope)
         elif member.get("value_type") is not None:
             annotation = self._runtime(member["value_type"])
@@ -508,11 +643,30 @@ class _ClassBuilder:
                         deletable=bool(member.get("deletable")),
                         getter=self.writer.returning(text, f'self._xd_get("{name}")'))
 
+    def instance_attribute_decls(self, taken: frozenset[str]) -> dict[str, tuple[cst.BaseExpression, Place]]:
+        """The public attributes the class bodies of the chain annotate without ClassVar (`width: int`,
+        a dataclass field, a named tuple's field) that no member of the proxy already stands for."""
+        out: dict[str, tuple[cst.BaseExpression, Place]] = {}
+        for decl, place in self._class_chain():
+            if place.scope.name == "builtins" and decl.name == "object":
+                continue
+            for name, node in decl.attributes.items():
+                if name.startswith("_") or name in taken or name in out:
+                    continue
+                head = code(node.value if isinstance(node, cst.Subscript) else node).rsplit(".", 1)[-1]
+                if head not in ("ClassVar", "Final", "TypeAlias"):
+                    out[name] = (node, place)
+        return {name: out[name] for name in sorted(out)}
+
+    def instance_attributes(self, decls: Mapping[str, tuple[cst.BaseExpression, Place]]) -> list[InstanceAttribute]:
+        return [InstanceAttribute(name=name, type=self.emitter.text(self._written(node, place)) or self.emitter.any())
+                for name, (node, place) in decls.items()]
+
     def attribute(self, member: JSON) -> ClassAttribute:
         name = member["name"]
         _fns, decl, scope = self.member_decl(name, member.get("owner"))
         annotation = None
-        if decl is not None and name in decl.attributes:
+        if decl is not None and name in decl.attributes and not _bare_wrapper(decl.attributes[name]):
             annotation = self._written(_strip_wrappers(decl.attributes[name]), scope)
         elif member.get("value_type") is not None:
             annotation = self._runtime(member["value_type"])
@@ -520,6 +674,11 @@ class _ClassBuilder:
         if any(re.search(rf"\b{re.escape(v)}\b", text) for v in self.class_typevars):
             text = self.emitter.any()  # a ClassVar cannot mention the class's type variables
         return ClassAttribute(name=name, type=text, type_py=f"_XdClassAttribute[{text}]")
+
+
+def _bare_wrapper(node: cst.BaseExpression) -> bool:
+    """`x: Final = 0`: the type is the value's, not written."""
+    return code(node).rsplit(".", 1)[-1] in ("ClassVar", "Final")
 
 
 def _strip_wrappers(node: cst.BaseExpression) -> cst.BaseExpression:
@@ -554,6 +713,11 @@ def build_modules(results: list[JSON], *, python: Sequence[int], platform: str,
         proxies[(r["class_module"], r["class_qualname"])] = proxy
         by_module.setdefault(r["module"], []).append(r)
     known_classes = {r["qualname"].replace(".", "_") for r in results}
+    class_params: set[tuple[str, str]] = set()
+    for r in results:
+        found = resolver.find_class(r["class_module"], r["class_qualname"]) or resolver.find_class(r["module"], r["qualname"])
+        if found is not None:
+            class_params.update(decl_params(found[0], ScopeNames(resolver, found[1]), resolver))
     for class_name, methods in options.policies.items():
         if class_name not in known_classes:
             raise GenerationError("bad_policy", f"--policy names class {class_name!r}, which is not a target "
@@ -566,7 +730,8 @@ def build_modules(results: list[JSON], *, python: Sequence[int], platform: str,
     for module in sorted(set(by_module) | set(functions_by_module)):
         models.append(_build_module(module, sorted(by_module.get(module, []), key=lambda r: r["qualname"]),
                                     resolver=resolver, proxies=proxies, options=options,
-                                    function_records=functions_by_module.get(module, [])))
+                                    function_records=functions_by_module.get(module, []),
+                                    class_params=frozenset(class_params)))
     return models
 
 
@@ -636,7 +801,8 @@ def _function(builder: _ClassBuilder, module: str, raw: JSON, names: frozenset[s
 
 def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
                   proxies: dict[tuple[str, str], ProxyName], options: BuildOptions,
-                  function_records: Sequence[JSON] = ()) -> ModuleModel:
+                  function_records: Sequence[JSON] = (),
+                  class_params: frozenset[tuple[str, str]] = frozenset()) -> ModuleModel:
     name = generated_module_name(module)
     function_raws = _module_functions(function_records, raws) if function_records else []
     reserved: set[str] = set(_HELPERS)
@@ -650,7 +816,23 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
             reserved.add(m["name"] + "_batch")
     members = frozenset(m["name"] + suffix for raw in raws for m in raw["members"] for suffix in ("", "_batch"))
     members |= frozenset(f["name"] + suffix for f in function_raws for suffix in ("", "_batch"))
-    emitter = Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies, members=members)
+    emitter = Emitter(resolver, module=name, reserved=frozenset(reserved), proxies=proxies, members=members,
+                      class_params=class_params)
+    builders: dict[str, _ClassBuilder] = {}
+    attribute_decls: dict[str, dict[str, tuple[cst.BaseExpression, Place]]] = {}
+    for raw in raws:
+        proxy_name = raw["qualname"].replace(".", "_")
+        member_names = frozenset(m["name"] for m in raw["members"])
+        builders[proxy_name] = _ClassBuilder(raw, emitter=emitter, resolver=resolver, proxy_name=proxy_name,
+                                             policies=dict(options.policies.get(proxy_name, {})),
+                                             member_names=member_names)
+        taken = member_names | {m + "_batch" for m in member_names} | _PROXY_NAMES
+        attribute_decls[proxy_name] = builders[proxy_name].instance_attribute_decls(taken)
+    # An attribute's name shadows a class or module of the same name in its class body, as a
+    # method's does: annotations there use the aliases the emitter makes for those.
+    attribute_names = {n for decls in attribute_decls.values() for n in decls}
+    emitter.reserved = emitter.reserved | attribute_names
+    emitter.members = emitter.members | attribute_names
     typing_name = emitter.import_ref("typing", "")
     classes = []
     uses_attr = False
@@ -665,8 +847,7 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
             if policy not in ("value", "reference"):
                 raise GenerationError("bad_policy", f"--policy {proxy_name}.{method_name}={policy}: the policy "
                                       "must be 'value' or 'reference'")
-        builder = _ClassBuilder(raw, emitter=emitter, resolver=resolver, proxy_name=proxy_name,
-                                policies=explicit, member_names=member_names)
+        builder = builders[proxy_name]
         params = builder.type_params()
         bases = "_xd_GeneratedProxy" + (f", {typing_name}.Generic[{', '.join(params)}]" if params else "")
         methods, props, attrs = [], [], []
@@ -684,6 +865,7 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
             elif kind == "unhashable":
                 unhashable = True
         init = builder.init()
+        instance_attributes = builder.instance_attributes(attribute_decls[proxy_name])
         policies = {**builder.inferred, **explicit}
         uses_attr = uses_attr or bool(attrs)
         classes.append(ProxyClass(
@@ -695,6 +877,8 @@ def _build_module(module: str, raws: list[JSON], *, resolver: Resolver,
             digests=tuple(sorted(raw["digests"].items())),
             policies=tuple(sorted(policies.items())),
             init=init,
+            new=builder.new,
+            instance_attributes=tuple(instance_attributes),
             methods=tuple(methods),
             properties=tuple(props),
             attributes=tuple(attrs),

@@ -236,7 +236,7 @@ def _build_with_closure(results: list[Any], python: tuple[int, ...], platform: s
         known.update(wanted)
         # A class only the stubs declare cannot be introspected: it stays Any, as before.
         found = [r for r in introspect(wanted, environment.python, environment.requirements)["results"]
-                 if "error" not in r]
+                 if "error" not in r and r.get("kind") != "functions"]  # classes only: a function is no type
         if not found:
             break
         results = results + found

@@ -1,12 +1,14 @@
 """Annotation text for one generated module, and the imports and TypeVars that text needs.
 
     Annotation (annotation.py) ──Emitter──▶ text, where a name of
-        the protected tree    → generated proxy class | local TypeVar | inlined alias | Any
+        the protected tree    → generated proxy class | local TypeVar | inlined alias
+                                | typeshed protocol (`module.path`, as another module's) | Any
         another module        → `module.path`, plus an import (under TYPE_CHECKING in the .py)
         builtins              → the bare name (qualified only where a generated name shadows it)
 
-Nothing from the protected tree is ever imported by a generated module: a class
-there is its proxy or Any, a type variable gets a local definition.
+Nothing from the protected tree is ever imported by a generated module at run time: a
+class there is its proxy, a protocol of typeshed's (structural, imported only under
+TYPE_CHECKING) or Any; a type variable gets a local definition.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import libcst as cst
 
 from .annotation import Annotation, Names, ScopeNames, SubstitutedNames, Substitution, TypeVarRef, typevar_key
 from .resolve import ANNOTATED_FORMS, LITERAL_FORMS, SELF_FORMS, WRAPPER_FORMS, Resolver, Target, is_protected
-from .scope import TypeVarDecl, code
+from .locate import find_typeshed
+from .scope import ClassDecl, ModuleScope, TypeVarDecl, code
 
 __all__ = ["Emitter", "ProxyName", "dotted", "names_in"]
+
+PROTOCOL_FORMS = {("typing", "Protocol"), ("typing_extensions", "Protocol")}
 
 
 @dataclass(frozen=True)
@@ -33,8 +38,10 @@ class Emitter:
     """Writes annotation text for one generated module and collects what it needs."""
 
     def __init__(self, resolver: Resolver, *, module: str, reserved: frozenset[str],
-                 proxies: dict[tuple[str, str], ProxyName], members: frozenset[str] = frozenset()) -> None:
+                 proxies: dict[tuple[str, str], ProxyName], members: frozenset[str] = frozenset(),
+                 class_params: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.resolver = resolver
+        self.generic_params = class_params  # (module, name) of every generated class's type parameters
         self.members = members  # member names of the module's proxy classes
         self.unresolved: set[str] = set()  # classes of the protected tree written as Any (no proxy)
         self.class_aliases: dict[str, str] = {}  # `_xd_cls_date` -> `date`, for names a member shadows
@@ -227,7 +234,12 @@ class Emitter:
                     return f"_xd_cls_{proxy.name}"
                 return proxy.name
             return self.import_ref(proxy.module, proxy.name)
-        for scope in self.resolver.scopes_for(module):
+        scopes = self.resolver.scopes_for(module)
+        if not scopes and path and "." not in path and path[0].isupper():
+            # A module the target never imported (`jinja2.ext` under TYPE_CHECKING): its files are
+            # unknown until the closure introspects the name, which says whether it is a class.
+            self.unresolved.add(f"{module}:{path}")
+        for scope in scopes:
             if path in scope.typevars:
                 return self._typevar(module, scope.typevars[path], ScopeNames(self.resolver, scope))
             if path in scope.aliases and (module, path) not in self._alias_stack and len(self._alias_stack) < 8:
@@ -237,10 +249,25 @@ class Emitter:
                 finally:
                     self._alias_stack.pop()
                 return f"({inlined})" if " | " in inlined else inlined
+            decl = scope.find_class(path)
+            if decl is not None and scope.path.startswith(find_typeshed()) and self._is_protocol(decl, scope):
+                # A protocol of the standard library's stubs types by structure, and typeshed is
+                # where mypy finds it in any environment: named as the stub names it (never imported
+                # at run time), a proxy or a parent object that has its members satisfies it.
+                return self.import_ref(module, path)
             if path.split(".")[0] in scope.classes:
                 self.unresolved.add(f"{module}:{path}")
                 break
         return self.any()
+
+    def _is_protocol(self, decl: ClassDecl, scope: ModuleScope) -> bool:
+        names = ScopeNames(self.resolver, scope)
+        for base in decl.bases:
+            parts = dotted(base.value if isinstance(base, cst.Subscript) else base)
+            found = names.lookup(parts) if parts else None
+            if isinstance(found, Target) and (found.module, found.path) in PROTOCOL_FORMS:
+                return True
+        return False
 
     def _local_name(self, module: str, name: str) -> str:
         key = (module, name)
@@ -263,10 +290,15 @@ class Emitter:
         local = self._local_name(module, decl.name)
         args = [repr(local)]
         args.extend(repr(self.text(Annotation(c, names))) for c in decl.constraints)
-        if decl.bound is not None and not self._protected_top(decl.bound, names):
-            # A bound in the protected tree is dropped: proxies do not inherit from one another,
-            # so a proxy of a subclass would not satisfy the proxy of the bound.
-            args.append(f"bound={self.text(Annotation(decl.bound, names))!r}")
+        if decl.bound is not None:
+            bound = self.text(Annotation(decl.bound, names))
+            # A bound of the protected tree names its proxy, as the stub names the class; one
+            # without a proxy would be Any, which bounds nothing. A proxy class's own parameter
+            # stays unbounded: proxies do not inherit from one another, so `Sentinel[Self]` in a
+            # proxy of a subclass would break the proxy of the bound.
+            protected = self._protected_top(decl.bound, names)
+            if bound is not None and not (protected and (self.any() in bound or key in self.generic_params)):
+                args.append(f"bound={bound!r}")
         if decl.variance == "co":
             args.append("covariant=True")
         elif decl.variance == "contra":

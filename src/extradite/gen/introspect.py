@@ -237,9 +237,12 @@ def _module_files(name: str) -> JSON:
     source = None
     stub = None
     if isinstance(filename, str):
-        if filename.endswith(".py") and os.path.exists(filename):
-            source = filename
-        base = filename.split(".", 1)[0] if not filename.endswith(".py") else filename[:-3]
+        directory, basename = os.path.split(filename)
+        # `options.cpython-311-x86_64-linux-gnu.so` -> `options`: a compiled module (mypyc, Cython)
+        # often ships the source it was compiled from beside it, annotated as written.
+        base = filename[:-3] if filename.endswith(".py") else os.path.join(directory, basename.split(".", 1)[0])
+        if os.path.exists(base + ".py"):
+            source = base + ".py"
         if base.endswith(os.sep + "__init__"):
             candidates = [base + ".pyi"]
         else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Signature", "Method", "Batch", "Property", "ClassAttribute", "ProxyClass", "ModuleModel"]
+__all__ = ["Signature", "Method", "Batch", "Property", "ClassAttribute", "InstanceAttribute", "ProxyClass", "ModuleModel"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,15 @@ class ClassAttribute:
 
 
 @dataclass(frozen=True)
+class InstanceAttribute:
+    """An attribute the class body or stub annotates (`width: int`): read and set through the
+    dynamic path at run time, declared so that mypy knows it."""
+
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
 class ProxyClass:
     name: str
     target: str
@@ -79,6 +88,8 @@ class ProxyClass:
     properties: tuple[Property, ...]
     attributes: tuple[ClassAttribute, ...]
     unhashable: bool
+    new: Method | None = None  # the .pyi's constructor instead of `init` (a `__new__` that parameterises)
+    instance_attributes: tuple[InstanceAttribute, ...] = ()
 
 
 @dataclass(frozen=True)

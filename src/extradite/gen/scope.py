@@ -66,6 +66,11 @@ class ClassDecl:
     functions: dict[str, list[FunctionDecl]] = field(default_factory=dict)
     attributes: dict[str, cst.BaseExpression] = field(default_factory=dict)
     classes: dict[str, ClassDecl] = field(default_factory=dict)
+    plain: bool = True  # no decorator, no metaclass or keyword: nothing makes a constructor for it
+
+
+# Class decorators of stubs that change nothing about how instances are made.
+_MARKERS = frozenset({"final", "deprecated", "type_check_only", "disjoint_base", "runtime_checkable"})
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,88 @@ def _params(fn: cst.FunctionDef, drop_first: bool) -> tuple[ParamDecl, ...]:
     return tuple(fixed)
 
 
+# What mypy infers for `self.x = <literal>` in `__init__` (None and containers need more context).
+_LITERAL_TYPES = ((cst.Integer, "int"), (cst.Float, "float"), (cst.Imaginary, "complex"))
+
+
+def _self_attributes(fn: cst.FunctionDef) -> dict[str, cst.BaseExpression]:
+    """Instance attributes a method of a source class declares as mypy reads them: `self.x: T = ...`
+    in any method, `self.x = <literal>` (bool, int, float, str, bytes) in `__init__`."""
+    first = (fn.params.posonly_params or fn.params.params or (None,))[0]
+    if first is None or any(_decorator_name(d).rsplit(".", 1)[-1] in ("staticmethod", "classmethod")
+                            for d in fn.decorators):
+        return {}
+    receiver = first.name.value
+    found: dict[str, cst.BaseExpression] = {}
+
+    def attribute(target: cst.BaseExpression) -> str | None:
+        if isinstance(target, cst.Attribute) and isinstance(target.value, cst.Name) and target.value.value == receiver:
+            return target.attr.value
+        return None
+
+    class _Visitor(cst.CSTVisitor):
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return node is fn  # nested functions and classes have their own `self`
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            return False
+
+        def visit_Lambda(self, node: cst.Lambda) -> bool:
+            return False
+
+        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+            name = attribute(node.target)
+            if name is not None:
+                found.setdefault(name, node.annotation.annotation)
+
+        def visit_Assign(self, node: cst.Assign) -> None:
+            if fn.name.value != "__init__" or len(node.targets) != 1:
+                return
+            name = attribute(node.targets[0].target)
+            inferred = _literal_type(node.value)
+            if name is not None and inferred is not None:
+                found.setdefault(name, cst.Name(inferred))
+
+    fn.visit(_Visitor())
+    return found
+
+
+def _literal_type(value: cst.BaseExpression) -> str | None:
+    if isinstance(value, cst.Name) and value.value in ("True", "False"):
+        return "bool"
+    if isinstance(value, cst.UnaryOperation) and isinstance(value.operator, cst.Minus):
+        value = value.expression
+    for kind, name in _LITERAL_TYPES:
+        if isinstance(value, kind):
+            return name
+    if isinstance(value, (cst.SimpleString, cst.ConcatenatedString)):
+        evaluated = value.evaluated_value
+        return "bytes" if isinstance(evaluated, bytes) else "str" if isinstance(evaluated, str) else None
+    return None
+
+
+def _yields(fn: cst.FunctionDef) -> bool:
+    """Whether `fn` is a generator: an `async def` with `yield` makes an async iterator, not a coroutine."""
+    found = False
+
+    class _Visitor(cst.CSTVisitor):
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return node is fn
+
+        def visit_Lambda(self, node: cst.Lambda) -> bool:
+            return False
+
+        def visit_ClassDef(self, node: cst.ClassDef) -> bool:
+            return False
+
+        def visit_Yield(self, node: cst.Yield) -> None:
+            nonlocal found
+            found = True
+
+    fn.visit(_Visitor())
+    return found
+
+
 def _receiver(fn: cst.FunctionDef) -> cst.BaseExpression | None:
     first = (fn.params.posonly_params or fn.params.params or (None,))[0]
     return _ann(first) if first is not None else None
@@ -337,24 +424,41 @@ class _ScopeBuilder:
             return
         scope.other_names.add(name)
 
+    def _aliased(self, decl: ClassDecl, value: cst.BaseExpression) -> list[FunctionDecl] | None:
+        """The function a class-body name is bound to: one of the class's own, or of a class
+        defined before it in the module (`Undefined._fail_with_undefined_error`)."""
+        if isinstance(value, cst.Name):
+            return decl.functions.get(value.value)
+        if isinstance(value, cst.Attribute) and isinstance(value.value, cst.Name):
+            owner = self.scope.classes.get(value.value.value)
+            return owner.functions.get(value.attr.value) if owner is not None else None
+        return None
+
     def class_decl(self, node: cst.ClassDef) -> ClassDecl:
-        decl = ClassDecl(name=node.name.value, bases=[arg.value for arg in node.bases if arg.keyword is None])
+        decl = ClassDecl(name=node.name.value, bases=[arg.value for arg in node.bases if arg.keyword is None],
+                         plain=all(_decorator_name(d).rsplit(".", 1)[-1] in _MARKERS for d in node.decorators)
+                         and all(arg.keyword is None for arg in node.bases))
         for stmt in self.statements(node.body.body):
             if isinstance(stmt, cst.FunctionDef):
                 decorators = frozenset(_decorator_name(d) for d in stmt.decorators)
                 is_static = any(d.rsplit(".", 1)[-1] == "staticmethod" for d in decorators)
                 decl.functions.setdefault(stmt.name.value, []).append(
                     _function_decl(stmt, drop_first=not is_static))
-            elif isinstance(stmt, cst.Assign) and isinstance(stmt.value, cst.Name) \
-                    and stmt.value.value in decl.functions:
-                # `fatal = critical`, `__radd__ = __add__ = _fail`: the same function under more names.
+            elif isinstance(stmt, cst.Assign) and self._aliased(decl, stmt.value) is not None:
+                # `fatal = critical`, `__radd__ = __add__ = _fail`, `__str__ = Undefined._fail`:
+                # the same function under more names.
                 for target in stmt.targets:
                     if isinstance(target.target, cst.Name):
-                        decl.functions[target.target.value] = decl.functions[stmt.value.value]
+                        decl.functions[target.target.value] = self._aliased(decl, stmt.value) or []
             elif isinstance(stmt, cst.AnnAssign) and isinstance(stmt.target, cst.Name):
                 decl.attributes[stmt.target.value] = stmt.annotation.annotation
             elif isinstance(stmt, cst.ClassDef):
                 decl.classes[stmt.name.value] = self.class_decl(stmt)
+        if not self.scope.is_stub:
+            for stmt in self.statements(node.body.body):
+                if isinstance(stmt, cst.FunctionDef):
+                    for name, annotation in _self_attributes(stmt).items():
+                        decl.attributes.setdefault(name, annotation)
         return decl
 
 
@@ -364,7 +468,7 @@ def _function_decl(stmt: cst.FunctionDef, *, drop_first: bool) -> FunctionDecl:
         params=_params(stmt, drop_first=drop_first),
         returns=stmt.returns.annotation if stmt.returns is not None else None,
         decorators=frozenset(_decorator_name(d) for d in stmt.decorators),
-        is_async=stmt.asynchronous is not None,
+        is_async=stmt.asynchronous is not None and not _yields(stmt),
         doc=_docstring(stmt.body),
         ignore=_ignore_comment(stmt),
         receiver=_receiver(stmt) if drop_first else None,
