@@ -72,6 +72,13 @@ def test_a_reduce_naming_os_system_is_refused(Hostile: Any, marker: Path) -> Non
     assert Hostile().raw_value is not None  # one refused frame; the session goes on
 
 
+def test_the_same_value_through_the_childs_own_codec_arrives_as_a_proxy(Hostile: Any, marker: Path) -> None:
+    """An untrusted child's codec lends what the parent would refuse: no payload runs anywhere."""
+    found = Hostile().system(str(marker))
+    assert type(found).__name__ == "SystemCall" and not marker.exists()
+    assert Hostile().exec_nested(str(marker))["a"][0] == 1
+
+
 def test_a_reduce_naming_builtins_exec_is_refused(Hostile: Any, marker: Path) -> None:
     error = _refused(lambda: Hostile().raw_value("exec", str(marker)))
     assert "refused to load builtins.exec" in str(error)
