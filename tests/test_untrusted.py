@@ -173,9 +173,14 @@ def test_a_lent_object_shows_its_public_names_and_data_dunders(Honest: Any) -> N
 
 
 def test_lend_attributes_allows_named_private_attributes_per_type() -> None:
-    cls = extradite("targets.hostile:Hostile", untrusted=True, lend_attributes={Lent: ("_secret",)})
+    cls = extradite("targets.hostile:Hostile", untrusted=True, lend_attributes={Lent: ("_secret", "_shared")})
     try:
         assert cls().reach(Lent(), "_secret") == "kept"
+
+        class Local(Lent):
+            _shared = "on the class"
+
+        assert cls().reach(Local, "_shared") == "on the class"
         _refused(lambda: cls().reach(Lent(), "__dict__"), UnsupportedInteractionError)
     finally:
         cls.close()
@@ -186,7 +191,7 @@ def test_a_value_the_parent_does_not_load_arrives_as_a_proxy(Honest: Any) -> Non
     address = Honest().address()
     assert not isinstance(address, ipaddress.IPv4Address)
     assert str(address) == "192.0.2.1"
-    assert address.is_private is False or address.is_private is True  # a remote attribute read
+    assert address.version == 4  # an attribute read in the child
     found = Honest().with_address()
     assert found["plain"] == [1, 2] and str(found["address"]) == "192.0.2.1"
 

@@ -336,8 +336,8 @@ def _check_name(session: Session, target: Any, name: Any, op: str, *, setting: b
     if (name[:1] != "_" and name not in _INSIDES) or (not setting and name in DATA_DUNDERS):
         return name
     allowed = session.codec.trust.lend_attributes
-    if allowed:
-        for klass in type(target).__mro__:
+    if allowed:  # an instance of a listed type, or a listed class itself
+        for klass in (*type(target).__mro__, *(target.__mro__ if isinstance(target, type) else ())):
             if name in allowed.get(klass, ()):
                 return name
     raise UnsupportedInteractionError(
