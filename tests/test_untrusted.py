@@ -32,7 +32,7 @@ from extradite import (
     prewarm_extradite_session,
 )
 from extradite._wire import OP_CALL
-from targets.untrusted_data import Point
+from value_types import Point
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import ipaddress
 from collections import OrderedDict, defaultdict
 from typing import Any
 
-from targets.untrusted_data import Point
+from value_types import Point
 
 
 class Honest:
