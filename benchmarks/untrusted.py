@@ -10,8 +10,10 @@ sessions are started and warm before any timing, so no process start is measured
 
 The two columns use the same target (benchmarks/targets/extradite_bench_workload.py) in two
 sessions; each repetition runs both columns of every case in a new shuffled order, each
-sample after an untimed warm-up of a tenth of its operations. It reports; it never asserts
-a time.
+sample after an untimed warm-up of a tenth of its operations. Beside the wall time per
+operation it reports the CPU time both processes spent per operation (this process's
+`process_time` plus the child's user + system time from /proc), which other load on the
+machine disturbs far less. It reports; it never asserts a time.
 
     python benchmarks/untrusted.py [--quick] [--repetitions N] [--json-output FILE]
 """
@@ -22,6 +24,7 @@ import argparse
 import datetime
 import decimal
 import json
+import os
 import random
 import statistics
 import sys
@@ -36,6 +39,7 @@ if (HERE.parent / "src").is_dir():
     sys.path.insert(0, str(HERE.parent / "src"))
 
 from extradite import extradite  # noqa: E402
+from extradite._api import session_of  # noqa: E402
 
 TARGET = "extradite_bench_workload:Workload"
 CASES: dict[str, int] = {"tiny_call": 20000, "small_payload": 5000, "bytes_512k": 1000}
@@ -47,7 +51,13 @@ def _record() -> dict[str, Any]:
     return {f"k{i}": (f"value {i}", i, i / 3, when, decimal.Decimal(i))[i % 5] for i in range(20)}
 
 
-def _runner(worker: Any, case: str) -> Callable[[int], float]:
+def _child_cpu(pid: int) -> float:
+    """User + system seconds the child has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _runner(worker: Any, case: str) -> Callable[[int], tuple[float, float]]:
     if case == "tiny_call":
         def body(ops: int) -> None:
             inc = worker.inc
@@ -68,11 +78,15 @@ def _runner(worker: Any, case: str) -> Callable[[int], float]:
             for _ in range(ops):
                 echo(payload)
 
-    def run(ops: int) -> float:
+    pid = session_of(worker).process.pid
+
+    def run(ops: int) -> tuple[float, float]:
         body(max(1, ops // 10))  # warm-up, untimed
-        start = time.perf_counter()
+        cpu, child, start = time.process_time(), _child_cpu(pid), time.perf_counter()
         body(ops)
-        return (time.perf_counter() - start) / ops * 1e6
+        wall = time.perf_counter() - start
+        used = time.process_time() - cpu + _child_cpu(pid) - child
+        return wall / ops * 1e6, used / ops * 1e6
     return run
 
 
@@ -90,28 +104,34 @@ def main() -> None:
         workers = {column: cls() for column, cls in classes.items()}
         assert workers["untrusted"].echo(_record()) == _record()  # the allow-list loads every item
         runners = {(case, column): _runner(workers[column], case) for case in CASES for column in COLUMNS}
-        samples: dict[str, dict[str, list[float]]] = {case: {c: [] for c in COLUMNS} for case in CASES}
+        samples: dict[str, dict[str, dict[str, list[float]]]] = {
+            kind: {case: {c: [] for c in COLUMNS} for case in CASES} for kind in ("wall", "cpu")}
         for _ in range(repetitions):
             order = list(runners)
             random.shuffle(order)
             for case, column in order:
-                samples[case][column].append(runners[case, column](max(1, int(CASES[case] * scale))))
+                wall, cpu = runners[case, column](max(1, int(CASES[case] * scale)))
+                samples["wall"][case][column].append(wall)
+                samples["cpu"][case][column].append(cpu)
     finally:
         for cls in classes.values():
             cls.close()
 
-    print(f"untrusted=True beside the default mode, µs per operation: median [min - max] of {repetitions}")
-    print(f"{'case':<15}{'default':>28}{'untrusted':>28}{'ratio':>8}")
-    report: dict[str, Any] = {"repetitions": repetitions, "cases": {}}
-    for case, columns in samples.items():
-        cells = []
-        for column in COLUMNS:
-            values = columns[column]
-            cells.append(f"{statistics.median(values):9.1f} [{min(values):7.1f} - {max(values):7.1f}]")
-        ratio = statistics.median(columns["untrusted"]) / statistics.median(columns["default"])
-        print(f"{case:<15}{cells[0]:>28}{cells[1]:>28}{ratio:>8.2f}")
-        report["cases"][case] = {"samples_us": columns, "ratio_of_medians": ratio,
-                                 "median_us": {c: statistics.median(v) for c, v in columns.items()}}
+    report: dict[str, Any] = {"repetitions": repetitions, "cases": {case: {} for case in CASES}}
+    for kind, title in (("wall", "wall time"), ("cpu", "CPU time of both processes")):
+        print(f"untrusted=True beside the default mode, {title} in µs per operation: "
+              f"median [min - max] of {repetitions}")
+        print(f"{'case':<15}{'default':>28}{'untrusted':>28}{'ratio':>8}")
+        for case, columns in samples[kind].items():
+            cells = []
+            for column in COLUMNS:
+                values = columns[column]
+                cells.append(f"{statistics.median(values):9.1f} [{min(values):7.1f} - {max(values):7.1f}]")
+            ratio = statistics.median(columns["untrusted"]) / statistics.median(columns["default"])
+            print(f"{case:<15}{cells[0]:>28}{cells[1]:>28}{ratio:>8.2f}")
+            report["cases"][case][kind] = {"samples_us": columns, "ratio_of_medians": ratio,
+                                           "median_us": {c: statistics.median(v) for c, v in columns.items()}}
+        print()
     if args.json_output is not None:
         args.json_output.write_text(json.dumps(report, indent=2))
 

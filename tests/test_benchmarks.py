@@ -197,4 +197,5 @@ def test_untrusted_benchmark_runs_both_columns(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert set(data["cases"]) == {"tiny_call", "small_payload", "bytes_512k"}
     for case in data["cases"].values():
-        assert set(case["median_us"]) == {"default", "untrusted"}
+        for kind in ("wall", "cpu"):
+            assert set(case[kind]["median_us"]) == {"default", "untrusted"}
