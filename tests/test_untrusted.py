@@ -109,6 +109,22 @@ def test_the_walk_from_a_callback_to_os_system_stops_at_its_first_step(Hostile: 
     assert "does not lend '__globals__' of a function" in str(error)
 
 
+@pytest.mark.parametrize("base, builtin", [("KeyError", KeyError), ("exec", None), ("KeyboardInterrupt", None),
+                                           ("SystemExit", None), ("ExtraditeProtocolError", None)])
+def test_an_error_is_rebuilt_only_from_builtin_exception_classes(Hostile: Any, base: str,
+                                                                 builtin: type[Exception] | None) -> None:
+    from extradite import ExtraditeRemoteError
+    from extradite._wire import ERROR
+
+    record = ("remote", ("evil", "Evil", "Evil"), "boom", "", base, ("boom",), None)
+    error = _refused(lambda: Hostile().raw_reply(pickle.dumps(((), record), 5), ERROR), ExtraditeRemoteError)
+    assert isinstance(error, ExtraditeRemoteError) and error.remote_type_name == "Evil"
+    if builtin is not None:
+        assert isinstance(error, builtin)
+    else:
+        assert type(error) is ExtraditeRemoteError
+
+
 # -- what a frame may do to a lent object while it loads --------------------------------------
 class Lent:
     def __init__(self) -> None:
