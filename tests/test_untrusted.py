@@ -250,6 +250,12 @@ def test_a_handle_of_the_parent_comes_home_as_itself(Honest: Any) -> None:
     assert Honest().echo([lent, {"k": (lent,)}]) == [lent, {"k": (lent,)}]
 
 
+def test_a_trusted_value_holding_a_parent_object_comes_back_as_a_proxy(Honest: Any) -> None:
+    """The parent does not look inside a Point for handles: the child lends such a Point whole."""
+    back = Honest().echo(Point(lambda: 0, 1))  # type: ignore[arg-type]  # the Point by value, the lambda lent
+    assert not isinstance(back, Point) and back.y == 1
+
+
 def test_a_defaultdict_with_another_factory_is_refused() -> None:
     from extradite._untrusted import _checked_defaultdict
 

@@ -497,9 +497,11 @@ class _CheckingPickler(_pickle.Pickler):
     trust: ChildTrust
 
     def reducer_override(self, obj: Any) -> Any:
-        if type(obj) in _SCALARS or self.trust.allows(obj, deep=False):
+        from ._codec import _is_proxy
+
+        if type(obj) in _SCALARS or (not _is_proxy(obj) and self.trust.allows(obj, deep=False)):
             return NotImplemented
-        raise TypeError("not allowed")
+        raise TypeError("not allowed")  # a handle in here would be out of the parent's reach (`_Filler`)
 
 
 def trust_child(codec: Codec, names: Iterable[tuple[str, str]]) -> None:
