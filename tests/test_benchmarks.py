@@ -186,3 +186,16 @@ def test_the_bytecode_cases_write_no_cache_into_the_checkout(tmp_path: Path) -> 
     _quick_run(tmp_path, "import_extradite,cold_start_trivial_pyc")
     written = {path for path, mtime in caches().items() if before.get(path) != mtime}
     assert not written, sorted(map(str, written))
+
+
+def test_untrusted_benchmark_runs_both_columns(tmp_path: Path) -> None:
+    out = tmp_path / "untrusted.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "untrusted.py"), "--quick", "--repetitions", "1",
+                           "--json-output", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny_call" in proc.stdout and "bytes_512k" in proc.stdout
+    data = json.loads(out.read_text())
+    assert set(data["cases"]) == {"tiny_call", "small_payload", "bytes_512k"}
+    for case in data["cases"].values():
+        for kind in ("wall", "cpu"):
+            assert set(case[kind]["median_us"]) == {"default", "untrusted"}

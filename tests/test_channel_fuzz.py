@@ -4,6 +4,9 @@ ends the session; it never raises anything else, hangs or crashes."""
 
 from __future__ import annotations
 
+import collections
+import datetime
+import decimal
 import pickle
 import socket
 import threading
@@ -14,10 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from extradite import ExtraditeError
-from extradite._codec import raise_record
+from extradite._codec import _h, raise_record
 from extradite._proxy import ProxyFactory
 from extradite._session import Session
-from extradite._wire import ERROR, FLAG_SCALAR, FLAG_SHM, HEADER, RELEASE, REPLY, REQUEST, VERSION
+from extradite._untrusted import Trust, trust_parent
+from extradite._wire import ERROR, FLAG_SCALAR, FLAG_SHM, HEADER, PID_HOME, RELEASE, REPLY, REQUEST, VERSION
 
 _VALID_BODIES = [
     pickle.dumps(([], 42), 5),
@@ -40,10 +44,29 @@ def _mutated(data: st.DataObject) -> bytes:
     return bytes(body)
 
 
-def _feed(frame: bytes) -> Any:
+class _Handle:
+    """Pickles as the handle of the parent's object 1 (see `_feed`)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_h, (PID_HOME, 1))
+
+
+# Values of the allow-list and handles (the marker global with a pid): what untrusted mode reads.
+_UNTRUSTED_BODIES = [
+    pickle.dumps(([], [datetime.datetime(2020, 1, 2, tzinfo=datetime.timezone.utc), decimal.Decimal("1.5"),
+                      collections.OrderedDict(a=1), collections.defaultdict(list, {1: [2]})]), 5),
+    pickle.dumps(([], {"a": _Handle(), "b": [_Handle(), (_Handle(),)], _Handle(): {_Handle()}}), 5),
+    pickle.dumps(([], {"k": (1, [2, {3}])}), 5),
+]
+
+
+def _feed(frame: bytes, untrusted: bool = False) -> Any:
     """Feed one frame (then EOF) to a fresh parent session; what it makes of it must be an ExtraditeError."""
     parent_end, child_end = socket.socketpair()
     session = Session(parent_end, is_child=False, factory=ProxyFactory, name="fuzz")
+    if untrusted:
+        trust_parent(session.codec, Trust((), {}))
+        session.codec.exports.export(object())  # handle id 1: something a frame can name
     outcome: list[Any] = []
 
     def read() -> None:
@@ -97,3 +120,21 @@ def test_random_bytes_are_extradite_errors(frame: bytes) -> None:
 @pytest.mark.parametrize("body", _VALID_BODIES[:-1])
 def test_the_valid_frames_the_fuzzer_starts_from_are_read(body: bytes) -> None:
     assert _feed(HEADER.pack(VERSION, REPLY, 0, 1, 0, 0, len(body)) + body) is None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_frames_in_untrusted_mode_are_extradite_errors_or_messages(data: st.DataObject) -> None:
+    kind = data.draw(st.sampled_from([REQUEST, REPLY, ERROR, RELEASE]))
+    global _VALID_BODIES
+    saved, _VALID_BODIES = _VALID_BODIES, _VALID_BODIES + _UNTRUSTED_BODIES
+    try:
+        body = _mutated(data)
+    finally:
+        _VALID_BODIES = saved
+    _feed(HEADER.pack(VERSION, kind, 0, 1, 0, 0, len(body)) + body, untrusted=True)
+
+
+@pytest.mark.parametrize("body", _UNTRUSTED_BODIES)
+def test_the_untrusted_frames_the_fuzzer_starts_from_are_read(body: bytes) -> None:
+    assert _feed(HEADER.pack(VERSION, REPLY, 0, 1, 0, 0, len(body)) + body, untrusted=True) is None

@@ -162,6 +162,14 @@ class SessionHandle:
         _register_atexit()
         for tree in protect:
             self._protect(tree)
+        if options.max_frame_bytes is not None:
+            self.session.channel.max_frame = options.max_frame_bytes
+        if options.untrusted:
+            try:
+                self._distrust(options)
+            except BaseException:
+                self.close()
+                raise
         if config.rules or config.default != "value" or protect:
             try:
                 self.session.call(OP_CONFIGURE, None, args=(
@@ -169,6 +177,17 @@ class SessionHandle:
             except BaseException:
                 self.close()  # the child is already running: do not leave it behind
                 raise
+
+    def _distrust(self, options: SessionOptions) -> None:
+        """Untrusted mode, before anything else crosses: the allow-list here and in the child, guarded ops."""
+        from ._untrusted import Trust, guarded_ops, trust_parent
+        from ._wire import OP_TRUST
+
+        trust = Trust(options.trusted_types, dict(options.lend_attributes))
+        session = self.session
+        trust_parent(session.codec, trust)
+        session._ops = guarded_ops(session._ops)
+        session.call(OP_TRUST, None, args=(trust.wire(),))
 
     def _describe_failure(self, exc: BaseException) -> BaseException:
         from ._transport import ChannelEOF
@@ -375,6 +394,14 @@ def _session_for(share_key: str | None, options: SessionOptions, label: str) -> 
         return handle, True
 
 
+def _local_only(untrusted: bool, trusted_types: Iterable[type], lend_attributes: object,
+                max_frame_bytes: int | None) -> None:
+    """Ray pickles with its own serializer: this runtime's untrusted mode cannot guard it."""
+    if untrusted or tuple(trusted_types) or lend_attributes is not None or max_frame_bytes is not None:
+        raise ValueError("untrusted=, trusted_types=, lend_attributes= and max_frame_bytes= need the local "
+                         "backend (backend='local'): Ray's own serializer loads whatever an actor returns")
+
+
 def extradite(target: str, share_key: str | None = None, transport_policy: str = "value",
               transport_type_rules: Mapping[type, str] | None = None, *,
               share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
@@ -382,7 +409,9 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
               limits: Limits | None = None, forward_logging: bool = True,
               requirements: Iterable[str] | None = None, call_timeout: float | None = None,
               timeout_grace: float = 1.0, backend: str = "local",
-              ray_options: Mapping[str, Any] | None = None) -> Any:
+              ray_options: Mapping[str, Any] | None = None, untrusted: bool = False,
+              trusted_types: Iterable[type] = (), lend_attributes: Mapping[type, Iterable[str]] | None = None,
+              max_frame_bytes: int | None = None) -> Any:
     """Return a proxy for `target` ("pkg.module:ClassName"), imported only in a child.
 
     A class target gives a proxy class; a function (any callable) a callable proxy; any
@@ -398,9 +427,13 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     `call_timeout=` bounds every call (ExtraditeTimeoutError; the child is interrupted, and killed
     after `timeout_grace` seconds if it does not answer: see `_deadline`).
     `backend="ray"` serves each instance from its own Ray actor instead (`ray_options`: see `_ray`).
+    `untrusted=True` is for a target you do not trust: nothing it sends runs code here and what
+    this process lends shows only a safe surface (`trusted_types=`, `lend_attributes=`: see
+    `_untrusted`). `max_frame_bytes=` caps one frame's body (refused beyond: the session ends).
     """
     module, qualname = parse_target(target)
     if backend != "local" or ray_options is not None:
+        _local_only(untrusted, trusted_types, lend_attributes, max_frame_bytes)
         from ._ray import extradite_ray
 
         return extradite_ray(target, backend, ray_options, share_key=share_key, transport_policy=transport_policy,
@@ -411,7 +444,9 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
         sandbox=sandbox, limits=limits, forward_logging=forward_logging,
-        requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace)
+        requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace,
+        untrusted=untrusted, trusted_types=trusted_types, lend_attributes=lend_attributes,
+        max_frame_bytes=max_frame_bytes)
     if _deferred:
         _close_deferred()
     trees = options.protect
@@ -446,7 +481,10 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
                     limits: Limits | None = None, forward_logging: bool = True,
                     requirements: Iterable[str] | None = None, call_timeout: float | None = None,
                     timeout_grace: float = 1.0, backend: str = "local",
-                    ray_options: Mapping[str, Any] | None = None) -> Any:
+                    ray_options: Mapping[str, Any] | None = None, untrusted: bool = False,
+                    trusted_types: Iterable[type] = (),
+                    lend_attributes: Mapping[type, Iterable[str]] | None = None,
+                    max_frame_bytes: int | None = None) -> Any:
     """Import module `module` ("pkg.mod") only in a child and return a proxy of it.
 
     `mod.func(...)` calls the function there, `mod.Cls` is a proxy class (as `extradite()`
@@ -457,6 +495,7 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
     Ray actor, each instance of its classes from an actor of its own (see `_ray`).
     """
     if backend != "local" or ray_options is not None:
+        _local_only(untrusted, trusted_types, lend_attributes, max_frame_bytes)
         from ._ray import import_isolated_ray
 
         return import_isolated_ray(module, backend, ray_options, share_key=share_key,
@@ -469,7 +508,9 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
         sandbox=sandbox, limits=limits, forward_logging=forward_logging, requirements=requirements,
-        call_timeout=call_timeout, timeout_grace=timeout_grace)
+        call_timeout=call_timeout, timeout_grace=timeout_grace,
+        untrusted=untrusted, trusted_types=trusted_types, lend_attributes=lend_attributes,
+        max_frame_bytes=max_frame_bytes)
     if _deferred:
         _close_deferred()
     what = f"import_isolated({name!r})"
@@ -517,7 +558,10 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
                               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                               limits: Limits | None = None, forward_logging: bool = True,
                               requirements: Iterable[str] | None = None,
-                              call_timeout: float | None = None, timeout_grace: float = 1.0) -> bool:
+                              call_timeout: float | None = None, timeout_grace: float = 1.0,
+                              untrusted: bool = False, trusted_types: Iterable[type] = (),
+                              lend_attributes: Mapping[type, Iterable[str]] | None = None,
+                              max_frame_bytes: int | None = None) -> bool:
     """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
 
     Returns True when a child was started, False when one was already running
@@ -529,7 +573,9 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
         sandbox=sandbox, limits=limits, forward_logging=forward_logging,
-        requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace)
+        requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace,
+        untrusted=untrusted, trusted_types=trusted_types, lend_attributes=lend_attributes,
+        max_frame_bytes=max_frame_bytes)
     trees = options.protect
     refuse_loaded(f"prewarm_extradite_session({share_key!r})", trees, trees)
     handle, started = _session_for(share_key, options, repr(share_key))

@@ -124,6 +124,7 @@ class Codec:
         self.imports = ImportTable()
         self.config = PolicyConfig()
         self.protected: tuple[str, ...] = ()
+        self.trust: Any = None  # untrusted mode (`_untrusted`): the parent's allow-list and lend rules
         from . import _pickling
 
         self._pickling = _pickling

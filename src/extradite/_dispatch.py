@@ -36,6 +36,7 @@ from ._wire import (
     OP_IMPORT,
     OP_SETATTR,
     OP_STATS,
+    OP_TRUST,
     OP_WARM_UP,
 )
 
@@ -192,6 +193,15 @@ def op_warm_up(session: Session, target: Any, name: str | None, args: tuple[Any,
     """Pay now what the first import would pay (`_members.warm_up`), if no request waits."""
     if not session.channel.frame_ready():
         warm_up()
+
+
+@_op(OP_TRUST, served_by=(CHILD,))
+def op_trust(session: Session, target: Any, name: str | None, args: tuple[Any, ...],
+             kwargs: dict[str, Any], extra: int) -> None:
+    """Untrusted mode: send by value only the globals named in args[0] (see `_untrusted`)."""
+    from ._untrusted import trust_child
+
+    trust_child(session.codec, args[0])
 
 
 def ops_served_by(role: str) -> dict[int, Op]:

@@ -297,7 +297,9 @@ class ExtraditeExecutor(Executor):
                  python: str | PathLike[str] | None = None, protect: tuple[str, ...] | list[str] = (),
                  sandbox: Sandbox | None = None, limits: Limits | None = None, forward_logging: bool = True,
                  requirements: Iterable[str] | None = None, call_timeout: float | None = None,
-                 timeout_grace: float = 1.0, share_key: None = None) -> None:
+                 timeout_grace: float = 1.0, share_key: None = None, untrusted: bool = False,
+                 trusted_types: Iterable[type] = (), lend_attributes: Mapping[type, Iterable[str]] | None = None,
+                 max_frame_bytes: int | None = None) -> None:
         if share_key is not None:
             raise TypeError("ExtraditeExecutor takes no share_key: each worker has its own child, which "
                             "is what lets the work run in parallel")
@@ -309,7 +311,9 @@ class ExtraditeExecutor(Executor):
                                            transport_type_rules=transport_type_rules, python=python,
                                            protect=protect, sandbox=sandbox, limits=limits,
                                            forward_logging=forward_logging, requirements=requirements,
-                                           call_timeout=call_timeout, timeout_grace=timeout_grace)
+                                           call_timeout=call_timeout, timeout_grace=timeout_grace,
+                                           untrusted=untrusted, trusted_types=trusted_types,
+                                           lend_attributes=lend_attributes, max_frame_bytes=max_frame_bytes)
         spec = _check_instance(instance)
         if spec is not None:
             _refuse_loaded(spec[0], options.protect)

@@ -300,10 +300,15 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                   limits: Limits | None = None, forward_logging: bool = True,
                   requirements: Iterable[str] | None = None, call_timeout: float | None = None,
                   timeout_grace: float = 1.0, backend: str = "local",
-                  ray_options: Mapping[str, Any] | None = None) -> type[_T]:
+                  ray_options: Mapping[str, Any] | None = None, untrusted: bool = False,
+                  trusted_types: Iterable[type] = (), lend_attributes: Mapping[type, Iterable[str]] | None = None,
+                  max_frame_bytes: int | None = None) -> type[_T]:
         """A copy of this proxy class bound to its own session with these options (like `extradite()`)."""
         if backend != "local" or ray_options is not None:
+            from ._api import _local_only
             from ._ray import bind_generated
+
+            _local_only(untrusted, trusted_types, lend_attributes, max_frame_bytes)
 
             return bind_generated(cls, backend, ray_options, {  # type: ignore[no-any-return]
                 "share_key": share_key, "transport_policy": transport_policy,
@@ -315,7 +320,9 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                            "share_keepalive_seconds": share_keepalive_seconds, "python": python,
                            "protect": protect, "sandbox": sandbox, "limits": limits,
                            "forward_logging": forward_logging, "requirements": requirements,
-                           "call_timeout": call_timeout, "timeout_grace": timeout_grace})
+                           "call_timeout": call_timeout, "timeout_grace": timeout_grace,
+                           "untrusted": untrusted, "trusted_types": trusted_types,
+                           "lend_attributes": lend_attributes, "max_frame_bytes": max_frame_bytes})
 
     @classmethod
     def _xd_bound(cls: type[_T]) -> type[_T]:

@@ -35,13 +35,17 @@ class SessionOptions:
     """The validated options of one session (see the module docstring)."""
 
     __slots__ = ("config", "keepalive", "python", "protect", "sandbox", "limits", "forward_logging",
-                 "requirements", "call_timeout", "timeout_grace")
+                 "requirements", "call_timeout", "timeout_grace", "untrusted", "trusted_types",
+                 "lend_attributes", "max_frame_bytes")
 
     def __init__(self, config: PolicyConfig = DEFAULT_CONFIG, keepalive: float | None = None,
                  python: str | None = None, protect: tuple[str, ...] = (),
                  sandbox: Sandbox | None = None, limits: Limits | None = None,
                  forward_logging: bool = True, requirements: tuple[str, ...] | None = None,
-                 call_timeout: float | None = None, timeout_grace: float = 1.0) -> None:
+                 call_timeout: float | None = None, timeout_grace: float = 1.0, untrusted: bool = False,
+                 trusted_types: tuple[type, ...] = (),
+                 lend_attributes: tuple[tuple[type, frozenset[str]], ...] = (),
+                 max_frame_bytes: int | None = None) -> None:
         self.config = config
         self.keepalive = keepalive
         self.python = python      # resolved absolute path, or None for this very environment
@@ -52,6 +56,10 @@ class SessionOptions:
         self.requirements = requirements  # normalised (`_envs`); None: the interpreter's own environment
         self.call_timeout = call_timeout  # seconds per top-level call (`_deadline`); None: unbounded
         self.timeout_grace = timeout_grace  # after an interrupt, seconds before the child is killed
+        self.untrusted = untrusted  # the allow-list unpickler and the lent-object surface (`_untrusted`)
+        self.trusted_types = trusted_types  # sorted by name: compared as a set
+        self.lend_attributes = lend_attributes  # (type, private names the child may use), sorted by name
+        self.max_frame_bytes = max_frame_bytes  # None: `_transport.MAX_FRAME`
 
     @classmethod
     def from_user(cls, share_key: str | None, *, transport_policy: str = "value",
@@ -62,7 +70,10 @@ class SessionOptions:
                   sandbox: Sandbox | None = None, limits: Limits | None = None,
                   forward_logging: bool = True,
                   requirements: Iterable[str] | None = None,
-                  call_timeout: float | None = None, timeout_grace: float = 1.0) -> SessionOptions:
+                  call_timeout: float | None = None, timeout_grace: float = 1.0, untrusted: bool = False,
+                  trusted_types: Iterable[type] = (),
+                  lend_attributes: Mapping[type, Iterable[str]] | None = None,
+                  max_frame_bytes: int | None = None) -> SessionOptions:
         """Check what a user passed; every bad value raises TypeError or ValueError naming it."""
         if not isinstance(forward_logging, bool):
             raise TypeError(f"forward_logging must be True or False, not {forward_logging!r}")
@@ -95,7 +106,9 @@ class SessionOptions:
         grace = check_seconds(timeout_grace, "timeout_grace", zero=True)
         if grace is None:
             raise ValueError("timeout_grace must be a number of seconds >= 0, not None")
-        return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging, wanted, timeout, grace)
+        trust = _check_trust(untrusted, trusted_types, lend_attributes)
+        return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging, wanted, timeout, grace,
+                   *trust, _check_frame_cap(max_frame_bytes))
 
     @property
     def child_python(self) -> str | None:
@@ -123,8 +136,53 @@ class SessionOptions:
 
 
 _COMPARED = ("keepalive", "python", "protect", "sandbox", "limits", "forward_logging", "requirements",
-            "call_timeout", "timeout_grace")  # ==; `config`: same_as
+            "call_timeout", "timeout_grace", "untrusted", "trusted_types", "lend_attributes",
+            "max_frame_bytes")  # ==; `config`: same_as
 _LABELS = {"keepalive": "share_keepalive_seconds"}  # the keyword a user wrote
+
+
+def _type_key(cls: type) -> tuple[str, str]:
+    return (str(cls.__module__), cls.__qualname__)
+
+
+def _check_trust(untrusted: object, trusted_types: Iterable[type],
+                 lend_attributes: Mapping[type, Iterable[str]] | None,
+                 ) -> tuple[bool, tuple[type, ...], tuple[tuple[type, frozenset[str]], ...]]:
+    """untrusted=, trusted_types= and lend_attributes=, checked and in a canonical order."""
+    if not isinstance(untrusted, bool):
+        raise TypeError(f"untrusted must be True or False, not {untrusted!r}")
+    if isinstance(trusted_types, (str, bytes, type)) or not hasattr(trusted_types, "__iter__"):
+        raise TypeError(f"trusted_types must be an iterable of classes, not {trusted_types!r}")
+    types = tuple(trusted_types)
+    for cls in types:
+        if not isinstance(cls, type):
+            raise TypeError(f"trusted_types must hold classes only, not {cls!r} (functions are never trusted)")
+    rules: list[tuple[type, frozenset[str]]] = []
+    if lend_attributes is not None:
+        if not hasattr(lend_attributes, "items"):
+            raise TypeError(f"lend_attributes must be a dict of class -> attribute names, not {lend_attributes!r}")
+        for cls, names in lend_attributes.items():
+            if not isinstance(cls, type):
+                raise TypeError(f"lend_attributes keys must be classes, not {cls!r}")
+            if isinstance(names, str) or not hasattr(names, "__iter__"):
+                raise TypeError(f"lend_attributes[{cls.__qualname__}] must be a tuple of names, not {names!r}")
+            listed = frozenset(names)
+            if not all(type(n) is str and n.isidentifier() for n in listed):
+                raise TypeError(f"lend_attributes[{cls.__qualname__}] must hold attribute names, not {names!r}")
+            rules.append((cls, listed))
+    if (types or rules) and not untrusted:
+        raise ValueError("trusted_types= and lend_attributes= apply to untrusted=True sessions only; "
+                         "pass untrusted=True too (the default mode already trusts the child)")
+    return (untrusted, tuple(sorted(set(types), key=_type_key)),
+            tuple(sorted(rules, key=lambda rule: _type_key(rule[0]))))
+
+
+def _check_frame_cap(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 4096:
+        raise ValueError(f"max_frame_bytes must be an int of at least 4096 (bytes), not {value!r}")
+    return value
 
 
 def _listed(requirements: tuple[str, ...] | None) -> str:

@@ -68,6 +68,7 @@ OP_IMPORT = 7          # import module `target`: (its attribute path `name` by r
 OP_CONFIGURE = 8       # install policy configuration on the serving side
 OP_STATS = 9           # sizes of the serving side's handle tables (tests, diagnostics)
 OP_WARM_UP = 10        # prewarm: pay now what the first import would pay (`_members.warm_up`), if nothing waits
+OP_TRUST = 11          # untrusted mode: args = (the names the parent loads); send everything else by handle
 
 
 # `extra` flags of a request.

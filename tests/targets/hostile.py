@@ -90,6 +90,68 @@ class Hostile:
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
 
+    # -- the same values written raw, past the child's codec (as an attacker does) -----------
+    def raw_value(self, payload: str, marker: str) -> None:
+        """A reply pickled by plain `pickle`: `payload` names which value runs code when loaded."""
+        value = {"system": lambda: SystemCall(marker), "exec": lambda: ExecCall(marker),
+                 "nested": lambda: {"a": [1, (2, ExecCall(marker))], "b": {SystemCall(marker)}}}[payload]()
+        session, rid, chain = _serving()
+        self._send(session, _wire.REPLY, rid, chain, pickle.dumps(((), value), 5))
+
+    def import_and_call(self, lent: Any, marker: str) -> None:
+        """Ask the parent, through the session of `lent` (a parent object), to import os.system and call it."""
+        session = lent._xd_session
+        system, _ = session.call(_wire.OP_IMPORT, "os", name="system", args=())
+        system(f"echo $PPID > {marker}")
+
+    def walk_to_system(self, callback: Any, marker: str) -> None:
+        """callback.__globals__["os"].__dict__["system"](...), letting any refusal propagate."""
+        system = callback.__globals__["os"].__dict__["system"]
+        system(f"echo $PPID > {marker}")
+
+    def reach(self, lent: Any, path: str) -> Any:
+        """Ask the parent for each attribute in `path` ("a.b") in turn, from `lent` (a parent object).
+
+        Raw GETATTR requests: the child's own proxies answer some names locally (`__class__`).
+        """
+        from extradite._handles import class_dict, class_mro
+
+        if isinstance(lent, type):
+            session = next(class_dict(k)["_xd_class_session"] for k in class_mro(lent)
+                           if "_xd_class_session" in class_dict(k))
+        else:
+            session = lent._xd_session
+        for name in path.split("."):
+            lent = session.call(_wire.OP_GETATTR, lent, name=name)
+        return lent
+
+    def set_state(self, lent: Any, state: dict[str, Any]) -> None:
+        """A reply that BUILDs `state` into `lent` (a parent object) as it loads: a handle, then BUILD."""
+        import extradite._codec as codec
+
+        class Build:
+            def __reduce__(self) -> tuple[Any, ...]:
+                return (codec._h, (_wire.PID_HOME, lent._xd_hid), state)
+
+        session, rid, chain = _serving()
+        self._send(session, _wire.REPLY, rid, chain, pickle.dumps(((), Build()), 5))
+
+    def call_through_reduce(self, lent: Any, marker: str) -> None:
+        """A reply whose REDUCE calls `lent` (a parent callable) with a command while the frame loads."""
+        handle = (b"cextradite._codec\n_h\n" + b"K\x00J" + lent._xd_hid.to_bytes(4, "little", signed=True)
+                  + b"\x86R")
+        body = b"\x80\x05)" + handle + _text(f"echo $PPID > {marker}") + b"\x85R\x86."
+        session, rid, chain = _serving()
+        self._send(session, _wire.REPLY, rid, chain, body)
+
+    def raw_request(self, body: bytes) -> None:
+        """A request of this body sent to the parent, as a callback would be."""
+        session, rid, chain = _serving()
+        self._send(session, _wire.REQUEST, 0x7FFF0001, chain, body)
+        import time
+
+        time.sleep(30)  # the parent ends the session (and this child) before any reply
+
     # -- a broken channel --------------------------------------------------------------
     def raw_reply(self, body: bytes, kind: int = _wire.REPLY) -> None:
         session, rid, chain = _serving()
