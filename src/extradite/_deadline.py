@@ -199,6 +199,8 @@ def call_with_timeout(session: Any, seconds: object, function: Callable[..., Any
                       **kwargs: Any) -> Any:
     """`function(*args, **kwargs)` (a call through `session`) bounded by the `__extradite_timeout__` it was given."""
     limit = check_seconds(seconds, TIMEOUT_KEYWORD)
+    if session.broken is not None and getattr(session, "revive", None) is not None:
+        session = session.live()  # a restart first: the deadline is the new child's
     guard = session.guard
     if limit is None or guard is None:
         return function(*args, **kwargs)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from os import PathLike
 
+    from ._restart import Restart
     from ._sandbox import Limits, Sandbox
 
 from ._policy import PolicyConfig
@@ -35,13 +36,14 @@ class SessionOptions:
     """The validated options of one session (see the module docstring)."""
 
     __slots__ = ("config", "keepalive", "python", "protect", "sandbox", "limits", "forward_logging",
-                 "requirements", "call_timeout", "timeout_grace")
+                 "requirements", "call_timeout", "timeout_grace", "restart")
 
     def __init__(self, config: PolicyConfig = DEFAULT_CONFIG, keepalive: float | None = None,
                  python: str | None = None, protect: tuple[str, ...] = (),
                  sandbox: Sandbox | None = None, limits: Limits | None = None,
                  forward_logging: bool = True, requirements: tuple[str, ...] | None = None,
-                 call_timeout: float | None = None, timeout_grace: float = 1.0) -> None:
+                 call_timeout: float | None = None, timeout_grace: float = 1.0,
+                 restart: Restart | None = None) -> None:
         self.config = config
         self.keepalive = keepalive
         self.python = python      # resolved absolute path, or None for this very environment
@@ -52,6 +54,7 @@ class SessionOptions:
         self.requirements = requirements  # normalised (`_envs`); None: the interpreter's own environment
         self.call_timeout = call_timeout  # seconds per top-level call (`_deadline`); None: unbounded
         self.timeout_grace = timeout_grace  # after an interrupt, seconds before the child is killed
+        self.restart = restart  # supervision (`_restart`); None: a dead child stays dead
 
     @classmethod
     def from_user(cls, share_key: str | None, *, transport_policy: str = "value",
@@ -62,7 +65,8 @@ class SessionOptions:
                   sandbox: Sandbox | None = None, limits: Limits | None = None,
                   forward_logging: bool = True,
                   requirements: Iterable[str] | None = None,
-                  call_timeout: float | None = None, timeout_grace: float = 1.0) -> SessionOptions:
+                  call_timeout: float | None = None, timeout_grace: float = 1.0,
+                  restart: Restart | None = None) -> SessionOptions:
         """Check what a user passed; every bad value raises TypeError or ValueError naming it."""
         if not isinstance(forward_logging, bool):
             raise TypeError(f"forward_logging must be True or False, not {forward_logging!r}")
@@ -95,7 +99,12 @@ class SessionOptions:
         grace = check_seconds(timeout_grace, "timeout_grace", zero=True)
         if grace is None:
             raise ValueError("timeout_grace must be a number of seconds >= 0, not None")
-        return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging, wanted, timeout, grace)
+        if restart is not None:
+            from ._restart import check_restart
+
+            check_restart(restart)
+        return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging, wanted, timeout, grace,
+                   restart)
 
     @property
     def child_python(self) -> str | None:
@@ -123,7 +132,7 @@ class SessionOptions:
 
 
 _COMPARED = ("keepalive", "python", "protect", "sandbox", "limits", "forward_logging", "requirements",
-            "call_timeout", "timeout_grace")  # ==; `config`: same_as
+            "call_timeout", "timeout_grace", "restart")  # ==; `config`: same_as
 _LABELS = {"keepalive": "share_keepalive_seconds"}  # the keyword a user wrote
 
 

@@ -149,6 +149,9 @@ class RemoteClass(BorrowedMeta):
         policy = _pop_policy(kwargs) if kwargs else None
         instance = root._xd_class_session.call(OP_CALL, root, args=args, kwargs=kwargs, policy=policy,
                                                extra=EXTRA_RESULT_BY_REF)
+        rebuild = root._xd_class_session.rebuild  # supervised: remember how to make it again (`_restart`)
+        if rebuild is not None:
+            rebuild.constructed(instance, root, args, kwargs, policy)
         if type(instance) is not cls and cls is not root:
             # A new object comes back as the session's class of its type (the root, or a generated
             # proxy bound to the session): it is made an instance of the class that was called.
