@@ -247,18 +247,28 @@ def test_generated_proxy_restarts() -> None:
         _proxy.GENERATED.pop("extradite.demo.counter:Counter", None)
 
 
+def _wait_worker_death(pool: ExtraditeExecutor) -> None:
+    handle = pool._pool.workers[0].handle  # (private: a worker's session has no proxy to ask about)
+    assert handle is not None
+    deadline = time.monotonic() + 10
+    while not handle.process.exited:
+        assert time.monotonic() < deadline, "the parent never noticed the worker's child die"
+        time.sleep(0.01)
+
+
 def test_executor_workers_restart_within_the_budget() -> None:
     with ExtraditeExecutor(max_workers=1, instance=(SLOWPOKE, (5,), {}), restart=Restart(max_restarts=1)) as pool:
         pid = pool.submit("pid").result()
         assert pool.submit("add", 1).result() == 6
         os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
+        _wait_worker_death(pool)
         assert pool.submit("add", 1).result() == 6  # the worker's instance, rebuilt
         pid = pool.submit("pid").result()
         os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
+        _wait_worker_death(pool)
         with pytest.raises(ExtraditeProcessError, match="max_restarts=1"):
             pool.submit("add", 1).result()
+        assert pool.submit("add", 1).result() == 6  # the worker gave that session up: a new one
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [

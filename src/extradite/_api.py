@@ -176,8 +176,11 @@ class SessionHandle:
         process.on_exit = lambda: self._child_exited(session, process)
         from ._deadline import Guard
 
-        session.guard = Guard(process.pid, options.timeout_grace, process.kill,
-                              lambda: session.call(OP_STATS, None, defer=True).result())
+        def ping() -> None:  # after Ctrl-C: answered once the abandoned call ended
+            if session.broken is None:  # (a dead child is not restarted from here: by the next call)
+                session.call(OP_STATS, None, defer=True).result()
+
+        session.guard = Guard(process.pid, options.timeout_grace, process.kill, ping)
         if options.call_timeout is not None:
             from ._deadline import bounded_call
 

@@ -292,8 +292,9 @@ class ExtraditeExecutor(Executor):
     A remote exception arrives as `ExtraditeRemoteError` (still an instance of its builtin
     type); a worker whose child dies fails only its own future, with
     `ExtraditeProcessError`, and starts a new child for its next item. With `restart=Restart(...)`
-    that new child is a supervised restart of the worker's session: it is reported and counted,
-    and past the budget the worker's items fail instead.
+    that new child is a supervised restart of the worker's session (reported, counted, its
+    instance rebuilt); the item that finds the budget used up fails with it, and the worker
+    starts a new session for the item after.
     """
 
     def __init__(self, max_workers: int | None = None, *,
