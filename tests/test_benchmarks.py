@@ -186,3 +186,15 @@ def test_the_bytecode_cases_write_no_cache_into_the_checkout(tmp_path: Path) -> 
     _quick_run(tmp_path, "import_extradite,cold_start_trivial_pyc")
     written = {path for path, mtime in caches().items() if before.get(path) != mtime}
     assert not written, sorted(map(str, written))
+
+
+def test_supervision_benchmark_runs(tmp_path: Path) -> None:
+    out = tmp_path / "supervision.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "supervision.py"), "--quick", "--repetitions",
+                           "1", "--json-output", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "restart_first_call" in proc.stdout and proc.stderr == ""  # the restarts' warnings stay out
+    cases = json.loads(out.read_text())["cases"]
+    assert set(cases) == {"timeout_interrupt", "timeout_killed", "restart_first_call", "restart_noticed",
+                          "restart_after_notice", "fresh_first_call"}
+    assert all(len(cell["samples"]) == 1 for cell in cases.values())
