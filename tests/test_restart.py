@@ -30,7 +30,6 @@ from extradite import (
 
 COUNTER = "tests.targets.counter:Counter"
 SLOWPOKE = "tests.targets.slowpoke:Slowpoke"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _kill_child(proxy: Any) -> int:
@@ -225,26 +224,31 @@ def test_shared_session_restarts_every_class_and_a_new_extradite_restarts_it() -
         close_extradite_session(key)
 
 
-def test_generated_proxy_restarts() -> None:
-    sys.path.insert(0, str(ROOT / "generated"))
-    try:
-        from extradite_demo_counter_xdproxy import Counter as GeneratedCounter
+def test_generated_proxy_restarts(tmp_path: Path) -> None:
+    from test_gen_cli import gen
 
-        Counter = GeneratedCounter.extradite(restart=Restart())
+    out = tmp_path / "out"
+    result = gen(SLOWPOKE, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    sys.path.insert(0, str(out))
+    try:
+        from tests_targets_slowpoke_xdproxy import Slowpoke as Generated  # type: ignore[import-not-found]
+
+        Slowpoke = Generated.extradite(restart=Restart())
         try:
-            counter = Counter(10, step=5)
-            assert counter.increment() == 15
-            _kill_child(Counter)
-            assert counter.value == 10 and counter.increment() == 15
-            assert type(Counter(1)) is Counter and extradite_status(Counter).restarts == 1
+            poke = Slowpoke(10)
+            assert poke.add(5) == 15
+            _kill_child(Slowpoke)
+            assert poke.add(5) == 15 and poke.add_batch([(1,), (1,)]) == [16, 17]
+            assert type(Slowpoke(1)) is Slowpoke is type(poke) and extradite_status(Slowpoke).restarts == 1
         finally:
-            Counter.close_proxy_class()
+            Slowpoke.close_proxy_class()
     finally:
-        sys.path.remove(str(ROOT / "generated"))
-        sys.modules.pop("extradite_demo_counter_xdproxy", None)
+        sys.path.remove(str(out))
+        sys.modules.pop("tests_targets_slowpoke_xdproxy", None)
         from extradite import _proxy
 
-        _proxy.GENERATED.pop("extradite.demo.counter:Counter", None)
+        _proxy.GENERATED.pop(SLOWPOKE, None)
 
 
 def _wait_worker_death(pool: ExtraditeExecutor) -> None:
@@ -300,5 +304,37 @@ def test_restart_option_is_checked_and_part_of_a_shared_sessions_identity() -> N
 
         with pytest.raises(ExtraditeSessionConflictError, match="restart"):
             extradite(COUNTER, share_key="restart-identity")
+    finally:
+        Counter.close()
+
+
+def test_function_targets_and_classes_of_a_module_proxy_are_rebuilt() -> None:
+    add = extradite("tests.targets.tasks:add", restart=Restart())
+    counters = import_isolated("tests.targets.counter", restart=Restart())
+    try:
+        Counter = counters.Counter
+        counter = Counter(3)
+        counter.increment(1)
+        assert add(1, 2) == 3
+        _kill_child(add)
+        _kill_child(counter)
+        assert add(2, 3) == 5  # the function target, imported again
+        assert counter.value == 3 and isinstance(counter, Counter)  # mod.Cls looked up again, instance rebuilt
+        assert Counter(9).increment(1) == 10 and counters.Counter is Counter
+        assert extradite_status(add).restarts == extradite_status(counter).restarts == 1
+    finally:
+        add.close()
+        counters.close()
+
+
+def test_a_backoff_delays_but_does_not_stop_a_restart() -> None:
+    policy = Restart(max_restarts=2, backoff=0.05)
+    assert (policy.delay(0), policy.delay(1)) == (0.05, 0.1)  # doubled per restart within the window
+    Counter = extradite(COUNTER, restart=policy)
+    try:
+        counter = Counter(6)
+        for restarts in (1, 2):
+            _kill_child(Counter)
+            assert counter.value == 6 and extradite_status(Counter).restarts == restarts
     finally:
         Counter.close()

@@ -4,6 +4,7 @@
                          is answered with an error) -> the call raises ExtraditeTimeoutError
     no answer within the grace period (C code holding the GIL) -> SIGKILL to the child's
                          group -> the call raises ExtraditeTimeoutError, the session is dead
+                         (or, with restart=, restarts on the next call: `_restart`)
 
 Ctrl-C in the parent abandons the call at once (its late reply is dropped by request id);
 the child is interrupted the same way, and a background ping (served in order, so it

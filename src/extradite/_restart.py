@@ -101,7 +101,14 @@ class Restart:
         return self._values() == other._values()
 
     def __hash__(self) -> int:
-        return hash(("Restart", self.max_restarts, self.within_seconds, self.backoff, id(self.on_restart)))
+        try:
+            hook = hash(self.on_restart)
+        except TypeError:  # an unhashable callable: equal only to itself anyway
+            hook = id(self.on_restart)
+        return hash(("Restart", self.max_restarts, self.within_seconds, self.backoff, hook))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Restart, self._values())
 
     def __repr__(self) -> str:
         return f"Restart({', '.join(f'{n}={getattr(self, n)!r}' for n in self._fields)})"
