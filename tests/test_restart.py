@@ -338,3 +338,19 @@ def test_a_backoff_delays_but_does_not_stop_a_restart() -> None:
             assert counter.value == 6 and extradite_status(Counter).restarts == restarts
     finally:
         Counter.close()
+
+
+def test_an_instance_whose_constructor_fails_again_is_lost_and_logged(tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    Claims = extradite("tests.targets.restarts:ClaimsFile", restart=Restart())
+    try:
+        claim = Claims(str(tmp_path / "claimed"))
+        caplog.set_level(logging.WARNING, logger="extradite")
+        _kill_child(Claims)
+        with pytest.raises(ExtraditeProcessError, match="not rebuilt"):
+            claim.where()
+        message, = [r.getMessage() for r in caplog.records if r.name == "extradite"]
+        assert "rebuilt 1 object(s); could not rebuild 1" in message and "FileExistsError" in message
+        assert Claims(str(tmp_path / "other")).where().endswith("other")
+    finally:
+        Claims.close()

@@ -189,11 +189,13 @@ class Rebuild:
     """
 
     def __init__(self) -> None:
+        import itertools
+
         self._records: dict[int, tuple[Any, ...]] = {}  # key -> (weakref to the proxy, kind, ...)
-        self._next = 0
+        self._keys = itertools.count()  # next() is atomic: proxies are made on many threads
 
     def _add(self, obj: Any, *record: Any) -> None:
-        key = self._next = self._next + 1
+        key = next(self._keys)
         records = self._records
 
         def gone(ref: Any, key: int = key) -> None:
@@ -230,10 +232,8 @@ class Rebuild:
         itself broke (its child died too): the caller gives the restart up.
         """
         from ._errors import ExtraditeError
-        from ._policy import REFERENCE
-        from ._wire import EXTRA_RESULT_BY_REF, OP_CALL, OP_GETATTR, OP_IMPORT
-
         from ._proxy import RemoteObject
+        from ._wire import EXTRA_RESULT_BY_REF, OP_CALL, OP_GETATTR, OP_IMPORT
 
         rebuilt = 0
         failures: list[str] = []
@@ -241,37 +241,36 @@ class Rebuild:
             obj = ref()
             if obj is None or _session_of(obj) is not old or (isinstance(obj, RemoteObject) and obj._xd_closed):
                 continue
+            if kind == _IMPORT:
+                module, qualname, args = record
+                what = f"{module}:{qualname}" if qualname else module
+                request: tuple[Any, ...] = (OP_IMPORT, module, {"name": qualname, "args": args})
+            elif kind == _GETATTR:
+                owner_ref, name = record
+                owner = owner_ref()
+                if owner is None or _session_of(owner) is not new:
+                    continue  # its module was not rebuilt: lost with it
+                what = f"attribute {name!r}"
+                request = (OP_GETATTR, owner, {"name": name, "policy": REFERENCE})
+            else:
+                root, data, policy = record
+                if _session_of(root) is not new:
+                    continue  # its class was not rebuilt
+                args, kwargs = _pickle.loads(data)
+                what = f"an instance of {root.__qualname__}"
+                request = (OP_CALL, root, {"args": args, "kwargs": kwargs, "policy": policy,
+                                           "extra": EXTRA_RESULT_BY_REF})
+            op, target, fields = request
             try:
-                if kind == _IMPORT:
-                    module, qualname, args = record
-                    reply = new.call(OP_IMPORT, module, name=qualname, args=args)
-                    fresh = reply[0]
-                    what = f"{module}:{qualname}" if qualname else module
-                elif kind == _GETATTR:
-                    owner_ref, name = record
-                    owner = owner_ref()
-                    if owner is None or _session_of(owner) is not new:
-                        continue  # its module was not rebuilt: lost with it
-                    fresh = new.call(OP_GETATTR, owner, name=name, policy=REFERENCE)
-                    what = f"attribute {name!r}"
-                else:
-                    root, data, policy = record
-                    if _session_of(root) is not new:
-                        continue  # its class was not rebuilt
-                    import _pickle
-
-                    args, kwargs = _pickle.loads(data)
-                    fresh = new.call(OP_CALL, root, args=args, kwargs=kwargs, policy=policy,
-                                     extra=EXTRA_RESULT_BY_REF)
-                    what = f"an instance of {root.__qualname__}"
-            except ExtraditeError as exc:
-                if new.broken is not None:
-                    raise
-                failures.append(f"{kind} {record[0] if kind == _IMPORT else ''}: {exc}".replace("  ", " "))
-                continue
+                fresh = new.call(op, target, **fields)
             except Exception as exc:  # the target itself failed (its import, its constructor)
-                failures.append(f"{kind}: {type(exc).__name__}: {exc}")
+                if isinstance(exc, ExtraditeError) and new.broken is not None:
+                    raise
+                kind_name = getattr(exc, "remote_type_name", None) or type(exc).__name__
+                failures.append(f"{what}: {kind_name}: {getattr(exc, 'remote_message', exc)}")
                 continue
+            if kind == _IMPORT:
+                fresh = fresh[0]  # (object, verdict)
             if not transplant(obj, fresh, old, new):
                 failures.append(f"{what}: the new child returned a {type(fresh).__name__}")
                 continue
@@ -353,13 +352,9 @@ class Supervisor:
         from ._errors import ExtraditeProcessError
 
         self._died_at = time.monotonic()
-        with session._lock:
-            started, done = session._next_id, session._done
-            if session.broken is None and not session.closed and started == done and not session._reading:
-                error = ExtraditeProcessError(
-                    f"the extradite child process (pid {process.pid}) serving {session.name} died")
-                error._xd_provisional = True  # type: ignore[attr-defined]
-                session.broken = error
+        error = ExtraditeProcessError(f"the extradite child process (pid {process.pid}) serving {session.name} died")
+        error._xd_provisional = True  # type: ignore[attr-defined]
+        session.break_if_idle(error)
 
     def admit(self, old: Any, label: str, cause: BaseException | None) -> None:
         """Allow one more restart of session `old`, after the backoff; past the budget the

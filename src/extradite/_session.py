@@ -647,6 +647,12 @@ class Session:
         with self._lock:
             return self._next_id, self._done
 
+    def break_if_idle(self, exc: BaseException) -> None:
+        """Break the session with `exc` now, unless a request is in flight (its reader will)."""
+        with self._cond:
+            if self.broken is None and not self.closed and self._next_id == self._done and not self._reading:
+                self.broken = exc
+
     def stats(self) -> dict[str, int]:
         return {"exports": len(self.codec.exports), "imports": len(self.codec.imports),
                 "classes": len(self.codec.exports.classes)}
