@@ -38,7 +38,7 @@ from ._policy import REFERENCE, SCALAR_TYPES
 
 __all__ = ["Restart", "Rebuild", "Supervisor", "check_restart"]
 
-logger_name = "extradite"
+LOGGER = "extradite"  # restarts are reported on this logger
 
 
 class Restart:
@@ -406,7 +406,7 @@ class Supervisor:
         """A warning on the `extradite` logger, then the `on_restart` hook (whose errors are logged)."""
         import logging
 
-        logger = logging.getLogger(logger_name)
+        logger = logging.getLogger(LOGGER)
         policy = self.policy
         how = str(cause).split("\n", 1)[0] if cause is not None else "it ended"
         text = (f"restarted the extradite child serving {handle.label}: pid {old_pid} died ({how}); the new "
