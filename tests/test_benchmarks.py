@@ -199,3 +199,15 @@ def test_untrusted_benchmark_runs_both_columns(tmp_path: Path) -> None:
     for case in data["cases"].values():
         for kind in ("wall", "cpu"):
             assert set(case[kind]["median_us"]) == {"default", "untrusted"}
+
+
+def test_supervision_benchmark_runs(tmp_path: Path) -> None:
+    out = tmp_path / "supervision.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "supervision.py"), "--quick", "--repetitions",
+                           "1", "--json-output", str(out)], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "restart_first_call" in proc.stdout and proc.stderr == ""  # the restarts' warnings stay out
+    cases = json.loads(out.read_text())["cases"]
+    assert set(cases) == {"timeout_interrupt", "timeout_killed", "restart_first_call", "restart_noticed",
+                          "restart_after_notice", "fresh_first_call"}
+    assert all(len(cell["samples"]) == 1 for cell in cases.values())

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -111,3 +112,50 @@ def test_a_per_call_timeout_replaces_call_timeout() -> None:
             poke.sleep(3600, __extradite_timeout__=0.3)
     finally:
         Slowpoke.close()
+
+
+def test_construction_is_bounded_by_call_timeout_and_per_call() -> None:
+    Slowpoke = extradite(TARGET, call_timeout=0.3)
+    try:
+        with pytest.raises(ExtraditeTimeoutError):
+            Slowpoke(1, 3600)  # a constructor that sleeps
+        assert Slowpoke(2).add(1) == 3
+    finally:
+        Slowpoke.close()
+    Slowpoke = extradite(TARGET)
+    try:
+        with pytest.raises(ExtraditeTimeoutError):
+            Slowpoke(1, 3600, __extradite_timeout__=0.3)
+        assert Slowpoke(2, __extradite_timeout__=5).add(1) == 3  # the keyword is not the constructor's
+    finally:
+        Slowpoke.close()
+
+
+def test_generated_proxy_construction_and_batch_honour_call_timeout(tmp_path: Path) -> None:
+    from test_gen_cli import gen
+
+    out = tmp_path / "out"
+    result = gen(TARGET, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    sys.path.insert(0, str(out))
+    try:
+        from tests_targets_slowpoke_xdproxy import Slowpoke as Generated  # type: ignore[import-not-found]
+
+        Slowpoke = Generated.extradite(call_timeout=0.3)
+        try:
+            with pytest.raises(ExtraditeTimeoutError):
+                Slowpoke(1, 3600)
+            poke = Slowpoke(1)
+            with pytest.raises(ExtraditeTimeoutError):
+                poke.sleep_batch([(0,), (3600,)])
+            assert poke.add_batch([(1,), (2,)]) == [2, 4]  # interrupted cleanly: the child goes on
+            with pytest.raises(ExtraditeTimeoutError):
+                poke.sleep(3600)
+        finally:
+            Slowpoke.close_proxy_class()
+    finally:
+        sys.path.remove(str(out))
+        sys.modules.pop("tests_targets_slowpoke_xdproxy", None)
+        from extradite import _proxy
+
+        _proxy.GENERATED.pop(TARGET, None)

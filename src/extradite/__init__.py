@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._errors import ExtraditeSessionConflictError as ExtraditeSessionConflictError
     from ._errors import ExtraditeStaleProxyWarning as ExtraditeStaleProxyWarning
     from ._errors import UnsupportedInteractionError as UnsupportedInteractionError
+    from ._restart import Restart as Restart
     from ._sandbox import Limits as Limits
     from ._sandbox import Sandbox as Sandbox
     from ._status import ExtraditeStatus as ExtraditeStatus
@@ -57,6 +58,7 @@ _HOME = {
     "ExtraditeTimeoutError": "_errors",
     "Sandbox": "_sandbox",
     "Limits": "_sandbox",
+    "Restart": "_restart",
     "extradite_status": "_status",
     "ExtraditeStatus": "_status",
 }
@@ -76,6 +78,8 @@ if not TYPE_CHECKING:  # hidden from type checkers, which see the imports above 
             from . import _status as module
         elif home == "_executor":
             from . import _executor as module
+        elif home == "_restart":
+            from . import _restart as module
         else:
             from . import _errors as module
         value: object = getattr(module, name)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._process import ChildProcess
+    from ._restart import Restart
     from ._sandbox import Limits, Sandbox
     from ._session import Session
 
@@ -108,29 +109,17 @@ class SessionHandle:
     """One child process and its session."""
 
     def __init__(self, options: SessionOptions, *, label: str, share_key: str | None = None) -> None:
-        from ._process import ChildProcess, socketpair
-        from ._proxy import ProxyFactory
-        from ._session import Session
-
-        confinement = None
+        self._confinement = None
         if options.sandbox is not None or options.limits is not None:
             from ._sandbox import prepare
 
-            confinement = prepare(options.sandbox, options.limits)  # refuses before a child starts
-        parent_end, child_end = socketpair()
+            self._confinement = prepare(options.sandbox, options.limits)  # refuses before a child starts
         self._log_level: int | None = None
         if options.forward_logging:
             from ._logforward import parent_threshold
 
             self._log_level = parent_threshold()
-        try:
-            self.process = ChildProcess(child_end.fileno(), python=options.child_python, label=label,
-                                        confinement=confinement, log_level=self._log_level)
-        except BaseException:
-            parent_end.close()
-            raise
-        finally:
-            child_end.close()
+        self.label = label
         self.restarts = 0
         from ._status import CallClock
 
@@ -145,69 +134,153 @@ class SessionHandle:
         self.protect = protect
         self.trees: list[str] = []   # protected here while this session runs: `protect`, then each target's
         self._timer: Any = None   # threading.Timer of the keepalive
-        self.session = Session(parent_end, is_child=False, factory=ProxyFactory, name=label)
-        self.session.codec.config = config
-        self.session.on_broken = self._describe_failure
-        self.process.on_tick = self._tick
-        self.process.on_exit = self._child_exited
-        from ._deadline import Guard
-
-        self.session.guard = Guard(self.process.pid, options.timeout_grace, self.process.kill,
-                                   lambda: self.session.call(OP_STATS, None, defer=True).result())
-        if options.call_timeout is not None:
-            from ._deadline import bounded_call
-
-            self.session.call = bounded_call(self.session, options.call_timeout)  # type: ignore[method-assign]
+        self.rebuild: Any = None  # `_restart.Rebuild` of a supervised session
+        self._supervisor: Any = None
+        self.process, self.session = self._spawn()
         _live.add(self)
         _register_atexit()
         for tree in protect:
             self._protect(tree)
-        if options.max_frame_bytes is not None:
-            self.session.channel.max_frame = options.max_frame_bytes
-        if options.untrusted:
-            try:
-                self._distrust(options)
-            except BaseException:
-                self.close()
-                raise
-        if config.rules or config.default != "value" or protect:
-            try:
-                self.session.call(OP_CONFIGURE, None, args=(
-                    config.default, [(_rule_for_wire(t), p) for t, p in config.rules], protect))
-            except BaseException:
-                self.close()  # the child is already running: do not leave it behind
-                raise
+        if options.restart is not None:
+            from ._restart import Rebuild, Supervisor
 
-    def _distrust(self, options: SessionOptions) -> None:
+            self.rebuild = self.session.rebuild = Rebuild()
+            self._supervisor = Supervisor(options.restart)
+            self.session.revive = self._revive
+        try:
+            self._configure(self.session)
+        except BaseException:
+            self.close()  # the child is already running: do not leave it behind
+            raise
+
+    def _spawn(self) -> tuple[ChildProcess, Session]:
+        """Start a child and its session, wired to this handle (each closure to its own child)."""
+        from ._process import ChildProcess, socketpair
+        from ._proxy import ProxyFactory
+        from ._session import Session
+
+        options = self.options
+        parent_end, child_end = socketpair()
+        try:
+            process = ChildProcess(child_end.fileno(), python=options.child_python, label=self.label,
+                                   confinement=self._confinement, log_level=self._log_level)
+        except BaseException:
+            parent_end.close()
+            raise
+        finally:
+            child_end.close()
+        session = Session(parent_end, is_child=False, factory=ProxyFactory, name=self.label)
+        session.codec.config = self.config
+        if options.max_frame_bytes is not None:
+            session.channel.max_frame = options.max_frame_bytes
+        session.on_broken = lambda exc: self._describe_failure(exc, process)
+        process.on_tick = lambda: self._tick(session)
+        process.on_exit = lambda: self._child_exited(session, process)
+        from ._deadline import Guard
+
+        def ping() -> None:  # after Ctrl-C: answered once the abandoned call ended
+            if session.broken is None:  # (a dead child is not restarted from here: by the next call)
+                session.call(OP_STATS, None, defer=True).result()
+
+        session.guard = Guard(process.pid, options.timeout_grace, process.kill, ping)
+        if options.call_timeout is not None:
+            from ._deadline import bounded_call
+
+            session.call = bounded_call(session, options.call_timeout)  # type: ignore[method-assign]
+        return process, session
+
+    def _configure(self, session: Session) -> None:
+        if self.options.untrusted:
+            self._distrust(session)
+        config, protect = self.config, self.protect
+        if config.rules or config.default != "value" or protect:
+            session.call(OP_CONFIGURE, None, args=(
+                config.default, [(_rule_for_wire(t), p) for t, p in config.rules], protect))
+
+    def _distrust(self, session: Session) -> None:
         """Untrusted mode, before anything else crosses: the allow-list here and in the child, guarded ops."""
         from ._untrusted import Trust, guarded_ops, trust_parent
         from ._wire import OP_TRUST
 
+        options = self.options
         trust = Trust(options.trusted_types, dict(options.lend_attributes))
-        session = self.session
         trust_parent(session.codec, trust)
         session._ops = guarded_ops(session._ops)
         session.call(OP_TRUST, None, args=(trust.wire(),))
 
-    def _describe_failure(self, exc: BaseException) -> BaseException:
+    def _describe_failure(self, exc: BaseException, process: ChildProcess | None = None) -> BaseException:
         from ._transport import ChannelEOF
 
+        process = self.process if process is None else process
         if isinstance(exc, (ChannelEOF, OSError)):
-            return self.process.death_error(exc)
-        self.process.kill()
-        error = ExtraditeProtocolError(f"{exc}; the child process (pid {self.process.pid}) was stopped")
+            return process.death_error(exc)
+        process.kill()
+        error = ExtraditeProtocolError(f"{exc}; the child process (pid {process.pid}) was stopped")
         error.__cause__ = exc
         return error
 
-    def _child_exited(self) -> None:
+    def _child_exited(self, session: Session, process: ChildProcess) -> None:
         """The child process ended (watch thread): a channel still open is held by a process it
         left behind, so end it here; frames already sent are still read before the end."""
-        session = self.session
+        if self._supervisor is not None:
+            self._supervisor.died(session, process)
         if session.broken is None and not session.closed:
             try:
                 session.channel.sock.shutdown(2)  # SHUT_RDWR: a blocked reader wakes up
             except OSError:
                 pass
+
+    # -- supervision (`_restart`) ----------------------------------------------------------
+    @property
+    def revivable(self) -> bool:
+        """Dead or alive, whether the next call may still get a child (a restart within budget)."""
+        return self.session.revive is not None and not self.session.closed
+
+    def _revive(self, old: Session) -> Session:
+        """`Session.revive` of every session this handle started: the session of a new child."""
+        supervisor = self._supervisor
+        with supervisor.lock:
+            if self.session is not old:  # another thread restarted it meanwhile
+                return self.session
+            if old.closed or old.revive is None or supervisor.restarting:
+                old.check_usable()  # raises (an old proxy used while a restart replays: not rebuilt yet)
+            supervisor.restarting = True
+            try:
+                cause, old_pid, rebuilt, failures = self._restart(old, supervisor)
+            finally:
+                supervisor.restarting = False
+        supervisor.report(self, cause, old_pid, rebuilt, failures)  # the hook may call: not under the lock
+        return self.session
+
+    def _restart(self, old: Session, supervisor: Any) -> tuple[BaseException | None, int, int, list[str]]:
+        """Replace the dead child of `old` (the caller holds the supervisor's lock): how it died, its
+        pid, how many proxies were rebuilt and why the others were not."""
+        cause = old.broken
+        old_process = self.process
+        if getattr(cause, "_xd_provisional", False):  # noticed while idle: now with its last stderr lines
+            cause = old.broken = old_process.death_error()
+        supervisor.admit(old, self.label, cause)  # raises past the budget (the session stays dead)
+        old.guard.close()
+        old_process.kill()
+        old_process.stop(grace=0.5)
+        process, session = self._spawn()  # a failed attempt counts: `admit` refuses after enough
+        try:
+            session.rebuild, session.adopts_generated = self.rebuild, old.adopts_generated
+            session.protected = session.codec.protected = old.protected
+            self._configure(session)
+            rebuilt, failures = self.rebuild.replay(old, session)
+        except BaseException:  # the new child died too (or an interrupt): nothing of it is kept
+            session.close()
+            session.guard.close()
+            process.stop(grace=0.5)
+            raise
+        session.revive = self._revive
+        self.process, self.session = process, session
+        self.restarts += 1
+        old.close()
+        old.broken = supervisor.lost_error(self.label, old_process.pid, cause)
+        old.revive = None
+        return cause, old_process.pid, rebuilt, failures
 
     def import_object(self, module: str, qualname: str, what: str, *, protect: bool = True) -> Any:
         """`module`'s attribute `qualname` (the module itself when empty), imported in the child.
@@ -233,11 +306,12 @@ class SessionHandle:
                                  f"{type(reply).__name__}, not (object, verdict)")
             raise self._describe_failure(problem) from None
         self.session.channel.poll_next_wait_fully()  # see `import_class`
+        if self.rebuild is not None:
+            self.rebuild.imported(reply[0], module, qualname, (tree,) if protect else ())
         return reply[0]
 
-    def _tick(self) -> None:
+    def _tick(self, session: Session) -> None:
         """Every tick of the watch thread: the status clock, the parent's logging threshold."""
-        session = self.session
         self.clock.sample(*session.counts())
         if self._log_level is None or session.broken is not None:
             return
@@ -272,6 +346,8 @@ class SessionHandle:
                                      f"{type(reply).__name__}, not (class, verdict)")
                 raise self._describe_failure(problem) from None
             cls, verdict = reply
+            if self.rebuild is not None:
+                self.rebuild.imported(cls, module, qualname, (tree,))
             # A wait as long as an import shrinks the polling window, but the calls that follow
             # (construction, the first call) are short: poll them fully rather than sleep.
             session.channel.poll_next_wait_fully()
@@ -341,7 +417,11 @@ class SessionHandle:
             if self.share_key is not None and _shared.get(self.share_key) is self:
                 del _shared[self.share_key]
             trees, self.trees = self.trees, []
-        self.session.close()
+        if self._supervisor is not None:
+            with self._supervisor.lock:  # not in the middle of a restart: its child would outlive this
+                self.session.close()
+        else:
+            self.session.close()
         self.session.guard.close()
         self.process.stop()
         for tree in trees:
@@ -381,6 +461,11 @@ def _session_for(share_key: str | None, options: SessionOptions, label: str) -> 
         return SessionHandle(options, label=label), True
     with _lock:
         existing = _shared.get(share_key)
+        if existing is not None and not existing.running and existing.revivable:
+            try:
+                existing.session.live()  # its child died: restart it now, as its next call would
+            except ExtraditeError:
+                pass  # past its budget (or the restart failed): a new session takes the key
         if existing is not None and existing.running:
             problems = options.conflicts(existing.options)
             if problems:
@@ -408,7 +493,7 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
               limits: Limits | None = None, forward_logging: bool = True,
               requirements: Iterable[str] | None = None, call_timeout: float | None = None,
-              timeout_grace: float = 1.0, backend: str = "local",
+              timeout_grace: float = 1.0, restart: Restart | None = None, backend: str = "local",
               ray_options: Mapping[str, Any] | None = None, untrusted: bool = False,
               trusted_types: Iterable[type] = (), lend_attributes: Mapping[type, Iterable[str]] | None = None,
               max_frame_bytes: int | None = None) -> Any:
@@ -426,6 +511,7 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     `forward_logging=False` leaves the child's `logging` records in the child (see `_logforward`).
     `call_timeout=` bounds every call (ExtraditeTimeoutError; the child is interrupted, and killed
     after `timeout_grace` seconds if it does not answer: see `_deadline`).
+    `restart=Restart(...)` starts a new child when this one dies and rebuilds what it can (`_restart`).
     `backend="ray"` serves each instance from its own Ray actor instead (`ray_options`: see `_ray`).
     `untrusted=True` is for a target you do not trust: nothing it sends runs code here and what
     this process lends shows only a safe surface (`trusted_types=`, `lend_attributes=`: see
@@ -439,14 +525,15 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
         return extradite_ray(target, backend, ray_options, share_key=share_key, transport_policy=transport_policy,
                              transport_type_rules=transport_type_rules,
                              share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
-                             sandbox=sandbox, limits=limits, requirements=requirements, call_timeout=call_timeout)
+                             sandbox=sandbox, limits=limits, requirements=requirements, call_timeout=call_timeout,
+                             restart=restart)
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
         sandbox=sandbox, limits=limits, forward_logging=forward_logging,
         requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace,
         untrusted=untrusted, trusted_types=trusted_types, lend_attributes=lend_attributes,
-        max_frame_bytes=max_frame_bytes)
+        max_frame_bytes=max_frame_bytes, restart=restart)
     if _deferred:
         _close_deferred()
     trees = options.protect
@@ -480,7 +567,7 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
                     protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                     limits: Limits | None = None, forward_logging: bool = True,
                     requirements: Iterable[str] | None = None, call_timeout: float | None = None,
-                    timeout_grace: float = 1.0, backend: str = "local",
+                    timeout_grace: float = 1.0, restart: Restart | None = None, backend: str = "local",
                     ray_options: Mapping[str, Any] | None = None, untrusted: bool = False,
                     trusted_types: Iterable[type] = (),
                     lend_attributes: Mapping[type, Iterable[str]] | None = None,
@@ -502,7 +589,7 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
                                    transport_policy=transport_policy, transport_type_rules=transport_type_rules,
                                    share_keepalive_seconds=share_keepalive_seconds, python=python,
                                    protect=protect, sandbox=sandbox, limits=limits, requirements=requirements,
-                                   call_timeout=call_timeout)
+                                   call_timeout=call_timeout, restart=restart)
     name = parse_module(module)
     options = SessionOptions.from_user(
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
@@ -510,7 +597,7 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
         sandbox=sandbox, limits=limits, forward_logging=forward_logging, requirements=requirements,
         call_timeout=call_timeout, timeout_grace=timeout_grace,
         untrusted=untrusted, trusted_types=trusted_types, lend_attributes=lend_attributes,
-        max_frame_bytes=max_frame_bytes)
+        max_frame_bytes=max_frame_bytes, restart=restart)
     if _deferred:
         _close_deferred()
     what = f"import_isolated({name!r})"
@@ -561,7 +648,7 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
                               call_timeout: float | None = None, timeout_grace: float = 1.0,
                               untrusted: bool = False, trusted_types: Iterable[type] = (),
                               lend_attributes: Mapping[type, Iterable[str]] | None = None,
-                              max_frame_bytes: int | None = None) -> bool:
+                              max_frame_bytes: int | None = None, restart: Restart | None = None) -> bool:
     """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
 
     Returns True when a child was started, False when one was already running
@@ -575,7 +662,7 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
         sandbox=sandbox, limits=limits, forward_logging=forward_logging,
         requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace,
         untrusted=untrusted, trusted_types=trusted_types, lend_attributes=lend_attributes,
-        max_frame_bytes=max_frame_bytes)
+        max_frame_bytes=max_frame_bytes, restart=restart)
     trees = options.protect
     refuse_loaded(f"prewarm_extradite_session({share_key!r})", trees, trees)
     handle, started = _session_for(share_key, options, repr(share_key))

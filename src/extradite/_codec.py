@@ -223,6 +223,8 @@ class Codec:
             namespace = next(n for n in map(class_dict, class_mro(obj)) if "_xd_class_hid" in n)
             session, hid = namespace["_xd_class_session"], namespace["_xd_class_hid"]
         if session is not self.session:
+            if session.broken is not None and getattr(session, "rebuild", None) is not None:
+                raise session.broken.with_traceback(None)  # a proxy a restart did not rebuild (`_restart`)
             raise UnsupportedInteractionError(
                 f"{obj!r} belongs to another extradite session; objects from two different "
                 "sessions cannot be mixed (use one share_key for classes that must exchange objects)")

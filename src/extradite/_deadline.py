@@ -4,6 +4,7 @@
                          is answered with an error) -> the call raises ExtraditeTimeoutError
     no answer within the grace period (C code holding the GIL) -> SIGKILL to the child's
                          group -> the call raises ExtraditeTimeoutError, the session is dead
+                         (or, with restart=, restarts on the next call: `_restart`)
 
 Ctrl-C in the parent abandons the call at once (its late reply is dropped by request id);
 the child is interrupted the same way, and a background ping (served in order, so it
@@ -203,6 +204,8 @@ def call_with_timeout(session: Any, seconds: object, function: Callable[..., Any
     """`function(*args, **kwargs)` (a call through `session`) bounded by the `__extradite_timeout__` it was
     given, which replaces the session's `call_timeout` for that call."""
     limit = check_seconds(seconds, TIMEOUT_KEYWORD)
+    if session.broken is not None and getattr(session, "revive", None) is not None:
+        session = session.live()  # a restart first: the deadline is the new child's
     guard = session.guard
     if limit is None or guard is None:
         return function(*args, **kwargs)

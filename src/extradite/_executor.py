@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ._api import SessionHandle
+    from ._restart import Restart
     from ._sandbox import Limits, Sandbox
 
 from ._options import SessionOptions
@@ -204,8 +205,8 @@ class _Worker:
 
     def _check_child(self) -> None:
         """After a failed item: a child that died is stopped (the next item starts a new one)."""
-        if self.handle is not None and not self.handle.running:
-            self._stop_child()
+        if self.handle is not None and not self.handle.running and not self.handle.revivable:
+            self._stop_child()  # (a supervised one restarts on its next call, within its budget)
 
     def _stop_child(self) -> None:
         handle, self.handle = self.handle, None
@@ -217,6 +218,8 @@ class _Worker:
     def _session(self) -> SessionHandle:
         handle = self.handle
         if handle is not None and handle.process.popen.poll() is None and handle.running:
+            return handle
+        if handle is not None and handle.revivable:  # restart=: its next call restarts it (`_restart`)
             return handle
         if handle is not None:  # died while idle: not the next item's fault
             self._stop_child()
@@ -288,7 +291,10 @@ class ExtraditeExecutor(Executor):
 
     A remote exception arrives as `ExtraditeRemoteError` (still an instance of its builtin
     type); a worker whose child dies fails only its own future, with
-    `ExtraditeProcessError`, and starts a new child for its next item.
+    `ExtraditeProcessError`, and starts a new child for its next item. With `restart=Restart(...)`
+    that new child is a supervised restart of the worker's session (reported, counted, its
+    instance rebuilt); the item that finds the budget used up fails with it, and the worker
+    starts a new session for the item after.
     """
 
     def __init__(self, max_workers: int | None = None, *,
@@ -297,7 +303,8 @@ class ExtraditeExecutor(Executor):
                  python: str | PathLike[str] | None = None, protect: tuple[str, ...] | list[str] = (),
                  sandbox: Sandbox | None = None, limits: Limits | None = None, forward_logging: bool = True,
                  requirements: Iterable[str] | None = None, call_timeout: float | None = None,
-                 timeout_grace: float = 1.0, share_key: None = None, untrusted: bool = False,
+                 timeout_grace: float = 1.0, restart: Restart | None = None, share_key: None = None,
+                 untrusted: bool = False,
                  trusted_types: Iterable[type] = (), lend_attributes: Mapping[type, Iterable[str]] | None = None,
                  max_frame_bytes: int | None = None) -> None:
         if share_key is not None:
@@ -313,7 +320,7 @@ class ExtraditeExecutor(Executor):
                                            forward_logging=forward_logging, requirements=requirements,
                                            call_timeout=call_timeout, timeout_grace=timeout_grace,
                                            untrusted=untrusted, trusted_types=trusted_types,
-                                           lend_attributes=lend_attributes, max_frame_bytes=max_frame_bytes)
+                                           lend_attributes=lend_attributes, max_frame_bytes=max_frame_bytes, restart=restart)
         spec = _check_instance(instance)
         if spec is not None:
             _refuse_loaded(spec[0], options.protect)

@@ -51,6 +51,7 @@ from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR
 
 if TYPE_CHECKING:
     from ._api import SessionHandle
+    from ._restart import Restart
     from ._sandbox import Limits, Sandbox
 
 __all__ = ["GeneratedProxy", "GeneratedMeta", "GeneratedModule", "MISSING", "ClassAttribute", "member_digests"]
@@ -299,7 +300,7 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                   protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                   limits: Limits | None = None, forward_logging: bool = True,
                   requirements: Iterable[str] | None = None, call_timeout: float | None = None,
-                  timeout_grace: float = 1.0, backend: str = "local",
+                  timeout_grace: float = 1.0, restart: Restart | None = None, backend: str = "local",
                   ray_options: Mapping[str, Any] | None = None, untrusted: bool = False,
                   trusted_types: Iterable[type] = (), lend_attributes: Mapping[type, Iterable[str]] | None = None,
                   max_frame_bytes: int | None = None) -> type[_T]:
@@ -314,7 +315,7 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                 "share_key": share_key, "transport_policy": transport_policy,
                 "transport_type_rules": transport_type_rules,
                 "share_keepalive_seconds": share_keepalive_seconds, "python": python, "protect": protect,
-                "sandbox": sandbox, "limits": limits, "requirements": requirements})
+                "sandbox": sandbox, "limits": limits, "requirements": requirements, "restart": restart})
         return _bind(cls, {"share_key": share_key, "transport_policy": transport_policy,
                            "transport_type_rules": transport_type_rules,
                            "share_keepalive_seconds": share_keepalive_seconds, "python": python,
@@ -322,7 +323,7 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                            "forward_logging": forward_logging, "requirements": requirements,
                            "call_timeout": call_timeout, "timeout_grace": timeout_grace,
                            "untrusted": untrusted, "trusted_types": trusted_types,
-                           "lend_attributes": lend_attributes, "max_frame_bytes": max_frame_bytes})
+                           "lend_attributes": lend_attributes, "max_frame_bytes": max_frame_bytes, "restart": restart})
 
     @classmethod
     def _xd_bound(cls: type[_T]) -> type[_T]:

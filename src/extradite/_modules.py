@@ -185,6 +185,9 @@ def _module_getattr(self: Any, name: str) -> Any:
         found = _import_submodule(state, name)
         if found is None:
             raise
+    rebuild = getattr(session, "rebuild", None)  # supervised: a restart looks it up again (`_restart`)
+    if rebuild is not None:
+        rebuild.looked_up(found, self, name)
     if isinstance(found, RemoteClass):
         found = RemoteClass(found.__name__, (found,), {
             "__slots__": (), "_xd_api": state.lease.api, "_xd_lease": state.lease,

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from os import PathLike
 
+    from ._restart import Restart
     from ._sandbox import Limits, Sandbox
 
 from ._policy import PolicyConfig
@@ -36,7 +37,7 @@ class SessionOptions:
 
     __slots__ = ("config", "keepalive", "python", "protect", "sandbox", "limits", "forward_logging",
                  "requirements", "call_timeout", "timeout_grace", "untrusted", "trusted_types",
-                 "lend_attributes", "max_frame_bytes")
+                 "lend_attributes", "max_frame_bytes", "restart")
 
     def __init__(self, config: PolicyConfig = DEFAULT_CONFIG, keepalive: float | None = None,
                  python: str | None = None, protect: tuple[str, ...] = (),
@@ -45,7 +46,7 @@ class SessionOptions:
                  call_timeout: float | None = None, timeout_grace: float = 1.0, untrusted: bool = False,
                  trusted_types: tuple[type, ...] = (),
                  lend_attributes: tuple[tuple[type, frozenset[str]], ...] = (),
-                 max_frame_bytes: int | None = None) -> None:
+                 max_frame_bytes: int | None = None, restart: Restart | None = None) -> None:
         self.config = config
         self.keepalive = keepalive
         self.python = python      # resolved absolute path, or None for this very environment
@@ -60,6 +61,7 @@ class SessionOptions:
         self.trusted_types = trusted_types  # sorted by name: compared as a set
         self.lend_attributes = lend_attributes  # (type, private names the child may use), sorted by name
         self.max_frame_bytes = max_frame_bytes  # None: `_transport.MAX_FRAME`
+        self.restart = restart  # supervision (`_restart`); None: a dead child stays dead
 
     @classmethod
     def from_user(cls, share_key: str | None, *, transport_policy: str = "value",
@@ -73,7 +75,8 @@ class SessionOptions:
                   call_timeout: float | None = None, timeout_grace: float = 1.0, untrusted: bool = False,
                   trusted_types: Iterable[type] = (),
                   lend_attributes: Mapping[type, Iterable[str]] | None = None,
-                  max_frame_bytes: int | None = None) -> SessionOptions:
+                  max_frame_bytes: int | None = None,
+                  restart: Restart | None = None) -> SessionOptions:
         """Check what a user passed; every bad value raises TypeError or ValueError naming it."""
         if not isinstance(forward_logging, bool):
             raise TypeError(f"forward_logging must be True or False, not {forward_logging!r}")
@@ -107,8 +110,12 @@ class SessionOptions:
         if grace is None:
             raise ValueError("timeout_grace must be a number of seconds >= 0, not None")
         trust = _check_trust(untrusted, trusted_types, lend_attributes)
+        if restart is not None:
+            from ._restart import check_restart
+
+            check_restart(restart)
         return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging, wanted, timeout, grace,
-                   *trust, _check_frame_cap(max_frame_bytes))
+                   *trust, _check_frame_cap(max_frame_bytes), restart)
 
     @property
     def child_python(self) -> str | None:
@@ -137,7 +144,7 @@ class SessionOptions:
 
 _COMPARED = ("keepalive", "python", "protect", "sandbox", "limits", "forward_logging", "requirements",
             "call_timeout", "timeout_grace", "untrusted", "trusted_types", "lend_attributes",
-            "max_frame_bytes")  # ==; `config`: same_as
+            "max_frame_bytes", "restart")  # ==; `config`: same_as
 _LABELS = {"keepalive": "share_keepalive_seconds"}  # the keyword a user wrote
 
 

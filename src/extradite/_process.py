@@ -262,10 +262,10 @@ class ChildProcess:
 
     def _ended(self) -> None:
         """The child process ended: kill what it left in its group, tell the session."""
-        self.exited = True
         self._kill_group()
         if self.on_exit is not None:
             self._guarded(self.on_exit)
+        self.exited = True  # after on_exit: whoever sees it sees what on_exit did to the session
 
     @staticmethod
     def _guarded(function: Callable[..., None], *args: Any) -> None:

@@ -146,9 +146,16 @@ class RemoteClass(BorrowedMeta):
         if api is not None:
             api.check_open()
         root = _root(cls)
+        if kwargs and TIMEOUT_KEYWORD in kwargs:  # bounded: the same construction inside a deadline
+            from ._deadline import call_with_timeout
+
+            return call_with_timeout(root._xd_class_session, kwargs.pop(TIMEOUT_KEYWORD), cls, *args, **kwargs)
         policy = _pop_policy(kwargs) if kwargs else None
         instance = root._xd_class_session.call(OP_CALL, root, args=args, kwargs=kwargs, policy=policy,
                                                extra=EXTRA_RESULT_BY_REF)
+        rebuild = root._xd_class_session.rebuild  # supervised: remember how to make it again (`_restart`)
+        if rebuild is not None:
+            rebuild.constructed(instance, root, args, kwargs, policy)
         if type(instance) is not cls and cls is not root:
             # A new object comes back as the session's class of its type (the root, or a generated
             # proxy bound to the session): it is made an instance of the class that was called.

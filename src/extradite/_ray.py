@@ -101,7 +101,7 @@ def check_backend(backend: object, ray_options: object) -> dict[str, Any] | None
 
 def _refuse_local_options(share_key: object, keepalive: object, python: object, sandbox: object = None,
                           limits: object = None, requirements: object = None,
-                          call_timeout: object = None) -> None:
+                          call_timeout: object = None, restart: object = None) -> None:
     environment = "choose the actor's environment with ray_options={'runtime_env': ...}"
     for given, what, instead in (
             (share_key, "share_key", "each instance has its own actor; pass its proxies to share it"),
@@ -111,7 +111,8 @@ def _refuse_local_options(share_key: object, keepalive: object, python: object, 
             (sandbox, "sandbox", "Ray places and isolates its workers itself"),
             (limits, "limits", "give the actor resources with ray_options={'num_cpus': ..., 'resources': ...}"),
             (call_timeout, "call_timeout", "Ray cancels actor calls only cooperatively; use the local backend "
-                                           "for bounded calls")):
+                                           "for bounded calls"),
+            (restart, "restart", "Ray restarts actors itself: ray_options={'max_restarts': ...}")):
         if given is not None:
             raise UnsupportedInteractionError(
                 f"{what}= is an option of the local backend and cannot apply to a Ray actor: {instead}")
@@ -122,7 +123,7 @@ def import_isolated_ray(module: str, backend: object, ray_options: object, *, sh
                         transport_policy: str, transport_type_rules: Mapping[type, str] | None,
                         share_keepalive_seconds: float | None, python: object,
                         protect: tuple[str, ...] | list[str], sandbox: object = None, limits: object = None,
-                        requirements: object = None, call_timeout: object = None) -> Any:
+                        requirements: object = None, call_timeout: object = None, restart: object = None) -> Any:
     """`import_isolated(module, backend="ray", ...)`: a module proxy served by a Ray actor."""
     from ._api import refuse_loaded
     from ._modules import module_proxy
@@ -136,7 +137,8 @@ def import_isolated_ray(module: str, backend: object, ray_options: object, *, sh
         raise UnsupportedInteractionError(
             "ray_options['name'] names one actor, but a module's classes each get actors of their own: "
             "attach to a named actor with extradite('pkg.mod:Cls', backend='ray', ray_options={'name': ...})")
-    _refuse_local_options(share_key, share_keepalive_seconds, python, sandbox, limits, requirements, call_timeout)
+    _refuse_local_options(share_key, share_keepalive_seconds, python, sandbox, limits, requirements, call_timeout,
+                          restart)
     options = SessionOptions.from_user(None, transport_policy=transport_policy,
                                        transport_type_rules=transport_type_rules, protect=protect)
     what = f"import_isolated({name!r})"
@@ -178,14 +180,15 @@ def extradite_ray(target: str, backend: object, ray_options: object, *, share_ke
                   transport_policy: str, transport_type_rules: Mapping[type, str] | None,
                   share_keepalive_seconds: float | None, python: object,
                   protect: tuple[str, ...] | list[str], sandbox: object = None, limits: object = None,
-                  requirements: object = None, call_timeout: object = None) -> Any:
+                  requirements: object = None, call_timeout: object = None, restart: object = None) -> Any:
     """`extradite(target, backend="ray", ...)`: a proxy class whose instances each live in a Ray actor."""
     from ._options import SessionOptions
     from ._proxy import RemoteClass
 
     checked = check_backend(backend, ray_options)
     assert checked is not None, "extradite() takes this path only for backend='ray'"
-    _refuse_local_options(share_key, share_keepalive_seconds, python, sandbox, limits, requirements, call_timeout)
+    _refuse_local_options(share_key, share_keepalive_seconds, python, sandbox, limits, requirements, call_timeout,
+                          restart)
     options = SessionOptions.from_user(None, transport_policy=transport_policy,
                                        transport_type_rules=transport_type_rules, protect=protect)
     api, root = _open(target, options, checked)
@@ -210,7 +213,8 @@ def bind_generated(cls: type, backend: object, ray_options: object, options: dic
     assert checked is not None, "extradite() takes this path only for backend='ray'"
     _refuse_local_options(options.pop("share_key", None), options.pop("share_keepalive_seconds", None),
                           options.pop("python", None), options.pop("sandbox", None), options.pop("limits", None),
-                          options.pop("requirements", None), options.pop("call_timeout", None))
+                          options.pop("requirements", None), options.pop("call_timeout", None),
+                          options.pop("restart", None))
     options.pop("timeout_grace", None)
     target: str = cls.__extradite_target__  # type: ignore[attr-defined]
     api, root = _open(target, SessionOptions.from_user(None, **options), checked)

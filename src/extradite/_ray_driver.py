@@ -93,6 +93,7 @@ class RaySession:
         self.closed = False
         self.broken: BaseException | None = None
         self.adopts_generated = False
+        self.rebuild = None  # no supervised restart here (Ray restarts actors itself): `_restart`
         # Constructs an instance in its own actor: spawn(class proxy, args, kwargs, policy). A class
         # session's serves its root; a module session's (`spawn_classes`) every class it lends.
         self.spawn: Any = None
@@ -262,6 +263,7 @@ class RayClassHandle:
         self.trees = (module, *options.protect) if trees is None else trees
         self.closed = False
         self.adopts_generated = False
+        self.rebuild = None  # no supervised restart here (Ray restarts actors itself): `_restart`
         self.instances: weakref.WeakSet[RaySession] = weakref.WeakSet()
         self.session: RaySession | None = None
         self.named: RaySession | None = None  # the instance of ray_options' named actor, once made or attached

@@ -205,6 +205,10 @@ class Session:
         self._loop: Any = None
         # deadlines and interrupts (`_deadline.Guard`, parent only): stops the child of an abandoned call
         self.guard: Any = None
+        # supervision (`_restart`, parent only): once broken, `revive(self)` returns the session of a
+        # new child (or raises); `rebuild` records how to get this session's proxies back there
+        self.revive: Callable[[Session], Session] | None = None
+        self.rebuild: Any = None
 
     # -- calling ---------------------------------------------------------------------
     def check_usable(self) -> None:
@@ -219,6 +223,12 @@ class Session:
                     f"the protected module tree {tree!r} was imported in this interpreter after the "
                     f"extradite session started; remove the import of {tree!r} (isolation is broken, "
                     "so no more calls are made)")
+
+    def live(self) -> Session:
+        """This session, or after its child died the session of the new child (`revive`)."""
+        if self.broken is not None and self.revive is not None and not self.closed:
+            return self.revive(self)
+        return self
 
     def call(self, op: int, target: Any, *, name: str | None = None, args: tuple[Any, ...] = (),
              kwargs: dict[str, Any] | None = None, policy: str | None = None, extra: int = 0,
@@ -242,17 +252,22 @@ class Session:
         as an ordinary waiter, route that frame and continue in the general `_wait`.
         """
         if self.broken is not None or self.closed or (self.protected and leaked_tree(self.protected)):
+            if self.revive is not None and self.broken is not None and not self.closed:
+                return self.revive(self).call(op, target, name=name, args=args, kwargs=kwargs, policy=policy,
+                                              extra=extra, method_policy=method_policy, defer=defer)
             self.check_usable()  # raises the reason
         home = self.codec.home_hid(target)
         if home is not None:
-            target = home
-            extra |= EXTRA_TARGET_HID
+            wire_target = home
+            wire_extra = extra | EXTRA_TARGET_HID
+        else:
+            wire_target, wire_extra = target, extra
         if kwargs is None:
             kwargs = {}
         releases = self._take_releases() if self._pending_releases else []
-        body = (releases, op, target, name, args, kwargs, policy or method_policy, extra)
+        body = (releases, op, wire_target, name, args, kwargs, policy or method_policy, wire_extra)
         # Only plain scalars: `_pickle.dumps` in C, no pickler hooks, no lock needed to encode.
-        data = self._dumps(body, 5) if _plain_request(target, args, kwargs) else None
+        data = self._dumps(body, 5) if _plain_request(wire_target, args, kwargs) else None
         chains = self._serving.get(_get_ident())
         lock = self._lock
         lock.acquire()
@@ -269,8 +284,11 @@ class Session:
             lock.release()
             try:
                 self._send_request(rid, chain, body, data, releases, policy, method_policy)
-            except BaseException:
+            except BaseException as exc:
                 self._unregister(rid, waiter)
+                if self.revive is not None and getattr(exc, "_xd_unsent", False):  # the child died before it
+                    return self.revive(self).call(op, target, name=name, args=args, kwargs=kwargs, policy=policy,
+                                                  extra=extra, method_policy=method_policy, defer=defer)
                 raise
             return Pending(self, rid, waiter) if defer else self._collect(rid, waiter)
         else:
@@ -283,6 +301,9 @@ class Session:
                 self._stop_reading()
                 if type(exc) is KeyboardInterrupt and self.guard is not None:
                     self.guard.abandoned(exc)
+                if self.revive is not None and getattr(exc, "_xd_unsent", False):  # the child died before it
+                    return self.revive(self).call(op, target, name=name, args=args, kwargs=kwargs, policy=policy,
+                                                  extra=extra, method_policy=method_policy, defer=defer)
                 raise
             if message is not None and message.rid == rid and message.problem is None:
                 kind = message.kind
@@ -361,7 +382,9 @@ class Session:
             else:
                 frame = data
             if not self._send(REQUEST, rid, chain, frame, 0 if data is None else FLAG_PLAIN):
-                raise _fresh(self.broken or ExtraditeProtocolError("the channel failed")) from None
+                unsent = _fresh(self.broken or ExtraditeProtocolError("the channel failed"))
+                unsent._xd_unsent = True  # type: ignore[attr-defined]  # never reached the child: `revive` may resend it
+                raise unsent from None
 
     def _encode(self, body: tuple[Any, ...], envelope: tuple[Any, ...], releases: list[Any],
                 **policies: str | None) -> BodyWriter:
@@ -623,6 +646,12 @@ class Session:
         """(requests started, requests finished) by this side so far; the difference is in flight."""
         with self._lock:
             return self._next_id, self._done
+
+    def break_if_idle(self, exc: BaseException) -> None:
+        """Break the session with `exc` now, unless a request is in flight (its reader will)."""
+        with self._cond:
+            if self.broken is None and not self.closed and self._next_id == self._done and not self._reading:
+                self.broken = exc
 
     def stats(self) -> dict[str, int]:
         return {"exports": len(self.codec.exports), "imports": len(self.codec.imports),

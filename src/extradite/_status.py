@@ -88,7 +88,11 @@ def extradite_status(proxy_or_class: Any) -> ExtraditeStatus:
     """
     from ._api import session_of
 
-    handle = session_of(proxy_or_class)
+    return extradite_status_of(session_of(proxy_or_class))
+
+
+def extradite_status_of(handle: Any) -> ExtraditeStatus:
+    """The status of a `SessionHandle` (see `extradite_status`)."""
     session, process = handle.session, handle.process
     started, done = session.counts()
     alive = session.broken is None and not session.closed and not process.exited

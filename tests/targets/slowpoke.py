@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 
 class Slowpoke:
-    def __init__(self, start: int = 0) -> None:
+    def __init__(self, start: int = 0, nap: float = 0.0) -> None:
+        time.sleep(nap)
         self.value = start
 
     def add(self, n: int) -> int:
@@ -27,3 +28,8 @@ class Slowpoke:
 
     def call_back(self, function: Callable[[], Any]) -> Any:
         return function()
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
