@@ -33,6 +33,7 @@ def test_the_parent_readies_its_first_arena_and_one_for_the_child(Arenas: Any) -
     assert LENT_ID in channel.maps._maps  # the parent reads the child's replies there
     assert channel._lent_fd == -1 and not channel.idle  # sent with the first frame; faulted in
     assert arenas.pool() == [(LENT_ID, MIN_ARENA)]  # the child took it as its first arena
+    assert arenas.faulted() == [MIN_ARENA]  # and mapped it in while it waited, in steps
 
 
 @pytest.mark.parametrize("size", [THRESHOLD, 512 * 1024, MIN_ARENA - DATA_OFFSET])

@@ -39,7 +39,7 @@ import struct
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     import mmap
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 THRESHOLD = 64 * 1024
 DATA_OFFSET = 64
@@ -126,6 +126,16 @@ def prefault(arena: Arena, end: int) -> None:
         pass
 
 
+PREFAULT_STEP = 256 * 1024
+
+
+def prefault_steps(arena: Arena) -> Iterator[None]:
+    """`prefault` of the whole arena in steps, for idle time (see `Channel.idle`)."""
+    while arena.faulted < arena.size:
+        prefault(arena, arena.faulted + PREFAULT_STEP)
+        yield
+
+
 class Arena:
     """One shared-memory region the sending side writes frames into (its own, or lent to it)."""
 
@@ -176,7 +186,7 @@ class ArenaPool:
         self._arenas.append(arena)
         return arena
 
-    def adopt_lent(self, fd: int, size: int) -> None:
+    def adopt_lent(self, fd: int, size: int) -> Arena:
         """Take the arena the page owner lent (`LENT_ID`) as this side's first one."""
         if size < MIN_ARENA or size > 1 << 30:
             os.close(fd)
@@ -184,7 +194,9 @@ class ArenaPool:
 
             raise ExtraditeProtocolError(f"corrupt frame: a lent shared-memory arena of {size} bytes")
         _check_arena(fd, size, check_seals=False)
-        self._arenas.insert(0, Arena(LENT_ID, size, oneshot=False, fd=fd))
+        arena = Arena(LENT_ID, size, oneshot=False, fd=fd)
+        self._arenas.insert(0, arena)
+        return arena
 
     def _new(self, size: int, *, oneshot: bool) -> Arena:
         arena = Arena(self._next_id, size, oneshot=oneshot)

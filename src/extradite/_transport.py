@@ -30,7 +30,7 @@ from ._polling import SPIN_MAX_NS, SPIN_MIN_NS, machine_quiet, now, yield_cpu
 from ._ring import (
     CTRL, DIR_OWNER, LENT, RING, RING_MAX, RING_POSSIBLE, TAIL, SharedRing, check_later, corrupt,
 )
-from ._shm import MIN_ARENA, ArenaMaps, ArenaPool, prefault
+from ._shm import MIN_ARENA, ArenaMaps, ArenaPool, prefault_steps
 from ._wire import FLAG_PAGE, FLAG_SHM, HEADER, HEADER_SIZE, MAX_BODY, VERSION, WAKE
 
 __all__ = ["BodyWriter", "Channel", "ChannelEOF", "Frame"]
@@ -84,7 +84,7 @@ class Channel(SharedRing):
         self.send_lock = _thread.allocate_lock()
         self.pool = ArenaPool()
         self.maps = ArenaMaps(check_seals=not trusts_peer)
-        self.idle: list[Any] = []  # work for this side's next wait, done before it polls (`_wait`)
+        self.idle: list[Any] = []  # iterators of work for this side's waits, a step at a time (`_do_idle`)
         self._lent_fd = -1   # the arena lent to the peer, until it rides on the first frame
         self._recv_buffer = bytearray(_RECV_BUFFER_SIZE)
         self._recv_view = memoryview(self._recv_buffer)
@@ -110,7 +110,7 @@ class Channel(SharedRing):
         self._lent_fd = lent.fd
         lent.fd = -1  # this channel closes it once sent
         self._words[(DIR_OWNER >> 3) + LENT] = MIN_ARENA  # type: ignore[index]
-        self.idle += [lambda: prefault(own, own.size), lambda: prefault(lent, lent.size)]
+        self.idle += [prefault_steps(own), prefault_steps(lent)]
 
     # -- sending ---------------------------------------------------------------------
     def send(self, kind: int, request_id: int, chain: int, writer: BodyWriter) -> None:
@@ -334,7 +334,9 @@ class Channel(SharedRing):
             if lent and not self._page_owner:  # the owner's lent arena follows the page
                 if not fds:
                     raise corrupt("a lent shared-memory arena was announced without its descriptor")
-                self.pool.adopt_lent(fds.pop(0), lent)
+                arena = self.pool.adopt_lent(fds.pop(0), lent)
+                # its pages exist; mapping them here costs a fault each, unless done in one go
+                self.idle.append(prefault_steps(arena))
         # An arena's descriptor is taken from the front of `fds` when the frame is decoded
         # (ArenaMaps.parse), before the next frame is received.
         return Frame(kind, flags, request_id, chain, body, fds, self.maps)
@@ -396,12 +398,18 @@ class Channel(SharedRing):
             self._spin_ns = max(SPIN_MIN_NS, window >> 1)
 
     def _do_idle(self) -> None:
-        work, self.idle = self.idle, []
-        for task in work:
+        """Steps of the idle work until it is done or the peer has sent a frame (which is
+        taken first: the rest waits for the next wait), so no frame waits for more than a step."""
+        idle = self.idle
+        while idle:
             try:
-                task()
+                next(idle[0])
+            except StopIteration:
+                idle.pop(0)
             except Exception:  # an optimisation that failed: the call itself goes on
-                pass
+                idle.pop(0)
+            if self.frame_ready():
+                return
 
     def frame_ready(self) -> bool:
         """Whether the peer has sent a frame that `recv` has not returned yet (no waiting)."""

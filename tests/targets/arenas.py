@@ -22,3 +22,7 @@ class Arenas:
     def pool(self) -> list[tuple[int, int]]:
         """(arena id, size) of every arena this child sends from."""
         return [(arena.arena_id, arena.size) for arena in _session().channel.pool._arenas]
+
+    def faulted(self) -> list[int]:
+        """Bytes of each of this child's arenas faulted in so far (see `_shm.prefault`)."""
+        return [arena.faulted for arena in _session().channel.pool._arenas]
