@@ -175,6 +175,22 @@ def test_unpicklable_items_come_back_as_proxies(Source: Any) -> None:
     assert locks[0].acquire() is True and locks[0].locked() is True and locks[1].locked() is False
 
 
+def test_an_item_that_cannot_be_sent_fails_its_chunk(Source: Any) -> None:
+    from extradite import UnsupportedInteractionError
+
+    with pytest.raises(UnsupportedInteractionError, match="protected module tree"):
+        next(iter(Source().box("protected", 5)))  # by value it would import the tree here
+    chunked = iterate(Source().box("protected", 5), chunk=2)
+    cls = extradite(TARGET, transport_policy="reference")
+    try:
+        items = list(cls().box("protected", 5))
+        assert [item.n for item in items] == [0, 1, 2, 3, 4]  # as proxies, they come
+    finally:
+        cls.close()
+    with pytest.raises(UnsupportedInteractionError):
+        next(chunked)  # the same through iterate()
+
+
 def test_length_hint_counts_the_buffer(Source: Any) -> None:
     iterator = iter(Source().box("tuple", 100))
     assert operator.length_hint(iterator) == 100

@@ -18,6 +18,13 @@ class Box:
         return iter(self.data)
 
 
+class Plain:
+    """A picklable object of the protected tree: by value it must never reach the parent."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
 class Flaky:
     """An iterator that raises at item `fail_at` once, then goes on (the protocol allows it)."""
 
@@ -58,6 +65,7 @@ class Source:
             "str": lambda: "abcdefghij" * (count // 10),
             "bytes": lambda: bytes(range(256)) * (count // 256),
             "locks": lambda: [threading.Lock() for _ in range(count)],
+            "protected": lambda: [Plain(i) for i in range(count)],
         }[kind]()
         return Box(data)
 
