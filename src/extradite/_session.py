@@ -593,15 +593,7 @@ class Session:
                 return
             if isinstance(exc, MemoryError):
                 _free_frames(exc, self.is_child)
-            try:
-                record = error_record(exc)  # its first call imports traceback: milliseconds
-            except KeyboardInterrupt as interrupt:
-                if not self.is_child:
-                    raise
-                # the parent's interrupt (`_deadline`) came while the error was being described:
-                # the request is answered as interrupted, and the child serves on
-                record = error_record(interrupt)
-            self._send_error(rid, chain, record)
+            self._send_error(rid, chain, error_record(exc))
         except BaseException as exc:  # the parent's Ctrl-C..., the child's interrupt (`_deadline`)
             if self.is_child and not isinstance(exc, KeyboardInterrupt):
                 raise  # SystemExit in the target: the child ends, the parent reports how
