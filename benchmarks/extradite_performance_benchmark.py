@@ -26,8 +26,9 @@ Columns:
   floor       what the machine allows for the regime: raw os.pipe ping-pong between two
               Python processes, `python -I -S -c pass`, a memory copy of the payload,
               pickling + unpickling the payload twice in-process, a second process
-              echoing 512 KiB through shared memory, or a minimal Python RPC over a shared
-              ring with both processes pinned to one CPU (named per case)
+              echoing 512 KiB or 16 MiB through shared memory, a minimal Python RPC over a
+              shared ring with both processes pinned to one CPU, one call returning the
+              iterated rows as a list, or the same session's echo once warm (named per case)
 
 tiny_call_pinned also reports the CPU time each side spends per call (pinned to one CPU,
 a call's software cost is what shows: issue 5 aims at 4 us per side), and tiny_call_no_switch
@@ -36,6 +37,9 @@ the parent's wait) is the Python work alone, the rest is the process switches. b
 runs the dynamic and the generated bind of warm_start back to back in pairs, with the target's module
 already imported in the child, and reports the median of the per-pair differences (the
 spread of a module import hides a difference of a hundred us otherwise).
+first_512k and first_16m start a session per operation and time its first echo beside
+the same session's echo once warm; the iterate_* cases loop over a remote iterable beside
+one call returning the same rows.
 
 This suite measures and reports; it never asserts a time. The "targets" section compares
 the medians with the goals of issue 5 and says "met" or "not met".

@@ -186,3 +186,14 @@ def test_the_bytecode_cases_write_no_cache_into_the_checkout(tmp_path: Path) -> 
     _quick_run(tmp_path, "import_extradite,cold_start_trivial_pyc")
     written = {path for path, mtime in caches().items() if before.get(path) != mtime}
     assert not written, sorted(map(str, written))
+
+
+def test_iteration_and_first_transfer_cases_report_their_goals(tmp_path: Path) -> None:
+    stdout, data = _quick_run(tmp_path, "iterate_rows,iterate_generator,first_512k")
+    for case in ("iterate_rows", "iterate_generator", "first_512k"):
+        columns = data["cases"][case]["columns"]
+        assert columns["extradite"]["median"] > 0 and columns["floor"]["median"] > 0, case
+    goals = {goal["target"] for goal in data["targets"]}
+    assert "for row in remote iterable <= 3x one call (list)" in goals
+    assert "first 512 KiB echo <= 2x warm (same sessions)" in goals
+    assert "iterate_rows: one call returning the rows as a list" in stdout

@@ -169,6 +169,8 @@ class Pending:
 class Session:
     """A channel plus its handle tables, used by proxies on one side."""
 
+    reads_ahead = True  # the peer serves OP_NEXT_CHUNK: builtin iterators' proxies prefetch (`_iteration`)
+
     def __init__(self, sock: Any, *, is_child: bool, factory: Any, name: str = "") -> None:
         import _pickle  # here, not at module level: `import extradite` stays cheap
 
