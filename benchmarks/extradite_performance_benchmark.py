@@ -26,8 +26,9 @@ Columns:
   floor       what the machine allows for the regime: raw os.pipe ping-pong between two
               Python processes, `python -I -S -c pass`, a memory copy of the payload,
               pickling + unpickling the payload twice in-process, a second process
-              echoing 512 KiB through shared memory, or a minimal Python RPC over a shared
-              ring with both processes pinned to one CPU (named per case)
+              echoing 512 KiB or 16 MiB through shared memory, a minimal Python RPC over a
+              shared ring with both processes pinned to one CPU, one call returning the
+              iterated rows as a list, or the same session's echo once warm (named per case)
 
 tiny_call_pinned also reports the CPU time each side spends per call (pinned to one CPU,
 a call's software cost is what shows: issue 5 aims at 4 us per side), and tiny_call_no_switch
@@ -36,6 +37,9 @@ the parent's wait) is the Python work alone, the rest is the process switches. b
 runs the dynamic and the generated bind of warm_start back to back in pairs, with the target's module
 already imported in the child, and reports the median of the per-pair differences (the
 spread of a module import hides a difference of a hundred us otherwise).
+first_512k and first_16m start a session per operation and time its first echo beside
+the same session's echo once warm; the iterate_* cases loop over a remote iterable beside
+one call returning the same rows.
 
 This suite measures and reports; it never asserts a time. The "targets" section compares
 the medians with the goals of issue 5 and says "met" or "not met".
@@ -76,7 +80,7 @@ for entry in (str(ROOT / "src"), str(TARGETS)):
         sys.path.insert(0, entry)
 
 import extradite  # noqa: E402
-from extradite import close_extradite_session, extradite as extradite_class, prewarm_extradite_session  # noqa: E402
+from extradite import close_extradite_session, extradite as extradite_class, iterate, prewarm_extradite_session  # noqa: E402
 
 WORKLOAD = "extradite_bench_workload:Workload"
 TRIVIAL = "extradite_bench_trivial:Trivial"
@@ -902,6 +906,105 @@ SMALL = {f"k{i}": v for i, v in enumerate([1, 2.5, "text", None, True, b"raw", -
 BIG_LIST = list(range(100_000))
 
 
+ROWS = 10_000  # small rows in the iteration regimes
+
+
+def _iteration_cells(env: Env, ops: int) -> dict[str, Runner | str]:
+    """`for row in` a remote iterable whose iterator is a builtin list iterator (read ahead in
+    chunks by itself), beside one call returning the same rows as a list."""
+    d = env.direct.Workload()
+    w = env.W()
+    local_table = d.table(ROWS)
+    table = w.table(ROWS, __extradite_policy__="reference")
+
+    def loop(iterable: Any) -> Callable[[], object]:
+        def run() -> None:
+            for _row in iterable:
+                pass
+        return run
+    return {"direct": _loop(loop(local_table)), "extradite": _loop(loop(table)),
+            "floor": _loop(lambda: w.rows(ROWS))}
+
+
+def _cursor_cells(env: Env, ops: int) -> dict[str, Runner | str]:
+    """`for row in iterate(cursor)` over an sqlite3 cursor (its own iterator: read ahead only when
+    wrapped), beside `cursor.fetchall()`; each operation makes the cursor anew (both columns)."""
+    d = env.direct.Workload()
+    w = env.W()
+
+    def loop(make: Callable[[], Any]) -> Callable[[], object]:
+        def run() -> None:
+            for _row in make():
+                pass
+        return run
+    return {"direct": _loop(loop(lambda: d.cursor(ROWS))), "extradite": _loop(loop(lambda: iterate(w.cursor(ROWS)))),
+            "floor": _loop(lambda: w.cursor(ROWS).fetchall())}
+
+
+def _generator_cells(env: Env, ops: int) -> dict[str, Runner | str]:
+    """A generator of 1,000 rows, never read ahead: one round trip per row (what `iterate()` is for)."""
+    d = env.direct.Workload()
+    w = env.W()
+
+    def loop(make: Callable[[], Any]) -> Callable[[], object]:
+        def run() -> None:
+            for _row in make():
+                pass
+        return run
+    return {"direct": _loop(loop(lambda: d.generate(1000))), "extradite": _loop(loop(lambda: w.generate(1000))),
+            "floor": _loop(loop(lambda: iterate(w.generate(1000))))}
+
+
+class FirstTransfer:
+    """The first echo of a payload in a new session, beside the same session's echo once warm.
+
+    Each operation starts a session (not timed), makes one tiny call (so the start is paid),
+    times its first echo, then echoes `WARM_AFTER` times more untimed and times one more.
+    The first column asked for `n` operations measures `n` sessions; the other takes its half.
+    """
+
+    WARM_AFTER = 8
+
+    def __init__(self, size: int) -> None:
+        self.payload = bytes(size)
+        self.waiting: dict[tuple[str, int], float] = {}
+
+    def runner(self, column: str) -> Runner:
+        def run(n: int) -> float:
+            ready = self.waiting.pop((column, n), None)
+            if ready is not None:
+                return ready
+            first, warm = [], []
+            for _ in range(n):
+                cls = extradite_class(WORKLOAD)
+                try:
+                    w = cls()
+                    w.ping()
+                    start = time.perf_counter()
+                    w.echo(self.payload)
+                    first.append(time.perf_counter() - start)
+                    for _ in range(self.WARM_AFTER):
+                        w.echo(self.payload)
+                    start = time.perf_counter()
+                    w.echo(self.payload)
+                    warm.append(time.perf_counter() - start)
+                finally:
+                    cls.close()
+                _collect_now()
+            times = {"extradite": statistics.mean(first), "floor": statistics.mean(warm)}
+            other = "floor" if column == "extradite" else "extradite"
+            self.waiting[(other, n)] = times[other]
+            return times[column]
+        return run
+
+
+def _first_transfer_cells(size: int) -> Callable[[Env, int], dict[str, Runner | str]]:
+    def build(env: Env, ops: int) -> dict[str, Runner | str]:
+        first = FirstTransfer(size)
+        return {"extradite": first.runner("extradite"), "floor": first.runner("floor")}
+    return build
+
+
 def _pinned_cells(env: Env, ops: int) -> dict[str, Runner | str]:
     if not (hasattr(os, "sched_setaffinity") and hasattr(os, "fork") and os.path.exists("/proc/self/stat")):
         return {"extradite": "n/a (needs Linux: sched_setaffinity, fork and /proc)"}
@@ -1042,6 +1145,14 @@ def _cases() -> list[Case]:
         Case("bytes_512k_shm_floor", "512 KiB through shared memory between two processes, four copies", 500,
              lambda env, ops: {"floor": ShmPong(512 * 1024).run},
              floor_label="two-process shared-memory echo, polled"),
+        Case("first_512k", "the first 512 KiB echo of a new session (floor: the same session's, warm)", 6,
+             _first_transfer_cells(512 * 1024), floor_label="the same session's echo once warm"),
+        Case("iterate_rows", f"for row in a remote iterable, {ROWS:,} small rows (a builtin list iterator)", 20,
+             _iteration_cells, floor_label="one call returning the rows as a list"),
+        Case("iterate_cursor", f"for row in iterate(sqlite3 cursor), {ROWS:,} rows, cursor made per op", 10,
+             _cursor_cells, floor_label="the same cursor's fetchall()"),
+        Case("iterate_generator", "for row in a remote generator, 1,000 rows, not read ahead", 10,
+             _generator_cells, floor_label="the same generator through iterate()"),
         Case("tiny_call_pinned", "tiny call, both processes pinned to one CPU (wall; CPU per side below)",
              50_000, _pinned_cells, floor_label="minimal Python RPC over a shared ring, pinned"),
         Case("tiny_call_no_switch", "tiny call, both sides in one process: its Python work, no process switch",
@@ -1049,6 +1160,11 @@ def _cases() -> list[Case]:
         Case("bytes_16m", "bytes round trip 16 MiB", 20,
              lambda env, ops: _echo_cells(env, bytes(16 << 20), _memcpy(16 << 20)),
              floor_label="memcpy of payload", payload_bytes=16 << 20),
+        Case("bytes_16m_shm_floor", "16 MiB through shared memory between two processes, four copies", 20,
+             lambda env, ops: {"floor": ShmPong(16 << 20).run},
+             floor_label="two-process shared-memory echo, polled"),
+        Case("first_16m", "the first 16 MiB echo of a new session (floor: the same session's, warm)", 3,
+             _first_transfer_cells(16 << 20), floor_label="the same session's echo once warm"),
     ]
     try:
         import numpy
@@ -1217,6 +1333,20 @@ def targets(results: dict[str, dict[str, Cell]], memory: dict[str, float] | None
     b16 = m("bytes_16m", "extradite")
     if b16 is not None:
         add("bytes 16 MiB >= 1.5 GB/s", (16 << 20) / b16 / 1e9, 1.5, "GB/s", at_least=True)
+    shm16 = m("bytes_16m_shm_floor", "floor")
+    if b16 is not None and shm16 is not None:
+        add("bytes 16 MiB >= 0.8x two-process shm echo (speed)", shm16 / b16, 0.8, "x", at_least=True)
+    for case, label in (("first_512k", "first 512 KiB echo"), ("first_16m", "first 16 MiB echo")):
+        first, warm_echo = m(case, "extradite"), m(case, "floor")
+        if first is not None and warm_echo is not None:
+            add(f"{label} <= 2x warm (same sessions)", first / warm_echo, 2, "x")
+    for case, label in (("iterate_rows", "for row in remote iterable"), ("iterate_cursor", "iterate(cursor)")):
+        looped, listed = m(case, "extradite"), m(case, "floor")
+        if looped is not None and listed is not None:
+            add(f"{label} <= 3x one call (list)", looped / listed, 3, "x")
+    pinned, ring = m("tiny_call_pinned", "extradite"), m("tiny_call_pinned", "floor")
+    if pinned is not None and ring is not None:
+        add("tiny call pinned <= 2x minimal ring RPC", pinned / ring, 2, "x")
     big, pk = m("large_list", "extradite"), m("large_list", "floor")
     if big is not None and pk is not None:
         add("large list <= 2x pickle+unpickle twice", big * 1e3, pk * 2e3, "ms")

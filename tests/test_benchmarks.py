@@ -211,3 +211,14 @@ def test_supervision_benchmark_runs(tmp_path: Path) -> None:
     assert set(cases) == {"timeout_interrupt", "timeout_killed", "restart_first_call", "restart_noticed",
                           "restart_after_notice", "fresh_first_call"}
     assert all(len(cell["samples"]) == 1 for cell in cases.values())
+
+
+def test_iteration_and_first_transfer_cases_report_their_goals(tmp_path: Path) -> None:
+    stdout, data = _quick_run(tmp_path, "iterate_rows,iterate_generator,first_512k")
+    for case in ("iterate_rows", "iterate_generator", "first_512k"):
+        columns = data["cases"][case]["columns"]
+        assert columns["extradite"]["median"] > 0 and columns["floor"]["median"] > 0, case
+    goals = {goal["target"] for goal in data["targets"]}
+    assert "for row in remote iterable <= 3x one call (list)" in goals
+    assert "first 512 KiB echo <= 2x warm (same sessions)" in goals
+    assert "iterate_rows: one call returning the rows as a list" in stdout

@@ -67,3 +67,37 @@ class Workload:
     def make_handles(self, count: int) -> list[Any]:
         """`count` unpicklable objects: they come back as handle proxies."""
         return [threading.Lock() for _ in range(count)]
+
+    def rows(self, count: int) -> list[tuple[int, str, float]]:
+        """`count` small rows as one list (the floor of the iteration regime)."""
+        return [(i, f"name {i}", i * 0.5) for i in range(count)]
+
+    def table(self, count: int) -> Table:
+        """An iterable over the same rows: its iterator is a builtin list iterator."""
+        return Table(self.rows(count))
+
+    def cursor(self, count: int) -> Any:
+        """An sqlite3 cursor over the same rows (its own iterator: not a builtin one)."""
+        import sqlite3
+
+        db = sqlite3.connect(":memory:")
+        db.execute("create table t (id integer, name text, score real)")
+        db.executemany("insert into t values (?, ?, ?)", self.rows(count))
+        return db.execute("select id, name, score from t order by id")
+
+    def generate(self, count: int) -> Any:
+        """A generator over the same rows (never read ahead unless wrapped in iterate())."""
+        return (row for row in self.rows(count))
+
+
+class Table:
+    """A remote iterable whose `__iter__` returns the iterator of a list."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
+    def __iter__(self) -> Any:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ._api import close_extradite_session as close_extradite_session
     from ._api import extradite as extradite
     from ._api import import_isolated as import_isolated
+    from ._iteration import iterate as iterate
     from ._api import prewarm_extradite_session as prewarm_extradite_session
     from ._api import release as release
     from ._errors import ExtraditeClosedError as ExtraditeClosedError
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 _HOME = {
     "extradite": "_api",
     "import_isolated": "_api",
+    "iterate": "_iteration",
     "prewarm_extradite_session": "_api",
     "close_extradite_session": "_api",
     "release": "_api",
@@ -80,6 +82,8 @@ if not TYPE_CHECKING:  # hidden from type checkers, which see the imports above 
             from . import _executor as module
         elif home == "_restart":
             from . import _restart as module
+        elif home == "_iteration":
+            from . import _iteration as module
         else:
             from . import _errors as module
         value: object = getattr(module, name)

@@ -27,7 +27,7 @@ CHILD_MODULES = (
     "extradite", "extradite._child", "extradite._deadline", "extradite._session", "extradite._dispatch", "extradite._scalar",
     "extradite._codec", "extradite._transport", "extradite._bodyfile", "extradite._ring", "extradite._polling",
     "extradite._shm", "extradite._wire", "extradite._errors", "extradite._handles",
-    "extradite._policy", "extradite._pickling", "extradite._members", "extradite._proxy",
+    "extradite._policy", "extradite._pickling", "extradite._members", "extradite._proxy", "extradite._iteration",
     "extradite._targets", "extradite._parent_types", "extradite._warden", "extradite._logforward",
     "extradite._sandbox",  # only with sandbox= or limits=
 )

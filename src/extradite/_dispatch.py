@@ -34,6 +34,7 @@ from ._wire import (
     OP_DELATTR,
     OP_GETATTR,
     OP_IMPORT,
+    OP_NEXT_CHUNK,
     OP_SETATTR,
     OP_STATS,
     OP_TRUST,
@@ -135,6 +136,15 @@ def op_batch(session: Session, target: Any, name: str | None, args: tuple[Any, .
             raise BatchFailure(index, exc) from exc
         results.append(value)
     return results
+
+
+@_op(OP_NEXT_CHUNK, served_by=_BOTH, envelope=lambda result: (result, result[0]))
+def op_next_chunk(session: Session, target: Any, name: str | None, args: tuple[Any, ...],
+                  kwargs: dict[str, Any], extra: int) -> tuple[list[Any], Any]:
+    """Up to args[0] items of iterator `target` and why it stopped short (`_iteration.next_chunk`)."""
+    from ._iteration import next_chunk
+
+    return next_chunk(target, args[0] if len(args) == 1 else None)
 
 
 def _verdict_envelope(result: tuple[Any, Any]) -> tuple[Any, ...]:

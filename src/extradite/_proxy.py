@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 from ._errors import ExtraditeClosedError, ExtraditeError, UnsupportedInteractionError
 from ._handles import Borrowed, BorrowedMeta, class_dict, class_mro
+from ._iteration import PREFETCHED
 from ._policy import REFERENCE, check_policy
 from ._wire import (
     EXTRA_AWAIT,
@@ -124,6 +125,55 @@ class RemoteObject(Borrowed, PolicyIntrospection):
 
     def __dir__(self) -> Iterable[str]:
         return self._xd_session.call(OP_CALL_METHOD, self, name="__dir__")  # type: ignore[no-any-return]
+
+class RemoteIterator(RemoteObject):
+    """Base of the proxies of the other side's builtin iterators: they read ahead (`_iteration`).
+
+    `_xd_chunks` (set on first use) is the buffer of items fetched and not yet taken.
+    """
+
+    __slots__ = ("_xd_chunks",)
+
+    _xd_chunks: Any
+
+    def __iter__(self) -> RemoteIterator:
+        return self  # a builtin iterator is its own iterator: no round trip
+
+    def __next__(self) -> Any:
+        try:
+            chunks = self._xd_chunks
+        except AttributeError:
+            chunks = self._xd_use_chunk(None)
+        items = chunks.items
+        if items:
+            return items.pop()
+        return chunks.refill(self)
+
+    def __length_hint__(self) -> int:
+        from ._iteration import remote_length_hint
+
+        try:
+            chunks = self._xd_chunks
+        except AttributeError:
+            chunks = None
+        return remote_length_hint(self, chunks)
+
+    def _xd_use_chunk(self, chunk: int | None) -> Any:
+        """Read `chunk` items per round trip from now on (None: start small and grow)."""
+        from ._iteration import FIRST_CHUNK, Chunks
+
+        try:
+            chunks = self._xd_chunks
+        except AttributeError:
+            chunks = Chunks(FIRST_CHUNK, grow=True)
+            object.__setattr__(self, "_xd_chunks", chunks)
+        if chunk is not None:
+            chunks.chunk, chunks.grow = chunk, False
+        return chunks
+
+
+_ITERATOR_OWN = ("__iter__", "__next__", "__length_hint__")  # RemoteIterator's, not forwarded
+
 
 def _root(cls: type) -> Any:
     """The class proxy that carries the handle (an API subclass or user subclass defers to it).
@@ -465,6 +515,11 @@ class ProxyFactory:
         }
         namespace.update(_members_namespace(members))
         proxy_bases = tuple(b for b in bases if isinstance(b, RemoteClass)) or (RemoteObject,)
+        if module == "builtins" and qualname in PREFETCHED and getattr(session, "reads_ahead", False):
+            # a builtin iterator: it reads ahead (when its owner serves chunks; a Ray actor does not)
+            for name in _ITERATOR_OWN:
+                namespace.pop(name, None)
+            proxy_bases = (RemoteIterator,)
         try:
             cls = RemoteClass(qualname.rpartition(".")[2], proxy_bases, namespace)
         except TypeError:  # an MRO the proxies cannot reproduce: keep the members, drop the bases

@@ -8,6 +8,8 @@ single-consumer ring:
     +0    u64  published  frames the writer has sent so far (socket or ring)
     +8    u64  tail       ring bytes written   (writer; same cache line as `published`)
     +128  u64  head       ring bytes consumed  (reader)
+    +64   u64  lent       (the owner's direction only) the size of the arena the owner lends the
+                          other side (see _shm), whose descriptor follows the page's; 0: none
     +192  u64  sleeping   the number of the reader's current sleep on the socket, 0 while awake
     +256  ring of RING bytes: whole frames (header + body), a PAD header or less than a
           header's room at the end means "continue at the start"
@@ -57,7 +59,7 @@ PAGE_SIZE = 2 * (CTRL + RING)
 # 8-byte load or store each. Never struct.pack_into: it zeroes its destination before packing
 # (`s_pack_internal` memsets), so the other side could read a passing 0, and "<Q" also
 # writes byte by byte. Offsets in words, from a direction's first word (see module docstring):
-TAIL, HEAD, SLEEPING = 1, 16, 24  # `published` is word 0; `tail` shares its cache line
+TAIL, LENT, HEAD, SLEEPING = 1, 8, 16, 24  # `published` is word 0; `tail` shares its cache line
 WAKE_FRAME = HEADER.pack(VERSION, WAKE, 0, 0, 0, 0, 0)
 PAGE_POSSIBLE = hasattr(os, "memfd_create")
 # Ring frames rely on x86-64's ordering of plain stores (see module docstring).

@@ -169,12 +169,14 @@ class Pending:
 class Session:
     """A channel plus its handle tables, used by proxies on one side."""
 
+    reads_ahead = True  # the peer serves OP_NEXT_CHUNK: builtin iterators' proxies prefetch (`_iteration`)
+
     def __init__(self, sock: Any, *, is_child: bool, factory: Any, name: str = "") -> None:
         import _pickle  # here, not at module level: `import extradite` stays cheap
 
         self._dumps = _pickle.dumps
         self._loads = _pickle.loads
-        self.channel = Channel(sock, page_owner=not is_child)
+        self.channel = Channel(sock, page_owner=not is_child, trusts_peer=is_child)
         self.codec = Codec(self, factory, is_child=is_child)
         self.is_child = is_child
         self.role = CHILD if is_child else PARENT
@@ -449,6 +451,9 @@ class Session:
                         self._sleepers -= 1
                     continue
                 self._reading = True
+                # The last frame goes before the next is read: a big argument it holds is
+                # freed now, so the allocator can reuse its memory for the next one.
+                message = request = None  # type: ignore[assignment]
                 cond.release()
                 try:
                     message = self._read_one()

@@ -10,6 +10,15 @@ So each big buffer is copied once into the arena and once out of it; nothing is
 named in /dev/shm (arenas are `memfd_create` files whose descriptors travel with
 the frame as SCM_RIGHTS ancillary data), so a `kill -9` of either side leaks nothing.
 
+The first arena of each direction is ready before the first big frame, so that the first
+transfers of a session do not pay for faulting fresh shared memory in: the page owner
+(the parent) makes its own first arena and one it lends to the other side (`LENT_ID`,
+announced through the shared page, see _ring), and faults both in while it waits for the
+child to start (`Channel.idle`). Only the owner creates memory the other side writes
+into; a receiver that trusts its sender (the child) skips the seal check, the parent
+always checks what it did not make. Arenas are never reused across sessions: another
+child could still hold a mapping of them.
+
 Every arena starts with a 4-byte state word: the sender sets it to BUSY when it
 places a frame's buffers there and the receiver sets it back to FREE once the
 frame is decoded; only then does the sender reuse the arena. When every pooled
@@ -30,12 +39,14 @@ import struct
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     import mmap
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 THRESHOLD = 64 * 1024
 DATA_OFFSET = 64
 MIN_ARENA = 1 << 20
 MAX_POOLED = 4
+LENT_ID = 0x80000000  # the arena the page owner lends the other side (its own arena ids stay below)
+_MADV_POPULATE_WRITE = 23  # Linux 5.14: fault a range in with one system call
 
 FREE = 0
 BUSY = 1
@@ -73,15 +84,19 @@ def _anonymous_fd(size: int) -> int:
     return fd
 
 
-def _check_arena(fd: int, size: int) -> None:
-    """Refuse an arena that could fault when read: smaller than announced, or shrinkable."""
+def _check_arena(fd: int, size: int, check_seals: bool = True) -> None:
+    """Refuse an arena that could fault when read: smaller than announced, or shrinkable.
+
+    Without `check_seals` (a side that trusts its sender: the child) the size is still
+    checked, but not the seal, which needs the fcntl module loaded (a few hundred us).
+    """
     from ._errors import ExtraditeProtocolError
 
     actual = os.fstat(fd).st_size
     if actual < size or size < DATA_OFFSET:
         raise ExtraditeProtocolError(
             f"corrupt frame: a shared-memory arena announced as {size} bytes holds {actual} bytes")
-    if getattr(os, "memfd_create", None) is not None:
+    if check_seals and getattr(os, "memfd_create", None) is not None:
         import fcntl
 
         try:
@@ -94,21 +109,56 @@ def _check_arena(fd: int, size: int) -> None:
                 "could shrink it while this side reads it")
 
 
+def prefault(arena: Arena, end: int) -> None:
+    """Fault `arena` in (writable) up to `end` with one system call instead of a fault per page.
+
+    Fresh shared memory costs a page fault per 4 KiB when first written, and so does a
+    mapping of pages the other side made (a lent arena); a batch is several times cheaper.
+    """
+    start = arena.faulted & ~0xFFF
+    end = min(arena.size, end)
+    if end <= start:
+        return
+    arena.faulted = end
+    try:
+        arena.map.madvise(_MADV_POPULATE_WRITE, start, end - start)
+    except (OSError, ValueError):  # an older kernel: the copy faults the pages in as it goes
+        pass
+
+
+PREFAULT_STEP = 256 * 1024
+
+
+def prefault_steps(arena: Arena) -> Iterator[None]:
+    """`prefault` of the whole arena in steps, for idle time (see `Channel.idle`)."""
+    while arena.faulted < arena.size:
+        prefault(arena, arena.faulted + PREFAULT_STEP)
+        yield
+
+
 class Arena:
-    """One shared-memory region owned by the sending side."""
+    """One shared-memory region the sending side writes frames into (its own, or lent to it)."""
 
-    __slots__ = ("arena_id", "size", "fd", "map", "view", "oneshot", "announced")
+    __slots__ = ("arena_id", "size", "fd", "map", "view", "oneshot", "announced", "faulted")
 
-    def __init__(self, arena_id: int, size: int, *, oneshot: bool) -> None:
+    def __init__(self, arena_id: int, size: int, *, oneshot: bool, fd: int = -1) -> None:
+        """A new arena, or with `fd` one the other side lent (mapped here; `fd` is closed)."""
         self.arena_id = arena_id
         self.size = size
         import mmap
 
-        self.fd = _anonymous_fd(size)
-        self.map = mmap.mmap(self.fd, size)
+        lent = fd >= 0
+        self.fd = fd if lent else _anonymous_fd(size)
+        try:
+            self.map = mmap.mmap(self.fd, size)
+        finally:
+            if lent:
+                os.close(fd)
+                self.fd = -1
         self.view = memoryview(self.map)
         self.oneshot = oneshot
-        self.announced = False
+        self.announced = lent  # the lender knows it
+        self.faulted = 0  # bytes from the start faulted in by this side (see `prefault`)
 
     @property
     def free(self) -> bool:
@@ -129,6 +179,24 @@ class ArenaPool:
         self._arenas: list[Arena] = []
         self._next_id = 1
         self._dropped: list[int] = []
+
+    def reserve(self) -> Arena:
+        """Make the first arena now (the page owner, at start), to be faulted in while idle."""
+        arena = self._new(MIN_ARENA, oneshot=False)
+        self._arenas.append(arena)
+        return arena
+
+    def adopt_lent(self, fd: int, size: int) -> Arena:
+        """Take the arena the page owner lent (`LENT_ID`) as this side's first one."""
+        if size < MIN_ARENA or size > 1 << 30:
+            os.close(fd)
+            from ._errors import ExtraditeProtocolError
+
+            raise ExtraditeProtocolError(f"corrupt frame: a lent shared-memory arena of {size} bytes")
+        _check_arena(fd, size, check_seals=False)
+        arena = Arena(LENT_ID, size, oneshot=False, fd=fd)
+        self._arenas.insert(0, arena)
+        return arena
 
     def _new(self, size: int, *, oneshot: bool) -> Arena:
         arena = Arena(self._next_id, size, oneshot=oneshot)
@@ -167,12 +235,17 @@ class ArenaPool:
             pos, view = big[0]
             n = view.nbytes
             arena = self.acquire(n)
+            if arena.faulted < DATA_OFFSET + n:
+                prefault(arena, DATA_OFFSET + n)
             arena.view[DATA_OFFSET:DATA_OFFSET + n] = view
             if arena.announced and not self._dropped:
                 return arena, ONE_SEGMENT.pack(0, 0, 1, 0, arena.arena_id, DATA_OFFSET, n, pos), []
             segments = [(DATA_OFFSET, n, pos)]
         else:
-            arena = self.acquire(sum(view.nbytes for _, view in big))
+            total = sum(view.nbytes for _, view in big)
+            arena = self.acquire(total)
+            if arena.faulted < DATA_OFFSET + total:
+                prefault(arena, DATA_OFFSET + total)
             offset = DATA_OFFSET
             segments = []
             for pos, view in big:
@@ -201,10 +274,23 @@ class ArenaPool:
 
 
 class ArenaMaps:
-    """The receiver's mappings of the other side's arenas."""
+    """The receiver's mappings of the other side's arenas (and of the one this side lent it).
 
-    def __init__(self) -> None:
+    `check_seals`: refuse arenas without the shrink seal (see `_check_arena`).
+    """
+
+    def __init__(self, check_seals: bool = True) -> None:
         self._maps: dict[int, tuple[mmap.mmap, memoryview, bool]] = {}
+        self.check_seals = check_seals
+
+    def lend(self) -> Arena:
+        """A new arena for the other side's frames (`LENT_ID`), mapped here as received memory.
+
+        The caller sends its descriptor and closes it; the mapping belongs to this table.
+        """
+        arena = Arena(LENT_ID, MIN_ARENA, oneshot=False)
+        self._maps[LENT_ID] = (arena.map, arena.view, False)
+        return arena
 
     def parse(self, body: bytes | bytearray, fds: list[int]) -> tuple[list[tuple[int, memoryview, int]], int]:
         """Apply a segment table; return its segments as (arena_id, view, stream_pos) and its length.
@@ -228,7 +314,7 @@ class ArenaMaps:
                     "corrupt frame: a shared-memory arena was announced without its descriptor")
             fd = fds.pop(0)
             try:
-                _check_arena(fd, size)
+                _check_arena(fd, size, self.check_seals)
                 import mmap
 
                 mapping = mmap.mmap(fd, size)

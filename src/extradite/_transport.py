@@ -28,9 +28,9 @@ from ._bodyfile import BodyWriter, Frame
 from ._errors import ExtraditeProtocolError
 from ._polling import SPIN_MAX_NS, SPIN_MIN_NS, machine_quiet, now, yield_cpu
 from ._ring import (
-    CTRL, DIR_OWNER, RING, RING_MAX, RING_POSSIBLE, TAIL, SharedRing, check_later, corrupt,
+    CTRL, DIR_OWNER, LENT, RING, RING_MAX, RING_POSSIBLE, TAIL, SharedRing, check_later, corrupt,
 )
-from ._shm import ArenaMaps, ArenaPool
+from ._shm import MIN_ARENA, ArenaMaps, ArenaPool, prefault_steps
 from ._wire import FLAG_PAGE, FLAG_SHM, HEADER, HEADER_SIZE, MAX_BODY, VERSION, WAKE
 
 __all__ = ["BodyWriter", "Channel", "ChannelEOF", "Frame"]
@@ -74,15 +74,18 @@ class Channel(SharedRing):
     """One end of the socket pair. `send` is thread-safe; `recv` has one caller at a time.
 
     The shared page's part of the channel (its rings, publishing, sleeping) is `SharedRing`.
+    `trusts_peer`: the peer is the parent (see `ArenaMaps.check_seals`).
     """
 
-    def __init__(self, sock: _socket.socket, *, page_owner: bool = False) -> None:
+    def __init__(self, sock: _socket.socket, *, page_owner: bool = False, trusts_peer: bool = False) -> None:
         if not _ANCILLARY_SIZE:
             _socket_constants()
         self.sock = sock
         self.send_lock = _thread.allocate_lock()
         self.pool = ArenaPool()
-        self.maps = ArenaMaps()
+        self.maps = ArenaMaps(check_seals=not trusts_peer)
+        self.idle: list[Any] = []  # iterators of work for this side's waits, a step at a time (`_do_idle`)
+        self._lent_fd = -1   # the arena lent to the peer, until it rides on the first frame
         self._recv_buffer = bytearray(_RECV_BUFFER_SIZE)
         self._recv_view = memoryview(self._recv_buffer)
         self._start = 0
@@ -95,6 +98,19 @@ class Channel(SharedRing):
         self._sent = 0       # frames sent: the next frame's seq
         self._received = 0   # frames taken: the seq of the frame `recv` returns next
         self._init_page(page_owner)
+        self._page_owner = page_owner
+        if self._page_fd >= 0 and RING_POSSIBLE:
+            self._prepare_arenas()
+
+    def _prepare_arenas(self) -> None:
+        """The page owner's first arena and the one it lends the peer (see _shm), faulted in
+        during this side's first wait: the child is starting then, and this side is idle."""
+        own = self.pool.reserve()
+        lent = self.maps.lend()
+        self._lent_fd = lent.fd
+        lent.fd = -1  # this channel closes it once sent
+        self._words[(DIR_OWNER >> 3) + LENT] = MIN_ARENA  # type: ignore[index]
+        self.idle += [prefault_steps(own), prefault_steps(lent)]
 
     # -- sending ---------------------------------------------------------------------
     def send(self, kind: int, request_id: int, chain: int, writer: BodyWriter) -> None:
@@ -166,7 +182,7 @@ class Channel(SharedRing):
                 return
             if self._page_fd >= 0:
                 flags |= FLAG_PAGE
-                fds = [self._page_fd, *fds]
+                fds = [self._page_fd, *fds] if self._lent_fd < 0 else [self._page_fd, self._lent_fd, *fds]
             header = HEADER.pack(VERSION, kind, flags, request_id, chain, seq, size)
             self._sendmsg([header, *parts], fds)
             self._sent += 1
@@ -175,6 +191,9 @@ class Channel(SharedRing):
                 if self._page_fd >= 0:  # the other side holds the page now
                     os.close(self._page_fd)
                     self._page_fd = -1
+                    if self._lent_fd >= 0:
+                        os.close(self._lent_fd)
+                        self._lent_fd = -1
                     if RING_POSSIBLE:
                         self._ring_tx = memoryview(self._page)[DIR_OWNER + CTRL:DIR_OWNER + CTRL + RING]
         except (ValueError, TypeError):
@@ -311,6 +330,13 @@ class Channel(SharedRing):
                 raise corrupt("a shared page was announced without its descriptor")
             self._adopt_page(fds.pop(0))  # a frame's first descriptor; its arenas' follow (see send)
             flags &= ~FLAG_PAGE
+            lent = self._words[(DIR_OWNER >> 3) + LENT] if self._words is not None else 0
+            if lent and not self._page_owner:  # the owner's lent arena follows the page
+                if not fds:
+                    raise corrupt("a lent shared-memory arena was announced without its descriptor")
+                arena = self.pool.adopt_lent(fds.pop(0), lent)
+                # its pages exist; mapping them here costs a fault each, unless done in one go
+                self.idle.append(prefault_steps(arena))
         # An arena's descriptor is taken from the front of `fds` when the frame is decoded
         # (ArenaMaps.parse), before the next frame is received.
         return Frame(kind, flags, request_id, chain, body, fds, self.maps)
@@ -344,6 +370,8 @@ class Channel(SharedRing):
 
     def _wait(self) -> None:
         """Nothing to take: poll the peer's `published` word for a while, then sleep on the socket."""
+        if self.idle:
+            self._do_idle()
         words = self._words
         if words is None:
             self._recv_more(False)
@@ -368,6 +396,20 @@ class Channel(SharedRing):
             self._spin_ns = self.spin_cap_ns
         else:
             self._spin_ns = max(SPIN_MIN_NS, window >> 1)
+
+    def _do_idle(self) -> None:
+        """Steps of the idle work until it is done or the peer has sent a frame (which is
+        taken first: the rest waits for the next wait), so no frame waits for more than a step."""
+        idle = self.idle
+        while idle:
+            try:
+                next(idle[0])
+            except StopIteration:
+                idle.pop(0)
+            except Exception:  # an optimisation that failed: the call itself goes on
+                idle.pop(0)
+            if self.frame_ready():
+                return
 
     def frame_ready(self) -> bool:
         """Whether the peer has sent a frame that `recv` has not returned yet (no waiting)."""
@@ -409,6 +451,10 @@ class Channel(SharedRing):
         if self._page_fd >= 0:
             os.close(self._page_fd)
             self._page_fd = -1
+        if self._lent_fd >= 0:
+            os.close(self._lent_fd)
+            self._lent_fd = -1
+        self.idle = []
         for fd in self._fds:  # received for frames that were never decoded
             os.close(fd)
         self._fds.clear()

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import struct
 
-VERSION = 8  # changes whenever a frame or a body changes meaning (CHANGELOG.md, "Wire format")
+VERSION = 9  # changes whenever a frame or a body changes meaning (CHANGELOG.md, "Wire format")
 
 HEADER = struct.Struct("<BBHIIII")
 HEADER_SIZE = HEADER.size
@@ -69,6 +69,7 @@ OP_CONFIGURE = 8       # install policy configuration on the serving side
 OP_STATS = 9           # sizes of the serving side's handle tables (tests, diagnostics)
 OP_WARM_UP = 10        # prewarm: pay now what the first import would pay (`_members.warm_up`), if nothing waits
 OP_TRUST = 11          # untrusted mode: args = (the names the parent loads); send everything else by handle
+OP_NEXT_CHUNK = 12     # up to args[0] items of iterator `target`: (items, end) (see `_iteration`)
 
 
 # `extra` flags of a request.

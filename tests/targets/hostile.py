@@ -230,3 +230,27 @@ class Maker:
 
         codec.describe_type = planted
         return Forged()
+
+
+class Lender:
+    def echo(self, payload: Any) -> Any:
+        return payload
+
+    def lend_to_parent(self) -> str:
+        """A reply that announces a page and, after it, an unsealed arena for the parent to write into."""
+        session, rid, chain = _serving()
+        page = os.memfd_create("hostile-page", os.MFD_CLOEXEC)
+        evil = os.memfd_create("hostile-lent", os.MFD_CLOEXEC)
+        os.ftruncate(page, 4096)
+        os.ftruncate(evil, 1 << 20)
+        body = pickle.dumps(((), "lent"), 5)
+        channel = session.channel
+        with channel.send_lock:
+            header = _wire.HEADER.pack(_wire.VERSION, _wire.REPLY, _wire.FLAG_PAGE, rid, chain,
+                                       channel._sent & 0xFFFFFFFF, len(body))
+            channel._sendmsg([header, body], [page, evil])
+            channel._sent += 1
+            channel._words[channel._tx] = channel._sent
+        os.close(page)
+        os.close(evil)
+        return "sent"  # dropped: the parent took the forged reply above
