@@ -15,6 +15,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._api import close_extradite_session as close_extradite_session
     from ._api import extradite as extradite
+    from ._api import extradite_async as extradite_async
+    from ._asyncproxy import aio as aio
+    from ._asyncproxy import aio_setattr as aio_setattr
     from ._api import import_isolated as import_isolated
     from ._api import prewarm_extradite_session as prewarm_extradite_session
     from ._api import release as release
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
 
 _HOME = {
     "extradite": "_api",
+    "extradite_async": "_api",
+    "aio": "_asyncproxy",
+    "aio_setattr": "_asyncproxy",
     "import_isolated": "_api",
     "prewarm_extradite_session": "_api",
     "close_extradite_session": "_api",
@@ -76,6 +82,8 @@ if not TYPE_CHECKING:  # hidden from type checkers, which see the imports above 
             from . import _status as module
         elif home == "_executor":
             from . import _executor as module
+        elif home == "_asyncproxy":
+            from . import _asyncproxy as module
         else:
             from . import _errors as module
         value: object = getattr(module, name)

@@ -439,6 +439,26 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     return cls
 
 
+def extradite_async(target: str, share_key: str | None = None, transport_policy: str = "value",
+                    transport_type_rules: Mapping[type, str] | None = None, **options: Any) -> Any:
+    """`extradite()` with every member a coroutine: `obj = await AsyncCls.create(...)`, `await obj.m(x)`.
+
+    Takes `extradite()`'s options; the target must be a class. The event loop is never blocked
+    and no thread is used per call (see `_aio`, `_asyncproxy`).
+    """
+    sync_class = extradite(target, share_key, transport_policy, transport_type_rules, **options)
+    from ._asyncproxy import async_class
+    from ._proxy import RemoteClass
+
+    if not isinstance(sync_class, RemoteClass):
+        close = getattr(sync_class, "close", None)
+        if callable(close):
+            close()
+        raise TypeError(f"extradite_async({target!r}) takes a class; {target!r} is a "
+                        f"{type(sync_class).__qualname__}: use extradite() and `await aio(proxy)...`")
+    return async_class(sync_class)
+
+
 def import_isolated(module: str, *, share_key: str | None = None, transport_policy: str = "value",
                     transport_type_rules: Mapping[type, str] | None = None,
                     share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,

@@ -203,6 +203,9 @@ class Session:
         # The parent serves requests only on objects it lent: targets named by its own handle ids.
         self._lent_targets_only = not is_child
         self._loop: Any = None
+        self.cancelled: set[int] = set()  # requests interrupted before they started (child: `_deadline`)
+        self.concurrency: Any = None  # the child's `_concurrency` server, when not serial
+        self._loop_readers: dict[Any, Any] = {}  # event loop -> `_aio.LoopReader`, while awaited calls run
         # deadlines and interrupts (`_deadline.Guard`, parent only): stops the child of an abandoned call
         self.guard: Any = None
 
@@ -557,6 +560,9 @@ class Session:
         try:
             if message.problem is not None:
                 raise message.problem
+            if self.cancelled and rid in self.cancelled:  # interrupted before it started (`_deadline`)
+                self.cancelled.discard(rid)
+                raise KeyboardInterrupt("cancelled by the parent before it started")
             _releases, op, target, name, args, kwargs, policy, extra = message.payload
             served = self._ops.get(op)
             if served is None:
@@ -602,6 +608,20 @@ class Session:
             chains.pop()
             if not chains and ident != self._server_ident:  # other threads' entries go (threads end)
                 del self._serving[ident]
+
+    def send_result(self, rid: int, chain: int, result: Any, policy: str | None) -> None:
+        """Reply to a request whose result came after `_serve` returned (`_concurrency`), as `_serve` does."""
+        try:
+            releases = self._take_releases() if self._pending_releases else []
+            with self.channel.send_lock:
+                if _plain(result) and not releases:
+                    self._send(REPLY, rid, chain, _scalar.encode(result), FLAG_SCALAR)
+                else:
+                    self._send(REPLY, rid, chain, self._encode(
+                        (releases, result), (releases,), releases, call_policy=policy))
+        except Exception as exc:
+            if self.broken is None:
+                self._send_error(rid, chain, error_record(exc))
 
     def _send_error(self, rid: int, chain: int, record: tuple[Any, ...]) -> None:
         body = self._dumps(((), record), 5)
