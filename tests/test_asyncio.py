@@ -229,3 +229,19 @@ def test_awaited_call_fails_when_the_child_dies(Waiter: Any) -> None:
 
     with pytest.raises(Exception, match="child"):
         asyncio.run(main())
+
+
+def test_call_timeout_option_bounds_awaited_calls() -> None:
+    Bounded = extradite("targets.waiting:Waiter", call_timeout=0.3)
+    try:
+        w = Bounded()
+
+        async def main() -> int:
+            with pytest.raises(ExtraditeTimeoutError):
+                await w.steps.aio(30.0, "bounded")
+            return await w.add.aio(3)
+
+        assert asyncio.run(main()) == 3
+        assert w.history() == ["bounded interrupted"]
+    finally:
+        Bounded.close()

@@ -241,14 +241,22 @@ def _reader(session: Session, loop: asyncio.AbstractEventLoop) -> LoopReader:
     return reader
 
 
-async def aio_call(session: Session, op: int, target: Any, *, name: str | None = None,
-                   args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
-                   policy: str | None = None, extra: int = 0, method_policy: str | None = None) -> Any:
+def aio_call(session: Session, op: int, target: Any, *, name: str | None = None,
+             args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
+             policy: str | None = None, extra: int = 0, method_policy: str | None = None) -> Any:
     """`session.call(...)` as a coroutine: the loop is never blocked, no thread is used.
 
     Each awaited call starts a chain of its own: its callbacks run in the loop's thread
-    (a callback that blocks blocks the loop), in the order the child makes them.
+    (a callback that blocks blocks the loop), in the order the child makes them. The
+    session's `call_timeout` bounds it as it bounds a sync call.
     """
+    call = _call(session, op, target, name, args, kwargs, policy, extra, method_policy)
+    seconds = session.call_timeout
+    return call if seconds is None else within(call, seconds)
+
+
+async def _call(session: Session, op: int, target: Any, name: str | None, args: tuple[Any, ...],
+                kwargs: dict[str, Any] | None, policy: str | None, extra: int, method_policy: str | None) -> Any:
     if session.broken is not None or session.closed or (session.protected and leaked_tree(session.protected)):
         session.check_usable()  # raises the reason
     loop = asyncio.get_running_loop()

@@ -158,6 +158,7 @@ class SessionHandle:
             from ._deadline import bounded_call
 
             self.session.call = bounded_call(self.session, options.call_timeout)  # type: ignore[method-assign]
+            self.session.call_timeout = options.call_timeout
         _live.add(self)
         _register_atexit()
         for tree in protect:

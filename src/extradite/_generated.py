@@ -38,7 +38,6 @@ from ._proxy import (
     PolicyIntrospection,
     RemoteClass,
     _check_calls,
-    _in_thread,
     TIMEOUT_KEYWORD,
     _pop_policy,
     _root,
@@ -347,7 +346,7 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
 
     async def _xd_call_async(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         args, kwargs = _strip(args, kwargs)
-        return await _in_thread(BoundMethod(self, name, EXTRA_AWAIT), args, kwargs)
+        return await BoundMethod(self, name, EXTRA_AWAIT).aio(*args, **kwargs)
 
     def _xd_batch(self, name: str, calls: Iterable[Any], npos: int | None = None,
                   kwnames: tuple[str, ...] = ()) -> list[Any]:
@@ -357,10 +356,12 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
 
     async def _xd_batch_async(self, name: str, calls: Iterable[Any], npos: int | None = None,
                               kwnames: tuple[str, ...] = ()) -> list[Any]:
+        from ._aio import aio_call
+
         items = _batch_items(calls, npos, kwnames)
-        return await _in_thread(self._xd_session.call, (OP_BATCH, self), {  # type: ignore[no-any-return]
-            "name": name, "args": items, "extra": EXTRA_AWAIT,
-            "method_policy": self.__extradite_method_policies__.get(name)})
+        return await aio_call(self._xd_session, OP_BATCH, self, name=name,  # type: ignore[no-any-return]
+                              args=items, extra=EXTRA_AWAIT,
+                              method_policy=self.__extradite_method_policies__.get(name))
 
     def _xd_get(self, name: str) -> Any:
         return self._xd_session.call(OP_GETATTR, self, name=name)
@@ -390,10 +391,12 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     async def _xd_class_batch_async(cls, name: str, calls: Iterable[Any], npos: int | None = None,
                                     kwnames: tuple[str, ...] = ()) -> list[Any]:
         bound = cls._xd_bound()
+        from ._aio import aio_call
+
         items = _batch_items(calls, npos, kwnames)
-        return await _in_thread(_root(bound).__dict__["_xd_class_session"].call, (  # type: ignore[no-any-return]
-            OP_BATCH, bound), {"name": name, "args": items, "extra": EXTRA_AWAIT,
-                               "method_policy": cls.__extradite_method_policies__.get(name)})
+        return await aio_call(_root(bound).__dict__["_xd_class_session"], OP_BATCH,  # type: ignore[no-any-return]
+                              bound, name=name, args=items, extra=EXTRA_AWAIT,
+                              method_policy=cls.__extradite_method_policies__.get(name))
 
     @classmethod
     def _xd_class_get(cls, name: str) -> Any:

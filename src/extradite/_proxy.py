@@ -293,21 +293,12 @@ def _method_policy(target: Any, name: str | None) -> str | None:
 
 
 class BoundAsyncMethod(BoundMethod):
-    """An async remote method: the round trip runs in a worker thread, not on the event loop."""
+    """An async remote method: calling it gives its awaited call (`aio`), read by the event loop."""
 
     __slots__ = ()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        call = super().__call__
-        return _in_thread(call, args, kwargs)
-
-
-async def _in_thread(call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    import asyncio
-    import functools
-
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, functools.partial(call, *args, **kwargs))
+        return self.aio(*args, **kwargs)
 
 
 class _Method:

@@ -208,6 +208,7 @@ class Session:
         self._loop_readers: dict[Any, Any] = {}  # event loop -> `_aio.LoopReader`, while awaited calls run
         # deadlines and interrupts (`_deadline.Guard`, parent only): stops the child of an abandoned call
         self.guard: Any = None
+        self.call_timeout: float | None = None  # the `call_timeout` option: awaited calls (`_aio`) honour it too
 
     # -- calling ---------------------------------------------------------------------
     def check_usable(self) -> None:
