@@ -4,7 +4,7 @@
       -> register a waiter and send the request, as `Session.call` does
       -> the loop's `LoopReader` reads the channel when its socket is readable
          (loop.add_reader), never blocking: a reply resolves its future by request id,
-         a callback of the call's chain runs in the loop's thread
+         a callback of the call's chain wakes the awaiting task, which serves it
       -> no thread per call
 
 The loop takes the session's reader role only while frames are there to read. A sync
@@ -34,6 +34,9 @@ from ._session import _Waiter, _envelope, _fresh, _plain_request
 from ._wire import EXTRA_TARGET_HID, REPLY
 
 _get_ident = _thread.get_ident
+
+
+_SERVE = object()  # a future's result: callbacks wait in the waiter's inbox, the task serves them
 
 
 class _Wake:
@@ -71,6 +74,12 @@ class LoopReader:
         self._wake = _Wake(self)
 
     def start(self, rid: int, waiter: _Waiter, future: asyncio.Future[Any]) -> None:
+        self.calls[rid] = (waiter, future)
+        self.schedule()
+
+    def rearm(self, rid: int, future: asyncio.Future[Any]) -> None:
+        """The task served its callbacks: wait again, with a new future."""
+        waiter, _old = self.calls[rid]
         self.calls[rid] = (waiter, future)
         self.schedule()
 
@@ -152,22 +161,23 @@ class LoopReader:
         """Whether a waiter here has something to deliver (caller holds the session lock)."""
         if self.orphans.inbox:
             return True
-        for waiter, _future in self.calls.values():
-            if waiter.reply is not None or waiter.inbox:
+        for waiter, future in self.calls.values():
+            if waiter.reply is not None or (waiter.inbox and not future.done()):
                 return True
         return False
 
     def _deliver(self) -> bool:
-        """Replies to their futures, callbacks served in this thread; True when a callback ran."""
+        """Replies to their futures, orphan callbacks served here; True when one ran."""
         session = self.session
         served = False
         while self.orphans.inbox:
             session._serve(self.orphans.inbox.popleft())
             served = True
         for rid, (waiter, future) in list(self.calls.items()):
-            while waiter.inbox and waiter.reply is None:
-                session._serve(waiter.inbox.popleft())
-                served = True
+            if waiter.inbox:  # callbacks of its chain: the awaiting task serves them (`_call`)
+                if not future.done():
+                    future.set_result(_SERVE)
+                continue
             message = waiter.reply
             if message is None:
                 if session.broken is None:
@@ -246,8 +256,8 @@ def aio_call(session: Session, op: int, target: Any, *, name: str | None = None,
              policy: str | None = None, extra: int = 0, method_policy: str | None = None) -> Any:
     """`session.call(...)` as a coroutine: the loop is never blocked, no thread is used.
 
-    Each awaited call starts a chain of its own: its callbacks run in the loop's thread
-    (a callback that blocks blocks the loop), in the order the child makes them. The
+    Each awaited call starts a chain of its own: its callbacks run in the awaiting task (the
+    loop's thread; a callback that blocks blocks the loop), in the order the child makes them. The
     session's `call_timeout` bounds it as it bounds a sync call.
     """
     call = _call(session, op, target, name, args, kwargs, policy, extra, method_policy)
@@ -284,7 +294,15 @@ async def _call(session: Session, op: int, target: Any, name: str | None, args: 
     reader = _reader(session, loop)
     reader.start(rid, waiter, future)
     try:
-        return await future
+        while True:
+            value = await future
+            if value is not _SERVE:
+                return value
+            # callbacks of this call: served here, in the awaiting task (its context, its thread)
+            while waiter.inbox:
+                session._serve(waiter.inbox.popleft())
+            future = loop.create_future()
+            reader.rearm(rid, future)
     except asyncio.CancelledError:
         if future.cancelled():  # this task was cancelled, not the remote call's error
             reader.forget(rid)

@@ -42,7 +42,7 @@ from ._errors import (
 )
 from ._options import SessionOptions
 from ._targets import in_tree, loaded_modules, loaded_tree, parse_module, parse_target, protected_tree
-from ._wire import OP_CALL, OP_CONFIGURE, OP_IMPORT, OP_STATS, OP_WARM_UP
+from ._wire import OP_CALL, OP_CONCURRENCY, OP_CONFIGURE, OP_IMPORT, OP_STATS, OP_WARM_UP
 
 _lock = _thread.RLock()
 _deferred: deque[ClassHandle] = deque()   # classes collected while _lock was busy
@@ -163,10 +163,13 @@ class SessionHandle:
         _register_atexit()
         for tree in protect:
             self._protect(tree)
-        if config.rules or config.default != "value" or protect:
+        if config.rules or config.default != "value" or protect or options.concurrency != "serial":
             try:
-                self.session.call(OP_CONFIGURE, None, args=(
-                    config.default, [(_rule_for_wire(t), p) for t, p in config.rules], protect))
+                if config.rules or config.default != "value" or protect:
+                    self.session.call(OP_CONFIGURE, None, args=(
+                        config.default, [(_rule_for_wire(t), p) for t, p in config.rules], protect))
+                if options.concurrency != "serial":
+                    self.session.call(OP_CONCURRENCY, None, args=(options.concurrency,))
             except BaseException:
                 self.close()  # the child is already running: do not leave it behind
                 raise
@@ -382,7 +385,7 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
               limits: Limits | None = None, forward_logging: bool = True,
               requirements: Iterable[str] | None = None, call_timeout: float | None = None,
-              timeout_grace: float = 1.0, backend: str = "local",
+              timeout_grace: float = 1.0, concurrency: str = "serial", backend: str = "local",
               ray_options: Mapping[str, Any] | None = None) -> Any:
     """Return a proxy for `target` ("pkg.module:ClassName"), imported only in a child.
 
@@ -398,10 +401,12 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     `forward_logging=False` leaves the child's `logging` records in the child (see `_logforward`).
     `call_timeout=` bounds every call (ExtraditeTimeoutError; the child is interrupted, and killed
     after `timeout_grace` seconds if it does not answer: see `_deadline`).
+    `concurrency="async"` or `"threads:N"` lets calls run side by side in the child (see `_concurrency`).
     `backend="ray"` serves each instance from its own Ray actor instead (`ray_options`: see `_ray`).
     """
     module, qualname = parse_target(target)
     if backend != "local" or ray_options is not None:
+        _refuse_concurrency_on_ray(concurrency)
         from ._ray import extradite_ray
 
         return extradite_ray(target, backend, ray_options, share_key=share_key, transport_policy=transport_policy,
@@ -412,7 +417,8 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
         sandbox=sandbox, limits=limits, forward_logging=forward_logging,
-        requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace)
+        requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace,
+        concurrency=concurrency)
     if _deferred:
         _close_deferred()
     trees = options.protect
@@ -466,7 +472,7 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
                     protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                     limits: Limits | None = None, forward_logging: bool = True,
                     requirements: Iterable[str] | None = None, call_timeout: float | None = None,
-                    timeout_grace: float = 1.0, backend: str = "local",
+                    timeout_grace: float = 1.0, concurrency: str = "serial", backend: str = "local",
                     ray_options: Mapping[str, Any] | None = None) -> Any:
     """Import module `module` ("pkg.mod") only in a child and return a proxy of it.
 
@@ -478,6 +484,7 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
     Ray actor, each instance of its classes from an actor of its own (see `_ray`).
     """
     if backend != "local" or ray_options is not None:
+        _refuse_concurrency_on_ray(concurrency)
         from ._ray import import_isolated_ray
 
         return import_isolated_ray(module, backend, ray_options, share_key=share_key,
@@ -490,7 +497,7 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
         sandbox=sandbox, limits=limits, forward_logging=forward_logging, requirements=requirements,
-        call_timeout=call_timeout, timeout_grace=timeout_grace)
+        call_timeout=call_timeout, timeout_grace=timeout_grace, concurrency=concurrency)
     if _deferred:
         _close_deferred()
     what = f"import_isolated({name!r})"
@@ -506,6 +513,12 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
     from ._modules import module_proxy
 
     return module_proxy(ClassHandle(handle, name, opener="import_isolated"), remote, name)
+
+
+def _refuse_concurrency_on_ray(concurrency: object) -> None:
+    if concurrency != "serial":
+        raise ValueError(f"concurrency={concurrency!r} is for the local backend: a Ray actor serves its calls "
+                         "itself; leave concurrency at 'serial' with backend='ray'")
 
 
 def close_collected(api: ClassHandle) -> None:
@@ -538,7 +551,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
                               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                               limits: Limits | None = None, forward_logging: bool = True,
                               requirements: Iterable[str] | None = None,
-                              call_timeout: float | None = None, timeout_grace: float = 1.0) -> bool:
+                              call_timeout: float | None = None, timeout_grace: float = 1.0,
+                              concurrency: str = "serial") -> bool:
     """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
 
     Returns True when a child was started, False when one was already running
@@ -550,7 +564,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
         share_key, transport_policy=transport_policy, transport_type_rules=transport_type_rules,
         share_keepalive_seconds=share_keepalive_seconds, python=python, protect=protect,
         sandbox=sandbox, limits=limits, forward_logging=forward_logging,
-        requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace)
+        requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace,
+        concurrency=concurrency)
     trees = options.protect
     refuse_loaded(f"prewarm_extradite_session({share_key!r})", trees, trees)
     handle, started = _session_for(share_key, options, repr(share_key))

@@ -298,12 +298,14 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                   protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                   limits: Limits | None = None, forward_logging: bool = True,
                   requirements: Iterable[str] | None = None, call_timeout: float | None = None,
-                  timeout_grace: float = 1.0, backend: str = "local",
+                  timeout_grace: float = 1.0, concurrency: str = "serial", backend: str = "local",
                   ray_options: Mapping[str, Any] | None = None) -> type[_T]:
         """A copy of this proxy class bound to its own session with these options (like `extradite()`)."""
         if backend != "local" or ray_options is not None:
+            from ._api import _refuse_concurrency_on_ray
             from ._ray import bind_generated
 
+            _refuse_concurrency_on_ray(concurrency)
             return bind_generated(cls, backend, ray_options, {  # type: ignore[no-any-return]
                 "share_key": share_key, "transport_policy": transport_policy,
                 "transport_type_rules": transport_type_rules,
@@ -314,7 +316,8 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                            "share_keepalive_seconds": share_keepalive_seconds, "python": python,
                            "protect": protect, "sandbox": sandbox, "limits": limits,
                            "forward_logging": forward_logging, "requirements": requirements,
-                           "call_timeout": call_timeout, "timeout_grace": timeout_grace})
+                           "call_timeout": call_timeout, "timeout_grace": timeout_grace,
+                           "concurrency": concurrency})
 
     @classmethod
     def _xd_bound(cls: type[_T]) -> type[_T]:

@@ -31,17 +31,33 @@ def _check_keepalive(share_key: str | None, seconds: object) -> float | None:
     return seconds
 
 
+def check_concurrency(value: object) -> str:
+    """The `concurrency=` option, normalised: "serial", "async" or "threads:N" (see `_concurrency`)."""
+    if not isinstance(value, str):
+        raise TypeError(f"concurrency must be a string ('serial', 'async' or 'threads:N'), not {type(value).__name__}")
+    if value in ("serial", "async"):
+        return value
+    kind, _, count = value.partition(":")
+    if kind == "threads" and count.strip().isdigit() and 1 <= int(count) <= 256:
+        return f"threads:{int(count)}"
+    raise ValueError(
+        f"concurrency must be 'serial' (one call at a time, the default), 'async' (coroutine methods run "
+        f"concurrently on the child's event loop) or 'threads:N' (calls run on N threads, N from 1 to 256), "
+        f"not {value!r}")
+
+
 class SessionOptions:
     """The validated options of one session (see the module docstring)."""
 
     __slots__ = ("config", "keepalive", "python", "protect", "sandbox", "limits", "forward_logging",
-                 "requirements", "call_timeout", "timeout_grace")
+                 "requirements", "call_timeout", "timeout_grace", "concurrency")
 
     def __init__(self, config: PolicyConfig = DEFAULT_CONFIG, keepalive: float | None = None,
                  python: str | None = None, protect: tuple[str, ...] = (),
                  sandbox: Sandbox | None = None, limits: Limits | None = None,
                  forward_logging: bool = True, requirements: tuple[str, ...] | None = None,
-                 call_timeout: float | None = None, timeout_grace: float = 1.0) -> None:
+                 call_timeout: float | None = None, timeout_grace: float = 1.0,
+                 concurrency: str = "serial") -> None:
         self.config = config
         self.keepalive = keepalive
         self.python = python      # resolved absolute path, or None for this very environment
@@ -52,6 +68,7 @@ class SessionOptions:
         self.requirements = requirements  # normalised (`_envs`); None: the interpreter's own environment
         self.call_timeout = call_timeout  # seconds per top-level call (`_deadline`); None: unbounded
         self.timeout_grace = timeout_grace  # after an interrupt, seconds before the child is killed
+        self.concurrency = concurrency  # which calls run side by side in the child (`_concurrency`)
 
     @classmethod
     def from_user(cls, share_key: str | None, *, transport_policy: str = "value",
@@ -62,8 +79,10 @@ class SessionOptions:
                   sandbox: Sandbox | None = None, limits: Limits | None = None,
                   forward_logging: bool = True,
                   requirements: Iterable[str] | None = None,
-                  call_timeout: float | None = None, timeout_grace: float = 1.0) -> SessionOptions:
+                  call_timeout: float | None = None, timeout_grace: float = 1.0,
+                  concurrency: str = "serial") -> SessionOptions:
         """Check what a user passed; every bad value raises TypeError or ValueError naming it."""
+        mode = check_concurrency(concurrency)
         if not isinstance(forward_logging, bool):
             raise TypeError(f"forward_logging must be True or False, not {forward_logging!r}")
         if share_key is not None and not isinstance(share_key, str):
@@ -95,7 +114,8 @@ class SessionOptions:
         grace = check_seconds(timeout_grace, "timeout_grace", zero=True)
         if grace is None:
             raise ValueError("timeout_grace must be a number of seconds >= 0, not None")
-        return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging, wanted, timeout, grace)
+        return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging, wanted, timeout, grace,
+                   mode)
 
     @property
     def child_python(self) -> str | None:
@@ -123,7 +143,7 @@ class SessionOptions:
 
 
 _COMPARED = ("keepalive", "python", "protect", "sandbox", "limits", "forward_logging", "requirements",
-            "call_timeout", "timeout_grace")  # ==; `config`: same_as
+            "call_timeout", "timeout_grace", "concurrency")  # ==; `config`: same_as
 _LABELS = {"keepalive": "share_keepalive_seconds"}  # the keyword a user wrote
 
 

@@ -67,6 +67,7 @@ OP_IMPORT = 7          # import module `target`: (its attribute path `name` by r
                        # of a generated proxy's check, None when it matches the live class)
 OP_CONFIGURE = 8       # install policy configuration on the serving side
 OP_STATS = 9           # sizes of the serving side's handle tables (tests, diagnostics)
+OP_CONCURRENCY = 11     # serve the calls that follow with concurrency args[0] ("async", "threads:N": `_concurrency`)
 OP_WARM_UP = 10        # prewarm: pay now what the first import would pay (`_members.warm_up`), if nothing waits
 
 
