@@ -245,3 +245,50 @@ def test_call_timeout_option_bounds_awaited_calls() -> None:
         assert w.history() == ["bounded interrupted"]
     finally:
         Bounded.close()
+
+
+# -- generated async variants (extradite-gen writes `AsyncCounter` beside `Counter`) ----------
+_FORGOT_AWAIT = {
+    "neg_forgot_await_result.py": (
+        "async def f() -> None:\n    c = await AsyncCounter.create(1)\n    n: int = c.increment()\n",
+        'Incompatible types in assignment (expression has type "Coroutine'),
+    "neg_forgot_await_create.py": (
+        "async def f() -> None:\n    c = AsyncCounter.create(1)\n    c.increment()\n",
+        '"Coroutine[Any, Any, AsyncCounter]" has no attribute "increment"'),
+    "neg_forgot_await_property.py": (
+        "async def f() -> None:\n    c = await AsyncCounter.create(1)\n    n: int = c.value + 1\n",
+        'Unsupported operand types for + ("Coroutine'),
+}
+
+
+def test_generated_async_variants_pass_mypy_strict_and_forgetting_await_is_reported(tmp_path: Any) -> None:
+    from test_gen_cli import DATA, GENERATED, run_mypy
+
+    work = tmp_path / "work"
+    work.mkdir()
+    usage = work / "usage_async.py"
+    usage.write_text((DATA / "usage_async.py").read_text())
+    negatives = []
+    for name, (body, _expected) in _FORGOT_AWAIT.items():
+        path = work / name
+        path.write_text("from extradite_demo_counter_xdproxy import AsyncCounter\n\n\n" + body)
+        negatives.append(path)
+    stubs = sorted(GENERATED.glob("*.pyi"))
+    errors = run_mypy([*stubs, usage, *negatives], tmp_path, [GENERATED, work])
+    assert not {k: v for k, v in errors.items() if k in {p.name for p in stubs} | {usage.name}}, errors
+    for name, (_body, expected) in _FORGOT_AWAIT.items():
+        got = [e for e in errors.get(name, []) if ": error:" in e]
+        assert len(got) == 1 and expected in got[0], (name, errors.get(name))
+
+
+def test_generated_async_variants_run() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from test_gen_cli import DATA, GENERATED, SRC
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(GENERATED), str(SRC)]))
+    done = subprocess.run([sys.executable, str(DATA / "usage_async.py")], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

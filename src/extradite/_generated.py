@@ -494,3 +494,87 @@ class GeneratedModule:
               kwnames: tuple[str, ...] = ()) -> list[Any]:
         """Call the module's function `name` once per item of `calls` in one round trip."""
         return self._function(name).batch(_batch_items(calls, npos, kwnames))  # type: ignore[no-any-return]
+
+
+_P = TypeVar("_P", bound="GeneratedProxy")
+
+
+class AsyncGeneratedProxy(Generic[_P]):
+    """Base class of the async variant `extradite-gen` writes beside each proxy (`AsyncCounter`).
+
+    An instance wraps one instance of the sync proxy (`sync_proxy`); every member is a
+    coroutine awaited on the running event loop (see `_aio`: no thread per call), and
+    `await AsyncCounter.create(...)` constructs. A target member named like one of this
+    class's own (`create`, `sync_proxy`, `sync_class`, `close_proxy_class`) is reached
+    through `sync_proxy`.
+    """
+
+    __slots__ = ("sync_proxy",)
+    sync_class: ClassVar[type[Any]]
+
+    def __init__(self, sync_proxy: _P) -> None:
+        self.sync_proxy = sync_proxy
+
+    def __repr__(self) -> str:
+        return f"<async {self.sync_proxy!r}>"
+
+    @classmethod
+    def close_proxy_class(cls) -> None:
+        """End the binding of the sync proxy class (as `Counter.close_proxy_class()`)."""
+        cls.sync_class.close_proxy_class()
+
+    @classmethod
+    async def _xd_construct(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        from ._asyncproxy import _construct
+
+        args, kwargs = _strip(args, kwargs)
+        return await _construct(cls.sync_class._xd_bound(), args, kwargs)
+
+    async def _xd_acall(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                        awaited: bool = False) -> Any:
+        args, kwargs = _strip(args, kwargs)
+        proxy = self.sync_proxy
+        return await BoundMethod(proxy, name, EXTRA_AWAIT if awaited else 0).aio(*args, **kwargs)
+
+    @classmethod
+    async def _xd_aclass_call(cls, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                              awaited: bool = False) -> Any:
+        args, kwargs = _strip(args, kwargs)
+        bound = cls.sync_class._xd_bound()
+        return await BoundMethod(bound, name, EXTRA_AWAIT if awaited else 0).aio(*args, **kwargs)
+
+    def _xd_aget(self, name: str) -> Any:
+        from ._aio import aio_call
+
+        proxy = self.sync_proxy
+        return aio_call(proxy._xd_session, OP_GETATTR, proxy, name=name)
+
+    async def _xd_abatch(self, name: str, calls: Iterable[Any], npos: int | None = None,
+                         kwnames: tuple[str, ...] = (), awaited: bool = False) -> list[Any]:
+        from ._aio import aio_call
+
+        proxy = self.sync_proxy
+        return await aio_call(proxy._xd_session, OP_BATCH, proxy, name=name,  # type: ignore[no-any-return]
+                              args=_batch_items(calls, npos, kwnames), extra=EXTRA_AWAIT if awaited else 0,
+                              method_policy=proxy.__extradite_method_policies__.get(name))
+
+    async def _xd_abatch_awaited(self, name: str, calls: Iterable[Any], npos: int | None = None,
+                                 kwnames: tuple[str, ...] = ()) -> list[Any]:
+        """`_xd_abatch` of an `async def` method: each item's coroutine is awaited in the child."""
+        return await self._xd_abatch(name, calls, npos, kwnames, True)
+
+    @classmethod
+    async def _xd_aclass_batch_awaited(cls, name: str, calls: Iterable[Any], npos: int | None = None,
+                                       kwnames: tuple[str, ...] = ()) -> list[Any]:
+        return await cls._xd_aclass_batch(name, calls, npos, kwnames, True)
+
+    @classmethod
+    async def _xd_aclass_batch(cls, name: str, calls: Iterable[Any], npos: int | None = None,
+                               kwnames: tuple[str, ...] = (), awaited: bool = False) -> list[Any]:
+        from ._aio import aio_call
+
+        bound = cls.sync_class._xd_bound()
+        return await aio_call(_root(bound).__dict__["_xd_class_session"], OP_BATCH,  # type: ignore[no-any-return]
+                              bound, name=name, args=_batch_items(calls, npos, kwnames),
+                              extra=EXTRA_AWAIT if awaited else 0,
+                              method_policy=cls.sync_class.__extradite_method_policies__.get(name))
