@@ -186,3 +186,14 @@ def test_the_bytecode_cases_write_no_cache_into_the_checkout(tmp_path: Path) -> 
     _quick_run(tmp_path, "import_extradite,cold_start_trivial_pyc")
     written = {path for path, mtime in caches().items() if before.get(path) != mtime}
     assert not written, sorted(map(str, written))
+
+
+def test_asyncio_benchmark_runs(tmp_path: Path) -> None:
+    out = tmp_path / "asyncio.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "asyncio_calls.py"), "--quick",
+                           "--repetitions", "1", "--json-output", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert set(data["medians"]) == {"sync", "aio", "run_in_executor", "aio_gather", "executor_gather"}
+    assert all(len(samples) == 1 for samples in data["samples"].values())

@@ -96,8 +96,11 @@ class LoopReader:
             self.scheduled = True
             self.loop.call_soon(self.step)
 
-    def step(self) -> None:
-        """Read what has arrived, deliver replies and callbacks, then wait for more."""
+    def step(self, drain: bool = False) -> None:
+        """Read what has arrived, deliver replies and callbacks, then wait for more.
+
+        `drain`: the socket is readable (WAKE frames, a frame too big for the ring, its end).
+        """
         self.scheduled = False
         session = self.session
         lock = session._lock
@@ -108,7 +111,7 @@ class LoopReader:
                 session._reading = True
         if read:
             try:
-                self._read_all()
+                self._read_all(drain)
             finally:
                 with lock:
                     session._reading = False
@@ -132,16 +135,16 @@ class LoopReader:
 
     def _readable(self) -> None:
         if not self.scheduled:
-            self.step()
+            self.step(True)
 
-    def _read_all(self) -> None:
+    def _read_all(self, drain: bool) -> None:
         """Route every frame that has arrived (the reader role is ours); then ask for a WAKE."""
         session = self.session
         channel = session.channel
         channel.awake()
         while True:
             try:
-                open_ = channel.fill_nowait()
+                open_ = channel.fill_nowait() if drain else True
                 arrived = channel.arrived()
             except Exception as exc:  # a hostile or broken peer: the session ends, as in `_read_one`
                 session._fail(exc)
