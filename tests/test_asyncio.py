@@ -292,3 +292,36 @@ def test_generated_async_variants_run() -> None:
     done = subprocess.run([sys.executable, str(DATA / "usage_async.py")], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_event_loops_in_several_threads_share_a_session(Waiter: Any) -> None:
+    w = Waiter()
+    results: dict[int, list[Any]] = {}
+
+    def run(index: int) -> None:
+        async def main() -> list[Any]:
+            return list(await asyncio.gather(*(w.call_back.aio(lambda x: x + index, i) for i in range(20))))
+        results[index] = asyncio.run(main())
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {index: [i + index for i in range(20)] for index in range(4)}
+
+
+def test_closing_the_class_fails_an_awaited_call() -> None:
+    from extradite import ExtraditeError
+
+    Closing = extradite("targets.waiting:Waiter")
+    w = Closing()
+
+    async def main() -> None:
+        task = asyncio.ensure_future(w.sleep.aio(30.0))
+        await asyncio.sleep(0.2)
+        Closing.close()
+        await asyncio.wait_for(task, 10.0)
+
+    with pytest.raises(ExtraditeError, match="closed"):
+        asyncio.run(main())

@@ -173,10 +173,14 @@ class PoolServer:
 
     def __init__(self, session: Session, workers: int) -> None:
         import threading
-        from concurrent.futures import ThreadPoolExecutor
+        from queue import SimpleQueue
 
         self.session = session
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="extradite-child")
+        # `_thread` threads, not a ThreadPoolExecutor: the interpreter does not wait for them at
+        # exit, so a child whose parent left ends even while a call still runs on one
+        self.queue: SimpleQueue[_Message] = SimpleQueue()
+        for _ in range(workers):
+            _thread.start_new_thread(self._work, ())
         self.local = threading.local()
         self.lock = _thread.allocate_lock()
         self.running: dict[int, int] = {}  # request id -> thread id, while its handler runs
@@ -189,9 +193,13 @@ class PoolServer:
         session = self.session
         if (_get_ident() == session._server_ident and message.problem is None
                 and message.payload[1] in _POOLED):
-            self.pool.submit(self._run, message)
+            self.queue.put(message)
             return
         type(session)._serve(session, message)
+
+    def _work(self) -> None:
+        while True:
+            self._run(self.queue.get())
 
     def _run(self, message: _Message) -> None:
         self.local.rid = message.rid
