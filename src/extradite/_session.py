@@ -18,9 +18,11 @@ Routing rules, applied by the thread that read the frame:
 * a request of an unknown chain goes to the top-level server (the child's main
   loop) if there is one, else it is served by the thread that read it.
 
-What is serialised: the child has one serving thread, so calls from several
-parent threads run one after another in the child (in arrival order), while
-their callbacks still run on their own parent threads. Sends are serialised by
+What is serialised: with the default `concurrency="serial"` the child has one serving
+thread, so calls from several parent threads run one after another in the child (in
+arrival order), while their callbacks still run on their own parent threads; the other
+modes let calls overlap (`_concurrency`). Awaited calls (`_aio`) wait in this same table
+of waiters; their event loop reads the channel when no thread does. Sends are serialised by
 the channel's send lock (encoding happens under it so that class descriptors
 reach the other side before any frame that refers to them).
 """

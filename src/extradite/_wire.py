@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import struct
 
-VERSION = 8  # changes whenever a frame or a body changes meaning (CHANGELOG.md, "Wire format")
+VERSION = 9  # changes whenever a frame or a body changes meaning (CHANGELOG.md, "Wire format")
 
 HEADER = struct.Struct("<BBHIIII")
 HEADER_SIZE = HEADER.size
