@@ -231,11 +231,13 @@ class LoopReader:
         """No awaited call left (caller holds the session lock): the loop lets the channel go."""
         self._unlisten()
         self._unselect()
-        if not self.session._reading:  # no WAKE frames to a socket nobody selects any more
-            self.session.channel.awake()
         readers = self.session._loop_readers
         if readers.get(self.loop) is self:
             del readers[self.loop]
+        # no WAKE frames to a socket nobody selects any more; another loop that selects
+        # relies on the request it left in the page, a reading thread on its own
+        if not readers and not self.session._reading:
+            self.session.channel.awake()
 
 
 def _record_error(record: Any) -> BaseException:
