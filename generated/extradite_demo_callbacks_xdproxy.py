@@ -110,3 +110,77 @@ class EventBus(_xd_GeneratedProxy):
         """Call `transform` once per item of `calls` in one round trip; results in order."""
         _xd_result: list[bytes] = self._xd_batch("transform", calls, 2, ())
         return _xd_result
+
+
+# Async variants: every member a coroutine, awaited on the running event loop (no thread per
+# call); `obj = await AsyncName.create(...)` constructs.
+from extradite.generated_support import AsyncGeneratedProxy as _xd_AsyncGeneratedProxy  # noqa: E402
+
+__all__ += ["AsyncEventBus"]
+
+
+class AsyncEventBus(_xd_AsyncGeneratedProxy[EventBus]):
+    """`EventBus` with every member a coroutine: `obj = await AsyncEventBus.create(...)`."""
+
+    __slots__ = ()
+    sync_class = EventBus
+
+    @classmethod
+    async def create(_xd_cls) -> AsyncEventBus:
+        return _xd_cls(await _xd_cls._xd_construct((), {}))
+
+    async def blob(self, size: int, fill: int = 97) -> bytes:
+        _xd_result: bytes = await self._xd_acall("blob", (size, fill), {})
+        return _xd_result
+
+    async def blob_batch(self, calls: collections.abc.Iterable[tuple[int] | tuple[int, int]]) -> list[bytes]:
+        """Call `blob` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[bytes] = await self._xd_abatch("blob", calls, 2, ())
+        return _xd_result
+
+    @staticmethod
+    async def checksum(data: bytes) -> str:
+        _xd_result: str = await AsyncEventBus._xd_aclass_call("checksum", (data,), {})
+        return _xd_result
+
+    @classmethod
+    async def checksum_batch(cls, calls: collections.abc.Iterable[tuple[bytes]]) -> list[str]:
+        """Call `checksum` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[str] = await cls._xd_aclass_batch("checksum", calls, 1, ())
+        return _xd_result
+
+    async def publish(self, topic: str, payload: bytes) -> int:
+        _xd_result: int = await self._xd_acall("publish", (topic, payload), {})
+        return _xd_result
+
+    async def publish_batch(self, calls: collections.abc.Iterable[tuple[str, bytes]]) -> list[int]:
+        """Call `publish` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[int] = await self._xd_abatch("publish", calls, 2, ())
+        return _xd_result
+
+    async def reverse(self, data: bytes | bytearray | memoryview) -> bytes:
+        _xd_result: bytes = await self._xd_acall("reverse", (data,), {})
+        return _xd_result
+
+    async def reverse_batch(self, calls: collections.abc.Iterable[tuple[bytes | bytearray | memoryview]]) -> list[bytes]:
+        """Call `reverse` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[bytes] = await self._xd_abatch("reverse", calls, 1, ())
+        return _xd_result
+
+    async def subscribe(self, callback: collections.abc.Callable[[str, bytes], object]) -> int:
+        _xd_result: int = await self._xd_acall("subscribe", (callback,), {})
+        return _xd_result
+
+    async def subscribe_batch(self, calls: collections.abc.Iterable[tuple[collections.abc.Callable[[str, bytes], object]]]) -> list[int]:
+        """Call `subscribe` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[int] = await self._xd_abatch("subscribe", calls, 1, ())
+        return _xd_result
+
+    async def transform(self, data: bytes, func: collections.abc.Callable[[bytes], bytes]) -> bytes:
+        _xd_result: bytes = await self._xd_acall("transform", (data, func), {})
+        return _xd_result
+
+    async def transform_batch(self, calls: collections.abc.Iterable[tuple[bytes, collections.abc.Callable[[bytes], bytes]]]) -> list[bytes]:
+        """Call `transform` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[bytes] = await self._xd_abatch("transform", calls, 2, ())
+        return _xd_result

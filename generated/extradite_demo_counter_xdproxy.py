@@ -185,3 +185,118 @@ class Counter(_xd_GeneratedProxy):
     @value.setter
     def value(self, value: int) -> None:
         self._xd_set("value", value)
+
+
+# Async variants: every member a coroutine, awaited on the running event loop (no thread per
+# call); `obj = await AsyncName.create(...)` constructs.
+from extradite.generated_support import AsyncGeneratedProxy as _xd_AsyncGeneratedProxy  # noqa: E402
+
+__all__ += ["AsyncCounter"]
+
+
+class AsyncCounter(_xd_AsyncGeneratedProxy[Counter]):
+    """`Counter` with every member a coroutine: `obj = await AsyncCounter.create(...)`."""
+
+    __slots__ = ()
+    sync_class = Counter
+
+    @classmethod
+    async def create(_xd_cls, start: int = 0, *, step: int = 1) -> AsyncCounter:
+        return _xd_cls(await _xd_cls._xd_construct((start,), {"step": step}))
+
+    async def add_many(self, *amounts: int) -> int:
+        _xd_result: int = await self._xd_acall("add_many", amounts, {})
+        return _xd_result
+
+    async def add_many_batch(self, calls: collections.abc.Iterable[tuple[int, ...]]) -> list[int]:
+        """Call `add_many` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[int] = await self._xd_abatch("add_many", calls, -1, ())
+        return _xd_result
+
+    async def configure(self, *, step: int, label: str | None = None) -> None:
+        _xd_result: None = await self._xd_acall("configure", (), {"step": step, "label": label})
+        return _xd_result
+
+    async def configure_batch(self, calls: collections.abc.Iterable[tuple[int] | tuple[int, str | None]]) -> list[None]:
+        """Call `configure` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[None] = await self._xd_abatch("configure", calls, 0, ("step", "label"))
+        return _xd_result
+
+    async def copy(self) -> Counter:
+        _xd_result: Counter = await self._xd_acall("copy", (), {})
+        return _xd_result
+
+    async def copy_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[Counter]:
+        """Call `copy` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[Counter] = await self._xd_abatch("copy", calls, 0, ())
+        return _xd_result
+
+    async def decrement(self, amount: int = 1, /) -> int:
+        _xd_result: int = await self._xd_acall("decrement", (amount,), {})
+        return _xd_result
+
+    async def decrement_batch(self, calls: collections.abc.Iterable[tuple[()] | tuple[int]]) -> list[int]:
+        """Call `decrement` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[int] = await self._xd_abatch("decrement", calls, 1, ())
+        return _xd_result
+
+    async def describe(self, prefix: str = '', marker: object = _xd_MISSING) -> str:
+        _xd_result: str = await self._xd_acall("describe", (prefix,), {"marker": marker})
+        return _xd_result
+
+    async def describe_batch(self, calls: collections.abc.Iterable[tuple[()] | tuple[str] | tuple[str, object]]) -> list[str]:
+        """Call `describe` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[str] = await self._xd_abatch("describe", calls, 2, ())
+        return _xd_result
+
+    @classmethod
+    async def from_string(cls, text: str) -> Counter:
+        _xd_result: Counter = await cls._xd_aclass_call("from_string", (text,), {})
+        return _xd_result
+
+    @classmethod
+    async def from_string_batch(cls, calls: collections.abc.Iterable[tuple[str]]) -> list[Counter]:
+        """Call `from_string` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[Counter] = await cls._xd_aclass_batch("from_string", calls, 1, ())
+        return _xd_result
+
+    async def increment(self, amount: int | None = None) -> int:
+        _xd_result: int = await self._xd_acall("increment", (amount,), {})
+        return _xd_result
+
+    async def increment_batch(self, calls: collections.abc.Iterable[tuple[()] | tuple[int | None]]) -> list[int]:
+        """Call `increment` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[int] = await self._xd_abatch("increment", calls, 1, ())
+        return _xd_result
+
+    @staticmethod
+    async def parse(text: str, base: int = 10) -> int:
+        _xd_result: int = await AsyncCounter._xd_aclass_call("parse", (text, base), {})
+        return _xd_result
+
+    @classmethod
+    async def parse_batch(cls, calls: collections.abc.Iterable[tuple[str] | tuple[str, int]]) -> list[int]:
+        """Call `parse` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[int] = await cls._xd_aclass_batch("parse", calls, 2, ())
+        return _xd_result
+
+    async def snapshot(self) -> dict[str, int]:
+        _xd_result: dict[str, int] = await self._xd_acall("snapshot", (), {})
+        return _xd_result
+
+    async def snapshot_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[dict[str, int]]:
+        """Call `snapshot` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[dict[str, int]] = await self._xd_abatch("snapshot", calls, 0, ())
+        return _xd_result
+
+    @property
+    def step(self) -> typing.Coroutine[typing.Any, typing.Any, int]:
+        """`await obj.step`: the remote property's value."""
+        _xd_result: typing.Coroutine[typing.Any, typing.Any, int] = self._xd_aget("step")
+        return _xd_result
+
+    @property
+    def value(self) -> typing.Coroutine[typing.Any, typing.Any, int]:
+        """`await obj.value`: the remote property's value."""
+        _xd_result: typing.Coroutine[typing.Any, typing.Any, int] = self._xd_aget("value")
+        return _xd_result

@@ -122,3 +122,66 @@ class Box(_xd_GeneratedProxy, typing.Generic[T]):
         """Call `put` once per item of `calls` in one round trip; results in order."""
         _xd_result: list[int] = self._xd_batch("put", calls, 1, ())
         return _xd_result
+
+
+# Async variants: every member a coroutine, awaited on the running event loop (no thread per
+# call); `obj = await AsyncName.create(...)` constructs.
+from extradite.generated_support import AsyncGeneratedProxy as _xd_AsyncGeneratedProxy  # noqa: E402
+
+__all__ += ["AsyncBox"]
+
+
+class AsyncBox(_xd_AsyncGeneratedProxy[Box[T]], typing.Generic[T]):
+    """`Box` with every member a coroutine: `obj = await AsyncBox.create(...)`."""
+
+    __slots__ = ()
+    sync_class = Box
+
+    @classmethod
+    async def create(_xd_cls, items: list[T] | None = None) -> AsyncBox[T]:  # type: ignore[misc]
+        return _xd_cls(await _xd_cls._xd_construct((items,), {}))
+
+    async def get(self, index: int = -1) -> T:
+        _xd_result: T = await self._xd_acall("get", (index,), {})
+        return _xd_result
+
+    async def get_batch(self, calls: collections.abc.Iterable[tuple[()] | tuple[int]]) -> list[T]:
+        """Call `get` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[T] = await self._xd_abatch("get", calls, 1, ())
+        return _xd_result
+
+    async def items(self) -> list[T]:
+        _xd_result: list[T] = await self._xd_acall("items", (), {})
+        return _xd_result
+
+    async def items_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[list[T]]:
+        """Call `items` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[list[T]] = await self._xd_abatch("items", calls, 0, ())
+        return _xd_result
+
+    async def label(self, key: K) -> K:
+        _xd_result: K = await self._xd_acall("label", (key,), {})
+        return _xd_result
+
+    async def label_batch(self, calls: collections.abc.Iterable[tuple[K]]) -> list[K]:
+        """Call `label` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[K] = await self._xd_abatch("label", calls, 1, ())
+        return _xd_result
+
+    async def pop_or(self, default: T) -> T:
+        _xd_result: T = await self._xd_acall("pop_or", (default,), {})
+        return _xd_result
+
+    async def pop_or_batch(self, calls: collections.abc.Iterable[tuple[T]]) -> list[T]:
+        """Call `pop_or` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[T] = await self._xd_abatch("pop_or", calls, 1, ())
+        return _xd_result
+
+    async def put(self, item: T) -> int:
+        _xd_result: int = await self._xd_acall("put", (item,), {})
+        return _xd_result
+
+    async def put_batch(self, calls: collections.abc.Iterable[tuple[T]]) -> list[int]:
+        """Call `put` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[int] = await self._xd_abatch("put", calls, 1, ())
+        return _xd_result

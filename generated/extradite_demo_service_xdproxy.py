@@ -89,3 +89,61 @@ class AsyncService(_xd_GeneratedProxy):
         """Call `fetch` once per item of `calls` in one round trip; results in order."""
         _xd_result: list[str] = await self._xd_batch_async("fetch", calls, 1, ())
         return _xd_result
+
+
+# Async variants: every member a coroutine, awaited on the running event loop (no thread per
+# call); `obj = await AsyncName.create(...)` constructs.
+from extradite.generated_support import AsyncGeneratedProxy as _xd_AsyncGeneratedProxy  # noqa: E402
+
+__all__ += ["AsyncAsyncService"]
+
+
+class AsyncAsyncService(_xd_AsyncGeneratedProxy[AsyncService]):
+    """`AsyncService` with every member a coroutine: `obj = await AsyncAsyncService.create(...)`."""
+
+    __slots__ = ()
+    sync_class = AsyncService
+
+    @classmethod
+    async def create(_xd_cls, name: str = 'service') -> AsyncAsyncService:
+        return _xd_cls(await _xd_cls._xd_construct((name,), {}))
+
+    @typing.overload
+    async def convert(self, value: int) -> str: ...
+    @typing.overload
+    async def convert(self, value: str) -> int: ...
+    async def convert(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        _xd_result: typing.Any = await args[0]._xd_acall("convert", args[1:], kwargs)
+        return _xd_result
+
+    async def convert_batch(self, calls: collections.abc.Iterable[tuple[int] | tuple[str]]) -> list[str | int]:
+        """Call `convert` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[str | int] = await self._xd_abatch("convert", calls, 1, ())
+        return _xd_result
+
+    async def count(self) -> int:
+        _xd_result: int = await self._xd_acall("count", (), {})
+        return _xd_result
+
+    async def count_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[int]:
+        """Call `count` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[int] = await self._xd_abatch("count", calls, 0, ())
+        return _xd_result
+
+    async def delayed(self, value: int, delay: float = 0.0) -> int:
+        _xd_result: int = await self._xd_acall("delayed", (value, delay), {}, True)
+        return _xd_result
+
+    async def delayed_batch(self, calls: collections.abc.Iterable[tuple[int] | tuple[int, float]]) -> list[int]:
+        """Call `delayed` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[int] = await self._xd_abatch_awaited("delayed", calls, 2, ())
+        return _xd_result
+
+    async def fetch(self, key: str) -> str:
+        _xd_result: str = await self._xd_acall("fetch", (key,), {}, True)
+        return _xd_result
+
+    async def fetch_batch(self, calls: collections.abc.Iterable[tuple[str]]) -> list[str]:
+        """Call `fetch` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[str] = await self._xd_abatch_awaited("fetch", calls, 1, ())
+        return _xd_result

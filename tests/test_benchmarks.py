@@ -222,3 +222,14 @@ def test_iteration_and_first_transfer_cases_report_their_goals(tmp_path: Path) -
     assert "for row in remote iterable <= 3x one call (list)" in goals
     assert "first 512 KiB echo <= 2x warm (same sessions)" in goals
     assert "iterate_rows: one call returning the rows as a list" in stdout
+
+
+def test_asyncio_benchmark_runs(tmp_path: Path) -> None:
+    out = tmp_path / "asyncio.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "asyncio_calls.py"), "--quick",
+                           "--repetitions", "1", "--json-output", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert set(data["medians"]) == {"sync", "aio", "run_in_executor", "aio_gather", "executor_gather"}
+    assert all(len(samples) == 1 for samples in data["samples"].values())

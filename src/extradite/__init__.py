@@ -15,6 +15,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._api import close_extradite_session as close_extradite_session
     from ._api import extradite as extradite
+    from ._api import extradite_async as extradite_async
+    from ._asyncproxy import aio as aio
+    from ._asyncproxy import aio_setattr as aio_setattr
     from ._api import import_isolated as import_isolated
     from ._iteration import iterate as iterate
     from ._api import prewarm_extradite_session as prewarm_extradite_session
@@ -40,6 +43,9 @@ if TYPE_CHECKING:
 
 _HOME = {
     "extradite": "_api",
+    "extradite_async": "_api",
+    "aio": "_asyncproxy",
+    "aio_setattr": "_asyncproxy",
     "import_isolated": "_api",
     "iterate": "_iteration",
     "prewarm_extradite_session": "_api",
@@ -84,6 +90,8 @@ if not TYPE_CHECKING:  # hidden from type checkers, which see the imports above 
             from . import _restart as module
         elif home == "_iteration":
             from . import _iteration as module
+        elif home == "_asyncproxy":
+            from . import _asyncproxy as module
         else:
             from . import _errors as module
         value: object = getattr(module, name)

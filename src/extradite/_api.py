@@ -43,7 +43,7 @@ from ._errors import (
 )
 from ._options import SessionOptions
 from ._targets import in_tree, loaded_modules, loaded_tree, parse_module, parse_target, protected_tree
-from ._wire import OP_CALL, OP_CONFIGURE, OP_IMPORT, OP_STATS, OP_WARM_UP
+from ._wire import OP_CALL, OP_CONCURRENCY, OP_CONFIGURE, OP_IMPORT, OP_STATS, OP_WARM_UP
 
 _lock = _thread.RLock()
 _deferred: deque[ClassHandle] = deque()   # classes collected while _lock was busy
@@ -187,6 +187,7 @@ class SessionHandle:
             from ._deadline import bounded_call
 
             session.call = bounded_call(session, options.call_timeout)  # type: ignore[method-assign]
+            session.call_timeout = options.call_timeout
         return process, session
 
     def _configure(self, session: Session) -> None:
@@ -196,6 +197,8 @@ class SessionHandle:
         if config.rules or config.default != "value" or protect:
             session.call(OP_CONFIGURE, None, args=(
                 config.default, [(_rule_for_wire(t), p) for t, p in config.rules], protect))
+        if self.options.concurrency != "serial":
+            session.call(OP_CONCURRENCY, None, args=(self.options.concurrency,))
 
     def _distrust(self, session: Session) -> None:
         """Untrusted mode, before anything else crosses: the allow-list here and in the child, guarded ops."""
@@ -493,7 +496,7 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
               protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
               limits: Limits | None = None, forward_logging: bool = True,
               requirements: Iterable[str] | None = None, call_timeout: float | None = None,
-              timeout_grace: float = 1.0, restart: Restart | None = None, backend: str = "local",
+              timeout_grace: float = 1.0, restart: Restart | None = None, concurrency: str = "serial", backend: str = "local",
               ray_options: Mapping[str, Any] | None = None, untrusted: bool = False,
               trusted_types: Iterable[type] = (), lend_attributes: Mapping[type, Iterable[str]] | None = None,
               max_frame_bytes: int | None = None) -> Any:
@@ -512,6 +515,7 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     `call_timeout=` bounds every call (ExtraditeTimeoutError; the child is interrupted, and killed
     after `timeout_grace` seconds if it does not answer: see `_deadline`).
     `restart=Restart(...)` starts a new child when this one dies and rebuilds what it can (`_restart`).
+    `concurrency="async"` or `"threads:N"` lets calls run side by side in the child (see `_concurrency`).
     `backend="ray"` serves each instance from its own Ray actor instead (`ray_options`: see `_ray`).
     `untrusted=True` is for a target you do not trust: nothing it sends runs code here and what
     this process lends shows only a safe surface (`trusted_types=`, `lend_attributes=`: see
@@ -520,6 +524,7 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     module, qualname = parse_target(target)
     if backend != "local" or ray_options is not None:
         _local_only(untrusted, trusted_types, lend_attributes, max_frame_bytes)
+        _refuse_concurrency_on_ray(concurrency)
         from ._ray import extradite_ray
 
         return extradite_ray(target, backend, ray_options, share_key=share_key, transport_policy=transport_policy,
@@ -533,7 +538,7 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
         sandbox=sandbox, limits=limits, forward_logging=forward_logging,
         requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace,
         untrusted=untrusted, trusted_types=trusted_types, lend_attributes=lend_attributes,
-        max_frame_bytes=max_frame_bytes, restart=restart)
+        max_frame_bytes=max_frame_bytes, restart=restart, concurrency=concurrency)
     if _deferred:
         _close_deferred()
     trees = options.protect
@@ -561,13 +566,33 @@ def extradite(target: str, share_key: str | None = None, transport_policy: str =
     return cls
 
 
+def extradite_async(target: str, share_key: str | None = None, transport_policy: str = "value",
+                    transport_type_rules: Mapping[type, str] | None = None, **options: Any) -> Any:
+    """`extradite()` with every member a coroutine: `obj = await AsyncCls.create(...)`, `await obj.m(x)`.
+
+    Takes `extradite()`'s options; the target must be a class. The event loop is never blocked
+    and no thread is used per call (see `_aio`, `_asyncproxy`).
+    """
+    sync_class = extradite(target, share_key, transport_policy, transport_type_rules, **options)
+    from ._asyncproxy import async_class
+    from ._proxy import RemoteClass
+
+    if not isinstance(sync_class, RemoteClass):
+        close = getattr(sync_class, "close", None)
+        if callable(close):
+            close()
+        raise TypeError(f"extradite_async({target!r}) takes a class; {target!r} is a "
+                        f"{type(sync_class).__qualname__}: use extradite() and `await aio(proxy)...`")
+    return async_class(sync_class)
+
+
 def import_isolated(module: str, *, share_key: str | None = None, transport_policy: str = "value",
                     transport_type_rules: Mapping[type, str] | None = None,
                     share_keepalive_seconds: float | None = None, python: str | PathLike[str] | None = None,
                     protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                     limits: Limits | None = None, forward_logging: bool = True,
                     requirements: Iterable[str] | None = None, call_timeout: float | None = None,
-                    timeout_grace: float = 1.0, restart: Restart | None = None, backend: str = "local",
+                    timeout_grace: float = 1.0, restart: Restart | None = None, concurrency: str = "serial", backend: str = "local",
                     ray_options: Mapping[str, Any] | None = None, untrusted: bool = False,
                     trusted_types: Iterable[type] = (),
                     lend_attributes: Mapping[type, Iterable[str]] | None = None,
@@ -583,6 +608,7 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
     """
     if backend != "local" or ray_options is not None:
         _local_only(untrusted, trusted_types, lend_attributes, max_frame_bytes)
+        _refuse_concurrency_on_ray(concurrency)
         from ._ray import import_isolated_ray
 
         return import_isolated_ray(module, backend, ray_options, share_key=share_key,
@@ -597,7 +623,7 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
         sandbox=sandbox, limits=limits, forward_logging=forward_logging, requirements=requirements,
         call_timeout=call_timeout, timeout_grace=timeout_grace,
         untrusted=untrusted, trusted_types=trusted_types, lend_attributes=lend_attributes,
-        max_frame_bytes=max_frame_bytes, restart=restart)
+        max_frame_bytes=max_frame_bytes, restart=restart, concurrency=concurrency)
     if _deferred:
         _close_deferred()
     what = f"import_isolated({name!r})"
@@ -613,6 +639,12 @@ def import_isolated(module: str, *, share_key: str | None = None, transport_poli
     from ._modules import module_proxy
 
     return module_proxy(ClassHandle(handle, name, opener="import_isolated"), remote, name)
+
+
+def _refuse_concurrency_on_ray(concurrency: object) -> None:
+    if concurrency != "serial":
+        raise ValueError(f"concurrency={concurrency!r} is for the local backend: a Ray actor serves its calls "
+                         "itself; leave concurrency at 'serial' with backend='ray'")
 
 
 def close_collected(api: ClassHandle) -> None:
@@ -648,7 +680,8 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
                               call_timeout: float | None = None, timeout_grace: float = 1.0,
                               untrusted: bool = False, trusted_types: Iterable[type] = (),
                               lend_attributes: Mapping[type, Iterable[str]] | None = None,
-                              max_frame_bytes: int | None = None, restart: Restart | None = None) -> bool:
+                              max_frame_bytes: int | None = None, restart: Restart | None = None,
+                              concurrency: str = "serial") -> bool:
     """Start the shared child for `share_key` now, so a later `extradite()` skips start-up.
 
     Returns True when a child was started, False when one was already running
@@ -662,7 +695,7 @@ def prewarm_extradite_session(share_key: str, *, transport_policy: str = "value"
         sandbox=sandbox, limits=limits, forward_logging=forward_logging,
         requirements=requirements, call_timeout=call_timeout, timeout_grace=timeout_grace,
         untrusted=untrusted, trusted_types=trusted_types, lend_attributes=lend_attributes,
-        max_frame_bytes=max_frame_bytes, restart=restart)
+        max_frame_bytes=max_frame_bytes, restart=restart, concurrency=concurrency)
     trees = options.protect
     refuse_loaded(f"prewarm_extradite_session({share_key!r})", trees, trees)
     handle, started = _session_for(share_key, options, repr(share_key))

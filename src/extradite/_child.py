@@ -60,7 +60,7 @@ def main(fd: int, *, parent: int = 0, log_fd: int = -1, log_level: int = 0,
         apply_confinement(confine)
     from ._deadline import install_child_handler
 
-    install_child_handler()
+    install_child_handler(session)
     failure = session.serve_forever()
     if failure is not None and not _parent_left(failure):  # the parent quotes our stderr when we die
         sys.stderr.write(f"extradite child {os.getpid()}: {failure}\n")
@@ -71,7 +71,8 @@ def main(fd: int, *, parent: int = 0, log_fd: int = -1, log_level: int = 0,
 def _parent_left(failure: BaseException) -> bool:
     from ._transport import ChannelEOF
 
-    return isinstance(failure, ChannelEOF) or isinstance(failure.__cause__, ChannelEOF)
+    # a reset: the parent closed its end with frames unread (a WAKE, a dropped reply)
+    return isinstance(failure, ChannelEOF) or isinstance(failure.__cause__, (ChannelEOF, ConnectionResetError))
 
 
 class _ParentTypesOnFirstUse:

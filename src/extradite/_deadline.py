@@ -66,6 +66,13 @@ class Guard:
         except OSError:  # already gone: the session sees its end
             pass
 
+    def cancel(self, rid: int, channel: Any) -> None:
+        """Interrupt request `rid` alone (its awaiting task was cancelled): named in the shared
+        page, then SIGINT; the child interrupts it where it runs, or refuses it when it comes."""
+        if channel.closed or not channel.ask_cancel(rid):
+            return  # no page or every slot taken: the reply is dropped, the call runs to its end
+        self.interrupt()
+
     def within(self, seconds: float) -> Deadline:
         return Deadline(self, seconds)
 
@@ -224,20 +231,54 @@ def call_with_timeout(session: Any, seconds: object, function: Callable[..., Any
 _UNSAFE_FILES = ("_transport.py", "_ring.py", "_shm.py", "_polling.py", "_wire.py")
 
 
-def install_child_handler() -> None:
-    """SIGINT raises KeyboardInterrupt in the request being served, and only there."""
+def install_child_handler(session: Any = None) -> None:
+    """SIGINT raises KeyboardInterrupt in the request being served, and only there.
+
+    When the parent named requests in the page's cancel slots (`Guard.cancel`), only those
+    are interrupted: here (the main thread serves it), through the concurrency server (a task
+    or a pool thread runs it), or when it starts (not read yet).
+    """
     import _signal  # type: ignore[import-not-found]
 
-    from ._session import Session
-
     from ._dispatch import TABLE
+    from ._session import Session
 
     serve = Session._serve.__code__
     handlers = {op.handler.__code__ for op in TABLE.values()}
     unsafe = {Session._send.__code__, Session._send_error.__code__, Session._send_request.__code__,
               Session._encode.__code__, Session._read_one.__code__}
 
+    def serving_here(frame: FrameType | None) -> list[int]:
+        """The requests this thread serves where raising is safe (innermost first)."""
+        rids: list[int] = []
+        safe = True
+        below = None
+        while frame is not None:
+            code = frame.f_code
+            if code in unsafe or code.co_filename.endswith(_UNSAFE_FILES):
+                safe = False  # a frame half written or read: the parent kills after the grace period
+            elif code is serve:
+                if not safe:
+                    return rids
+                if below in handlers:  # not while the request is decoded or its answer made
+                    rids.append(frame.f_locals.get("rid", 0))
+            below = code
+            frame = frame.f_back
+        return rids
+
     def on_sigint(signum: int, frame: FrameType | None) -> None:
+        named = session.channel.take_cancels() if session is not None else []
+        if named:
+            here = serving_here(frame)
+            raise_here = False
+            for rid in named:
+                if rid in here:
+                    raise_here = True
+                elif session.concurrency is None or not session.concurrency.interrupt(rid):
+                    session.cancelled.add(rid)  # not started yet (or just finished: never comes)
+            if raise_here:
+                raise KeyboardInterrupt("cancelled by the parent")
+            return
         below = None
         while frame is not None:
             code = frame.f_code

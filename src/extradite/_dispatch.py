@@ -30,6 +30,7 @@ from ._wire import (
     OP_BATCH,
     OP_CALL,
     OP_CALL_METHOD,
+    OP_CONCURRENCY,
     OP_CONFIGURE,
     OP_DELATTR,
     OP_GETATTR,
@@ -188,6 +189,15 @@ def op_configure(session: Session, target: Any, name: str | None, args: tuple[An
     rules = [(getattr(types, t[1]) if type(t) is tuple else t, p) for t, p in rules]
     session.codec.config = PolicyConfig(default, dict(rules))
     session.protected = session.codec.protected = tuple(protected)
+
+
+@_op(OP_CONCURRENCY, served_by=(CHILD,))
+def op_concurrency(session: Session, target: Any, name: str | None, args: tuple[Any, ...],
+                   kwargs: dict[str, Any], extra: int) -> None:
+    """Serve later requests with concurrency args[0] (see `_concurrency`; never sent for "serial")."""
+    from ._concurrency import install
+
+    install(session, args[0])
 
 
 @_op(OP_STATS, served_by=(CHILD,))

@@ -38,7 +38,6 @@ from ._proxy import (
     PolicyIntrospection,
     RemoteClass,
     _check_calls,
-    _in_thread,
     TIMEOUT_KEYWORD,
     _pop_policy,
     _root,
@@ -300,16 +299,17 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                   protect: tuple[str, ...] | list[str] = (), sandbox: Sandbox | None = None,
                   limits: Limits | None = None, forward_logging: bool = True,
                   requirements: Iterable[str] | None = None, call_timeout: float | None = None,
-                  timeout_grace: float = 1.0, restart: Restart | None = None, backend: str = "local",
+                  timeout_grace: float = 1.0, restart: Restart | None = None, concurrency: str = "serial", backend: str = "local",
                   ray_options: Mapping[str, Any] | None = None, untrusted: bool = False,
                   trusted_types: Iterable[type] = (), lend_attributes: Mapping[type, Iterable[str]] | None = None,
                   max_frame_bytes: int | None = None) -> type[_T]:
         """A copy of this proxy class bound to its own session with these options (like `extradite()`)."""
         if backend != "local" or ray_options is not None:
-            from ._api import _local_only
+            from ._api import _local_only, _refuse_concurrency_on_ray
             from ._ray import bind_generated
 
             _local_only(untrusted, trusted_types, lend_attributes, max_frame_bytes)
+            _refuse_concurrency_on_ray(concurrency)
 
             return bind_generated(cls, backend, ray_options, {  # type: ignore[no-any-return]
                 "share_key": share_key, "transport_policy": transport_policy,
@@ -323,7 +323,8 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
                            "forward_logging": forward_logging, "requirements": requirements,
                            "call_timeout": call_timeout, "timeout_grace": timeout_grace,
                            "untrusted": untrusted, "trusted_types": trusted_types,
-                           "lend_attributes": lend_attributes, "max_frame_bytes": max_frame_bytes, "restart": restart})
+                           "lend_attributes": lend_attributes, "max_frame_bytes": max_frame_bytes, "restart": restart,
+                           "concurrency": concurrency})
 
     @classmethod
     def _xd_bound(cls: type[_T]) -> type[_T]:
@@ -355,7 +356,7 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
 
     async def _xd_call_async(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         args, kwargs = _strip(args, kwargs)
-        return await _in_thread(BoundMethod(self, name, EXTRA_AWAIT), args, kwargs)
+        return await BoundMethod(self, name, EXTRA_AWAIT).aio(*args, **kwargs)
 
     def _xd_batch(self, name: str, calls: Iterable[Any], npos: int | None = None,
                   kwnames: tuple[str, ...] = ()) -> list[Any]:
@@ -365,10 +366,12 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
 
     async def _xd_batch_async(self, name: str, calls: Iterable[Any], npos: int | None = None,
                               kwnames: tuple[str, ...] = ()) -> list[Any]:
+        from ._aio import aio_call
+
         items = _batch_items(calls, npos, kwnames)
-        return await _in_thread(self._xd_session.call, (OP_BATCH, self), {  # type: ignore[no-any-return]
-            "name": name, "args": items, "extra": EXTRA_AWAIT,
-            "method_policy": self.__extradite_method_policies__.get(name)})
+        return await aio_call(self._xd_session, OP_BATCH, self, name=name,  # type: ignore[no-any-return]
+                              args=items, extra=EXTRA_AWAIT,
+                              method_policy=self.__extradite_method_policies__.get(name))
 
     def _xd_get(self, name: str) -> Any:
         return self._xd_session.call(OP_GETATTR, self, name=name)
@@ -398,10 +401,12 @@ class GeneratedProxy(PolicyIntrospection, metaclass=GeneratedMeta):
     async def _xd_class_batch_async(cls, name: str, calls: Iterable[Any], npos: int | None = None,
                                     kwnames: tuple[str, ...] = ()) -> list[Any]:
         bound = cls._xd_bound()
+        from ._aio import aio_call
+
         items = _batch_items(calls, npos, kwnames)
-        return await _in_thread(_root(bound).__dict__["_xd_class_session"].call, (  # type: ignore[no-any-return]
-            OP_BATCH, bound), {"name": name, "args": items, "extra": EXTRA_AWAIT,
-                               "method_policy": cls.__extradite_method_policies__.get(name)})
+        return await aio_call(_root(bound).__dict__["_xd_class_session"], OP_BATCH,  # type: ignore[no-any-return]
+                              bound, name=name, args=items, extra=EXTRA_AWAIT,
+                              method_policy=cls.__extradite_method_policies__.get(name))
 
     @classmethod
     def _xd_class_get(cls, name: str) -> Any:
@@ -496,3 +501,87 @@ class GeneratedModule:
               kwnames: tuple[str, ...] = ()) -> list[Any]:
         """Call the module's function `name` once per item of `calls` in one round trip."""
         return self._function(name).batch(_batch_items(calls, npos, kwnames))  # type: ignore[no-any-return]
+
+
+_P = TypeVar("_P", bound="GeneratedProxy")
+
+
+class AsyncGeneratedProxy(Generic[_P]):
+    """Base class of the async variant `extradite-gen` writes beside each proxy (`AsyncCounter`).
+
+    An instance wraps one instance of the sync proxy (`sync_proxy`); every member is a
+    coroutine awaited on the running event loop (see `_aio`: no thread per call), and
+    `await AsyncCounter.create(...)` constructs. A target member named like one of this
+    class's own (`create`, `sync_proxy`, `sync_class`, `close_proxy_class`) is reached
+    through `sync_proxy`.
+    """
+
+    __slots__ = ("sync_proxy",)
+    sync_class: ClassVar[type[Any]]
+
+    def __init__(self, sync_proxy: _P) -> None:
+        self.sync_proxy = sync_proxy
+
+    def __repr__(self) -> str:
+        return f"<async {self.sync_proxy!r}>"
+
+    @classmethod
+    def close_proxy_class(cls) -> None:
+        """End the binding of the sync proxy class (as `Counter.close_proxy_class()`)."""
+        cls.sync_class.close_proxy_class()
+
+    @classmethod
+    async def _xd_construct(cls, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        from ._asyncproxy import _construct
+
+        args, kwargs = _strip(args, kwargs)
+        return await _construct(cls.sync_class._xd_bound(), args, kwargs)
+
+    async def _xd_acall(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                        awaited: bool = False) -> Any:
+        args, kwargs = _strip(args, kwargs)
+        proxy = self.sync_proxy
+        return await BoundMethod(proxy, name, EXTRA_AWAIT if awaited else 0).aio(*args, **kwargs)
+
+    @classmethod
+    async def _xd_aclass_call(cls, name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+                              awaited: bool = False) -> Any:
+        args, kwargs = _strip(args, kwargs)
+        bound = cls.sync_class._xd_bound()
+        return await BoundMethod(bound, name, EXTRA_AWAIT if awaited else 0).aio(*args, **kwargs)
+
+    def _xd_aget(self, name: str) -> Any:
+        from ._aio import aio_call
+
+        proxy = self.sync_proxy
+        return aio_call(proxy._xd_session, OP_GETATTR, proxy, name=name)
+
+    async def _xd_abatch(self, name: str, calls: Iterable[Any], npos: int | None = None,
+                         kwnames: tuple[str, ...] = (), awaited: bool = False) -> list[Any]:
+        from ._aio import aio_call
+
+        proxy = self.sync_proxy
+        return await aio_call(proxy._xd_session, OP_BATCH, proxy, name=name,  # type: ignore[no-any-return]
+                              args=_batch_items(calls, npos, kwnames), extra=EXTRA_AWAIT if awaited else 0,
+                              method_policy=proxy.__extradite_method_policies__.get(name))
+
+    async def _xd_abatch_awaited(self, name: str, calls: Iterable[Any], npos: int | None = None,
+                                 kwnames: tuple[str, ...] = ()) -> list[Any]:
+        """`_xd_abatch` of an `async def` method: each item's coroutine is awaited in the child."""
+        return await self._xd_abatch(name, calls, npos, kwnames, True)
+
+    @classmethod
+    async def _xd_aclass_batch_awaited(cls, name: str, calls: Iterable[Any], npos: int | None = None,
+                                       kwnames: tuple[str, ...] = ()) -> list[Any]:
+        return await cls._xd_aclass_batch(name, calls, npos, kwnames, True)
+
+    @classmethod
+    async def _xd_aclass_batch(cls, name: str, calls: Iterable[Any], npos: int | None = None,
+                               kwnames: tuple[str, ...] = (), awaited: bool = False) -> list[Any]:
+        from ._aio import aio_call
+
+        bound = cls.sync_class._xd_bound()
+        return await aio_call(_root(bound).__dict__["_xd_class_session"], OP_BATCH,  # type: ignore[no-any-return]
+                              bound, name=name, args=_batch_items(calls, npos, kwnames),
+                              extra=EXTRA_AWAIT if awaited else 0,
+                              method_policy=cls.sync_class.__extradite_method_policies__.get(name))

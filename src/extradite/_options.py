@@ -32,12 +32,28 @@ def _check_keepalive(share_key: str | None, seconds: object) -> float | None:
     return seconds
 
 
+def check_concurrency(value: object) -> str:
+    """The `concurrency=` option, normalised: "serial", "async" or "threads:N" (see `_concurrency`)."""
+    if not isinstance(value, str):
+        raise TypeError(f"concurrency must be a string ('serial', 'async' or 'threads:N'), not {type(value).__name__}")
+    if value in ("serial", "async"):
+        return value
+    kind, _, count = value.partition(":")
+    if kind == "threads" and count.strip().isdigit() and 1 <= int(count) <= 256:
+        return f"threads:{int(count)}"
+    raise ValueError(
+        f"concurrency must be 'serial' (one call at a time, the default), 'async' (coroutine methods run "
+        f"concurrently on the child's event loop) or 'threads:N' (calls run on N threads, N from 1 to 256), "
+        f"not {value!r}")
+
+
 class SessionOptions:
     """The validated options of one session (see the module docstring)."""
 
     __slots__ = ("config", "keepalive", "python", "protect", "sandbox", "limits", "forward_logging",
                  "requirements", "call_timeout", "timeout_grace", "untrusted", "trusted_types",
-                 "lend_attributes", "max_frame_bytes", "restart")
+                 "lend_attributes", "max_frame_bytes", "restart",
+                 "concurrency")
 
     def __init__(self, config: PolicyConfig = DEFAULT_CONFIG, keepalive: float | None = None,
                  python: str | None = None, protect: tuple[str, ...] = (),
@@ -46,7 +62,8 @@ class SessionOptions:
                  call_timeout: float | None = None, timeout_grace: float = 1.0, untrusted: bool = False,
                  trusted_types: tuple[type, ...] = (),
                  lend_attributes: tuple[tuple[type, frozenset[str]], ...] = (),
-                 max_frame_bytes: int | None = None, restart: Restart | None = None) -> None:
+                 max_frame_bytes: int | None = None, restart: Restart | None = None,
+                 concurrency: str = "serial") -> None:
         self.config = config
         self.keepalive = keepalive
         self.python = python      # resolved absolute path, or None for this very environment
@@ -62,6 +79,7 @@ class SessionOptions:
         self.lend_attributes = lend_attributes  # (type, private names the child may use), sorted by name
         self.max_frame_bytes = max_frame_bytes  # None: `_transport.MAX_FRAME`
         self.restart = restart  # supervision (`_restart`); None: a dead child stays dead
+        self.concurrency = concurrency  # which calls run side by side in the child (`_concurrency`)
 
     @classmethod
     def from_user(cls, share_key: str | None, *, transport_policy: str = "value",
@@ -76,8 +94,9 @@ class SessionOptions:
                   trusted_types: Iterable[type] = (),
                   lend_attributes: Mapping[type, Iterable[str]] | None = None,
                   max_frame_bytes: int | None = None,
-                  restart: Restart | None = None) -> SessionOptions:
+                  restart: Restart | None = None, concurrency: str = "serial") -> SessionOptions:
         """Check what a user passed; every bad value raises TypeError or ValueError naming it."""
+        mode = check_concurrency(concurrency)
         if not isinstance(forward_logging, bool):
             raise TypeError(f"forward_logging must be True or False, not {forward_logging!r}")
         if share_key is not None and not isinstance(share_key, str):
@@ -115,7 +134,7 @@ class SessionOptions:
 
             check_restart(restart)
         return cls(config, keepalive, resolved, trees, sandbox, limits, forward_logging, wanted, timeout, grace,
-                   *trust, _check_frame_cap(max_frame_bytes), restart)
+                   *trust, _check_frame_cap(max_frame_bytes), restart, mode)
 
     @property
     def child_python(self) -> str | None:
@@ -144,7 +163,7 @@ class SessionOptions:
 
 _COMPARED = ("keepalive", "python", "protect", "sandbox", "limits", "forward_logging", "requirements",
             "call_timeout", "timeout_grace", "untrusted", "trusted_types", "lend_attributes",
-            "max_frame_bytes", "restart")  # ==; `config`: same_as
+            "max_frame_bytes", "restart", "concurrency")  # ==; `config`: same_as
 _LABELS = {"keepalive": "share_keepalive_seconds"}  # the keyword a user wrote
 
 

@@ -294,6 +294,34 @@ class BoundMethod:
             OP_BATCH, target, name=self._name, args=tuple(_check_calls(calls)), policy=call_policy,
             extra=self._extra, method_policy=_method_policy(target, self._name))
 
+    def aio(self, *args: Any, **kwargs: Any) -> Any:
+        """`await proxy.method.aio(...)`: the same call as a coroutine on the running event loop.
+
+        The loop is never blocked and no thread is used (see `_aio`); cancelling the awaiting
+        task interrupts the call in the child.
+        """
+        from ._aio import aio_call, within
+
+        target, name = self._target, self._name
+        seconds = kwargs.pop(TIMEOUT_KEYWORD) if kwargs and TIMEOUT_KEYWORD in kwargs else None
+        policy = _pop_policy(kwargs) if kwargs else None
+        call = aio_call(_session(target), OP_CALL if name is None else OP_CALL_METHOD, target, name=name,
+                        args=args, kwargs=kwargs, policy=policy, extra=self._extra,
+                        method_policy=_method_policy(target, name))
+        return call if seconds is None else within(call, seconds)
+
+    def aio_batch(self, calls: Iterable[Any], call_policy: str | None = None,
+                  call_timeout: float | None = None) -> Any:
+        """`await proxy.method.aio_batch(calls)`: `batch` as a coroutine (see `aio`)."""
+        from ._aio import aio_call, within
+
+        if call_policy is not None:
+            check_policy(call_policy, "call_policy")
+        target = self._target
+        call = aio_call(_session(target), OP_BATCH, target, name=self._name, args=tuple(_check_calls(calls)),
+                        policy=call_policy, extra=self._extra, method_policy=_method_policy(target, self._name))
+        return call if call_timeout is None else within(call, call_timeout)
+
     def __repr__(self) -> str:
         return f"<extradite bound method {self._name or '__call__'} of {self._target!r}>"
 
@@ -322,21 +350,12 @@ def _method_policy(target: Any, name: str | None) -> str | None:
 
 
 class BoundAsyncMethod(BoundMethod):
-    """An async remote method: the round trip runs in a worker thread, not on the event loop."""
+    """An async remote method: calling it gives its awaited call (`aio`), read by the event loop."""
 
     __slots__ = ()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        call = super().__call__
-        return _in_thread(call, args, kwargs)
-
-
-async def _in_thread(call: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    import asyncio
-    import functools
-
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, functools.partial(call, *args, **kwargs))
+        return self.aio(*args, **kwargs)
 
 
 class _Method:

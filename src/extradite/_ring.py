@@ -60,6 +60,9 @@ PAGE_SIZE = 2 * (CTRL + RING)
 # (`s_pack_internal` memsets), so the other side could read a passing 0, and "<Q" also
 # writes byte by byte. Offsets in words, from a direction's first word (see module docstring):
 TAIL, LENT, HEAD, SLEEPING = 1, 8, 16, 24  # `published` is word 0; `tail` shares its cache line
+# Request ids the writer asks the reader to interrupt (0: free slot), read by the reader's SIGINT
+# handler (`_deadline`): a signal says "look", the slots say which request.
+CANCEL_SLOTS = range(26, 30)
 WAKE_FRAME = HEADER.pack(VERSION, WAKE, 0, 0, 0, 0, 0)
 PAGE_POSSIBLE = hasattr(os, "memfd_create")
 # Ring frames rely on x86-64's ordering of plain stores (see module docstring).
@@ -79,6 +82,7 @@ class SharedRing:
         maps: ArenaMaps
         closed: bool
         _sent: int
+        _received: int
 
         def _recv_more(self, mid_frame: bool, need: int = HEADER_SIZE) -> None: ...
 
@@ -210,6 +214,47 @@ class SharedRing:
         finally:
             if not self.closed:
                 words[self._rx + SLEEPING] = 0
+
+    def sleep_in_selector(self) -> bool:
+        """Before an event loop waits for the socket instead of `recv` (see `_aio`): ask the peer
+        to send a WAKE with its next ring frame, as `_sleep` does; True when a frame came meanwhile."""
+        words = self._words
+        if words is None or self._ring_rx is None:  # the peer only uses the socket
+            return False
+        self._sleeps += 1
+        words[self._rx + SLEEPING] = self._sleeps
+        fence(self._rx_fence)
+        return bool(words[self._rx] > self._received)
+
+    def awake(self) -> None:
+        """The event loop's reader woke up: the peer needs to send no WAKE for a while."""
+        words = self._words
+        if words is not None and not self.closed:
+            words[self._rx + SLEEPING] = 0
+
+    def ask_cancel(self, request_id: int) -> bool:
+        """Name `request_id` in a free cancel slot for the peer (False: no page or no free slot)."""
+        words = self._words
+        if words is None:
+            return False
+        for slot in CANCEL_SLOTS:
+            if words[self._tx + slot] == 0:
+                words[self._tx + slot] = request_id
+                return True
+        return False
+
+    def take_cancels(self) -> list[int]:
+        """The request ids the peer asked to interrupt, their slots freed (a signal handler calls it)."""
+        words = self._words
+        if words is None:
+            return []
+        taken = []
+        for slot in CANCEL_SLOTS:
+            rid = words[self._rx + slot]
+            if rid:
+                words[self._rx + slot] = 0
+                taken.append(rid)
+        return taken
 
     def peer_asleep(self) -> bool:
         """Whether the peer sleeps on its socket now: it has taken every frame sent to it

@@ -18,9 +18,11 @@ Routing rules, applied by the thread that read the frame:
 * a request of an unknown chain goes to the top-level server (the child's main
   loop) if there is one, else it is served by the thread that read it.
 
-What is serialised: the child has one serving thread, so calls from several
-parent threads run one after another in the child (in arrival order), while
-their callbacks still run on their own parent threads. Sends are serialised by
+What is serialised: with the default `concurrency="serial"` the child has one serving
+thread, so calls from several parent threads run one after another in the child (in
+arrival order), while their callbacks still run on their own parent threads; the other
+modes let calls overlap (`_concurrency`). Awaited calls (`_aio`) wait in this same table
+of waiters; their event loop reads the channel when no thread does. Sends are serialised by
 the channel's send lock (encoding happens under it so that class descriptors
 reach the other side before any frame that refers to them).
 """
@@ -205,12 +207,16 @@ class Session:
         # The parent serves requests only on objects it lent: targets named by its own handle ids.
         self._lent_targets_only = not is_child
         self._loop: Any = None
+        self.cancelled: set[int] = set()  # requests interrupted before they started (child: `_deadline`)
+        self.concurrency: Any = None  # the child's `_concurrency` server, when not serial
+        self._loop_readers: dict[Any, Any] = {}  # event loop -> `_aio.LoopReader`, while awaited calls run
         # deadlines and interrupts (`_deadline.Guard`, parent only): stops the child of an abandoned call
         self.guard: Any = None
         # supervision (`_restart`, parent only): once broken, `revive(self)` returns the session of a
         # new child (or raises); `rebuild` records how to get this session's proxies back there
         self.revive: Callable[[Session], Session] | None = None
         self.rebuild: Any = None
+        self.call_timeout: float | None = None  # the `call_timeout` option: awaited calls (`_aio`) honour it too
 
     # -- calling ---------------------------------------------------------------------
     def check_usable(self) -> None:
@@ -585,6 +591,9 @@ class Session:
         try:
             if message.problem is not None:
                 raise message.problem
+            if self.cancelled and rid in self.cancelled:  # interrupted before it started (`_deadline`)
+                self.cancelled.discard(rid)
+                raise KeyboardInterrupt("cancelled by the parent before it started")
             _releases, op, target, name, args, kwargs, policy, extra = message.payload
             served = self._ops.get(op)
             if served is None:
@@ -630,6 +639,20 @@ class Session:
             chains.pop()
             if not chains and ident != self._server_ident:  # other threads' entries go (threads end)
                 del self._serving[ident]
+
+    def send_result(self, rid: int, chain: int, result: Any, policy: str | None) -> None:
+        """Reply to a request whose result came after `_serve` returned (`_concurrency`), as `_serve` does."""
+        try:
+            releases = self._take_releases() if self._pending_releases else []
+            with self.channel.send_lock:
+                if _plain(result) and not releases:
+                    self._send(REPLY, rid, chain, _scalar.encode(result), FLAG_SCALAR)
+                else:
+                    self._send(REPLY, rid, chain, self._encode(
+                        (releases, result), (releases,), releases, call_policy=policy))
+        except Exception as exc:
+            if self.broken is None:
+                self._send_error(rid, chain, error_record(exc))
 
     def _send_error(self, rid: int, chain: int, record: tuple[Any, ...]) -> None:
         body = self._dumps(((), record), 5)

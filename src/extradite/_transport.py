@@ -354,8 +354,8 @@ class Channel(SharedRing):
             raise ChannelEOF()
         self._end += n
 
-    def _recv_into(self, view: memoryview) -> int:
-        n, ancillary, _flags, _addr = self.sock.recvmsg_into([view], _ANCILLARY_SIZE, _RECV_FLAGS)
+    def _recv_into(self, view: memoryview, nowait: int = 0) -> int:
+        n, ancillary, _flags, _addr = self.sock.recvmsg_into([view], _ANCILLARY_SIZE, _RECV_FLAGS | nowait)
         if ancillary:
             for level, kind, data in ancillary:
                 if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
@@ -410,6 +410,46 @@ class Channel(SharedRing):
                 idle.pop(0)
             if self.frame_ready():
                 return
+
+    # -- reading from an event loop (see _aio) -------------------------------------------
+    def fill_nowait(self) -> bool:
+        """Move what the socket holds now into the buffer, never blocking; False at its end.
+
+        A sender blocked on a full socket goes on; a frame bigger than the buffer is read to
+        its end by `recv` once it is published (its sender finished writing it).
+        """
+        import _socket
+
+        while True:
+            if self._end == len(self._recv_buffer):
+                if self._start == 0:
+                    return True
+                pending = self._end - self._start
+                self._recv_view[0:pending] = self._recv_view[self._start:self._end]
+                self._start, self._end = 0, pending
+            try:
+                n = self._recv_into(self._recv_view[self._end:], _socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return True
+            if n == 0:
+                return False
+            self._end += n
+
+    def arrived(self) -> bool:
+        """Whether `recv` returns at once: the next frame is whole here (WAKE frames are skipped)."""
+        buffer = self._recv_buffer
+        while self._end - self._start >= HEADER_SIZE and buffer[self._start] == VERSION \
+                and buffer[self._start + 1] == WAKE:
+            self._start += HEADER_SIZE
+        if self._start == self._end:
+            self._start = self._end = 0
+        words = self._words
+        if words is not None:  # a published frame is whole: in the ring, or sent to the socket
+            return bool(words[self._rx] > self._received)
+        if self._end - self._start < HEADER_SIZE:
+            return False
+        body_len = HEADER.unpack_from(buffer, self._start)[6]
+        return bool(self._end - self._start >= HEADER_SIZE + body_len)
 
     def frame_ready(self) -> bool:
         """Whether the peer has sent a frame that `recv` has not returned yet (no waiting)."""

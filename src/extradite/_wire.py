@@ -70,6 +70,7 @@ OP_STATS = 9           # sizes of the serving side's handle tables (tests, diagn
 OP_WARM_UP = 10        # prewarm: pay now what the first import would pay (`_members.warm_up`), if nothing waits
 OP_TRUST = 11          # untrusted mode: args = (the names the parent loads); send everything else by handle
 OP_NEXT_CHUNK = 12     # up to args[0] items of iterator `target`: (items, end) (see `_iteration`)
+OP_CONCURRENCY = 13    # serve the calls that follow with concurrency args[0] ("async", "threads:N": `_concurrency`)
 
 
 # `extra` flags of a request.

@@ -20,14 +20,18 @@ Guaranteed names:
   `bind` and `close`, and its classes bind through it (`bind_class`).
 - `ClassAttribute`: descriptor of a target's class attribute, read from the
   child on every access.
+- `AsyncGeneratedProxy`: base class of the async variant written beside each
+  proxy class (`AsyncCounter`); its bodies call `_xd_construct`, `_xd_acall`,
+  `_xd_aclass_call`, `_xd_aget`, `_xd_abatch` and `_xd_aclass_batch`.
 
 Importing this module costs what a generated proxy's import costs anyway (the
 runtime it binds to); `import extradite` alone does not load it.
 """
 
 from ._generated import MISSING as MISSING
+from ._generated import AsyncGeneratedProxy as AsyncGeneratedProxy
 from ._generated import ClassAttribute as ClassAttribute
 from ._generated import GeneratedModule as GeneratedModule
 from ._generated import GeneratedProxy as GeneratedProxy
 
-__all__ = ["GeneratedProxy", "GeneratedModule", "MISSING", "ClassAttribute"]
+__all__ = ["GeneratedProxy", "GeneratedModule", "MISSING", "ClassAttribute", "AsyncGeneratedProxy"]

@@ -328,3 +328,159 @@ class OrderedDict(_xd_GeneratedProxy, typing.Generic[_KT, _VT]):
     def values_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[typing.Any]:
         """Call `values` once per item of `calls` in one round trip; results in order."""
         return self._xd_batch("values", calls, 0, ())
+
+
+# Async variants: every member a coroutine, awaited on the running event loop (no thread per
+# call); `obj = await AsyncName.create(...)` constructs.
+from extradite.generated_support import AsyncGeneratedProxy as _xd_AsyncGeneratedProxy  # noqa: E402
+
+__all__ += ["AsyncOrderedDict"]
+
+
+class AsyncOrderedDict(_xd_AsyncGeneratedProxy[OrderedDict[_KT, _VT]], typing.Generic[_KT, _VT]):
+    """`OrderedDict` with every member a coroutine: `obj = await AsyncOrderedDict.create(...)`."""
+
+    __slots__ = ()
+    sync_class = OrderedDict
+
+    @classmethod
+    async def create(_xd_cls, *args: typing.Any, **kwargs: typing.Any) -> AsyncOrderedDict[_KT, _VT]:
+        return _xd_cls(await _xd_cls._xd_construct(args, kwargs))
+
+    async def clear(self) -> None:
+        _xd_result: None = await self._xd_acall("clear", (), {})
+        return _xd_result
+
+    async def clear_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[None]:
+        """Call `clear` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[None] = await self._xd_abatch("clear", calls, 0, ())
+        return _xd_result
+
+    async def copy(self) -> typing_extensions.Self:
+        _xd_result: typing_extensions.Self = await self._xd_acall("copy", (), {})
+        return _xd_result
+
+    async def copy_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[typing_extensions.Self]:
+        """Call `copy` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[typing_extensions.Self] = await self._xd_abatch("copy", calls, 0, ())
+        return _xd_result
+
+    @classmethod
+    @typing.overload
+    async def fromkeys(cls, iterable: typing.Iterable[_T], value: None = None) -> OrderedDict[_T, typing.Any | None]: ...
+    @classmethod
+    @typing.overload
+    async def fromkeys(cls, iterable: typing.Iterable[_T], value: _S) -> OrderedDict[_T, _S]: ...
+    @classmethod
+    async def fromkeys(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        _xd_result: typing.Any = await args[0]._xd_aclass_call("fromkeys", args[1:], kwargs)
+        return _xd_result
+
+    @classmethod
+    async def fromkeys_batch(cls, calls: collections.abc.Iterable[tuple[typing.Iterable[_T]] | tuple[typing.Iterable[_T], None] | tuple[typing.Iterable[_T], _S]]) -> list[OrderedDict[_T, typing.Any | None] | OrderedDict[_T, _S]]:
+        """Call `fromkeys` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[OrderedDict[_T, typing.Any | None] | OrderedDict[_T, _S]] = await cls._xd_aclass_batch("fromkeys", calls, 2, ())
+        return _xd_result
+
+    @typing.overload  # type: ignore[override]
+    async def get(self, key: _KT, default: None = None, /) -> _VT | None: ...  # type: ignore[override]
+    @typing.overload
+    async def get(self, key: _KT, default: _VT, /) -> _VT: ...
+    @typing.overload
+    async def get(self, key: _KT, default: _T_2, /) -> _VT | _T_2: ...
+    async def get(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:  # type: ignore[override]
+        _xd_result: typing.Any = await args[0]._xd_acall("get", args[1:], kwargs)
+        return _xd_result
+
+    async def get_batch(self, calls: collections.abc.Iterable[tuple[_KT] | tuple[_KT, None] | tuple[_KT, _VT] | tuple[_KT, _T_2]]) -> list[_VT | None | _VT | _VT | _T_2]:
+        """Call `get` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[_VT | None | _VT | _VT | _T_2] = await self._xd_abatch("get", calls, 2, ())
+        return _xd_result
+
+    async def items(self) -> typing.Any:
+        _xd_result: typing.Any = await self._xd_acall("items", (), {})
+        return _xd_result
+
+    async def items_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[typing.Any]:
+        """Call `items` once per item of `calls` in one round trip; results in order."""
+        return await self._xd_abatch("items", calls, 0, ())
+
+    async def keys(self) -> typing.Any:
+        _xd_result: typing.Any = await self._xd_acall("keys", (), {})
+        return _xd_result
+
+    async def keys_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[typing.Any]:
+        """Call `keys` once per item of `calls` in one round trip; results in order."""
+        return await self._xd_abatch("keys", calls, 0, ())
+
+    async def move_to_end(self, key: _KT, last: bool = True) -> None:
+        _xd_result: None = await self._xd_acall("move_to_end", (key, last), {})
+        return _xd_result
+
+    async def move_to_end_batch(self, calls: collections.abc.Iterable[tuple[_KT] | tuple[_KT, bool]]) -> list[None]:
+        """Call `move_to_end` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[None] = await self._xd_abatch("move_to_end", calls, 2, ())
+        return _xd_result
+
+    @typing.overload
+    async def pop(self, key: _KT) -> _VT: ...
+    @typing.overload
+    async def pop(self, key: _KT, default: _VT) -> _VT: ...
+    @typing.overload
+    async def pop(self, key: _KT, default: _T) -> _VT | _T: ...
+    async def pop(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        _xd_result: typing.Any = await args[0]._xd_acall("pop", args[1:], kwargs)
+        return _xd_result
+
+    async def pop_batch(self, calls: collections.abc.Iterable[tuple[tuple[typing.Any, ...], dict[str, typing.Any]]]) -> list[typing.Any]:
+        """Call `pop` once per item of `calls` in one round trip; results in order."""
+        return await self._xd_abatch("pop", calls)
+
+    async def popitem(self, last: bool = True) -> tuple[_KT, _VT]:
+        _xd_result: tuple[_KT, _VT] = await self._xd_acall("popitem", (last,), {})
+        return _xd_result
+
+    async def popitem_batch(self, calls: collections.abc.Iterable[tuple[()] | tuple[bool]]) -> list[tuple[_KT, _VT]]:
+        """Call `popitem` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[tuple[_KT, _VT]] = await self._xd_abatch("popitem", calls, 1, ())
+        return _xd_result
+
+    @typing.overload
+    async def setdefault(self, key: _KT, default: None = None) -> typing.Any: ...
+    @typing.overload
+    async def setdefault(self, key: _KT, default: _VT) -> _VT: ...
+    async def setdefault(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        _xd_result: typing.Any = await args[0]._xd_acall("setdefault", args[1:], kwargs)
+        return _xd_result
+
+    async def setdefault_batch(self, calls: collections.abc.Iterable[tuple[_KT] | tuple[_KT, None] | tuple[_KT, _VT]]) -> list[_T | None | _VT]:
+        """Call `setdefault` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[_T | None | _VT] = await self._xd_abatch("setdefault", calls, 2, ())
+        return _xd_result
+
+    @typing.overload
+    async def update(self, m: _typeshed.SupportsKeysAndGetItem[_KT, _VT], /) -> None: ...
+    @typing.overload
+    async def update(self, m: _typeshed.SupportsKeysAndGetItem[str, _VT], /, **kwargs: _VT) -> None: ...
+    @typing.overload
+    async def update(self, m: typing.Iterable[tuple[_KT, _VT]], /) -> None: ...
+    @typing.overload
+    async def update(self, m: typing.Iterable[tuple[str, _VT]], /, **kwargs: _VT) -> None: ...
+    @typing.overload
+    async def update(self, **kwargs: _VT) -> None: ...
+    async def update(*args: typing.Any, **kwargs: typing.Any) -> typing.Any:
+        _xd_result: typing.Any = await args[0]._xd_acall("update", args[1:], kwargs)
+        return _xd_result
+
+    async def update_batch(self, calls: collections.abc.Iterable[tuple[_typeshed.SupportsKeysAndGetItem[_KT, _VT]] | tuple[typing.Iterable[tuple[_KT, _VT]]]]) -> list[None]:
+        """Call `update` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[None] = await self._xd_abatch("update", calls, 1, ())
+        return _xd_result
+
+    async def values(self) -> typing.Any:
+        _xd_result: typing.Any = await self._xd_acall("values", (), {})
+        return _xd_result
+
+    async def values_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[typing.Any]:
+        """Call `values` once per item of `calls` in one round trip; results in order."""
+        return await self._xd_abatch("values", calls, 0, ())

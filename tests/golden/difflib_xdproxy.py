@@ -574,3 +574,158 @@ class SequenceMatcher(_xd_GeneratedProxy, typing.Generic[_T_2]):
         """Call `set_seqs` once per item of `calls` in one round trip; results in order."""
         _xd_result: list[None] = self._xd_batch("set_seqs", calls, 2, ())
         return _xd_result
+
+
+# Async variants: every member a coroutine, awaited on the running event loop (no thread per
+# call); `obj = await AsyncName.create(...)` constructs.
+from extradite.generated_support import AsyncGeneratedProxy as _xd_AsyncGeneratedProxy  # noqa: E402
+
+__all__ += ["AsyncMatch", "AsyncSequenceMatcher"]
+
+
+class AsyncMatch(_xd_AsyncGeneratedProxy[Match]):
+    """`Match` with every member a coroutine: `obj = await AsyncMatch.create(...)`."""
+
+    __slots__ = ()
+    sync_class = Match
+
+    @classmethod
+    async def create(_xd_cls, a: typing.Any, b: typing.Any, size: typing.Any) -> AsyncMatch:
+        return _xd_cls(await _xd_cls._xd_construct((a, b, size), {}))
+
+    async def count(self, value: typing.Any, /) -> int:
+        _xd_result: int = await self._xd_acall("count", (value,), {})
+        return _xd_result
+
+    async def count_batch(self, calls: collections.abc.Iterable[tuple[typing.Any]]) -> list[int]:
+        """Call `count` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[int] = await self._xd_abatch("count", calls, 1, ())
+        return _xd_result
+
+    async def index(self, value: typing.Any, start: typing.SupportsIndex = 0, stop: typing.SupportsIndex = _xd_MISSING, /) -> int:
+        _xd_result: int = await self._xd_acall("index", (value, start, stop), {})
+        return _xd_result
+
+    async def index_batch(self, calls: collections.abc.Iterable[tuple[typing.Any] | tuple[typing.Any, typing.SupportsIndex] | tuple[typing.Any, typing.SupportsIndex, typing.SupportsIndex]]) -> list[int]:
+        """Call `index` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[int] = await self._xd_abatch("index", calls, 3, ())
+        return _xd_result
+
+    @property
+    def a(self) -> typing.Coroutine[typing.Any, typing.Any, int]:
+        """`await obj.a`: the remote property's value."""
+        _xd_result: typing.Coroutine[typing.Any, typing.Any, int] = self._xd_aget("a")
+        return _xd_result
+
+    @property
+    def b(self) -> typing.Coroutine[typing.Any, typing.Any, int]:
+        """`await obj.b`: the remote property's value."""
+        _xd_result: typing.Coroutine[typing.Any, typing.Any, int] = self._xd_aget("b")
+        return _xd_result
+
+    @property
+    def size(self) -> typing.Coroutine[typing.Any, typing.Any, int]:
+        """`await obj.size`: the remote property's value."""
+        _xd_result: typing.Coroutine[typing.Any, typing.Any, int] = self._xd_aget("size")
+        return _xd_result
+
+
+class AsyncSequenceMatcher(_xd_AsyncGeneratedProxy[SequenceMatcher[_T_2]], typing.Generic[_T_2]):
+    """`SequenceMatcher` with every member a coroutine: `obj = await AsyncSequenceMatcher.create(...)`."""
+
+    __slots__ = ()
+    sync_class = SequenceMatcher
+
+    @classmethod
+    async def create(_xd_cls, *args: typing.Any, **kwargs: typing.Any) -> AsyncSequenceMatcher[_T_2]:
+        return _xd_cls(await _xd_cls._xd_construct(args, kwargs))
+
+    async def find_longest_match(self, alo: int = 0, ahi: int | None = None, blo: int = 0, bhi: int | None = None) -> Match:
+        _xd_result: Match = await self._xd_acall("find_longest_match", (alo, ahi, blo, bhi), {})
+        return _xd_result
+
+    async def find_longest_match_batch(self, calls: collections.abc.Iterable[tuple[()] | tuple[int] | tuple[int, int | None] | tuple[int, int | None, int] | tuple[int, int | None, int, int | None]]) -> list[Match]:
+        """Call `find_longest_match` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[Match] = await self._xd_abatch("find_longest_match", calls, 4, ())
+        return _xd_result
+
+    async def get_grouped_opcodes(self, n: int = 3) -> typing.Iterable[list[tuple[str, int, int, int, int]]]:
+        _xd_result: typing.Iterable[list[tuple[str, int, int, int, int]]] = await self._xd_acall("get_grouped_opcodes", (n,), {})
+        return _xd_result
+
+    async def get_grouped_opcodes_batch(self, calls: collections.abc.Iterable[tuple[()] | tuple[int]]) -> list[typing.Iterable[list[tuple[str, int, int, int, int]]]]:
+        """Call `get_grouped_opcodes` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[typing.Iterable[list[tuple[str, int, int, int, int]]]] = await self._xd_abatch("get_grouped_opcodes", calls, 1, ())
+        return _xd_result
+
+    async def get_matching_blocks(self) -> list[Match]:
+        _xd_result: list[Match] = await self._xd_acall("get_matching_blocks", (), {})
+        return _xd_result
+
+    async def get_matching_blocks_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[list[Match]]:
+        """Call `get_matching_blocks` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[list[Match]] = await self._xd_abatch("get_matching_blocks", calls, 0, ())
+        return _xd_result
+
+    async def get_opcodes(self) -> list[tuple[typing.Literal["replace", "delete", "insert", "equal"], int, int, int, int]]:
+        _xd_result: list[tuple[typing.Literal["replace", "delete", "insert", "equal"], int, int, int, int]] = await self._xd_acall("get_opcodes", (), {})
+        return _xd_result
+
+    async def get_opcodes_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[list[tuple[typing.Literal["replace", "delete", "insert", "equal"], int, int, int, int]]]:
+        """Call `get_opcodes` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[list[tuple[typing.Literal["replace", "delete", "insert", "equal"], int, int, int, int]]] = await self._xd_abatch("get_opcodes", calls, 0, ())
+        return _xd_result
+
+    async def quick_ratio(self) -> float:
+        _xd_result: float = await self._xd_acall("quick_ratio", (), {})
+        return _xd_result
+
+    async def quick_ratio_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[float]:
+        """Call `quick_ratio` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[float] = await self._xd_abatch("quick_ratio", calls, 0, ())
+        return _xd_result
+
+    async def ratio(self) -> float:
+        _xd_result: float = await self._xd_acall("ratio", (), {})
+        return _xd_result
+
+    async def ratio_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[float]:
+        """Call `ratio` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[float] = await self._xd_abatch("ratio", calls, 0, ())
+        return _xd_result
+
+    async def real_quick_ratio(self) -> float:
+        _xd_result: float = await self._xd_acall("real_quick_ratio", (), {})
+        return _xd_result
+
+    async def real_quick_ratio_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[float]:
+        """Call `real_quick_ratio` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[float] = await self._xd_abatch("real_quick_ratio", calls, 0, ())
+        return _xd_result
+
+    async def set_seq1(self, a: typing.Sequence[_T_2]) -> None:
+        _xd_result: None = await self._xd_acall("set_seq1", (a,), {})
+        return _xd_result
+
+    async def set_seq1_batch(self, calls: collections.abc.Iterable[tuple[typing.Sequence[_T_2]]]) -> list[None]:
+        """Call `set_seq1` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[None] = await self._xd_abatch("set_seq1", calls, 1, ())
+        return _xd_result
+
+    async def set_seq2(self, b: typing.Sequence[_T_2]) -> None:
+        _xd_result: None = await self._xd_acall("set_seq2", (b,), {})
+        return _xd_result
+
+    async def set_seq2_batch(self, calls: collections.abc.Iterable[tuple[typing.Sequence[_T_2]]]) -> list[None]:
+        """Call `set_seq2` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[None] = await self._xd_abatch("set_seq2", calls, 1, ())
+        return _xd_result
+
+    async def set_seqs(self, a: typing.Sequence[_T_2], b: typing.Sequence[_T_2]) -> None:
+        _xd_result: None = await self._xd_acall("set_seqs", (a, b), {})
+        return _xd_result
+
+    async def set_seqs_batch(self, calls: collections.abc.Iterable[tuple[typing.Sequence[_T_2], typing.Sequence[_T_2]]]) -> list[None]:
+        """Call `set_seqs` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[None] = await self._xd_abatch("set_seqs", calls, 2, ())
+        return _xd_result

@@ -432,3 +432,94 @@ class Fraction(_xd_GeneratedProxy):
         """Real numbers are their real component."""
         _xd_result: Fraction = self._xd_get("real")
         return _xd_result
+
+
+# Async variants: every member a coroutine, awaited on the running event loop (no thread per
+# call); `obj = await AsyncName.create(...)` constructs.
+from extradite.generated_support import AsyncGeneratedProxy as _xd_AsyncGeneratedProxy  # noqa: E402
+
+__all__ += ["AsyncFraction"]
+
+
+class AsyncFraction(_xd_AsyncGeneratedProxy[Fraction]):
+    """`Fraction` with every member a coroutine: `obj = await AsyncFraction.create(...)`."""
+
+    __slots__ = ()
+    sync_class = Fraction
+
+    @classmethod
+    async def create(_xd_cls, *args: typing.Any, **kwargs: typing.Any) -> AsyncFraction:
+        return _xd_cls(await _xd_cls._xd_construct(args, kwargs))
+
+    async def as_integer_ratio(self) -> tuple[int, int]:
+        _xd_result: tuple[int, int] = await self._xd_acall("as_integer_ratio", (), {})
+        return _xd_result
+
+    async def as_integer_ratio_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[tuple[int, int]]:
+        """Call `as_integer_ratio` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[tuple[int, int]] = await self._xd_abatch("as_integer_ratio", calls, 0, ())
+        return _xd_result
+
+    async def conjugate(self) -> Fraction:
+        _xd_result: Fraction = await self._xd_acall("conjugate", (), {})
+        return _xd_result
+
+    async def conjugate_batch(self, calls: collections.abc.Iterable[tuple[()]]) -> list[Fraction]:
+        """Call `conjugate` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[Fraction] = await self._xd_abatch("conjugate", calls, 0, ())
+        return _xd_result
+
+    @classmethod
+    async def from_decimal(cls, dec: decimal.Decimal) -> typing_extensions.Self:
+        _xd_result: typing_extensions.Self = await cls._xd_aclass_call("from_decimal", (dec,), {})
+        return _xd_result
+
+    @classmethod
+    async def from_decimal_batch(cls, calls: collections.abc.Iterable[tuple[decimal.Decimal]]) -> list[typing_extensions.Self]:
+        """Call `from_decimal` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[typing_extensions.Self] = await cls._xd_aclass_batch("from_decimal", calls, 1, ())
+        return _xd_result
+
+    @classmethod
+    async def from_float(cls, f: float) -> typing_extensions.Self:
+        _xd_result: typing_extensions.Self = await cls._xd_aclass_call("from_float", (f,), {})
+        return _xd_result
+
+    @classmethod
+    async def from_float_batch(cls, calls: collections.abc.Iterable[tuple[float]]) -> list[typing_extensions.Self]:
+        """Call `from_float` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[typing_extensions.Self] = await cls._xd_aclass_batch("from_float", calls, 1, ())
+        return _xd_result
+
+    async def limit_denominator(self, max_denominator: int = 1000000) -> Fraction:
+        _xd_result: Fraction = await self._xd_acall("limit_denominator", (max_denominator,), {})
+        return _xd_result
+
+    async def limit_denominator_batch(self, calls: collections.abc.Iterable[tuple[()] | tuple[int]]) -> list[Fraction]:
+        """Call `limit_denominator` once per item of `calls` in one round trip; results in order."""
+        _xd_result: list[Fraction] = await self._xd_abatch("limit_denominator", calls, 1, ())
+        return _xd_result
+
+    @property
+    def denominator(self) -> typing.Coroutine[typing.Any, typing.Any, int]:
+        """`await obj.denominator`: the remote property's value."""
+        _xd_result: typing.Coroutine[typing.Any, typing.Any, int] = self._xd_aget("denominator")
+        return _xd_result
+
+    @property
+    def imag(self) -> typing.Coroutine[typing.Any, typing.Any, typing.Literal[0]]:
+        """`await obj.imag`: the remote property's value."""
+        _xd_result: typing.Coroutine[typing.Any, typing.Any, typing.Literal[0]] = self._xd_aget("imag")
+        return _xd_result
+
+    @property
+    def numerator(self) -> typing.Coroutine[typing.Any, typing.Any, int]:
+        """`await obj.numerator`: the remote property's value."""
+        _xd_result: typing.Coroutine[typing.Any, typing.Any, int] = self._xd_aget("numerator")
+        return _xd_result
+
+    @property
+    def real(self) -> typing.Coroutine[typing.Any, typing.Any, Fraction]:
+        """`await obj.real`: the remote property's value."""
+        _xd_result: typing.Coroutine[typing.Any, typing.Any, Fraction] = self._xd_aget("real")
+        return _xd_result
