@@ -61,6 +61,28 @@ def describe_fds(fds: set[int]) -> list[str]:
     return out
 
 
+@pytest.fixture(autouse=True, scope="session")
+def fork_server() -> Iterator[None]:
+    """The fork server's template runs for the whole test session, as in a program that started
+    a session once: started here, before any test, it is part of what `no_leaks` finds before a test.
+    A test that stops or kills it starts a new one before it ends (`restart_fork_server`)."""
+    from extradite import _forkserver
+
+    if _forkserver.enabled():
+        _forkserver.start()
+    yield
+    _forkserver.shutdown()
+
+
+def restart_fork_server() -> None:
+    """After a test stopped or killed the template: the next one, as the test session had it."""
+    from extradite import _forkserver
+
+    _forkserver.shutdown()
+    if _forkserver.enabled():
+        _forkserver.start()
+
+
 @pytest.fixture(autouse=True)
 def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail the test if it leaves child processes, /dev/shm segments or descriptors behind."""
