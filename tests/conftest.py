@@ -23,9 +23,11 @@ if str(TESTS) not in sys.path:
 
 
 def child_pids() -> set[int]:
-    """Live (or unreaped) direct children of this process."""
+    """Live (or unreaped) direct children of this process, and the session children that the
+    fork server's template forked for it (the template is a direct child; the child it forked
+    ahead for the next session is not counted: no session has it yet)."""
     me = os.getpid()
-    found = set()
+    parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -35,8 +37,14 @@ def child_pids() -> set[int]:
             continue
         # the command name may contain spaces: fields after the closing paren are fixed
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == me:
-            found.add(int(entry))
+        parents[int(entry)] = int(fields[1])
+    found = {pid for pid, parent in parents.items() if parent == me}
+    from extradite import _forkserver
+
+    template = _forkserver.current_pid()
+    if template in found:
+        forked = {pid for pid, parent in parents.items() if parent == template}
+        found |= forked - {_forkserver.spare_pid()}
     return found
 
 

@@ -96,6 +96,15 @@ def current_pid() -> int | None:
     return None if template is None or template.dead else template.popen.pid
 
 
+def spare_pid() -> int | None:
+    """The pid of the child the template forked ahead for the next session, if any (tests)."""
+    template = _template[0] if _template else None
+    if template is None or not template.usable():
+        return None
+    reply = template.request(("spare",))
+    return None if reply is None or reply[0] != "ok" else reply[1]
+
+
 def _forget_in_fork() -> None:
     """In a forked copy of this process the template is not ours: drop our copy of its socket."""
     global _lock

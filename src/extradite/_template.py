@@ -4,6 +4,7 @@
        |               never a target; one thread; stdin/stdout/stderr on /dev/null
        |-- control socket (SOCK_SEQPACKET): ("fork", ...) + descriptors -> the child's pid
        |                                    ("reap", pid)               -> its wait status
+       |                                    ("spare",)                  -> the child forked ahead
        `-- pidfd of the parent: the parent ended -> the template exits at once
 
 A forked child starts where a spawned one would be after its imports: it leads a
@@ -116,6 +117,8 @@ def serve(control: int, *, parent: int) -> None:
                         _become_child(request, fds, prepare(parent))
                         return
                 reply = ("ok", pid)
+            elif request[0] == "spare":
+                reply = ("ok", None if spare is None else spare[0])
             elif request[0] == "reap":
                 done, status = os.waitpid(request[1], os.WNOHANG)
                 reply = ("ok", status if done else None)
