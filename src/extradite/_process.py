@@ -13,14 +13,17 @@ The child is a plain `subprocess` (no `multiprocessing`): nothing re-imports
 all work. In this very environment the child skips `site` and receives this
 process's `sys.path` verbatim; another interpreter or environment keeps its own
 installation and site-packages and gets only this program's own modules and
-the `extradite` package (the rule is in `_interpreter`).
+the `extradite` package (the rule is in `_interpreter`). Once a session of this
+interpreter has started, later ones get a child forked from the fork server's template
+instead (`_forkserver`): the same child, the same descriptors, without an interpreter start.
 
 Fate sharing: whatever the target starts stays in the child's process group, and the
 group is killed (SIGKILL) when the session closes, when the child dies and, by the
 child's warden (`_warden`), when this process dies. The child's death is seen by the
 process itself (its pidfd, else waitid), not only by the end of the channel: a
 grandchild holding a copy of the channel cannot hide it. The group is only ever
-killed while the child is not reaped yet, so its id cannot belong to another group.
+killed while the child is not reaped yet, so its id cannot belong to another group
+(a forked child is reaped by its template, and only when this process asks).
 
 Stopping is a ladder, each step bounded: close the channel (the child exits on
 EOF), wait, SIGTERM, wait, SIGKILL to the group, wait.

@@ -193,6 +193,7 @@ def _become_child(request: tuple[Any, ...], fds: list[int], warden_middle: int) 
     os.chdir(cwd)
     _take_environment(environ)
     sys.path[:] = path
+    sys.path_importer_cache.clear()  # directory listings cached by the template: the target finds files of now
     sys.modules.pop(__name__, None)  # a spawned child never imports this module
     package = sys.modules["extradite"]
     if getattr(package, "_template", None) is not None:
