@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 RUNTIME = ("extradite._child", "extradite._session", "extradite._warden", "extradite._pickling",
            "extradite._deadline", "_pickle", "_socket", "faulthandler", "mmap")
 MAX_REQUEST = 1 << 20  # a request holds the environment; a larger one is refused (the parent spawns)
+_MADV_POPULATE_WRITE = 23
 SPARE_DELAY_MS = 10  # quiet this long after a fork: fork the next child ahead (off a session's start)
 
 
@@ -141,6 +142,30 @@ def _fork() -> int:
     return os.fork()
 
 
+def _own_pages() -> None:
+    """Copy now, ahead of the session, the template's pages this child would copy on its first
+    writes: madvise(MADV_POPULATE_WRITE) on its writable private mappings (Linux 5.14+).
+    Nothing of this shows in the child: the modules it loads for it are dropped again."""
+    before = set(sys.modules)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        madvise = libc.madvise
+        madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        with open("/proc/self/maps") as maps:
+            regions = [line.split(None, 2)[:2] for line in maps]
+        for span, perms in regions:
+            if perms.startswith("rw") and perms.endswith("p"):
+                low, high = (int(end, 16) for end in span.split("-"))
+                madvise(low, high - low, _MADV_POPULATE_WRITE)  # fails harmlessly where not allowed
+    except Exception:  # an older kernel, no ctypes: the child copies its pages as it goes
+        pass
+    finally:
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+
+
 def _rights(fds: list[int]) -> bytes:
     return b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
 
@@ -154,6 +179,7 @@ def _spare(parent: int, sock: Any) -> None:
     middle = prepare(parent)
     if middle:
         os.waitpid(middle, 0)
+    _own_pages()
     while True:
         try:
             data, ancillary, flags, _ = sock.recvmsg(MAX_REQUEST, _socket.CMSG_SPACE(4 * 8),
