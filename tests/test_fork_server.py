@@ -256,3 +256,30 @@ def test_a_dead_template_is_bypassed_then_replaced(tmp_path: Path) -> None:
             assert wait_gone(pid, 5.0), f"process {pid} outlived the program's exit"
     finally:
         finish(program)
+
+
+def test_a_changed_startup_variable_replaces_the_template(tmp_path: Path) -> None:
+    """PYTHONDONTWRITEBYTECODE is read at start only: a template started with another value would
+    give its children another bytecode setting than a spawned child gets. The session spawns; the
+    next one forks from a template started with the variable as it is now."""
+    program = run_program(tmp_path, """
+        old = ready()
+        was = "PYTHONDONTWRITEBYTECODE" in os.environ
+        if was:
+            del os.environ["PYTHONDONTWRITEBYTECODE"]
+        else:
+            os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+        spawned = extradite("targets.freshness:Probe")
+        new = ready()
+        forked = extradite("targets.freshness:Probe")
+        report(old=old, new=new, was=was, spawned=session_of(spawned).process.forked,
+               forked=session_of(forked).process.forked, flags=[c().dont_write_bytecode() for c in (spawned, forked)])
+    """)
+    try:
+        seen = read_report(program)
+        assert seen["old"] != seen["new"]
+        assert seen["spawned"] is False and seen["forked"] is True
+        assert seen["flags"] == [not seen["was"]] * 2  # both as the variable is now
+        assert program.wait(30) == 0
+    finally:
+        finish(program)

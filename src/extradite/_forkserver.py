@@ -8,7 +8,9 @@
 The template (`_template`) is a `python -S` of this very interpreter and environment that
 has imported the child runtime and nothing else: never a target, never a thread. Each
 request carries what a spawned child would inherit at that moment (sys.path, current
-directory, environment, stdout, a new stderr pipe), and the forked child runs the same
+directory, environment, stdout, a new stderr pipe); when what an interpreter reads only at
+its start has changed since the template started (a PYTHON* variable, the CPU affinity),
+the template is replaced and that session spawns. The forked child runs the same
 `_child.main` as a spawned one: its own process group, its warden, the sandbox and limits,
 then the target. A child forked from it shares the template's hash seed; nothing else of
 the template reaches it.
@@ -129,6 +131,10 @@ def fork_child(child_fd: int, log_fd: int, log_level: int, confine: tuple[Any, .
         if template is None or template.dead:
             start()
         return None
+    if template.startup != _startup_state():  # it would not start like a spawned child now
+        shutdown()
+        start()
+        return None
     from ._process import child_path
 
     stderr_read, stderr_write = os.pipe()
@@ -155,6 +161,15 @@ def fork_child(child_fd: int, log_fd: int, log_level: int, confine: tuple[Any, .
         return None
 
 
+def _startup_state() -> tuple[Any, ...]:
+    """What an interpreter reads only when it starts (PYTHON* variables: bytecode cache, hash
+    seed, warnings, I/O encoding, ...) and the CPUs it may run on: a template started with
+    other values would give its children other ones than a spawned child gets. PYTHONPATH
+    is not among them: a child of this interpreter gets this process's sys.path anyway."""
+    return (sorted((key, value) for key, value in os.environ.items()
+                   if key.startswith("PYTHON") and key != "PYTHONPATH"), os.sched_getaffinity(0))
+
+
 def _readable(fd: int) -> bool:
     import select
 
@@ -173,6 +188,7 @@ class Template:
         from ._bootcode import code_fd as make_code_fd
         from ._process import template_command
 
+        self.startup = _startup_state()
         self.sock, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
         code_fd = -1
         try:

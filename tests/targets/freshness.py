@@ -47,6 +47,9 @@ class Probe:
         print(text, flush=True)
         print(text, file=sys.stderr, flush=True)
 
+    def dont_write_bytecode(self) -> bool:
+        return bool(sys.flags.dont_write_bytecode)
+
     def rlimit_nofile(self) -> tuple[int, int]:
         import resource
 
