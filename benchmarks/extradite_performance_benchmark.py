@@ -690,6 +690,11 @@ def _later_session(env: Env, ops: int, *, pause: float = 0.0) -> dict[str, Runne
     from extradite import _forkserver
 
     def ready() -> None:
+        """The template serves, started with this environment (a session started with another
+        one, e.g. by a regime without the bytecode cache, replaces it: not a later session's cost)."""
+        template = _forkserver._template[0] if _forkserver._template else None
+        if template is not None and template.startup != _forkserver._startup_state():
+            _forkserver.shutdown()
         deadline = time.monotonic() + 30
         while not (_forkserver._template and _forkserver._template[0].usable()):
             if time.monotonic() > deadline:

@@ -179,7 +179,13 @@ def _spare(parent: int, sock: Any) -> None:
     middle = prepare(parent)
     if middle:
         os.waitpid(middle, 0)
-    _own_pages()
+    loaded = set(sys.modules)
+    import select
+
+    if not select.select([sock], [], [], 0)[0]:  # no session waits for it yet: time to spare
+        _own_pages()
+    for name in set(sys.modules) - loaded:  # a spawned child has not loaded it
+        del sys.modules[name]
     while True:
         try:
             data, ancillary, flags, _ = sock.recvmsg(MAX_REQUEST, _socket.CMSG_SPACE(4 * 8),
