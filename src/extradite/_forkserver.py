@@ -92,15 +92,22 @@ def shutdown() -> None:
             _template.pop().close()
 
 
+def _current() -> Template | None:
+    try:
+        return _template[0]
+    except IndexError:  # none, or another thread just replaced it
+        return None
+
+
 def current_pid() -> int | None:
     """The template's pid, if one runs."""
-    template = _template[0] if _template else None
+    template = _current()
     return None if template is None or template.dead else template.popen.pid
 
 
 def spare_pid() -> int | None:
     """The pid of the child the template forked ahead for the next session, if any (tests)."""
-    template = _template[0] if _template else None
+    template = _current()
     if template is None or not template.usable():
         return None
     reply = template.request(("spare",))
@@ -126,7 +133,7 @@ def fork_child(child_fd: int, log_fd: int, log_level: int, confine: tuple[Any, .
     None when no template is ready yet (one is started then), it died (it is replaced)
     or it refused. The arguments are those of `_process.child_command`.
     """
-    template = _template[0] if _template else None
+    template = _current()
     if template is None or not template.usable():
         if template is None or template.dead:
             start()

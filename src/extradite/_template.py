@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 # What every spawned child imports before its first request (tests compare the two).
 RUNTIME = ("extradite._child", "extradite._session", "extradite._warden", "extradite._pickling",
            "extradite._deadline", "_pickle", "_socket", "faulthandler", "mmap")
-MAX_REQUEST = 1 << 20  # a request holds the environment; a larger one is refused (the parent spawns)
+MAX_REQUEST = 256 << 10  # a request holds the environment; a larger one is refused (the parent spawns)
 _MADV_POPULATE_WRITE = 23
 SPARE_DELAY_MS = 10  # quiet this long after a fork: fork the next child ahead (off a session's start)
 
