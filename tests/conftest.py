@@ -43,6 +43,10 @@ def child_pids() -> set[int]:
 
     template = _forkserver.current_pid()
     if template in found:
+        # The template itself is not counted: the runtime replaces it when it dies or when a
+        # variable read at interpreter start changes (Ray's start-up sets some), and the one
+        # in use is the process's, not a test's. One it no longer uses is counted.
+        found.discard(template)
         forked = {pid for pid, parent in parents.items() if parent == template}
         found |= forked - {_forkserver.spare_pid()}
     return found
@@ -56,7 +60,12 @@ def shm_entries() -> set[str]:
 
 
 def open_fds() -> set[int]:
-    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+    """Open descriptors, but the fork server's control socket (see `child_pids`)."""
+    from extradite import _forkserver
+
+    template = _forkserver._current()
+    control = -1 if template is None or template.dead else template.sock.fileno()
+    return {int(fd) for fd in os.listdir("/proc/self/fd")} - {control}
 
 
 def describe_fds(fds: set[int]) -> list[str]:
@@ -72,23 +81,13 @@ def describe_fds(fds: set[int]) -> list[str]:
 @pytest.fixture(autouse=True, scope="session")
 def fork_server() -> Iterator[None]:
     """The fork server's template runs for the whole test session, as in a program that started
-    a session once: started here, before any test, it is part of what `no_leaks` finds before a test.
-    A test that stops or kills it starts a new one before it ends (`restart_fork_server`)."""
+    a session once: started here, before any test, so that tests fork their children from it."""
     from extradite import _forkserver
 
     if _forkserver.enabled():
         _forkserver.start()
     yield
     _forkserver.shutdown()
-
-
-def restart_fork_server() -> None:
-    """After a test stopped or killed the template: the next one, as the test session had it."""
-    from extradite import _forkserver
-
-    _forkserver.shutdown()
-    if _forkserver.enabled():
-        _forkserver.start()
 
 
 @pytest.fixture(autouse=True)
