@@ -88,6 +88,9 @@ COUNTER = "extradite.demo.counter:Counter"
 EVENTBUS = "extradite.demo.callbacks:EventBus"
 COUNTER_MODULE_PRELOAD = "extradite.demo.counter:_Unset"  # another class of the Counter's module (bind_pairs)
 RPYC_PATHS = (str(ROOT / "src"), str(TARGETS))  # first on the rpyc server's sys.path
+FORK_SERVER_VAR = "EXTRADITE_FORK_SERVER"
+# start regimes reported as a difference to (and ratio of) the bare start of the same run
+START_ROWS = ("cold_start_trivial", "cold_start_trivial_pyc", "first_session", "later_session", "later_session_paused")
 COLUMNS = ("direct", "extradite", "extradite_nopoll", "generated", "mp_manager", "rpyc", "floor")
 Runner = Callable[[int], float]  # runs `ops` operations, returns seconds per operation
 # rpyc takes 10-30 times longer per operation than the other columns: a tenth of the
@@ -567,9 +570,14 @@ def _collect_now() -> None:
     gc.collect()
 
 
-def _with_bytecode(pyc: bool, pycache: str, body: Callable[[], float]) -> float:
-    """Run `body` with children that may (pyc) or may not write/read a bytecode cache."""
-    saved = {k: os.environ.get(k) for k in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+def _with_bytecode(pyc: bool, pycache: str, body: Callable[[], float], *, fork_server: bool = True) -> float:
+    """Run `body` with children that may (pyc) or may not write/read a bytecode cache.
+
+    `fork_server=False`: every session spawns its child (EXTRADITE_FORK_SERVER=0), as a
+    program's first session does."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX", FORK_SERVER_VAR)}
+    if not fork_server:
+        os.environ[FORK_SERVER_VAR] = "0"
     if pyc:
         os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         os.environ["PYTHONPYCACHEPREFIX"] = pycache  # never write __pycache__ into the checkout
@@ -597,7 +605,8 @@ def _cold(env: Env, ops: int, *, pyc: bool, trivial: bool = False) -> dict[str, 
     """A fresh child per operation: start-up, import of the target, first call.
 
     Counter (whose module imports typing) for extradite vs generated; with `trivial`, a
-    target that imports nothing, so the row shows extradite's own start-up cost.
+    target that imports nothing, so the row shows extradite's own start-up cost. Every
+    child is spawned (the fork server is off here: `later_session` measures it).
     """
     def fresh(make_class: Callable[[], Any], close: Callable[[Any], None]) -> Runner:
         def run(n: int) -> float:
@@ -615,7 +624,7 @@ def _cold(env: Env, ops: int, *, pyc: bool, trivial: bool = False) -> dict[str, 
                     del cls
                     _collect_now()
                 return total / n
-            return _with_bytecode(pyc, env.pycache, body)
+            return _with_bytecode(pyc, env.pycache, body, fork_server=False)
         return run
 
     def run_mp(n: int) -> float:
@@ -647,6 +656,77 @@ def _cold(env: Env, ops: int, *, pyc: bool, trivial: bool = False) -> dict[str, 
     gen, reason = env.start_proxy(trivial)
     cells["generated"] = fresh(gen.extradite, _close_generated) if gen is not None else reason
     return cells
+
+
+FIRST_SESSION = """
+import sys, time
+from extradite import extradite
+start = time.perf_counter()
+Trivial = extradite(%r)
+Trivial().ping()
+print(time.perf_counter() - start)
+"""
+
+
+def _first_session(env: Env, ops: int) -> dict[str, Runner | str]:
+    """A new program per operation (bytecode cache allowed): its first `extradite()` + first call,
+    timed inside it after `from extradite import extradite`. It includes the lazy imports of the
+    session machinery in the program and the start of the fork server's template."""
+    script = FIRST_SESSION % TRIVIAL
+
+    def run(n: int) -> float:
+        def body() -> float:
+            child_env = _package_env(os.environ)  # as _with_bytecode set it
+            child_env["PYTHONPATH"] += os.pathsep + str(TARGETS)
+            total = 0.0
+            for _ in range(n):
+                done = subprocess.run([sys.executable, "-c", script], env=child_env,
+                                      capture_output=True, text=True, check=True)
+                total += float(done.stdout)
+            return total / n
+        return _with_bytecode(True, env.pycache, body)
+    return {"extradite": run, "floor": _bare_start}
+
+
+def _later_session(env: Env, ops: int, *, pause: float = 0.0) -> dict[str, Runner | str]:
+    """A new session per operation in this process, whose fork server already runs (no prewarm):
+    `extradite()` + first call. `pause`: idle seconds before each (none: back to back)."""
+    from extradite import _forkserver
+
+    def ready() -> None:
+        """The template serves, started with this environment (a session started with another
+        one, e.g. by a regime without the bytecode cache, replaces it: not a later session's cost)."""
+        template = _forkserver._template[0] if _forkserver._template else None
+        if template is not None and template.startup != _forkserver._startup_state():
+            _forkserver.shutdown()
+        deadline = time.monotonic() + 30
+        while not (_forkserver._template and _forkserver._template[0].usable()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the fork server's template did not start")
+            if not _forkserver._template or _forkserver._template[0].dead:
+                _forkserver.start()
+            time.sleep(0.01)
+
+    def run(n: int) -> float:
+        def body() -> float:
+            ready()
+            total = 0.0
+            for _ in range(n):
+                if pause:
+                    time.sleep(pause)
+                start = time.perf_counter()
+                cls = extradite_class(TRIVIAL)
+                cls().ping()
+                total += time.perf_counter() - start
+                cls.close()
+                del cls
+                _collect_now()
+            return total / n
+        return _with_bytecode(True, env.pycache, body)
+    if not _forkserver.enabled():
+        return {"extradite": "n/a (the fork server is off here: EXTRADITE_FORK_SERVER=0 or no pidfds)",
+                "floor": _bare_start}
+    return {"extradite": run, "floor": _bare_start}
 
 
 def _warm_start_once(make_class: Callable[[str], Any], close: Callable[[Any], None], trivial: bool,
@@ -1126,6 +1206,12 @@ def _cases() -> list[Case]:
              lambda env, ops: _cold(env, ops, pyc=False, trivial=True), floor_label="python -I -S -c pass"),
         Case("cold_start_trivial_pyc", "cold start + first call, trivial target (bytecode cache allowed)", 1,
              lambda env, ops: _cold(env, ops, pyc=True, trivial=True), floor_label="python -I -S -c pass"),
+        Case("first_session", "a new program's first extradite() + first call, trivial target (bytecode cache allowed)",
+             1, _first_session, floor_label="python -I -S -c pass"),
+        Case("later_session", "a later session's extradite() + first call, trivial target, forked by the fork server",
+             20, _later_session, floor_label="python -I -S -c pass"),
+        Case("later_session_paused", "the same, 50 ms idle before each session (the template's spare child is ready)",
+             10, lambda env, ops: _later_session(env, ops, pause=0.05), floor_label="python -I -S -c pass"),
         Case("warm_start", "extradite() + first call on a prewarmed shared session", 8, _warm),
         Case("warm_start_trivial", "extradite() + first call on a prewarmed shared session, trivial target", 3,
              lambda env, ops: _warm(env, ops, trivial=True)),
@@ -1356,6 +1442,15 @@ def targets(results: dict[str, dict[str, Cell]], memory: dict[str, float] | None
     cold_pyc, bare_pyc = m("cold_start_trivial_pyc", "extradite"), m("cold_start_trivial_pyc", "floor")
     if cold_pyc is not None and bare_pyc is not None:
         add("cold start, trivial, pyc <= 3x bare start", cold_pyc * 1e3, bare_pyc * 3e3, "ms")
+    if cold_pyc is not None and bare_pyc is not None:
+        add("first session's child (cold start, trivial, pyc) <= bare start + 5 ms", cold_pyc * 1e3,
+            bare_pyc * 1e3 + 5, "ms")
+    first, bare_first = m("first_session", "extradite"), m("first_session", "floor")
+    if first is not None and bare_first is not None:
+        add("first session of a new program <= bare start + 5 ms", first * 1e3, bare_first * 1e3 + 5, "ms")
+    for case in ("later_session", "later_session_paused"):
+        later = m(case, "extradite")
+        add(f"later session, trivial target <= 3 ms ({case})", None if later is None else later * 1e3, 3, "ms")
     imported = m("import_extradite", "extradite")
     add("import extradite <= 3 ms", None if imported is None else imported * 1e3, 3, "ms")
     warm = m("warm_start_trivial", "extradite")
@@ -1405,6 +1500,12 @@ def render(cases: list[Case], results: dict[str, dict[str, Cell]], extra: dict[s
             if t:
                 lines.append(f"{case.name}: extradite moves {case.payload_bytes / t / 1e6:,.0f} MB/s "
                              "(payload bytes / round-trip time)")
+    for case in cases:
+        if case.name in START_ROWS:
+            t, floor = _median(results, case.name, "extradite"), _median(results, case.name, "floor")
+            if t and floor:
+                lines.append(f"{case.name}: extradite {_fmt(t)} = bare start {_fmt(floor)} "
+                             f"{'+' if t >= floor else '-'} {_fmt(abs(t - floor))} ({t / floor:.2f}x)")
     generic = {"generated": None, "rpyc": None, "mp_manager": None}
     for key, note in sorted(reasons.items()):
         column = key.split("/")[1]

@@ -23,9 +23,11 @@ if str(TESTS) not in sys.path:
 
 
 def child_pids() -> set[int]:
-    """Live (or unreaped) direct children of this process."""
+    """Live (or unreaped) direct children of this process, and the session children that the
+    fork server's template forked for it (the template is a direct child; the child it forked
+    ahead for the next session is not counted: no session has it yet)."""
     me = os.getpid()
-    found = set()
+    parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -35,8 +37,18 @@ def child_pids() -> set[int]:
             continue
         # the command name may contain spaces: fields after the closing paren are fixed
         fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == me:
-            found.add(int(entry))
+        parents[int(entry)] = int(fields[1])
+    found = {pid for pid, parent in parents.items() if parent == me}
+    from extradite import _forkserver
+
+    template = _forkserver.current_pid()
+    if template in found:
+        # The template itself is not counted: the runtime replaces it when it dies or when a
+        # variable read at interpreter start changes (Ray's start-up sets some), and the one
+        # in use is the process's, not a test's. One it no longer uses is counted.
+        found.discard(template)
+        forked = {pid for pid, parent in parents.items() if parent == template}
+        found |= forked - {_forkserver.spare_pid()}
     return found
 
 
@@ -48,7 +60,12 @@ def shm_entries() -> set[str]:
 
 
 def open_fds() -> set[int]:
-    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+    """Open descriptors, but the fork server's control socket (see `child_pids`)."""
+    from extradite import _forkserver
+
+    template = _forkserver._current()
+    control = -1 if template is None or template.dead else template.sock.fileno()
+    return {int(fd) for fd in os.listdir("/proc/self/fd")} - {control}
 
 
 def describe_fds(fds: set[int]) -> list[str]:
@@ -59,6 +76,18 @@ def describe_fds(fds: set[int]) -> list[str]:
         except OSError:
             out.append(f"{fd} -> ?")
     return out
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fork_server() -> Iterator[None]:
+    """The fork server's template runs for the whole test session, as in a program that started
+    a session once: started here, before any test, so that tests fork their children from it."""
+    from extradite import _forkserver
+
+    if _forkserver.enabled():
+        _forkserver.start()
+    yield
+    _forkserver.shutdown()
 
 
 @pytest.fixture(autouse=True)

@@ -22,6 +22,8 @@ from extradite import (
     extradite,
 )
 
+from conftest import wait_gone
+
 
 @pytest.fixture
 def executor() -> Iterator[ExtraditeExecutor]:
@@ -197,8 +199,7 @@ def test_a_worker_killed_while_idle_is_replaced_without_failing_work() -> None:
     with ExtraditeExecutor(max_workers=1) as executor:
         pid = executor.submit("targets.tasks:pid").result(timeout=60)
         os.kill(pid, signal.SIGKILL)
-        while alive(pid):
-            os.waitpid(pid, os.WNOHANG)
+        assert wait_gone(pid)
         new = executor.submit("targets.tasks:pid").result(timeout=60)
         assert new != pid
 

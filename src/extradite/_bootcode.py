@@ -30,6 +30,7 @@ CHILD_MODULES = (
     "extradite._policy", "extradite._pickling", "extradite._members", "extradite._proxy", "extradite._iteration",
     "extradite._targets", "extradite._parent_types", "extradite._warden", "extradite._logforward",
     "extradite._sandbox",  # only with sandbox= or limits=
+    "extradite._template",  # the fork server's template (_forkserver)
 )
 
 # Bootstrap lines that install the finder (joined into `python -c`); `CODE_FD` is the memfd.

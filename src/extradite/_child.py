@@ -25,23 +25,36 @@ def main(fd: int, *, parent: int = 0, log_fd: int = -1, log_level: int = 0,
     level up to that descriptor (-1: do not, see `_logforward`); `confine`: a
     `_sandbox.Confinement.spec` applied last before serving.
     """
+    serve(fd, warden_middle=prepare(parent), log_fd=log_fd, log_level=log_level, confine=confine)
+
+
+def prepare(parent: int) -> int:
+    """What a child does before it knows its channel: its warden, its signals (also a fork
+    server's spare child, ahead of its session). Returns the warden's middle process (0: none)."""
     warden_middle = 0
     if parent:  # first, while this process has one thread
         from ._warden import start_warden
 
         warden_middle = start_warden(parent)
     import _signal  # type: ignore[import-not-found]
-    import _socket
     import faulthandler
+
+    # Ctrl-C in a terminal reaches the whole process group; the parent decides (it sends
+    # SIGINT to this pid alone to stop a call: `_deadline`).
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    faulthandler.enable()  # a segfault leaves a Python traceback in the parent's error
+    return warden_middle
+
+
+def serve(fd: int, *, warden_middle: int = 0, log_fd: int = -1, log_level: int = 0,
+          confine: tuple[Any, ...] | None = None) -> None:
+    """After `prepare`: serve the channel on `fd` until it ends (arguments: see `main`)."""
+    import _socket
 
     if log_fd >= 0:  # before the target is imported: it may log while it loads
         from ._logforward import install
 
         install(log_fd, log_level)
-    # Ctrl-C in a terminal reaches the whole process group; the parent decides (it sends
-    # SIGINT to this pid alone to stop a call: `_deadline`).
-    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
-    faulthandler.enable()  # a segfault leaves a Python traceback in the parent's error
     sock = _socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
 

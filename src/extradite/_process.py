@@ -13,14 +13,17 @@ The child is a plain `subprocess` (no `multiprocessing`): nothing re-imports
 all work. In this very environment the child skips `site` and receives this
 process's `sys.path` verbatim; another interpreter or environment keeps its own
 installation and site-packages and gets only this program's own modules and
-the `extradite` package (the rule is in `_interpreter`).
+the `extradite` package (the rule is in `_interpreter`). Once a session of this
+interpreter has started, later ones get a child forked from the fork server's template
+instead (`_forkserver`): the same child, the same descriptors, without an interpreter start.
 
 Fate sharing: whatever the target starts stays in the child's process group, and the
 group is killed (SIGKILL) when the session closes, when the child dies and, by the
 child's warden (`_warden`), when this process dies. The child's death is seen by the
 process itself (its pidfd, else waitid), not only by the end of the channel: a
 grandchild holding a copy of the channel cannot hide it. The group is only ever
-killed while the child is not reaped yet, so its id cannot belong to another group.
+killed while the child is not reaped yet, so its id cannot belong to another group
+(a forked child is reaped by its template, and only when this process asks).
 
 Stopping is a ladder, each step bounded: close the channel (the child exits on
 EOF), wait, SIGTERM, wait, SIGKILL to the group, wait.
@@ -45,6 +48,12 @@ TICK_SECONDS = 0.2  # the watch thread's tick (see `ChildProcess.on_tick`)
 _SIGKILL = 9
 
 
+def _fork_server_enabled() -> bool:
+    from ._forkserver import enabled
+
+    return enabled()
+
+
 def daemon_threads_allowed() -> bool:
     """False inside a subinterpreter that forbids daemon threads (3.12+ 'isolated' config).
 
@@ -59,13 +68,14 @@ def daemon_threads_allowed() -> bool:
 
 def _bootstrap(fd: int, *, path: list[str] | None = None, prelude: str | None = None,
                code_fd: int = -1, confine: tuple[Any, ...] | None = None, log_fd: int = -1,
-               log_level: int = 0) -> str:
+               log_level: int = 0, template: bool = False) -> str:
     """The `python -c` program of a child: set up its path, then serve descriptor `fd`.
 
     `path` replaces sys.path; `prelude`: lines that set up a child of another interpreter
     (`_interpreter.foreign_prelude`); `code_fd`: a memfd of compiled modules; `confine`:
     a `_sandbox.Confinement.spec` (plain literals) the child applies before serving; `log_fd`:
-    the log pipe (-1: records are not forwarded) and the level to forward from.
+    the log pipe (-1: records are not forwarded) and the level to forward from; `template`:
+    a fork server's template instead (`_template`), serving its control socket `fd`.
     """
     lines = ["import sys"]
     if path is not None:
@@ -76,9 +86,13 @@ def _bootstrap(fd: int, *, path: list[str] | None = None, prelude: str | None = 
         from ._bootcode import FINDER
 
         lines.append(FINDER.replace("CODE_FD", str(code_fd)))
-    lines.append("from extradite._child import main")
-    lines.append(f"main({fd}, parent={os.getpid()}, log_fd={log_fd}, log_level={log_level}, "
-                 f"confine={confine!r})")
+    if template:
+        lines.append("from extradite._template import serve")
+        lines.append(f"serve({fd}, parent={os.getpid()})")
+    else:
+        lines.append("from extradite._child import main")
+        lines.append(f"main({fd}, parent={os.getpid()}, log_fd={log_fd}, log_level={log_level}, "
+                     f"confine={confine!r})")
     return "\n".join(lines)
 
 
@@ -100,6 +114,19 @@ def _ships_code(python: str | None) -> bool:
     return same_binary(python)
 
 
+def child_path() -> list[str]:
+    """The sys.path of a child of this interpreter: this process's, with extradite's own root."""
+    path = [entry for entry in sys.path if isinstance(entry, str)]  # imports skip the others too
+    if _EXTRADITE_ROOT not in path:
+        path.append(_EXTRADITE_ROOT)
+    return path
+
+
+def template_command(fd: int, code_fd: int) -> list[str]:
+    """The argv of a fork server's template (`_forkserver`) serving its control socket `fd`."""
+    return [sys.executable, "-S", "-c", _bootstrap(fd, path=child_path(), code_fd=code_fd, template=True)]
+
+
 def child_command(fd: int, python: str | None, code_fd: int = -1, log_fd: int = -1,
                   log_level: int = 0, confine: tuple[Any, ...] | None = None) -> list[str]:
     """The argv that starts a child serving the channel on descriptor `fd`.
@@ -109,10 +136,7 @@ def child_command(fd: int, python: str | None, code_fd: int = -1, log_fd: int = 
     `log_level`, `confine`: see `_bootstrap`.
     """
     if same_interpreter(python):
-        path = [entry for entry in sys.path if isinstance(entry, str)]  # imports skip the others too
-        if _EXTRADITE_ROOT not in path:
-            path.append(_EXTRADITE_ROOT)
-        return [sys.executable, "-S", "-c", _bootstrap(fd, path=path, code_fd=code_fd, log_fd=log_fd,
+        return [sys.executable, "-S", "-c", _bootstrap(fd, path=child_path(), code_fd=code_fd, log_fd=log_fd,
                                                      log_level=log_level, confine=confine)]
     assert python is not None
     from ._interpreter import foreign_prelude
@@ -142,34 +166,54 @@ class ChildProcess:
         self.on_tick: Callable[[], None] | None = None
         self._reap_lock = threading.Lock()
         code_fd = log_read = log_write = -1
-        if _ships_code(python):  # the same bytecode: ship it (see _bootcode)
-            from ._bootcode import code_fd as make_code_fd
-
-            code_fd = make_code_fd()
         if log_level is not None:
             log_read, log_write = os.pipe()
-        argv = child_command(child_fd, python, code_fd, log_write, log_level or 0,
-                             None if confinement is None else confinement.spec)
-        env = None
-        if not same_interpreter(python):
-            from ._interpreter import foreign_environ
+        spec = None if confinement is None else confinement.spec
+        self.popen: Any = None  # a subprocess.Popen, or a _forkserver.ForkedChild (the same few members)
+        forking = same_interpreter(python) and _fork_server_enabled()
+        if forking:  # a template of this interpreter forks it (see _forkserver)
+            from ._forkserver import fork_child
 
-            env = foreign_environ()
-        try:
-            self.popen = subprocess.Popen(
-                argv, pass_fds=tuple(fd for fd in (child_fd, code_fd, log_write) if fd >= 0),
-                stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True, env=env,
-                process_group=0)
-        except OSError as exc:
-            if log_read >= 0:
-                os.close(log_read)
-            raise ExtraditeProcessError(
-                f"could not start the child interpreter {argv[0]!r} for {label}: {exc}; "
-                "check the python= path") from exc
-        finally:
-            for fd in (code_fd, log_write):
-                if fd >= 0:
-                    os.close(fd)
+            try:
+                self.popen = fork_child(child_fd, log_write, log_level or 0, spec)
+            except BaseException:
+                for fd in (log_read, log_write):
+                    if fd >= 0:
+                        os.close(fd)
+                raise
+        if self.popen is None:
+            if _ships_code(python):  # the same bytecode: ship it (see _bootcode)
+                from ._bootcode import code_fd as make_code_fd
+
+                code_fd = make_code_fd()
+            argv = child_command(child_fd, python, code_fd, log_write, log_level or 0, spec)
+            env = None
+            if not same_interpreter(python):
+                from ._interpreter import foreign_environ
+
+                env = foreign_environ()
+            try:
+                self.popen = subprocess.Popen(
+                    argv, pass_fds=tuple(fd for fd in (child_fd, code_fd, log_write) if fd >= 0),
+                    stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True, env=env,
+                    process_group=0)
+            except OSError as exc:
+                if log_read >= 0:
+                    os.close(log_read)
+                raise ExtraditeProcessError(
+                    f"could not start the child interpreter {argv[0]!r} for {label}: {exc}; "
+                    "check the python= path") from exc
+            finally:
+                for fd in (code_fd, log_write):
+                    if fd >= 0:
+                        os.close(fd)
+            if forking:  # the next session of this interpreter forks its child from it
+                from ._forkserver import start
+
+                start()
+        elif log_write >= 0:
+            os.close(log_write)
+        self.forked = not isinstance(self.popen, subprocess.Popen)
         self.pid = self.popen.pid
         from ._output import StderrForwarder
 
@@ -287,6 +331,8 @@ class ChildProcess:
         """Whether the child has ended, without reaping it (its pid stays its own)."""
         if self.popen.returncode is not None:
             return True
+        if self.forked:  # the template's child: its pidfd says, the template reaps on request
+            return bool(self.popen.exited())
         try:
             return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
         except ChildProcessError:
@@ -324,14 +370,18 @@ class ChildProcess:
                 except OSError:
                     pass
                 self.popen.wait()
-            return self.popen.returncode
+            code: int | None = self.popen.returncode
+            return code
 
     def death_error(self, cause: BaseException | None = None, *, wait: float = 1.0) -> ExtraditeProcessError:
         """Describe how the child ended (waits up to `wait` seconds for it to finish dying)."""
         returncode: int | None = self._reap() if self._wait_exit(wait) else None
         if threading.current_thread() is not self._watcher:
             self._watcher.join(timeout=0.5)  # the last lines of stderr
-        if returncode is None:
+        if self.forked and self.popen.lost:
+            status = "ended; its exit status is unknown (the fork server's template that started it is gone)"
+            returncode = None
+        elif returncode is None:
             status = "closed the channel but is still running (it was killed)"
             self.kill()
         elif returncode < 0:
