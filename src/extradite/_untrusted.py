@@ -357,7 +357,7 @@ def _checked_result(value: Any, name: str) -> Any:
 def guarded_ops(ops: dict[int, Op]) -> dict[int, Op]:
     """The parent's ops (`_dispatch`), each checking the name it is asked for first."""
     from ._dispatch import Op
-    from ._wire import OP_BATCH, OP_CALL, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
+    from ._wire import OP_BATCH, OP_CALL, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_NEXT_CHUNK, OP_SETATTR
 
     def call(session: Session, target: Any, name: str | None, args: tuple[Any, ...],
              kwargs: dict[str, Any], extra: int) -> Any:
@@ -390,9 +390,16 @@ def guarded_ops(ops: dict[int, Op]) -> dict[int, Op]:
         return [_checked_result(v, "a batch result")
                 for v in plain[OP_BATCH](session, target, name, args, kwargs, extra)]
 
+    def next_chunk(session: Session, target: Any, name: str | None, args: tuple[Any, ...],
+                   kwargs: dict[str, Any], extra: int) -> Any:
+        _check_name(session, target, "__next__", "NEXT_CHUNK")  # what `next(target)` would use
+        items, end = plain[OP_NEXT_CHUNK](session, target, name, args, kwargs, extra)
+        return [_checked_result(v, "an item") for v in items], end
+
     plain: dict[int, Handler] = {code: op.handler for code, op in ops.items()}
     guards: dict[int, Callable[..., Any]] = {OP_CALL: call, OP_CALL_METHOD: call_method, OP_GETATTR: getattr_,
-                                             OP_SETATTR: setattr_, OP_DELATTR: delattr_, OP_BATCH: batch}
+                                             OP_SETATTR: setattr_, OP_DELATTR: delattr_, OP_BATCH: batch,
+                                             OP_NEXT_CHUNK: next_chunk}
     guarded = {}
     for code, op in ops.items():
         guard = guards.get(code)
