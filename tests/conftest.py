@@ -174,6 +174,16 @@ def make() -> Iterator[Callable[..., Any]]:
             cls.close()
 
 
+@pytest.fixture
+def marker(tmp_path: Path) -> Iterator[Path]:
+    """The file a hostile payload writes the pid of the process that ran it to; the test fails
+    if that was this process."""
+    path = tmp_path / "marker"
+    yield path
+    if path.exists():
+        assert path.read_text().strip() != str(os.getpid()), "the payload ran in the parent"
+
+
 def private_copy(module: str) -> Any:
     """`module` executed from its source under a private name, for tests that need its classes in
     this process: `module` itself stays unimported, so other tests can still extradite it."""

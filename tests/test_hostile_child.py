@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,15 +22,6 @@ from extradite import (
     extradite,
 )
 from extradite import _wire
-
-
-@pytest.fixture
-def marker(tmp_path: Path) -> Iterator[Path]:
-    """The file a payload writes the pid of the process that ran it to."""
-    path = tmp_path / "marker"
-    yield path
-    if path.exists():
-        assert path.read_text().strip() != str(os.getpid()), "the payload ran in the parent"
 
 
 @pytest.fixture

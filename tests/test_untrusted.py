@@ -36,15 +36,6 @@ from value_types import Point
 
 
 @pytest.fixture
-def marker(tmp_path: Path) -> Iterator[Path]:
-    """The file a payload writes the pid of the process that ran it to."""
-    path = tmp_path / "marker"
-    yield path
-    if path.exists():
-        assert path.read_text().strip() != str(os.getpid()), "the payload ran in the parent"
-
-
-@pytest.fixture
 def Hostile() -> Iterator[Any]:
     cls = extradite("targets.hostile:Hostile", untrusted=True)
     yield cls
