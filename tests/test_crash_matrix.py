@@ -60,6 +60,7 @@ def test_child_loads_no_generator_jinja_or_libcst(Matrix: Any) -> None:
     assert "extradite._child" in loaded
     assert not {m for m in loaded if m.startswith(("jinja2", "libcst", "extradite.gen"))}
     assert "extradite._api" not in loaded  # the public API is for the parent; children skip it
+    assert "extradite._session_handle" not in loaded
 
 
 def test_importing_extradite_loads_no_generator_jinja_or_libcst() -> None:

@@ -124,7 +124,7 @@ def GeneratedValues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
 def test_an_up_to_date_generated_bind_is_one_request(GeneratedValues: Any, requests_sent: list[int],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Its reply carries the class and the verdict None: the child found the live class as embedded."""
-    from extradite._api import SessionHandle
+    from extradite._session_handle import SessionHandle
 
     verdicts: list[Any] = []
     real = SessionHandle.import_class

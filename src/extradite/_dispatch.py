@@ -185,7 +185,7 @@ def op_configure(session: Session, target: Any, name: str | None, args: tuple[An
 
     default, rules, protected = args
     # A builtin type without an importable name (types.FunctionType) arrives as
-    # ("types", name): see `_api._rule_for_wire`.
+    # ("types", name): see `_session_handle._rule_for_wire`.
     rules = [(getattr(types, t[1]) if type(t) is tuple else t, p) for t, p in rules]
     session.codec.config = PolicyConfig(default, dict(rules))
     session.protected = session.codec.protected = tuple(protected)

@@ -40,9 +40,9 @@ if TYPE_CHECKING:
     from os import PathLike
     from typing import Any
 
-    from ._api import SessionHandle
     from ._restart import Restart
     from ._sandbox import Limits, Sandbox
+    from ._session_handle import SessionHandle
 
 from ._options import SessionOptions
 from ._targets import loaded_tree, parse_target, protected_tree
@@ -81,7 +81,7 @@ def _check_instance(instance: object) -> tuple[str, str, tuple[Any, ...], dict[s
 
 
 def _refuse_loaded(module: str, trees: tuple[str, ...]) -> None:
-    from ._api import refuse_loaded
+    from ._targets import refuse_loaded
 
     refuse_loaded(f"ExtraditeExecutor: the target module {module!r}", (protected_tree(module), *trees), trees)
 
@@ -223,7 +223,7 @@ class _Worker:
             return handle
         if handle is not None:  # died while idle: not the next item's fault
             self._stop_child()
-        from ._api import SessionHandle
+        from ._session_handle import SessionHandle
 
         with self.pool.lock:
             self.pool.children += 1

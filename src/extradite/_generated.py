@@ -30,7 +30,7 @@ import os
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
 
 from . import _proxy
-from ._api import ClassHandle, _session_for, close_collected, refuse_loaded
+from ._api import ClassHandle, _session_for, close_collected
 from ._errors import ExtraditeStaleProxyWarning
 from ._members import checksum, is_member_table, kinds_checksum, load_signature_data
 from ._proxy import (
@@ -45,13 +45,13 @@ from ._proxy import (
     release,
 )
 from ._options import SessionOptions
-from ._targets import parse_target, protected_tree
+from ._targets import parse_target, protected_tree, refuse_loaded
 from ._wire import EXTRA_AWAIT, OP_BATCH, OP_CALL_METHOD, OP_DELATTR, OP_GETATTR, OP_SETATTR
 
 if TYPE_CHECKING:
-    from ._api import SessionHandle
     from ._restart import Restart
     from ._sandbox import Limits, Sandbox
+    from ._session_handle import SessionHandle
 
 __all__ = ["GeneratedProxy", "GeneratedMeta", "GeneratedModule", "MISSING", "ClassAttribute", "member_digests"]
 

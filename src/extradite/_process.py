@@ -58,7 +58,7 @@ def daemon_threads_allowed() -> bool:
     """False inside a subinterpreter that forbids daemon threads (3.12+ 'isolated' config).
 
     There our helper threads are ordinary threads, so the interpreter joins them
-    before it ends: every session must be closed by then (`_api` arranges it).
+    before it ends: every session must be closed by then (`_session_handle` arranges it).
     """
     import _thread
 

@@ -125,7 +125,7 @@ def import_isolated_ray(module: str, backend: object, ray_options: object, *, sh
                         protect: tuple[str, ...] | list[str], sandbox: object = None, limits: object = None,
                         requirements: object = None, call_timeout: object = None, restart: object = None) -> Any:
     """`import_isolated(module, backend="ray", ...)`: a module proxy served by a Ray actor."""
-    from ._api import refuse_loaded
+    from ._targets import refuse_loaded
     from ._modules import module_proxy
     from ._options import SessionOptions
     from ._targets import parse_module, protected_tree
@@ -161,7 +161,7 @@ def _close_quietly(api: RayClassHandle) -> None:
 
 
 def _open(target: str, options: SessionOptions, ray_options: dict[str, Any]) -> tuple[RayClassHandle, Any]:
-    from ._api import refuse_loaded
+    from ._targets import refuse_loaded
     from ._targets import parse_target, protected_tree
 
     module, qualname = parse_target(target)

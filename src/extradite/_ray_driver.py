@@ -274,7 +274,7 @@ class RayClassHandle:
             protect(tree)
 
     def _policy_wire(self) -> tuple[str, list[Any]]:
-        from ._api import _rule_for_wire
+        from ._session_handle import _rule_for_wire
 
         config = self.options.config
         return (config.default, [(_rule_for_wire(t), p) for t, p in config.rules])
@@ -421,7 +421,7 @@ class RayModuleHandle:
 
     def import_object(self, module: str, qualname: str, what: str, *, protect: bool = True) -> Any:
         """`module`'s attribute `qualname` (the module itself when empty), imported in the module actor."""
-        from ._api import refuse_loaded
+        from ._targets import refuse_loaded
         from ._codec import protect as protect_tree
         from ._targets import in_tree, protected_tree
 

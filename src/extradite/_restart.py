@@ -3,7 +3,7 @@
     child dies (crash, kill -9, killed after a deadline's grace period)
         -> the session breaks: the call in flight raises (never retried)
     next call on any proxy of the session (or one whose send found the child gone)
-        -> `Session.call` sees `broken` and calls `Session.revive` (`SessionHandle._revive`):
+        -> `Session.call` sees `broken` and calls `Session.revive` (`_session_handle.SessionHandle._revive`):
            the budget, the backoff, a new child and `Session`, then `Rebuild.replay`:
               import     OP_IMPORT again                    class proxies, function and module targets
               getattr    OP_GETATTR on a rebuilt module     mod.func, mod.Cls of import_isolated()

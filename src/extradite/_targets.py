@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 __all__ = ["parse_target", "parse_module", "protected_tree", "tree_of", "in_tree", "loaded_tree", "loaded_modules",
-           "check_protect"]
+           "check_protect", "refuse_loaded"]
 
 TARGET_FORM = "'pkg.module:ClassName'"
 MODULE_FORM = "'pkg.module'"
@@ -117,3 +117,24 @@ def check_protect(protect: object) -> tuple[str, ...]:
             raise ValueError("protect names 'extradite', the runtime itself, which this process always imports")
         names.add(name)
     return tuple(sorted(names))
+
+
+def refuse_loaded(what: str, trees: Iterable[str], protect: tuple[str, ...]) -> None:
+    """Refuse to start `what` while one of `trees` is imported here: they may only load in the child."""
+    tree = loaded_tree(tuple(trees))
+    if tree is None:
+        return
+    from ._errors import ExtraditeModuleLeakError  # only on refusal: this module imports nothing
+
+    imported = ", ".join(loaded_modules(tree))
+    if tree in protect:
+        raise ExtraditeModuleLeakError(
+            f"{what} refused: the module tree {tree!r}, which protect={protect!r} keeps out of this "
+            f"interpreter, is already imported here ({imported}). Remove the import of {tree!r} from this "
+            f"process, or leave {tree!r} out of protect=")
+    raise ExtraditeModuleLeakError(
+        f"{what} refused: the target module {tree!r} is already imported in this interpreter ({imported}), "
+        f"but {tree!r} and its submodules may only ever be loaded in the child. Remove the import of {tree!r} "
+        "from this process and use the proxy class instead (its parent package and sibling modules may "
+        "stay imported)")
+
