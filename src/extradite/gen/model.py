@@ -1,8 +1,9 @@
 """The interface model: plain frozen data that the templates print and nothing more.
 
-`build.py` fills it from the introspection child's output and the parsed
-sources/stubs; every decision (names, annotations, forwarding, batch item types,
-policies, docstring quoting) is made there, so the templates stay dumb.
+`build.py` (with `classes.py`, `signatures.py` and `hierarchy.py`) fills it from the
+introspection child's output and the parsed sources/stubs; every decision (names,
+annotations, forwarding, batch item types, policies, docstring quoting) is made there,
+so the templates stay dumb.
 """
 
 from __future__ import annotations
