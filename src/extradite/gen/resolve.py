@@ -13,7 +13,9 @@ mypy reads them, then the source) and parses each file once.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .._targets import in_tree
 from .locate import is_module, typeshed_stub
@@ -23,6 +25,7 @@ __all__ = ["Target", "ANY", "Resolver", "is_protected",
            "LITERAL_FORMS", "ANNOTATED_FORMS", "WRAPPER_FORMS", "SELF_FORMS"]
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
+_D = TypeVar("_D")  # a declaration: a class's, or a function's overloads
 
 
 @dataclass(frozen=True)
@@ -83,41 +86,33 @@ class Resolver:
         """Whether (module, name) is a type variable some scope of `module` defines."""
         return any(key[1] in scope.typevars for scope in self.scopes_for(key[0]))
 
-    def find_function(self, module: str, name: str, depth: int = 0) -> tuple[list[FunctionDecl], ModuleScope] | None:
+    def find_function(self, module: str, name: str) -> tuple[list[FunctionDecl], ModuleScope] | None:
         """The declarations (overloads included) of module-level function `name`, stubs first."""
-        if depth > 8:
-            return None
-        for scope in self.scopes_for(module):
-            if name in scope.functions:
-                return scope.functions[name], scope
-            if name in scope.imports:
-                src_module, src_name = scope.imports[name]
-                if src_name and "." not in src_name:
-                    inner = self.find_function(src_module, src_name, depth + 1)
-                    if inner is not None:
-                        return inner
-            for star in scope.star_imports:
-                inner = self.find_function(star, name, depth + 1)
-                if inner is not None:
-                    return inner
-        return None
+        return self._declared(module, name, lambda scope, local: scope.functions.get(local), 0)
 
-    def find_class(self, module: str, qualname: str, depth: int = 0) -> tuple[ClassDecl, ModuleScope] | None:
+    def find_class(self, module: str, qualname: str) -> tuple[ClassDecl, ModuleScope] | None:
+        """The declaration of class `qualname` ("Outer.Inner"), stubs first."""
+        return self._declared(module, qualname, ModuleScope.find_class, 0)
+
+    def _declared(self, module: str, qualname: str, lookup: Callable[[ModuleScope, str], _D | None],
+                  depth: int) -> tuple[_D, ModuleScope] | None:
+        """What `lookup` finds for `qualname` in a scope of `module`, or in the module a scope
+        imports its head from (by name or with `*`), following re-exports."""
         if depth > 8:
             return None
         for scope in self.scopes_for(module):
-            found = scope.find_class(qualname)
+            found = lookup(scope, qualname)
             if found is not None:
                 return found, scope
             head, _, rest = qualname.partition(".")
             if head in scope.imports:
                 src_module, src_name = scope.imports[head]
-                if src_name:
-                    inner = self.find_class(src_module, src_name + ("." + rest if rest else ""), depth + 1)
+                if src_name:  # `from m import name` (`import m` names a module)
+                    inner = self._declared(src_module, src_name + ("." + rest if rest else ""), lookup, depth + 1)
                     if inner is not None:
                         return inner
             for star in scope.star_imports:
-                inner = self.find_class(star, qualname, depth + 1)
+                inner = self._declared(star, qualname, lookup, depth + 1)
                 if inner is not None:
                     return inner
         return None
