@@ -989,6 +989,14 @@ BIG_LIST = list(range(100_000))
 ROWS = 10_000  # small rows in the iteration regimes
 
 
+def _drain(make: Callable[[], Any]) -> Callable[[], object]:
+    """An operation that iterates what `make()` returns to its end, dropping every item."""
+    def run() -> None:
+        for _row in make():
+            pass
+    return run
+
+
 def _iteration_cells(env: Env, ops: int) -> dict[str, Runner | str]:
     """`for row in` a remote iterable whose iterator is a builtin list iterator (read ahead in
     chunks by itself), beside one call returning the same rows as a list."""
@@ -996,13 +1004,7 @@ def _iteration_cells(env: Env, ops: int) -> dict[str, Runner | str]:
     w = env.W()
     local_table = d.table(ROWS)
     table = w.table(ROWS, __extradite_policy__="reference")
-
-    def loop(iterable: Any) -> Callable[[], object]:
-        def run() -> None:
-            for _row in iterable:
-                pass
-        return run
-    return {"direct": _loop(loop(local_table)), "extradite": _loop(loop(table)),
+    return {"direct": _loop(_drain(lambda: local_table)), "extradite": _loop(_drain(lambda: table)),
             "floor": _loop(lambda: w.rows(ROWS))}
 
 
@@ -1011,13 +1013,7 @@ def _cursor_cells(env: Env, ops: int) -> dict[str, Runner | str]:
     wrapped), beside `cursor.fetchall()`; each operation makes the cursor anew (both columns)."""
     d = env.direct.Workload()
     w = env.W()
-
-    def loop(make: Callable[[], Any]) -> Callable[[], object]:
-        def run() -> None:
-            for _row in make():
-                pass
-        return run
-    return {"direct": _loop(loop(lambda: d.cursor(ROWS))), "extradite": _loop(loop(lambda: iterate(w.cursor(ROWS)))),
+    return {"direct": _loop(_drain(lambda: d.cursor(ROWS))), "extradite": _loop(_drain(lambda: iterate(w.cursor(ROWS)))),
             "floor": _loop(lambda: w.cursor(ROWS).fetchall())}
 
 
@@ -1025,14 +1021,8 @@ def _generator_cells(env: Env, ops: int) -> dict[str, Runner | str]:
     """A generator of 1,000 rows, never read ahead: one round trip per row (what `iterate()` is for)."""
     d = env.direct.Workload()
     w = env.W()
-
-    def loop(make: Callable[[], Any]) -> Callable[[], object]:
-        def run() -> None:
-            for _row in make():
-                pass
-        return run
-    return {"direct": _loop(loop(lambda: d.generate(1000))), "extradite": _loop(loop(lambda: w.generate(1000))),
-            "floor": _loop(loop(lambda: iterate(w.generate(1000))))}
+    return {"direct": _loop(_drain(lambda: d.generate(1000))), "extradite": _loop(_drain(lambda: w.generate(1000))),
+            "floor": _loop(_drain(lambda: iterate(w.generate(1000))))}
 
 
 class FirstTransfer:

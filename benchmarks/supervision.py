@@ -36,68 +36,70 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "targets"))
+sys.path.insert(0, str(HERE.parent))  # the checkout's root: the target is the deadline tests' own
 if (HERE.parent / "src").is_dir():
     sys.path.insert(0, str(HERE.parent / "src"))
 
 from extradite import ExtraditeTimeoutError, Restart, extradite, extradite_status  # noqa: E402
 
-TARGET = "extradite_bench_supervision:Sleeper"
+# A call that sleeps (answers an interrupt), one that never returns to the interpreter
+# (ignores it), and state set by the constructor.
+TARGET = "tests.targets.slowpoke:Slowpoke"
 TIMEOUT = 0.2   # call_timeout of the timed calls (s)
 GRACE = 0.2     # timeout_grace of the killed case (s)
 
 
-def _timeout_interrupt(Sleeper: Any) -> float:
-    sleeper = Sleeper(1)
+def _timeout_interrupt(Slowpoke: Any) -> float:
+    slowpoke = Slowpoke(1)
     start = time.perf_counter()
     try:
-        sleeper.sleep(3600)
+        slowpoke.sleep(3600)
     except ExtraditeTimeoutError:
         took = time.perf_counter() - start
     else:
         raise AssertionError("the bounded call returned")
-    assert sleeper.add(1) == 2  # the same child goes on
+    assert slowpoke.add(1) == 2  # the same child goes on
     return took - TIMEOUT
 
 
 def _timeout_killed() -> float:
-    Sleeper = extradite(TARGET, call_timeout=TIMEOUT, timeout_grace=GRACE)
+    Slowpoke = extradite(TARGET, call_timeout=TIMEOUT, timeout_grace=GRACE)
     try:
-        sleeper = Sleeper(1)
+        slowpoke = Slowpoke(1)
         start = time.perf_counter()
         try:
-            sleeper.deaf()
+            slowpoke.deaf()
         except ExtraditeTimeoutError:
             took = time.perf_counter() - start
         else:
             raise AssertionError("the bounded call returned")
         return took - TIMEOUT - GRACE
     finally:
-        Sleeper.close()
+        Slowpoke.close()
 
 
-def _restart_first_call(Sleeper: Any, sleepers: list[Any]) -> tuple[float, float]:
+def _restart_first_call(Slowpoke: Any, slowpokes: list[Any]) -> tuple[float, float]:
     """(kill -> next call returned, of which kill -> the parent saw the child die)."""
-    pid = extradite_status(Sleeper).pid
+    pid = extradite_status(Slowpoke).pid
     start = time.perf_counter()
     os.kill(pid, signal.SIGKILL)
-    while extradite_status(Sleeper).alive:
+    while extradite_status(Slowpoke).alive:
         time.sleep(0.0002)
     noticed = time.perf_counter()
-    assert sleepers[0].add(0) == 1
+    assert slowpokes[0].add(0) == 1
     done = time.perf_counter()
-    assert sleepers[1].add(0) == 2 and extradite_status(Sleeper).pid != pid
+    assert slowpokes[1].add(0) == 2 and extradite_status(Slowpoke).pid != pid
     return done - start, noticed - start
 
 
 def _fresh_first_call() -> float:
     start = time.perf_counter()
-    Sleeper = extradite(TARGET, call_timeout=TIMEOUT)
+    Slowpoke = extradite(TARGET, call_timeout=TIMEOUT)
     try:
-        assert Sleeper(1).add(0) == 1
+        assert Slowpoke(1).add(0) == 1
         return time.perf_counter() - start
     finally:
-        Sleeper.close()
+        Slowpoke.close()
 
 
 def _cell(samples: list[float]) -> dict[str, Any]:
@@ -121,12 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     Supervised = extradite(TARGET, call_timeout=TIMEOUT,
                            restart=Restart(max_restarts=repetitions + 1, within_seconds=3600))
     try:
-        sleepers = [Supervised(1), Supervised(2)]
+        slowpokes = [Supervised(1), Supervised(2)]
         _timeout_interrupt(Bounded)  # warm-up
         for _ in range(repetitions):
             record("timeout_interrupt", _timeout_interrupt(Bounded))
             record("timeout_killed", _timeout_killed())
-            total, noticed = _restart_first_call(Supervised, sleepers)
+            total, noticed = _restart_first_call(Supervised, slowpokes)
             record("restart_first_call", total)
             record("restart_noticed", noticed)
             record("restart_after_notice", total - noticed)
