@@ -169,12 +169,19 @@ def op_import(session: Session, target: Any, name: str | None, args: tuple[Any, 
     session.channel.poll_next_wait_fully()
     if args and args[0] not in session.protected:
         session.protected = session.codec.protected = (*session.protected, args[0])
-    __import__(target)  # importlib.import_module without importing importlib (child start-up)
-    obj: Any = sys.modules[target]
+    obj = import_attribute(target, name)
+    return (obj, check_members(obj, args[1], args[2]) if len(args) == 3 else None)
+
+
+def import_attribute(module: str, name: str | None) -> Any:
+    """`module`'s attribute `name` ("Outer.Inner"), the module itself when `name` is empty:
+    what a target names, wherever it is served (here, a Ray actor)."""
+    __import__(module)  # importlib.import_module without importing importlib (child start-up)
+    obj: Any = sys.modules[module]
     for part in (name or "").split("."):
         if part:
             obj = getattr(obj, part)
-    return (obj, check_members(obj, args[1], args[2]) if len(args) == 3 else None)
+    return obj
 
 
 @_op(OP_CONFIGURE, served_by=(CHILD,))

@@ -355,20 +355,21 @@ class ChildProcess:
     def _kill_group(self) -> None:
         """SIGKILL to the child's process group, only while the child is not reaped (see module docstring)."""
         with self._reap_lock:
-            if self.popen.returncode is None:
-                try:
-                    os.killpg(self.pid, _SIGKILL)
-                except OSError:
-                    pass
+            self._kill_group_unreaped()
+
+    def _kill_group_unreaped(self) -> None:
+        """`_kill_group` for a caller holding `_reap_lock`: once reaped, the pid may be another's."""
+        if self.popen.returncode is None:
+            try:
+                os.killpg(self.pid, _SIGKILL)
+            except OSError:
+                pass
 
     def _reap(self) -> int | None:
         """After the child ended: kill what is left of its group, then collect its exit status."""
         with self._reap_lock:
             if self.popen.returncode is None:
-                try:
-                    os.killpg(self.pid, _SIGKILL)
-                except OSError:
-                    pass
+                self._kill_group_unreaped()
                 self.popen.wait()
             code: int | None = self.popen.returncode
             return code

@@ -11,7 +11,7 @@ from io import BytesIO
 from typing import Any
 
 from ._codec import Codec, error_record
-from ._dispatch import TABLE, BatchFailure
+from ._dispatch import TABLE, BatchFailure, import_attribute
 from ._errors import UnsupportedInteractionError
 from ._policy import REFERENCE, PolicyConfig
 from ._wire import (
@@ -96,10 +96,7 @@ class RayHost:
                     sys.path.append(path)
             default, rules = policy
             self._config = PolicyConfig(default, dict(rules))
-            __import__(module)
-            obj: Any = sys.modules[module]
-            for part in qualname.split(".") if qualname else ():  # "": the module itself (import_isolated)
-                obj = getattr(obj, part)
+            obj = import_attribute(module, qualname)  # "": the module itself (import_isolated)
             if construct is not None:
                 if not isinstance(obj, type):
                     raise TypeError(f"{module}:{qualname} is a {type(obj).__qualname__}, not a class; "
@@ -218,11 +215,7 @@ class RayHost:
             for known in self._codecs.values():
                 known.protected = self._protected
             codec.protected = self._protected
-        __import__(module)
-        obj: Any = sys.modules[module]
-        for part in (name or "").split("."):
-            if part:
-                obj = getattr(obj, part)
+        obj = import_attribute(module, name)
         return (obj, check_members(obj, args[1], args[2]) if len(args) == 3 else None)
 
     def run_awaitable(self, value: Any) -> Any:
