@@ -155,6 +155,12 @@ def Matrix() -> Iterator[Any]:
 
 
 @pytest.fixture
+def Busy() -> Iterator[Any]:
+    """Proxy class of tests/targets/lineage.py:Busy (sleeps, spins, starts processes), closed after the test."""
+    yield from _proxy_class("targets.lineage:Busy")
+
+
+@pytest.fixture
 def make() -> Iterator[Callable[..., Any]]:
     """`make(**options)`: a proxy class of tests/targets/handles.py:Service with those options;
     every class made is closed after the test."""

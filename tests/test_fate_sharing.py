@@ -10,7 +10,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,15 +51,6 @@ def kill_all(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
-
-
-@pytest.fixture
-def Busy() -> Iterator[Any]:
-    cls = extradite("targets.lineage:Busy")
-    try:
-        yield cls
-    finally:
-        cls.close()
 
 
 PARENT = """

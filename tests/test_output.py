@@ -3,7 +3,6 @@ memory (a line over the cap is cut, saying so); its prints reach this process's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,15 +10,6 @@ import pytest
 from extradite import ExtraditeProcessError, extradite
 from extradite._api import session_of
 from extradite._output import CUT_MARK, LINE_CAP, TAIL_LINE_CAP, TAIL_LINES, LineSplitter
-
-
-@pytest.fixture
-def Busy() -> Iterator[Any]:
-    cls = extradite("targets.lineage:Busy")
-    try:
-        yield cls
-    finally:
-        cls.close()
 
 
 def _forwarded(Busy: Any, capfd: pytest.CaptureFixture[str], size: int, newline_every: int = 0) -> tuple[str, int]:

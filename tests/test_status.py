@@ -6,7 +6,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,15 +15,6 @@ from extradite import ExtraditeProcessError, ExtraditeStatus, extradite, extradi
 from extradite._api import session_of
 
 from conftest import wait_gone
-
-
-@pytest.fixture
-def Busy() -> Iterator[Any]:
-    cls = extradite("targets.lineage:Busy")
-    try:
-        yield cls
-    finally:
-        cls.close()
 
 
 def test_idle_session(Busy: Any) -> None:
