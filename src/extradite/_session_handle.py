@@ -54,7 +54,6 @@ def _unprotect(tree: str) -> None:
     unprotect(tree)
 
 
-
 def _rule_for_wire(rule_type: type) -> Any:
     """A type rule's type as the child can load it (builtin types without a name via `types`)."""
     module = sys.modules.get(rule_type.__module__)
