@@ -283,3 +283,36 @@ def test_a_changed_startup_variable_replaces_the_template(tmp_path: Path) -> Non
         assert program.wait(30) == 0
     finally:
         finish(program)
+
+
+def test_the_template_starts_only_once_the_first_child_answered(tmp_path: Path) -> None:
+    """The first session spawns its child and starts the template only after that child's first
+    reply: started together, the two would compete for the CPUs and delay the first call."""
+    script = tmp_path / "first.py"
+    script.write_text(textwrap.dedent("""
+        import json, time
+        from extradite import extradite, _api, _forkserver
+
+        seen = []
+        original = _forkserver.Template.__init__
+
+        def recording(self):
+            seen.append([handle.session.counts() for handle in _api._live])
+            original(self)
+
+        _forkserver.Template.__init__ = recording
+        first = extradite("targets.freshness:Probe")
+        first().bump()
+        deadline = time.monotonic() + 30
+        while not (_forkserver._template and _forkserver._template[0].usable()):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        print(json.dumps(seen))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=python_env(),
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert len(seen) == 1, "one template for the program"
+    [sessions] = seen
+    assert len(sessions) == 1 and sessions[0][1] >= 1, f"the template started before a reply came: {sessions}"

@@ -309,6 +309,8 @@ class SessionHandle:
                                  f"{type(reply).__name__}, not (object, verdict)")
             raise self._describe_failure(problem) from None
         self.session.channel.poll_next_wait_fully()  # see `import_class`
+        if self.process.template_due:  # the child is up: the fork server may start now
+            self.process.start_template()
         if self.rebuild is not None:
             self.rebuild.imported(reply[0], module, qualname, (tree,) if protect else ())
         return reply[0]
@@ -354,6 +356,8 @@ class SessionHandle:
             # A wait as long as an import shrinks the polling window, but the calls that follow
             # (construction, the first call) are short: poll them fully rather than sleep.
             session.channel.poll_next_wait_fully()
+            if self.process.template_due:  # the child is up: the fork server may start now
+                self.process.start_template()
             from ._proxy import RemoteClass
 
             if not isinstance(cls, RemoteClass):

@@ -1,6 +1,7 @@
 """The fork server: later sessions fork their child from a template instead of starting Python.
 
-    first session:   spawns its child as always (`_process`), then starts the template
+    first session:   spawns its child as always (`_process`); once that child has answered,
+                     starts the template (so the two never compete for the CPUs)
     later sessions:  template ready? -- ("fork", context) + descriptors --> the child's pid
                      (no interpreter start, no runtime import: about a millisecond)
                      not ready, gone or refusing -> spawn as always; a dead one is replaced
@@ -130,17 +131,14 @@ def _forget_in_fork() -> None:
 def fork_child(child_fd: int, log_fd: int, log_level: int, confine: tuple[Any, ...] | None) -> ForkedChild | None:
     """A child forked by the template serving the channel on `child_fd`, or None: spawn one.
 
-    None when no template is ready yet (one is started then), it died (it is replaced)
-    or it refused. The arguments are those of `_process.child_command`.
+    None when no template is ready yet, it died or it refused; the spawned child's session
+    then starts one (`_process.ChildProcess.start_template`). The arguments are those of `_process.child_command`.
     """
     template = _current()
     if template is None or not template.usable():
-        if template is None or template.dead:
-            start()
-        return None
+        return None  # the spawned child's session starts (or replaces) it once up: `start_template`
     if template.startup != _startup_state():  # it would not start like a spawned child now
         shutdown()
-        start()
         return None
     from ._process import child_path
 
@@ -153,8 +151,6 @@ def fork_child(child_fd: int, log_fd: int, log_level: int, confine: tuple[Any, .
         os.close(stderr_write)
     if reply is None or reply[0] != "ok":
         os.close(stderr_read)
-        if template.dead:
-            start()
         return None
     try:
         return ForkedChild(template, reply[1], stderr_read)
@@ -190,7 +186,6 @@ class Template:
 
     def __init__(self) -> None:
         import _socket
-        import subprocess
 
         from ._bootcode import code_fd as make_code_fd
         from ._process import template_command
@@ -201,10 +196,7 @@ class Template:
         try:
             code_fd = make_code_fd()
             argv = template_command(theirs.fileno(), code_fd)
-            self.popen = subprocess.Popen(
-                argv, pass_fds=tuple(fd for fd in (theirs.fileno(), code_fd) if fd >= 0),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                close_fds=True, process_group=0)
+            self.popen = _start(argv, tuple(fd for fd in (theirs.fileno(), code_fd) if fd >= 0))
         except BaseException:
             self.sock.close()
             raise
@@ -275,8 +267,6 @@ class Template:
 
     def close(self) -> None:
         """Stop it: close the socket (it exits on EOF), then wait a moment, then kill."""
-        import subprocess
-
         with self._lock:
             self.dead = True
             try:
@@ -285,9 +275,27 @@ class Template:
                 pass
             try:
                 self.popen.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
+            except (TimeoutError, _timeout_expired()):
                 self.popen.kill()
                 self.popen.wait()
+
+
+def _start(argv: list[str], pass_fds: tuple[int, ...]) -> Any:
+    """The template's process: stdin, stdout and stderr on /dev/null, its own process group."""
+    from ._spawn import spawn, usable
+
+    if usable():
+        return spawn(argv, pass_fds=pass_fds, stdin=-1, stdout=-1, stderr=-1)
+    import subprocess
+
+    return subprocess.Popen(argv, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, close_fds=True, process_group=0)
+
+
+def _timeout_expired() -> type[BaseException]:
+    """`subprocess.TimeoutExpired` where `subprocess` is loaded (a `Popen` fallback raises it)."""
+    module = sys.modules.get("subprocess")
+    return TimeoutError if module is None else module.TimeoutExpired
 
 
 class ForkedChild:

@@ -158,8 +158,6 @@ class ChildProcess:
 
     def __init__(self, child_fd: int, *, python: str | None, label: str, log_level: int | None = None,
                  confinement: Confinement | None = None) -> None:
-        import subprocess
-
         self.label = label
         self.confinement = confinement
         self.on_exit: Callable[[], None] | None = None
@@ -181,6 +179,10 @@ class ChildProcess:
                     if fd >= 0:
                         os.close(fd)
                 raise
+        self.forked = self.popen is not None
+        # Spawned where a template could have forked it: the session's owner starts one once
+        # this child is up (`start_template`), so the two never compete for the CPUs.
+        self.template_due = forking and not self.forked
         if self.popen is None:
             if _ships_code(python):  # the same bytecode: ship it (see _bootcode)
                 from ._bootcode import code_fd as make_code_fd
@@ -193,10 +195,7 @@ class ChildProcess:
 
                 env = foreign_environ()
             try:
-                self.popen = subprocess.Popen(
-                    argv, pass_fds=tuple(fd for fd in (child_fd, code_fd, log_write) if fd >= 0),
-                    stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True, env=env,
-                    process_group=0)
+                self.popen = _start(argv, tuple(fd for fd in (child_fd, code_fd, log_write) if fd >= 0), env)
             except OSError as exc:
                 if log_read >= 0:
                     os.close(log_read)
@@ -207,13 +206,8 @@ class ChildProcess:
                 for fd in (code_fd, log_write):
                     if fd >= 0:
                         os.close(fd)
-            if forking:  # the next session of this interpreter forks its child from it
-                from ._forkserver import start
-
-                start()
         elif log_write >= 0:
             os.close(log_write)
-        self.forked = not isinstance(self.popen, subprocess.Popen)
         self.pid = self.popen.pid
         from ._output import StderrForwarder
 
@@ -246,6 +240,17 @@ class ChildProcess:
                 f"extradite cannot start {label} in this interpreter: {exc}. The parent side needs a "
                 "thread to forward the child's stderr; create the subinterpreter with threads allowed "
                 "(the 'isolated' config of _interpreters / concurrent.interpreters allows them)") from exc
+
+    def start_template(self) -> None:
+        """Once this spawned child has answered: start the fork server's template for the next
+        sessions, on a thread of its own (never on a caller's call, never before the child is up)."""
+        if self.template_due:
+            self.template_due = False
+            import _thread
+
+            from ._forkserver import start
+
+            _thread.start_new_thread(start, ())
 
     @property
     def tail(self) -> deque[str]:
@@ -421,6 +426,27 @@ class ChildProcess:
                 break
         self._stopping = True
         self._watcher.join(timeout=1.0)
+
+
+def _start(argv: list[str], pass_fds: tuple[int, ...], env: dict[str, str] | None) -> Any:
+    """A child running `argv`, stdin on /dev/null, stderr a pipe (its read end: `.stderr`)."""
+    from ._spawn import spawn, usable
+
+    if not usable():  # `subprocess` guarantees the same everywhere, at an import's cost
+        import subprocess
+
+        return subprocess.Popen(argv, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                close_fds=True, env=env, process_group=0)
+    err_read, err_write = os.pipe()
+    try:
+        process = spawn(argv, pass_fds=pass_fds, stdin=-1, stderr=err_write, env=env)
+    except BaseException:
+        os.close(err_read)
+        raise
+    finally:
+        os.close(err_write)
+    process.stderr = open(err_read, "rb", buffering=0)
+    return process
 
 
 def _signal_name(number: int) -> str:
