@@ -316,3 +316,36 @@ def test_the_template_starts_only_once_the_first_child_answered(tmp_path: Path) 
     assert len(seen) == 1, "one template for the program"
     [sessions] = seen
     assert len(sessions) == 1 and sessions[0][1] >= 1, f"the template started before a reply came: {sessions}"
+
+
+def offered_spare() -> int:
+    """The pid of the spare the template offered to this process (waits for it)."""
+    template = _forkserver._template[0]
+    deadline = time.monotonic() + 30
+    while True:
+        pid = _forkserver.spare_pid()  # a request: collects the offer that came with the spare
+        if pid is not None and template.offer is not None and template.offer[0] == pid:
+            return pid
+        assert time.monotonic() < deadline, "the template offered no spare"
+        time.sleep(0.01)
+
+
+def test_a_later_session_goes_straight_to_the_offered_spare(sessions: Callable[..., Any]) -> None:
+    spare = offered_spare()
+    cls = sessions()
+    assert forked(cls)
+    assert session_of(cls).process.pid == spare == cls().process()["pid"]
+    assert _forkserver._template[0].offer is None or _forkserver._template[0].offer[0] != spare
+
+
+def test_a_dead_offered_spare_is_bypassed_and_reaped(sessions: Callable[..., Any]) -> None:
+    spare = offered_spare()
+    os.kill(spare, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{spare}") and time.monotonic() < deadline:  # a zombie still has an entry
+        time.sleep(0.01)
+    assert not os.path.exists(f"/proc/{spare}"), "the killed spare was never reaped by the template"
+    cls = sessions()
+    assert forked(cls)  # the template forked it on request instead
+    assert session_of(cls).process.pid != spare
+    assert cls().bump() == 1

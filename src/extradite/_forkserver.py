@@ -2,7 +2,9 @@
 
     first session:   spawns its child as always (`_process`); once that child has answered,
                      starts the template (so the two never compete for the CPUs)
-    later sessions:  template ready? -- ("fork", context) + descriptors --> the child's pid
+    later sessions:  a spare offered? -- ("fork", context) + descriptors --> straight to it
+                     (its pid came with the offer: nothing to wait for)
+                     else template ready? -- the same request --> the child's pid
                      (no interpreter start, no runtime import: about a millisecond)
                      not ready, gone or refusing -> spawn as always; a dead one is replaced
 
@@ -123,6 +125,7 @@ def _forget_in_fork() -> None:
         template = _template.pop()
         template.dead = True
         try:
+            template._drop_offer()
             template.sock.close()
         except OSError:
             pass
@@ -146,12 +149,16 @@ def fork_child(child_fd: int, log_fd: int, log_level: int, confine: tuple[Any, .
     fds = [child_fd, stderr_write, 1] + ([log_fd] if log_fd >= 0 else [])
     request = ("fork", os.getpid(), child_path(), os.getcwd(), dict(os.environb), log_level, confine)
     try:
-        reply = template.request(request, fds)
+        pid = template.hand_to_spare(request, fds)  # no answer to wait for
+        if pid is None:
+            reply = template.request(request, fds)
+            pid = reply[1] if reply is not None and reply[0] == "ok" else None
     finally:
         os.close(stderr_write)
-    if reply is None or reply[0] != "ok":
+    if pid is None:
         os.close(stderr_read)
         return None
+    reply = ("ok", pid)
     try:
         return ForkedChild(template, reply[1], stderr_read)
     except OSError:  # it ended before we could watch it: kill whatever is left, spawn instead
@@ -171,6 +178,10 @@ def _startup_state() -> tuple[Any, ...]:
     is not among them: a child of this interpreter gets this process's sys.path anyway."""
     return (sorted((key, value) for key, value in os.environ.items()
                    if key.startswith("PYTHON") and key != "PYTHONPATH"), os.sched_getaffinity(0))
+
+
+def _rights(fds: list[int]) -> bytes:
+    return b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
 
 
 def _readable(fd: int) -> bool:
@@ -208,6 +219,7 @@ class Template:
         self.ready = False
         self.dead = False
         self._lock = threading.Lock()
+        self.offer: tuple[int, Any] | None = None  # (pid, socket) of the spare the template offered
 
     def usable(self) -> bool:
         """Whether it has loaded the runtime and serves (never waits)."""
@@ -236,27 +248,82 @@ class Template:
                 return None
             try:
                 if fds:
-                    rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
-                    self.sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+                    self.sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _rights(fds))])
                 else:
                     self.sock.send(data)
             except OSError:  # EBADF: this process closed its stdout (a spawned child copes)
                 if self.popen.poll() is not None:
                     self._died()
                 return None
-            try:
-                reply = self.sock.recv(65536)
-            except OSError:  # no answer in time: it is stuck or gone
-                reply = b""
-            if not reply:
-                self._died()
+            while True:
+                try:
+                    reply = self._receive()
+                except OSError:  # no answer in time: it is stuck or gone
+                    reply = None
+                if reply is None:
+                    self._died()
+                    return None
+                if reply[0] != "offer":
+                    return reply
+
+    def hand_to_spare(self, message: tuple[Any, ...], fds: list[int]) -> int | None:
+        """Send a ("fork", ...) request straight to the spare the template offered: its pid,
+        or None (no spare offered, or it is gone: ask the template instead)."""
+        import _socket
+        import marshal
+
+        with self._lock:
+            if self.dead:
                 return None
-        result: tuple[Any, ...] = marshal.loads(reply)
-        return result
+            try:
+                while _readable(self.sock.fileno()):  # collect an offer sent meanwhile
+                    if self._receive() is None:
+                        self._died()
+                        return None
+            except OSError:  # the request to the template says what became of it
+                return None
+            if self.offer is None:
+                return None
+            (pid, spare), self.offer = self.offer, None
+        try:
+            spare.sendmsg([marshal.dumps(message)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _rights(fds))])
+        except OSError:  # it died: the template reaps it
+            return None
+        finally:
+            spare.close()
+        return pid
+
+    def _receive(self) -> tuple[Any, ...] | None:
+        """(lock held) One message from the template, an offer kept in `offer`; None: it ended."""
+        import _socket
+        import marshal
+
+        data, ancillary, _, _ = self.sock.recvmsg(65536, _socket.CMSG_SPACE(4), _socket.MSG_CMSG_CLOEXEC)
+        if not data:
+            return None
+        message: tuple[Any, ...] = marshal.loads(data)
+        if message[0] == "offer":
+            for level, kind, payload in ancillary:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(payload) >= 4:
+                    self._drop_offer()
+                    spare = _socket.socket(fileno=int.from_bytes(payload[:4], sys.byteorder, signed=True))
+                    self.offer = (message[1], spare)
+        return message
+
+    def _drop_offer(self) -> None:
+        if self.offer is not None:
+            self.offer[1].close()
+            self.offer = None
+
+    def offer_fd(self) -> int:
+        """The descriptor of the offered spare's socket, -1 if none (tests)."""
+        offer = self.offer
+        return -1 if offer is None else offer[1].fileno()
 
     def _died(self) -> None:
         """(lock held) It is gone or no longer answers: kill and reap it; `start()` replaces it."""
         self.dead = True
+        self._drop_offer()
         try:
             self.sock.close()
         except OSError:
@@ -269,6 +336,7 @@ class Template:
         """Stop it: close the socket (it exits on EOF), then wait a moment, then kill."""
         with self._lock:
             self.dead = True
+            self._drop_offer()
             try:
                 self.sock.close()
             except OSError:

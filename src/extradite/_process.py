@@ -228,11 +228,8 @@ class ChildProcess:
         assert self.popen.stderr is not None
         self._stopping = False
         self.exited = False
-        self._watcher = threading.Thread(target=self._watch, args=(self.popen.stderr,),
-                                         name=f"extradite-watch-{self.pid}",
-                                         daemon=daemon_threads_allowed())
         try:
-            self._watcher.start()
+            self._watcher = _Watcher(self._watch, self.popen.stderr, f"extradite-watch-{self.pid}")
         except RuntimeError as exc:  # a subinterpreter created with allow_threads=False
             self.kill()
             self._close_watched(self.popen.stderr)
@@ -381,7 +378,7 @@ class ChildProcess:
     def death_error(self, cause: BaseException | None = None, *, wait: float = 1.0) -> ExtraditeProcessError:
         """Describe how the child ended (waits up to `wait` seconds for it to finish dying)."""
         returncode: int | None = self._reap() if self._wait_exit(wait) else None
-        if threading.current_thread() is not self._watcher:
+        if not self._watcher.is_current():
             self._watcher.join(timeout=0.5)  # the last lines of stderr
         if self.forked and self.popen.lost:
             status = "ended; its exit status is unknown (the fork server's template that started it is gone)"
@@ -426,6 +423,47 @@ class ChildProcess:
                 break
         self._stopping = True
         self._watcher.join(timeout=1.0)
+
+
+class _Watcher:
+    """The watch thread: a bare `_thread` thread where daemon threads are allowed (starting a
+    `threading.Thread` waits until the new thread runs, which a session's start would pay),
+    else a `threading.Thread` the interpreter joins at its end."""
+
+    def __init__(self, watch: Callable[[Any], None], pipe: Any, name: str) -> None:
+        if not daemon_threads_allowed():
+            self._thread: threading.Thread | None = threading.Thread(target=watch, args=(pipe,), name=name)
+            self._thread.start()
+            return
+        import _thread
+
+        self._thread = None
+        self._ident = -1
+        self._running = _thread.allocate_lock()
+        self._running.acquire()  # released when `watch` returns: `join`
+
+        def run() -> None:
+            self._ident = _thread.get_ident()
+            try:
+                watch(pipe)
+            finally:
+                self._running.release()
+
+        self._ident = _thread.start_new_thread(run, ())
+
+    def is_current(self) -> bool:
+        """Whether the caller runs on this thread."""
+        if self._thread is not None:
+            return threading.current_thread() is self._thread
+        import _thread
+
+        return _thread.get_ident() == self._ident
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        elif self._running.acquire(timeout=timeout):
+            self._running.release()
 
 
 def _start(argv: list[str], pass_fds: tuple[int, ...], env: dict[str, str] | None) -> Any:
