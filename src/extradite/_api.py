@@ -156,8 +156,6 @@ class SessionHandle:
     def _spawn(self) -> tuple[ChildProcess, Session]:
         """Start a child and its session, wired to this handle (each closure to its own child)."""
         from ._process import ChildProcess, socketpair
-        from ._proxy import ProxyFactory
-        from ._session import Session
 
         options = self.options
         parent_end, child_end = socketpair()
@@ -169,6 +167,14 @@ class SessionHandle:
             raise
         finally:
             child_end.close()
+        # loaded once the child is starting: a first session's imports overlap the child's start
+        try:
+            from ._proxy import ProxyFactory
+            from ._session import Session
+        except BaseException:
+            parent_end.close()
+            process.kill()
+            raise
         session = Session(parent_end, is_child=False, factory=ProxyFactory, name=self.label)
         session.codec.config = self.config
         if options.max_frame_bytes is not None:

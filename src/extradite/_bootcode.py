@@ -19,9 +19,9 @@ error: a child without shipped code imports and compiles as before.
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class _XdFinder:
         exec(_xd[module.__name__][0], module.__dict__)
 sys.meta_path.insert(0, _XdFinder)"""
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _blob: list[bytes | None] = []  # [] until built; [None] when shipping is impossible here
 
 

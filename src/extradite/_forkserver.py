@@ -26,9 +26,9 @@ this process: it exits when this process ends (it watches a pidfd of it), and at
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from typing import Any
@@ -37,7 +37,7 @@ ENV_VAR = "EXTRADITE_FORK_SERVER"
 _REPLY_TIMEOUT = 10.0  # seconds a template may take to answer before it counts as dead
 _OFF = ("0", "false", "no", "off")
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _template: list[Template] = []  # the current template, if any
 _supported: list[bool] = []  # [] until checked
 
@@ -120,7 +120,7 @@ def spare_pid() -> int | None:
 def _forget_in_fork() -> None:
     """In a forked copy of this process the template is not ours: drop our copy of its socket."""
     global _lock
-    _lock = threading.Lock()
+    _lock = _thread.allocate_lock()
     if _template:
         template = _template.pop()
         template.dead = True
@@ -218,7 +218,7 @@ class Template:
         self.sock.settimeout(_REPLY_TIMEOUT)
         self.ready = False
         self.dead = False
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         self.offer: tuple[int, Any] | None = None  # (pid, socket) of the spare the template offered
 
     def usable(self) -> bool:

@@ -31,9 +31,9 @@ EOF), wait, SIGTERM, wait, SIGKILL to the group, wait.
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from collections import deque
@@ -162,7 +162,7 @@ class ChildProcess:
         self.confinement = confinement
         self.on_exit: Callable[[], None] | None = None
         self.on_tick: Callable[[], None] | None = None
-        self._reap_lock = threading.Lock()
+        self._reap_lock = _thread.allocate_lock()
         code_fd = log_read = log_write = -1
         if log_level is not None:
             log_read, log_write = os.pipe()
@@ -432,11 +432,11 @@ class _Watcher:
 
     def __init__(self, watch: Callable[[Any], None], pipe: Any, name: str) -> None:
         if not daemon_threads_allowed():
-            self._thread: threading.Thread | None = threading.Thread(target=watch, args=(pipe,), name=name)
+            import threading
+
+            self._thread: Any = threading.Thread(target=watch, args=(pipe,), name=name)
             self._thread.start()
             return
-        import _thread
-
         self._thread = None
         self._ident = -1
         self._running = _thread.allocate_lock()
@@ -454,9 +454,9 @@ class _Watcher:
     def is_current(self) -> bool:
         """Whether the caller runs on this thread."""
         if self._thread is not None:
-            return threading.current_thread() is self._thread
-        import _thread
+            import threading
 
+            return threading.current_thread() is self._thread
         return _thread.get_ident() == self._ident
 
     def join(self, timeout: float) -> None:
