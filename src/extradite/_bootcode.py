@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # Every extradite module a child imports to serve a channel (tests pin the set).
 CHILD_MODULES = (
-    "extradite", "extradite._child", "extradite._deadline", "extradite._session", "extradite._dispatch", "extradite._scalar",
+    "extradite", "extradite._child", "extradite._deadline", "extradite._session", "extradite._routing", "extradite._dispatch", "extradite._scalar",
     "extradite._codec", "extradite._transport", "extradite._bodyfile", "extradite._ring", "extradite._polling",
     "extradite._shm", "extradite._wire", "extradite._errors", "extradite._handles",
     "extradite._policy", "extradite._pickling", "extradite._members", "extradite._proxy", "extradite._iteration",

@@ -1,6 +1,6 @@
 """Start the child interpreter, watch it, and stop it.
 
-    Popen([python, -S, -c, bootstrap], pass_fds=[child end of socketpair, compiled code,
+    spawn([python, -S, -c, bootstrap], pass_fds=[child end of socketpair, compiled code,
           log pipe], process_group=0: the child leads a process group of its own)
       stdin  <- /dev/null
       stdout -> inherited (the target's prints show up as usual)
@@ -8,7 +8,7 @@
       log pipe ---------> watch thread -> this process's `logging` (_logforward)
       pidfd of the child -> watch thread: the child ended -> kill its group, wake the session
 
-The child is a plain `subprocess` (no `multiprocessing`): nothing re-imports
+The child is a plain new process (`_spawn`, no `multiprocessing`): nothing re-imports
 `__main__`, so scripts without a main guard, `python -c`, REPLs and notebooks
 all work. In this very environment the child skips `site` and receives this
 process's `sys.path` verbatim; another interpreter or environment keeps its own
@@ -167,7 +167,8 @@ class ChildProcess:
         if log_level is not None:
             log_read, log_write = os.pipe()
         spec = None if confinement is None else confinement.spec
-        self.popen: Any = None  # a subprocess.Popen, or a _forkserver.ForkedChild (the same few members)
+        # a _spawn.SpawnedProcess (or subprocess.Popen), or a _forkserver.ForkedChild: the same few members
+        self.popen: Any = None
         forking = same_interpreter(python) and _fork_server_enabled()
         if forking:  # a template of this interpreter forks it (see _forkserver)
             from ._forkserver import fork_child
