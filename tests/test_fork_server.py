@@ -74,12 +74,13 @@ def test_a_later_child_is_forked_and_fresh(sessions: Callable[..., Any]) -> None
     assert fresh.counter() == 0  # the previous child's mutation is not here
 
 
-def test_a_forked_child_has_the_modules_of_a_spawned_one(sessions: Callable[..., Any],
+@pytest.mark.parametrize("forward_logging", [True, False])
+def test_a_forked_child_has_the_modules_of_a_spawned_one(sessions: Callable[..., Any], forward_logging: bool,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from_template = sessions()
+    from_template = sessions(forward_logging=forward_logging)
     assert forked(from_template)
     monkeypatch.setenv(_forkserver.ENV_VAR, "0")
-    spawned = sessions()
+    spawned = sessions(forward_logging=forward_logging)
     assert not forked(spawned)
     assert set(from_template().modules()) == set(spawned().modules())
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 # What every spawned child imports before its first request (tests compare the two).
-RUNTIME = ("extradite._child", "extradite._session", "extradite._warden", "extradite._pickling",
+RUNTIME = ("extradite._child", "extradite._session", "extradite._warden", "extradite._pickling", "extradite._logforward",
            "extradite._deadline", "_pickle", "_socket", "faulthandler", "mmap")
 MAX_REQUEST = 256 << 10  # a request holds the environment; a larger one is refused (the parent spawns)
 _MADV_POPULATE_WRITE = 23
@@ -252,6 +252,10 @@ def _become_child(request: tuple[Any, ...], fds: list[int], warden_middle: int) 
     package = sys.modules["extradite"]
     if getattr(package, "_template", None) is not None:
         del package._template
+    if log_fd < 0:  # nor, without log forwarding, this one
+        sys.modules.pop("extradite._logforward", None)
+        if getattr(package, "_logforward", None) is not None:
+            del package._logforward
     from ._child import serve
 
     serve(channel, warden_middle=warden_middle, log_fd=log_fd, log_level=log_level, confine=confine)
