@@ -64,8 +64,9 @@ def spawn(argv: Sequence[str], *, pass_fds: Sequence[int] = (), stdin: int | Non
     import _signal  # type: ignore[import-not-found]
 
     defaults = [getattr(_signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(_signal, name)]
-    pid = os.posix_spawn(argv[0], list(argv), os.environ if env is None else env, file_actions=actions,
-                         setpgroup=0, setsigdef=defaults)
+    start = os.posix_spawn if "/" in argv[0] else os.posix_spawnp  # a bare name is looked up on PATH, as Popen does
+    pid = start(argv[0], list(argv), os.environ if env is None else env, file_actions=actions,
+                setpgroup=0, setsigdef=defaults)
     return SpawnedProcess(pid, list(argv))
 
 
