@@ -60,12 +60,22 @@ def shm_entries() -> set[str]:
 
 
 def open_fds() -> set[int]:
-    """Open descriptors, but the fork server's control socket (see `child_pids`)."""
+    """Open descriptors, but the fork server's control socket and the socket of the spare it
+    offered for the next session (see `child_pids`)."""
     from extradite import _forkserver
 
     template = _forkserver._current()
-    control = -1 if template is None or template.dead else template.sock.fileno()
-    return {int(fd) for fd in os.listdir("/proc/self/fd")} - {control}
+    skip = set() if template is None or template.dead else {template.sock.fileno(), template.offer_fd()}
+    return {fd for fd in map(int, os.listdir("/proc/self/fd")) if fd not in skip and _is_open(fd)}
+
+
+def _is_open(fd: int) -> bool:
+    """False for the listing's own descriptor (closed by now; its number varies with the others)."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def describe_fds(fds: set[int]) -> list[str]:

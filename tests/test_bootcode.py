@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import python_env
 
 from extradite._bootcode import CHILD_MODULES
@@ -29,6 +31,29 @@ def test_a_child_leaves_heavy_stdlib_modules_unimported() -> None:
     heavy = {"threading", "weakref", "importlib", "warnings", "typing", "collections.abc", "re",
              "multiprocessing", "subprocess", "asyncio", "inspect", "traceback", "tempfile"}
     assert not loaded & heavy, f"the child imported {sorted(loaded & heavy)}"
+
+
+# Parent-side modules: routing replies to waiting callers, deferred requests, proxies,
+# starting and watching processes. A child serving a plain target needs none of them.
+PARENT_ONLY = {"extradite._pending", "extradite._api", "extradite._proxy", "extradite._process",
+               "extradite._spawn", "extradite._forkserver", "extradite._options", "extradite._iteration",
+               "extradite._output", "extradite._status", "extradite._restart", "extradite._aio"}
+
+
+@pytest.mark.parametrize("fork_server", ["0", "1"])
+def test_a_child_loads_no_parent_side_module(fork_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spawned and a forked child serve with the serving side only (`_session`, `_routing`,
+    `_dispatch`, ...), never the parent's (a deferred call's `Pending` lives apart for this)."""
+    from extradite import extradite
+
+    monkeypatch.setenv("EXTRADITE_FORK_SERVER", fork_server)
+    Bare = extradite("targets.bare:Bare")
+    try:
+        loaded = set(Bare().modules())
+    finally:
+        Bare.close()
+    assert "extradite._session" in loaded and "extradite._routing" in loaded
+    assert not loaded & PARENT_ONLY, f"the child imported {sorted(loaded & PARENT_ONLY)}"
 
 
 _PROBE = """

@@ -175,3 +175,30 @@ def test_channel_and_log_pipe_are_not_inherited(Busy: Any) -> None:
     code = "import os, json; print(json.dumps(sorted(int(fd) for fd in os.listdir('/proc/self/fd'))))"
     listed = json.loads(Busy().run_inheriting([sys.executable, "-c", code]))
     assert listed == [0, 1, 2, 3]  # 3: the listing's own descriptor
+
+
+@pytest.mark.parametrize("fork_server", ["0", "1"])
+def test_a_spawned_child_gets_no_inheritable_descriptor_of_the_parent(
+        fork_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A descriptor this process made inheritable (for programs of its own) does not reach a
+    child, spawned or forked: the child would keep that pipe open as long as it runs."""
+    monkeypatch.setenv("EXTRADITE_FORK_SERVER", fork_server)
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    try:
+        cls = extradite("targets.freshness:Probe")
+        try:
+            pid = cls().process()["pid"]
+            held = set()
+            for name in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    held.add(os.stat(f"/proc/{pid}/fd/{name}").st_ino)
+                except OSError:
+                    pass
+            assert os.fstat(write_end).st_ino not in held
+            assert held, "the child's descriptors could not be listed"
+        finally:
+            cls.close()
+    finally:
+        os.close(read_end)
+        os.close(write_end)

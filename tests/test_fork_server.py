@@ -74,12 +74,13 @@ def test_a_later_child_is_forked_and_fresh(sessions: Callable[..., Any]) -> None
     assert fresh.counter() == 0  # the previous child's mutation is not here
 
 
-def test_a_forked_child_has_the_modules_of_a_spawned_one(sessions: Callable[..., Any],
+@pytest.mark.parametrize("forward_logging", [True, False])
+def test_a_forked_child_has_the_modules_of_a_spawned_one(sessions: Callable[..., Any], forward_logging: bool,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from_template = sessions()
+    from_template = sessions(forward_logging=forward_logging)
     assert forked(from_template)
     monkeypatch.setenv(_forkserver.ENV_VAR, "0")
-    spawned = sessions()
+    spawned = sessions(forward_logging=forward_logging)
     assert not forked(spawned)
     assert set(from_template().modules()) == set(spawned().modules())
 
@@ -283,3 +284,69 @@ def test_a_changed_startup_variable_replaces_the_template(tmp_path: Path) -> Non
         assert program.wait(30) == 0
     finally:
         finish(program)
+
+
+def test_the_template_starts_only_once_the_first_child_answered(tmp_path: Path) -> None:
+    """The first session spawns its child and starts the template only after that child's first
+    reply: started together, the two would compete for the CPUs and delay the first call."""
+    script = tmp_path / "first.py"
+    script.write_text(textwrap.dedent("""
+        import json, time
+        from extradite import extradite, _api, _forkserver
+
+        seen = []
+        original = _forkserver.Template.__init__
+
+        def recording(self):
+            seen.append([handle.session.counts() for handle in _api._live])
+            original(self)
+
+        _forkserver.Template.__init__ = recording
+        first = extradite("targets.freshness:Probe")
+        first().bump()
+        deadline = time.monotonic() + 30
+        while not (_forkserver._template and _forkserver._template[0].usable()):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        print(json.dumps(seen))
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=python_env(),
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert len(seen) == 1, "one template for the program"
+    [sessions] = seen
+    assert len(sessions) == 1 and sessions[0][1] >= 1, f"the template started before a reply came: {sessions}"
+
+
+def offered_spare() -> int:
+    """The pid of the spare the template offered to this process (waits for it)."""
+    template = _forkserver._template[0]
+    deadline = time.monotonic() + 30
+    while True:
+        pid = _forkserver.spare_pid()  # a request: collects the offer that came with the spare
+        if pid is not None and template.offer is not None and template.offer[0] == pid:
+            return pid
+        assert time.monotonic() < deadline, "the template offered no spare"
+        time.sleep(0.01)
+
+
+def test_a_later_session_goes_straight_to_the_offered_spare(sessions: Callable[..., Any]) -> None:
+    spare = offered_spare()
+    cls = sessions()
+    assert forked(cls)
+    assert session_of(cls).process.pid == spare == cls().process()["pid"]
+    assert _forkserver._template[0].offer is None or _forkserver._template[0].offer[0] != spare
+
+
+def test_a_dead_offered_spare_is_bypassed_and_reaped(sessions: Callable[..., Any]) -> None:
+    spare = offered_spare()
+    os.kill(spare, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{spare}") and time.monotonic() < deadline:  # a zombie still has an entry
+        time.sleep(0.01)
+    assert not os.path.exists(f"/proc/{spare}"), "the killed spare was never reaped by the template"
+    cls = sessions()
+    assert forked(cls)  # the template forked it on request instead
+    assert session_of(cls).process.pid != spare
+    assert cls().bump() == 1

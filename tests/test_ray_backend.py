@@ -189,6 +189,22 @@ class TestOnCluster:
         assert "batch item 1" in str(info.value)
         assert c.value == 7  # the first item ran, the third did not
 
+    def test_builtin_iterators_and_iterate_read_ahead_in_chunks(self, make: Any,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+        """An actor serves OP_NEXT_CHUNK as a local child does: a builtin iterator's proxy, and any
+        iterator through iterate(), take many items per actor call instead of one."""
+        from extradite import _ray, iterate
+
+        c = make(COUNTER)(300)
+        calls: list[Any] = []
+        real = _ray.RaySession._remote
+        monkeypatch.setattr(_ray.RaySession, "_remote", lambda self, *a: calls.append(a) or real(self, *a))
+        assert list(c) == list(range(300))
+        assert len(calls) <= 6, f"{len(calls)} actor calls for 300 items: not read ahead"
+        calls.clear()
+        assert [item for item in iterate(c, chunk=100)] == list(range(300))
+        assert len(calls) <= 5, f"{len(calls)} actor calls for 300 items in chunks of 100"
+
     def test_values_travel_by_value_and_protected_values_are_refused_as_locally(
             self, make: Any, Values: Any) -> None:
         remote = make(VALUES)()

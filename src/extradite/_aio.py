@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from ._session import Session
 
 from ._codec import leaked_tree, raise_record
-from ._session import _Waiter, _envelope, _fresh, _plain_request
+from ._routing import Waiter
+from ._session import _envelope, _fresh, _plain_request
 from ._wire import EXTRA_TARGET_HID, REPLY
 
 _get_ident = _thread.get_ident
@@ -47,7 +48,7 @@ class _Wake:
     def __init__(self, reader: LoopReader) -> None:
         self.reader = reader
 
-    def release(self) -> None:  # called by `_Condition.notify_all`, session lock held
+    def release(self) -> None:  # called by `_routing.Condition.notify_all`, session lock held
         reader = self.reader
         if not reader.listening:
             return
@@ -65,15 +66,15 @@ class LoopReader:
     def __init__(self, session: Session, loop: asyncio.AbstractEventLoop) -> None:
         self.session = session
         self.loop = loop
-        self.calls: dict[int, tuple[_Waiter, asyncio.Future[Any]]] = {}
+        self.calls: dict[int, tuple[Waiter, asyncio.Future[Any]]] = {}
         self.listening = False   # the `_Wake` is in the condition's waiter list
         self.selecting = False   # the socket is registered with the loop
         self.scheduled = False
         self.fd = session.channel.sock.fileno()
-        self.orphans = _Waiter(0)  # requests of chains nobody waits for, read here
+        self.orphans = Waiter(0)  # requests of chains nobody waits for, read here
         self._wake = _Wake(self)
 
-    def start(self, rid: int, waiter: _Waiter, future: asyncio.Future[Any]) -> None:
+    def start(self, rid: int, waiter: Waiter, future: asyncio.Future[Any]) -> None:
         self.calls[rid] = (waiter, future)
         self.schedule()
 
@@ -289,7 +290,7 @@ async def _call(session: Session, op: int, target: Any, name: str | None, args: 
         rid = started % 0x7FFFFFFF or 0x7FFFFFFF
         chains = session._serving.get(_get_ident())
         chain = chains[-1] if chains else rid | session._chain_bit
-        waiter = session._register(rid, _Waiter(chain))
+        waiter = session._register(rid, Waiter(chain))
     try:
         session._send_request(rid, chain, body, data, releases, policy, method_policy)
     except BaseException:

@@ -19,12 +19,17 @@ error: a child without shipped code imports and compiles as before.
 
 from __future__ import annotations
 
+import _thread
 import os
-import threading
+import sys
+
+TYPE_CHECKING = False  # see CONTRIBUTING.md
+if TYPE_CHECKING:
+    from typing import Any
 
 # Every extradite module a child imports to serve a channel (tests pin the set).
 CHILD_MODULES = (
-    "extradite", "extradite._child", "extradite._deadline", "extradite._session", "extradite._dispatch", "extradite._scalar",
+    "extradite", "extradite._child", "extradite._deadline", "extradite._session", "extradite._routing", "extradite._dispatch", "extradite._scalar",
     "extradite._codec", "extradite._transport", "extradite._bodyfile", "extradite._ring", "extradite._polling",
     "extradite._shm", "extradite._wire", "extradite._errors", "extradite._handles",
     "extradite._policy", "extradite._pickling", "extradite._members", "extradite._proxy", "extradite._iteration",
@@ -54,21 +59,21 @@ class _XdFinder:
         exec(_xd[module.__name__][0], module.__dict__)
 sys.meta_path.insert(0, _XdFinder)"""
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _blob: list[bytes | None] = []  # [] until built; [None] when shipping is impossible here
 
 
 def _pyc_is_valid(source: str) -> bool:
     """Whether a child would find a usable .pyc for `source` (header checked like the loader does)."""
-    import importlib.util
-
+    # the import system's own functions: `importlib.util` would cost a first session its import
+    external: Any = sys.modules["_frozen_importlib_external"]
     try:
-        with open(importlib.util.cache_from_source(source), "rb") as pyc:
+        with open(external.cache_from_source(source), "rb") as pyc:
             head = pyc.read(16)
         stat = os.stat(source)
     except (OSError, ValueError, NotImplementedError):
         return False
-    if len(head) < 16 or head[:4] != importlib.util.MAGIC_NUMBER:
+    if len(head) < 16 or head[:4] != external.MAGIC_NUMBER:
         return False
     if int.from_bytes(head[4:8], "little"):  # hash-based .pyc: validated by hash, not compiled
         return True
@@ -76,7 +81,22 @@ def _pyc_is_valid(source: str) -> bool:
             and int.from_bytes(head[12:16], "little") == stat.st_size & 0xFFFFFFFF)
 
 
+def _all_cached() -> bool:
+    """Whether every child module sits beside this one as source with a valid .pyc (the usual
+    installation), checked without finding each module's spec."""
+    package: Any = sys.modules["extradite"]
+    loader = getattr(package.__spec__, "loader", None)
+    if type(loader).__name__ != "SourceFileLoader" or not package.__file__:
+        return False
+    root = os.path.dirname(package.__file__)
+    return all(_pyc_is_valid(os.path.join(root, "__init__.py" if name == "extradite" else
+                                          name.rpartition(".")[2] + ".py"))
+               for name in CHILD_MODULES)
+
+
 def _build() -> bytes | None:
+    if _all_cached():
+        return None  # children read bytecode caches: faster than anything shipped
     import importlib.util
     import marshal
 

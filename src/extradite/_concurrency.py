@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from contextvars import ContextVar
     from typing import Any
 
-    from ._session import Session, _Message
+    from ._routing import Message
+    from ._session import Session
 
 from ._codec import error_record
 from ._dispatch import Op
@@ -104,7 +105,7 @@ class TaskServer:
         started.wait()
         session._serve = self.serve  # type: ignore[method-assign]
 
-    def serve(self, message: _Message) -> None:
+    def serve(self, message: Message) -> None:
         session = self.session
         if message.problem is None:
             payload = message.payload
@@ -113,7 +114,7 @@ class TaskServer:
                 return
         type(session)._serve(session, message)
 
-    def _start(self, message: _Message) -> None:
+    def _start(self, message: Message) -> None:
         """Make the coroutine here (the main thread decodes and resolves), run it on the loop."""
         session = self.session
         rid, chain = message.rid, message.chain
@@ -178,7 +179,7 @@ class PoolServer:
         self.session = session
         # `_thread` threads, not a ThreadPoolExecutor: the interpreter does not wait for them at
         # exit, so a child whose parent left ends even while a call still runs on one
-        self.queue: SimpleQueue[_Message] = SimpleQueue()
+        self.queue: SimpleQueue[Message] = SimpleQueue()
         for _ in range(workers):
             _thread.start_new_thread(self._work, ())
         self.local = threading.local()
@@ -189,7 +190,7 @@ class PoolServer:
             session._ops[code] = Op(op.name, self._watched(op.handler), op.served_by, op.by_reference, op.envelope)
         session._serve = self.serve  # type: ignore[method-assign]
 
-    def serve(self, message: _Message) -> None:
+    def serve(self, message: Message) -> None:
         session = self.session
         if (_get_ident() == session._server_ident and message.problem is None
                 and message.payload[1] in _POOLED):
@@ -201,7 +202,7 @@ class PoolServer:
         while True:
             self._run(self.queue.get())
 
-    def _run(self, message: _Message) -> None:
+    def _run(self, message: Message) -> None:
         self.local.rid = message.rid
         try:
             type(self.session)._serve(self.session, message)

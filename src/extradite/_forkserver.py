@@ -1,7 +1,10 @@
 """The fork server: later sessions fork their child from a template instead of starting Python.
 
-    first session:   spawns its child as always (`_process`), then starts the template
-    later sessions:  template ready? -- ("fork", context) + descriptors --> the child's pid
+    first session:   spawns its child as always (`_process`); once that child has answered,
+                     starts the template (so the two never compete for the CPUs)
+    later sessions:  a spare offered? -- ("fork", context) + descriptors --> straight to it
+                     (its pid came with the offer: nothing to wait for)
+                     else template ready? -- the same request --> the child's pid
                      (no interpreter start, no runtime import: about a millisecond)
                      not ready, gone or refusing -> spawn as always; a dead one is replaced
 
@@ -23,9 +26,9 @@ this process: it exits when this process ends (it watches a pidfd of it), and at
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from typing import Any
@@ -34,7 +37,7 @@ ENV_VAR = "EXTRADITE_FORK_SERVER"
 _REPLY_TIMEOUT = 10.0  # seconds a template may take to answer before it counts as dead
 _OFF = ("0", "false", "no", "off")
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _template: list[Template] = []  # the current template, if any
 _supported: list[bool] = []  # [] until checked
 
@@ -117,11 +120,12 @@ def spare_pid() -> int | None:
 def _forget_in_fork() -> None:
     """In a forked copy of this process the template is not ours: drop our copy of its socket."""
     global _lock
-    _lock = threading.Lock()
+    _lock = _thread.allocate_lock()
     if _template:
         template = _template.pop()
         template.dead = True
         try:
+            template._drop_offer()
             template.sock.close()
         except OSError:
             pass
@@ -130,17 +134,14 @@ def _forget_in_fork() -> None:
 def fork_child(child_fd: int, log_fd: int, log_level: int, confine: tuple[Any, ...] | None) -> ForkedChild | None:
     """A child forked by the template serving the channel on `child_fd`, or None: spawn one.
 
-    None when no template is ready yet (one is started then), it died (it is replaced)
-    or it refused. The arguments are those of `_process.child_command`.
+    None when no template is ready yet, it died or it refused; the spawned child's session
+    then starts one (`_process.ChildProcess.start_template`). The arguments are those of `_process.child_command`.
     """
     template = _current()
     if template is None or not template.usable():
-        if template is None or template.dead:
-            start()
-        return None
+        return None  # the spawned child's session starts (or replaces) it once up: `start_template`
     if template.startup != _startup_state():  # it would not start like a spawned child now
         shutdown()
-        start()
         return None
     from ._process import child_path
 
@@ -148,14 +149,16 @@ def fork_child(child_fd: int, log_fd: int, log_level: int, confine: tuple[Any, .
     fds = [child_fd, stderr_write, 1] + ([log_fd] if log_fd >= 0 else [])
     request = ("fork", os.getpid(), child_path(), os.getcwd(), dict(os.environb), log_level, confine)
     try:
-        reply = template.request(request, fds)
+        pid = template.hand_to_spare(request, fds)  # no answer to wait for
+        if pid is None:
+            reply = template.request(request, fds)
+            pid = reply[1] if reply is not None and reply[0] == "ok" else None
     finally:
         os.close(stderr_write)
-    if reply is None or reply[0] != "ok":
+    if pid is None:
         os.close(stderr_read)
-        if template.dead:
-            start()
         return None
+    reply = ("ok", pid)
     try:
         return ForkedChild(template, reply[1], stderr_read)
     except OSError:  # it ended before we could watch it: kill whatever is left, spawn instead
@@ -177,6 +180,10 @@ def _startup_state() -> tuple[Any, ...]:
                    if key.startswith("PYTHON") and key != "PYTHONPATH"), os.sched_getaffinity(0))
 
 
+def _rights(fds: list[int]) -> bytes:
+    return b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
+
+
 def _readable(fd: int) -> bool:
     import select
 
@@ -190,7 +197,6 @@ class Template:
 
     def __init__(self) -> None:
         import _socket
-        import subprocess
 
         from ._bootcode import code_fd as make_code_fd
         from ._process import template_command
@@ -201,10 +207,7 @@ class Template:
         try:
             code_fd = make_code_fd()
             argv = template_command(theirs.fileno(), code_fd)
-            self.popen = subprocess.Popen(
-                argv, pass_fds=tuple(fd for fd in (theirs.fileno(), code_fd) if fd >= 0),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                close_fds=True, process_group=0)
+            self.popen = _start(argv, tuple(fd for fd in (theirs.fileno(), code_fd) if fd >= 0))
         except BaseException:
             self.sock.close()
             raise
@@ -215,7 +218,8 @@ class Template:
         self.sock.settimeout(_REPLY_TIMEOUT)
         self.ready = False
         self.dead = False
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
+        self.offer: tuple[int, Any] | None = None  # (pid, socket) of the spare the template offered
 
     def usable(self) -> bool:
         """Whether it has loaded the runtime and serves (never waits)."""
@@ -244,27 +248,82 @@ class Template:
                 return None
             try:
                 if fds:
-                    rights = b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
-                    self.sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, rights)])
+                    self.sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _rights(fds))])
                 else:
                     self.sock.send(data)
             except OSError:  # EBADF: this process closed its stdout (a spawned child copes)
                 if self.popen.poll() is not None:
                     self._died()
                 return None
-            try:
-                reply = self.sock.recv(65536)
-            except OSError:  # no answer in time: it is stuck or gone
-                reply = b""
-            if not reply:
-                self._died()
+            while True:
+                try:
+                    reply = self._receive()
+                except OSError:  # no answer in time: it is stuck or gone
+                    reply = None
+                if reply is None:
+                    self._died()
+                    return None
+                if reply[0] != "offer":
+                    return reply
+
+    def hand_to_spare(self, message: tuple[Any, ...], fds: list[int]) -> int | None:
+        """Send a ("fork", ...) request straight to the spare the template offered: its pid,
+        or None (no spare offered, or it is gone: ask the template instead)."""
+        import _socket
+        import marshal
+
+        with self._lock:
+            if self.dead:
                 return None
-        result: tuple[Any, ...] = marshal.loads(reply)
-        return result
+            try:
+                while _readable(self.sock.fileno()):  # collect an offer sent meanwhile
+                    if self._receive() is None:
+                        self._died()
+                        return None
+            except OSError:  # the request to the template says what became of it
+                return None
+            if self.offer is None:
+                return None
+            (pid, spare), self.offer = self.offer, None
+        try:
+            spare.sendmsg([marshal.dumps(message)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _rights(fds))])
+        except OSError:  # it died: the template reaps it
+            return None
+        finally:
+            spare.close()
+        return pid
+
+    def _receive(self) -> tuple[Any, ...] | None:
+        """(lock held) One message from the template, an offer kept in `offer`; None: it ended."""
+        import _socket
+        import marshal
+
+        data, ancillary, _, _ = self.sock.recvmsg(65536, _socket.CMSG_SPACE(4), _socket.MSG_CMSG_CLOEXEC)
+        if not data:
+            return None
+        message: tuple[Any, ...] = marshal.loads(data)
+        if message[0] == "offer":
+            for level, kind, payload in ancillary:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS and len(payload) >= 4:
+                    self._drop_offer()
+                    spare = _socket.socket(fileno=int.from_bytes(payload[:4], sys.byteorder, signed=True))
+                    self.offer = (message[1], spare)
+        return message
+
+    def _drop_offer(self) -> None:
+        if self.offer is not None:
+            self.offer[1].close()
+            self.offer = None
+
+    def offer_fd(self) -> int:
+        """The descriptor of the offered spare's socket, -1 if none (tests)."""
+        offer = self.offer
+        return -1 if offer is None else offer[1].fileno()
 
     def _died(self) -> None:
         """(lock held) It is gone or no longer answers: kill and reap it; `start()` replaces it."""
         self.dead = True
+        self._drop_offer()
         try:
             self.sock.close()
         except OSError:
@@ -275,19 +334,36 @@ class Template:
 
     def close(self) -> None:
         """Stop it: close the socket (it exits on EOF), then wait a moment, then kill."""
-        import subprocess
-
         with self._lock:
             self.dead = True
+            self._drop_offer()
             try:
                 self.sock.close()
             except OSError:
                 pass
             try:
                 self.popen.wait(timeout=1.0)
-            except subprocess.TimeoutExpired:
+            except (TimeoutError, _timeout_expired()):
                 self.popen.kill()
                 self.popen.wait()
+
+
+def _start(argv: list[str], pass_fds: tuple[int, ...]) -> Any:
+    """The template's process: stdin, stdout and stderr on /dev/null, its own process group."""
+    from ._spawn import spawn, usable
+
+    if usable():
+        return spawn(argv, pass_fds=pass_fds, stdin=-1, stdout=-1, stderr=-1)
+    import subprocess
+
+    return subprocess.Popen(argv, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, close_fds=True, process_group=0)
+
+
+def _timeout_expired() -> type[BaseException]:
+    """`subprocess.TimeoutExpired` where `subprocess` is loaded (a `Popen` fallback raises it)."""
+    module = sys.modules.get("subprocess")
+    return TimeoutError if module is None else module.TimeoutExpired
 
 
 class ForkedChild:

@@ -183,8 +183,8 @@ def iterate(proxy: Any, chunk: int = 500) -> Any:
     `chunk` items are pulled at a time, so its side effects (a generator's code, a
     cursor's fetches) run before the consumer reaches the items. An exception the remote
     iterator raises is raised at the item where it happened, after the items before it.
-    Items travel by the session's transport policy, as any result does. A proxy of the
-    Ray backend (whose actors serve no chunks) is iterated one item per round trip.
+    Items travel by the session's transport policy, as any result does. A proxy of a
+    session whose other side serves no chunks is iterated one item per round trip.
     """
     from ._proxy import RemoteIterator, RemoteObject
 
@@ -195,7 +195,7 @@ def iterate(proxy: Any, chunk: int = 500) -> Any:
             f"iterate() takes a proxy of a remote iterable or iterator, not a {type(proxy).__qualname__}; "
             "a local object needs no iterate(): loop over it directly")
     cls = type(proxy)
-    if not getattr(proxy._xd_session, "reads_ahead", False):  # its owner serves no chunks (Ray)
+    if not getattr(proxy._xd_session, "reads_ahead", False):  # its other side serves no chunks
         return iter(proxy)
     if hasattr(cls, "__iter__"):
         source = iter(proxy)  # what a for loop over the proxy would iterate (one round trip)

@@ -1,6 +1,6 @@
 """Start the child interpreter, watch it, and stop it.
 
-    Popen([python, -S, -c, bootstrap], pass_fds=[child end of socketpair, compiled code,
+    spawn([python, -S, -c, bootstrap], pass_fds=[child end of socketpair, compiled code,
           log pipe], process_group=0: the child leads a process group of its own)
       stdin  <- /dev/null
       stdout -> inherited (the target's prints show up as usual)
@@ -8,7 +8,7 @@
       log pipe ---------> watch thread -> this process's `logging` (_logforward)
       pidfd of the child -> watch thread: the child ended -> kill its group, wake the session
 
-The child is a plain `subprocess` (no `multiprocessing`): nothing re-imports
+The child is a plain new process (`_spawn`, no `multiprocessing`): nothing re-imports
 `__main__`, so scripts without a main guard, `python -c`, REPLs and notebooks
 all work. In this very environment the child skips `site` and receives this
 process's `sys.path` verbatim; another interpreter or environment keeps its own
@@ -31,9 +31,9 @@ EOF), wait, SIGTERM, wait, SIGKILL to the group, wait.
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
-import threading
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     from collections import deque
@@ -158,18 +158,17 @@ class ChildProcess:
 
     def __init__(self, child_fd: int, *, python: str | None, label: str, log_level: int | None = None,
                  confinement: Confinement | None = None) -> None:
-        import subprocess
-
         self.label = label
         self.confinement = confinement
         self.on_exit: Callable[[], None] | None = None
         self.on_tick: Callable[[], None] | None = None
-        self._reap_lock = threading.Lock()
+        self._reap_lock = _thread.allocate_lock()
         code_fd = log_read = log_write = -1
         if log_level is not None:
             log_read, log_write = os.pipe()
         spec = None if confinement is None else confinement.spec
-        self.popen: Any = None  # a subprocess.Popen, or a _forkserver.ForkedChild (the same few members)
+        # a _spawn.SpawnedProcess (or subprocess.Popen), or a _forkserver.ForkedChild: the same few members
+        self.popen: Any = None
         forking = same_interpreter(python) and _fork_server_enabled()
         if forking:  # a template of this interpreter forks it (see _forkserver)
             from ._forkserver import fork_child
@@ -181,6 +180,10 @@ class ChildProcess:
                     if fd >= 0:
                         os.close(fd)
                 raise
+        self.forked = self.popen is not None
+        # Spawned where a template could have forked it: the session's owner starts one once
+        # this child is up (`start_template`), so the two never compete for the CPUs.
+        self.template_due = forking and not self.forked
         if self.popen is None:
             if _ships_code(python):  # the same bytecode: ship it (see _bootcode)
                 from ._bootcode import code_fd as make_code_fd
@@ -193,10 +196,7 @@ class ChildProcess:
 
                 env = foreign_environ()
             try:
-                self.popen = subprocess.Popen(
-                    argv, pass_fds=tuple(fd for fd in (child_fd, code_fd, log_write) if fd >= 0),
-                    stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True, env=env,
-                    process_group=0)
+                self.popen = _start(argv, tuple(fd for fd in (child_fd, code_fd, log_write) if fd >= 0), env)
             except OSError as exc:
                 if log_read >= 0:
                     os.close(log_read)
@@ -207,13 +207,8 @@ class ChildProcess:
                 for fd in (code_fd, log_write):
                     if fd >= 0:
                         os.close(fd)
-            if forking:  # the next session of this interpreter forks its child from it
-                from ._forkserver import start
-
-                start()
         elif log_write >= 0:
             os.close(log_write)
-        self.forked = not isinstance(self.popen, subprocess.Popen)
         self.pid = self.popen.pid
         from ._output import StderrForwarder
 
@@ -234,11 +229,8 @@ class ChildProcess:
         assert self.popen.stderr is not None
         self._stopping = False
         self.exited = False
-        self._watcher = threading.Thread(target=self._watch, args=(self.popen.stderr,),
-                                         name=f"extradite-watch-{self.pid}",
-                                         daemon=daemon_threads_allowed())
         try:
-            self._watcher.start()
+            self._watcher = _Watcher(self._watch, self.popen.stderr, f"extradite-watch-{self.pid}")
         except RuntimeError as exc:  # a subinterpreter created with allow_threads=False
             self.kill()
             self._close_watched(self.popen.stderr)
@@ -246,6 +238,17 @@ class ChildProcess:
                 f"extradite cannot start {label} in this interpreter: {exc}. The parent side needs a "
                 "thread to forward the child's stderr; create the subinterpreter with threads allowed "
                 "(the 'isolated' config of _interpreters / concurrent.interpreters allows them)") from exc
+
+    def start_template(self) -> None:
+        """Once this spawned child has answered: start the fork server's template for the next
+        sessions, on a thread of its own (never on a caller's call, never before the child is up)."""
+        if self.template_due:
+            self.template_due = False
+            import _thread
+
+            from ._forkserver import start
+
+            _thread.start_new_thread(start, ())
 
     @property
     def tail(self) -> deque[str]:
@@ -377,7 +380,7 @@ class ChildProcess:
     def death_error(self, cause: BaseException | None = None, *, wait: float = 1.0) -> ExtraditeProcessError:
         """Describe how the child ended (waits up to `wait` seconds for it to finish dying)."""
         returncode: int | None = self._reap() if self._wait_exit(wait) else None
-        if threading.current_thread() is not self._watcher:
+        if not self._watcher.is_current():
             self._watcher.join(timeout=0.5)  # the last lines of stderr
         if self.forked and self.popen.lost:
             status = "ended; its exit status is unknown (the fork server's template that started it is gone)"
@@ -422,6 +425,68 @@ class ChildProcess:
                 break
         self._stopping = True
         self._watcher.join(timeout=1.0)
+
+
+class _Watcher:
+    """The watch thread: a bare `_thread` thread where daemon threads are allowed (starting a
+    `threading.Thread` waits until the new thread runs, which a session's start would pay),
+    else a `threading.Thread` the interpreter joins at its end."""
+
+    def __init__(self, watch: Callable[[Any], None], pipe: Any, name: str) -> None:
+        if not daemon_threads_allowed():
+            import threading
+
+            self._thread: Any = threading.Thread(target=watch, args=(pipe,), name=name)
+            self._thread.start()
+            return
+        self._thread = None
+        self._ident = -1
+        self._running = _thread.allocate_lock()
+        self._running.acquire()  # released when `watch` returns: `join`
+
+        def run() -> None:
+            self._ident = _thread.get_ident()
+            try:
+                watch(pipe)
+            finally:
+                self._running.release()
+
+        self._ident = _thread.start_new_thread(run, ())
+
+    def is_current(self) -> bool:
+        """Whether the caller runs on this thread."""
+        if self._thread is not None:
+            import threading
+
+            return threading.current_thread() is self._thread
+        return _thread.get_ident() == self._ident
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        elif self._running.acquire(timeout=timeout):
+            self._running.release()
+
+
+def _start(argv: list[str], pass_fds: tuple[int, ...], env: dict[str, str] | None) -> Any:
+    """A child running `argv`, stdin on /dev/null, stderr a pipe (its read end: `.stderr`)."""
+    from ._spawn import spawn, usable
+
+    if not usable():  # `subprocess` guarantees the same everywhere, at an import's cost
+        import subprocess
+
+        return subprocess.Popen(argv, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                close_fds=True, env=env, process_group=0)
+    err_read, err_write = os.pipe()
+    try:
+        process = spawn(argv, pass_fds=pass_fds, stdin=-1, stderr=err_write, env=env)
+    except BaseException:
+        os.close(err_read)
+        raise
+    finally:
+        os.close(err_write)
+    process.stderr = open(err_read, "rb", buffering=0)
+    return process
 
 
 def _signal_name(number: int) -> str:

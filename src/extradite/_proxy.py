@@ -535,7 +535,7 @@ class ProxyFactory:
         namespace.update(_members_namespace(members))
         proxy_bases = tuple(b for b in bases if isinstance(b, RemoteClass)) or (RemoteObject,)
         if module == "builtins" and qualname in PREFETCHED and getattr(session, "reads_ahead", False):
-            # a builtin iterator: it reads ahead (when its owner serves chunks; a Ray actor does not)
+            # a builtin iterator: it reads ahead (when its owner serves chunks)
             for name in _ITERATOR_OWN:
                 namespace.pop(name, None)
             proxy_bases = (RemoteIterator,)

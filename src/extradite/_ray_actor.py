@@ -23,11 +23,12 @@ from ._wire import (
     OP_DELATTR,
     OP_GETATTR,
     OP_IMPORT,
+    OP_NEXT_CHUNK,
     OP_SETATTR,
     OP_STATS,
 )
 
-_LOCAL_OPS = frozenset((OP_CALL, OP_CALL_METHOD, OP_GETATTR, OP_SETATTR, OP_DELATTR, OP_BATCH))
+_LOCAL_OPS = frozenset((OP_CALL, OP_CALL_METHOD, OP_GETATTR, OP_SETATTR, OP_DELATTR, OP_BATCH, OP_NEXT_CHUNK))
 
 __all__ = ["RayHost", "LIMIT", "ROOT_HID", "CONNECTION", "ray_arguments", "body_reader"]
 
@@ -162,6 +163,8 @@ class RayHost:
                 from ._dispatch import _verdict_envelope
 
                 envelope = _verdict_envelope(result)
+            elif op == OP_NEXT_CHUNK:  # (items, end) and the item list travel as containers
+                envelope = (result, result[0])
             else:
                 envelope = (result,) if op == OP_BATCH else ()
             return self._reply(codec, result, policy, envelope)

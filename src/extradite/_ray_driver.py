@@ -80,6 +80,8 @@ class RaySession:
     descriptors then arrive in the order the actor sent them.
     """
 
+    reads_ahead = True  # the actor serves OP_NEXT_CHUNK: builtin iterators' proxies prefetch (`_iteration`)
+
     def __init__(self, actor: Any, *, name: str, config: PolicyConfig, trees: tuple[str, ...],
                  owned: bool) -> None:
         from ._proxy import ProxyFactory

@@ -1,7 +1,9 @@
 """One side of a channel: request ids, the re-entrant wait loop, serving requests.
 
-Both the parent and the child run this same class; what a request does, and which side
-may serve it, is in `_dispatch`.
+Both the parent and the child run this same class (the child calls back into the parent
+too); what a request does, and which side may serve it, is in `_dispatch`; what waiting
+threads wait on (their waiters, the routed messages) in `_routing`; a deferred request's
+handle, which only the parent uses, in `_pending`.
 
     caller thread                      reader (whichever waiting thread reads)
     call() -> encode -> send  ----->   ...
@@ -30,7 +32,6 @@ reach the other side before any frame that refers to them).
 from __future__ import annotations
 
 import _thread
-from collections import deque
 from io import BytesIO
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ from ._errors import (
     ExtraditeProtocolError,
 )
 from ._policy import REFERENCE
+from ._routing import KIND_NAMES, Condition, Message, Waiter, failed, new_message, undecodable
 from ._shm import THRESHOLD
 from ._transport import BodyWriter, ChannelEOF, Channel
 from ._wire import (
@@ -64,108 +66,6 @@ from ._wire import (
 
 NoneType = type(None)
 _get_ident = _thread.get_ident
-
-
-class _Condition:
-    """`threading.Condition`'s wait and notify_all over a `_thread` lock.
-
-    A child imports no `threading` (0.7 ms of its start-up here); nothing here waits
-    with a timeout or notifies a single waiter.
-    """
-
-    __slots__ = ("_lock", "_waiters", "acquire", "release")
-
-    def __init__(self, lock: _thread.LockType) -> None:
-        self._lock = lock
-        self._waiters: list[_thread.LockType] = []
-        self.acquire = lock.acquire
-        self.release = lock.release
-
-    def __enter__(self) -> bool:
-        return self._lock.acquire()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._lock.release()
-
-    def wait(self) -> None:
-        """Release the lock, block until `notify_all`, take the lock again. Caller holds it."""
-        waiter = _thread.allocate_lock()
-        waiter.acquire()
-        self._waiters.append(waiter)
-        self._lock.release()
-        try:
-            waiter.acquire()
-        finally:
-            self._lock.acquire()
-
-    def notify_all(self) -> None:
-        """Wake every thread in `wait` (they run once the caller releases the lock). Caller holds it."""
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.release()
-
-
-class _Message:
-    """A frame as it is routed: decoded, or with the `problem` that kept it from being decoded.
-
-    `payload`: a request's body (releases, op, target, name, args, kwargs, policy, extra),
-    a reply's value, an error's record (`_codec.error_record`), or None (a release).
-    Built by `_new_message` and filled in by its maker: one per frame, a Python
-    `__init__` would cost every call a frame of its own.
-    """
-
-    __slots__ = ("kind", "rid", "chain", "payload", "problem")
-
-    kind: int
-    rid: int
-    chain: int
-    payload: Any
-    problem: BaseException | None
-
-
-_new_message = object.__new__
-
-
-def _failure(exc: BaseException) -> _Message:
-    """What a waiter gets when no reply will come (the session broke)."""
-    message = _new_message(_Message)
-    message.kind, message.rid, message.chain, message.payload, message.problem = ERROR, 0, 0, None, exc
-    return message
-
-
-class _Waiter:
-    __slots__ = ("chain", "reply", "inbox")
-
-    def __init__(self, chain: int) -> None:
-        self.chain = chain
-        self.reply: _Message | None = None   # its reply, or a local failure (`problem`)
-        self.inbox: deque[_Message] = deque()
-
-
-class Pending:
-    """A request sent with `Session.call(..., defer=True)`, its reply not yet taken."""
-
-    __slots__ = ("_session", "_rid", "_waiter")
-
-    def __init__(self, session: Session, rid: int, waiter: _Waiter) -> None:
-        self._session = session
-        self._rid = rid
-        self._waiter = waiter
-
-    def result(self) -> Any:
-        """Wait for the reply (serving callbacks meanwhile): its value, or its error raised."""
-        session, waiter = self._session, self._waiter
-        with session._lock:  # innermost of its chain from now on: its callbacks come to this thread
-            waiting = session._waiters.get(self._rid) is waiter
-            if waiting:
-                session._register(self._rid, waiter)
-        if not waiting and waiter.reply is None:
-            raise RuntimeError("this request was cancelled before its reply came; there is no result to take")
-        return session._collect(self._rid, waiter)
-
-    def cancel(self) -> None:
-        """Stop waiting: the reply is dropped when it comes (the other side still runs the request)."""
-        self._session._unregister(self._rid, self._waiter)
 
 
 class Session:
@@ -189,12 +89,12 @@ class Session:
         self.on_broken: Callable[[BaseException], BaseException] | None = None
         self.adopts_generated = False  # set when a generated proxy binds to this session
         self._lock = _thread.allocate_lock()  # guards the routing state below; hot paths take it directly
-        self._cond = _Condition(self._lock)
+        self._cond = Condition(self._lock)
         self._reading = False
         self._sleepers = 0  # threads inside cond.wait(): with none, notifying is skipped (hot path)
-        self._waiters: dict[int, _Waiter] = {}
-        self._chains: dict[int, list[_Waiter]] = {}
-        self._server: _Waiter | None = None
+        self._waiters: dict[int, Waiter] = {}
+        self._chains: dict[int, list[Waiter]] = {}
+        self._server: Waiter | None = None
         self._server_ident = -1  # the thread in serve_forever: its `_serving` entry stays (hot path)
         self._next_id = 0  # requests started here, never wrapped (ids are it masked): `counts`
         self._done = 0     # requests whose reply was taken or given up
@@ -284,7 +184,7 @@ class Session:
         # a new chain takes the id of its first request (ids are unique, chains have their own field)
         chain = chains[-1] if chains else rid | self._chain_bit
         if self._reading or self._waiters or defer:  # another call is in flight: the general path
-            waiter = _Waiter(chain)
+            waiter = Waiter(chain)
             if defer:  # waits for nothing yet: not on its chain's stack (see `Pending.result`)
                 self._waiters[rid] = waiter
             else:
@@ -298,7 +198,11 @@ class Session:
                     return self.revive(self).call(op, target, name=name, args=args, kwargs=kwargs, policy=policy,
                                                   extra=extra, method_policy=method_policy, defer=defer)
                 raise
-            return Pending(self, rid, waiter) if defer else self._collect(rid, waiter)
+            if defer:
+                from ._pending import Pending
+
+                return Pending(self, rid, waiter)
+            return self._collect(rid, waiter)
         else:
             self._reading = True  # the reader role, claimed without a waiter
             lock.release()
@@ -324,7 +228,7 @@ class Session:
             # not (only) our reply: become an ordinary waiter and hand the frame on
             lock.acquire()
             try:
-                waiter = self._register(rid, _Waiter(chain))
+                waiter = self._register(rid, Waiter(chain))
                 self._reading = False
                 if message is not None:
                     self._route(message, waiter)
@@ -334,7 +238,7 @@ class Session:
                 lock.release()
             return self._collect(rid, waiter)
 
-    def _collect(self, rid: int, waiter: _Waiter) -> Any:
+    def _collect(self, rid: int, waiter: Waiter) -> Any:
         """Wait for the reply of `waiter` (registered), unregister it: the result or its error raised."""
         try:
             message = self._wait(waiter)
@@ -350,7 +254,7 @@ class Session:
             return message.payload
         raise_record(message.payload)
 
-    def _register(self, rid: int, waiter: _Waiter) -> _Waiter:
+    def _register(self, rid: int, waiter: Waiter) -> Waiter:
         """Make `waiter` the one for reply `rid`, innermost of its chain. Caller holds `_lock`."""
         self._waiters[rid] = waiter
         stack = self._chains.get(waiter.chain)
@@ -360,7 +264,7 @@ class Session:
             stack.append(waiter)
         return waiter
 
-    def _unregister(self, rid: int, waiter: _Waiter) -> None:
+    def _unregister(self, rid: int, waiter: Waiter) -> None:
         """Forget a waiter (again: a no-op); a reply that comes for it later is dropped."""
         with self._lock:
             if self._waiters.pop(rid, None) is not None:
@@ -429,9 +333,9 @@ class Session:
             self._send(RELEASE, 0, 0, self._dumps((releases,), 5))
 
     # -- the wait loop ---------------------------------------------------------------
-    def _wait(self, waiter: _Waiter | None) -> _Message:
+    def _wait(self, waiter: Waiter | None) -> Message:
         """Wait for `waiter`'s reply (or, with None, serve until the channel ends)."""
-        me: _Waiter | None = waiter if waiter is not None else self._server
+        me: Waiter | None = waiter if waiter is not None else self._server
         assert me is not None
         cond = self._cond
         cond.acquire()
@@ -448,7 +352,7 @@ class Session:
                         cond.acquire()
                     continue
                 if self.broken is not None:
-                    return _failure(self.broken if waiter is None else _fresh(self.broken))
+                    return failed(self.broken if waiter is None else _fresh(self.broken))
                 if self._reading:
                     self._sleepers += 1
                     try:
@@ -484,14 +388,14 @@ class Session:
         finally:
             cond.release()
 
-    def _read_one(self) -> _Message | None:
+    def _read_one(self) -> Message | None:
         """Read and decode one frame; on channel failure break the session and return None."""
         try:
             frame = self.channel.recv()
         except (ChannelEOF, OSError, ExtraditeProtocolError) as exc:
             self._fail(exc)
             return None
-        message = _new_message(_Message)
+        message = new_message(Message)
         message.kind = kind = frame.kind
         message.rid = frame.request_id
         message.chain = frame.chain
@@ -507,7 +411,7 @@ class Session:
             else:  # no shared memory: unpickle the bytes in place (inlined: every call passes here)
                 body = self.codec.unpickler(BytesIO(frame.body)).load()
         except ExtraditeError as exc:
-            return _problem(message, exc)
+            return undecodable(message, exc)
         except Exception as exc:
             # garbage from the other side fails this one message; the stream itself is intact
             problem = UnsupportedInteractionError(
@@ -515,7 +419,7 @@ class Session:
                 "module this interpreter cannot import, ask for a proxy instead "
                 "(__extradite_policy__='reference')")
             problem.__cause__ = exc
-            return _problem(message, problem)
+            return undecodable(message, problem)
         try:
             if type(body) is not tuple:
                 raise TypeError(f"the body is a {type(body).__name__}, not a tuple")
@@ -539,11 +443,11 @@ class Session:
             return message
         except Exception as exc:
             # a body of the wrong shape: the other side does not speak this protocol
-            broken = ExtraditeProtocolError(f"corrupt frame: malformed {_KIND_NAMES.get(kind, kind)} body ({exc})")
+            broken = ExtraditeProtocolError(f"corrupt frame: malformed {KIND_NAMES.get(kind, kind)} body ({exc})")
             self._fail(broken)
             return None
 
-    def _route(self, message: _Message, me: _Waiter) -> None:
+    def _route(self, message: Message, me: Waiter) -> None:
         """Deliver a decoded frame (called with the condition held)."""
         kind = message.kind
         if kind == REQUEST:
@@ -576,11 +480,11 @@ class Session:
     # -- serving ---------------------------------------------------------------------
     def serve_forever(self) -> BaseException | None:
         """Serve requests on this thread until the channel ends (the child's main loop)."""
-        self._server = _Waiter(0)
+        self._server = Waiter(0)
         self._server_ident = _get_ident()
         return self._wait(None).problem
 
-    def _serve(self, message: _Message) -> None:
+    def _serve(self, message: Message) -> None:
         """Run a request through its op's handler (`_dispatch`) and send the reply or the error."""
         rid, chain = message.rid, message.chain
         ident = _get_ident()
@@ -703,16 +607,6 @@ class Session:
 
 
 _PLAIN_SCALARS = frozenset({int, str, float, bool, NoneType})
-
-
-_KIND_NAMES = {REQUEST: "request", REPLY: "reply", ERROR: "error", RELEASE: "release"}
-
-
-def _problem(message: _Message, problem: BaseException) -> _Message:
-    """`message` as one that could not be decoded: its waiter gets `problem`."""
-    message.payload = None
-    message.problem = problem
-    return message
 
 
 def _plain(value: Any) -> bool:

@@ -116,8 +116,6 @@ class SessionHandle:
     def _spawn(self) -> tuple[ChildProcess, Session]:
         """Start a child and its session, wired to this handle (each closure to its own child)."""
         from ._process import ChildProcess, socketpair
-        from ._proxy import ProxyFactory
-        from ._session import Session
 
         options = self.options
         parent_end, child_end = socketpair()
@@ -129,6 +127,14 @@ class SessionHandle:
             raise
         finally:
             child_end.close()
+        # loaded once the child is starting: a first session's imports overlap the child's start
+        try:
+            from ._proxy import ProxyFactory
+            from ._session import Session
+        except BaseException:
+            parent_end.close()
+            process.kill()
+            raise
         session = Session(parent_end, is_child=False, factory=ProxyFactory, name=self.label)
         session.codec.config = self.config
         if options.max_frame_bytes is not None:
@@ -269,6 +275,8 @@ class SessionHandle:
                                  f"{type(reply).__name__}, not (object, verdict)")
             raise self._describe_failure(problem) from None
         self.session.channel.poll_next_wait_fully()  # see `import_class`
+        if self.process.template_due:  # the child is up: the fork server may start now
+            self.process.start_template()
         if self.rebuild is not None:
             self.rebuild.imported(reply[0], module, qualname, (tree,) if protect else ())
         return reply[0]
@@ -314,6 +322,8 @@ class SessionHandle:
             # A wait as long as an import shrinks the polling window, but the calls that follow
             # (construction, the first call) are short: poll them fully rather than sleep.
             session.channel.poll_next_wait_fully()
+            if self.process.template_due:  # the child is up: the fork server may start now
+                self.process.start_template()
             from ._proxy import RemoteClass
 
             if not isinstance(cls, RemoteClass):

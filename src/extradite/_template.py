@@ -5,7 +5,15 @@
        |-- control socket (SOCK_SEQPACKET): ("fork", ...) + descriptors -> the child's pid
        |                                    ("reap", pid)               -> its wait status
        |                                    ("spare",)                  -> the child forked ahead
+       |       unasked, once per spare:     <- ("offer", pid) + the spare's socket
        `-- pidfd of the parent: the parent ended -> the template exits at once
+
+The spare (a child forked ahead, once the template was quiet for a moment) is offered
+to the parent with its socket: the parent sends its next session's ("fork", ...) and
+descriptors straight to it and knows its pid, so a later session waits for no
+process to wake up and answer. The spare tells the template "taken" (the template then
+forks the next one, and reaps this one only when asked, as any child); a spare whose
+socket ends without it died unused and is reaped at once.
 
 A forked child starts where a spawned one would be after its imports: it leads a
 process group of its own, takes the descriptors the parent sent (channel, stderr
@@ -30,7 +38,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 # What every spawned child imports before its first request (tests compare the two).
-RUNTIME = ("extradite._child", "extradite._session", "extradite._warden", "extradite._pickling",
+RUNTIME = ("extradite._child", "extradite._session", "extradite._warden", "extradite._pickling", "extradite._logforward",
            "extradite._deadline", "_pickle", "_socket", "faulthandler", "mmap")
 MAX_REQUEST = 256 << 10  # a request holds the environment; a larger one is refused (the parent spawns)
 _MADV_POPULATE_WRITE = 23
@@ -64,7 +72,7 @@ def serve(control: int, *, parent: int) -> None:
     poller = select.poll()
     poller.register(control, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
-    spare: tuple[int, Any] | None = None  # (pid, socket) of the child forked ahead
+    spare: tuple[int, Any] | None = None  # (pid, socket) of the child forked ahead, offered to the parent
     while True:
         events = poller.poll(-1 if spare is not None else SPARE_DELAY_MS)
         if not events:  # quiet for a moment: fork the next session's child ahead
@@ -81,9 +89,29 @@ def serve(control: int, *, parent: int) -> None:
                 return
             theirs.close()
             spare = (pid, spare_sock)
+            poller.register(spare_sock.fileno(), select.POLLIN)
+            try:  # the parent sends its next session straight to it (see `_forkserver`)
+                sock.sendmsg([marshal.dumps(("offer", pid))],
+                               [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _rights([spare_sock.fileno()]))])
+            except OSError:
+                os._exit(0)  # the parent is gone
             continue
         if any(fd == pidfd for fd, _ in events):
             os._exit(0)  # the parent ended: so does the template (each child has its warden)
+        if spare is not None and any(fd == spare[1].fileno() for fd, _ in events):
+            # the spare took a session ("taken": the parent reaps it through us later), or it died
+            pid, spare_sock = spare
+            try:
+                taken = spare_sock.recv(16) == b"taken"
+            except OSError:
+                taken = False
+            if not taken:
+                os.waitpid(pid, 0)  # died before any session reached it: nobody else asks for it
+            poller.unregister(spare_sock.fileno())
+            spare_sock.close()
+            spare = None
+            if not any(fd == control for fd, _ in events):
+                continue
         try:
             data, ancillary, flags, _ = sock.recvmsg(MAX_REQUEST, _socket.CMSG_SPACE(4 * 8),
                                                      _socket.MSG_CMSG_CLOEXEC)
@@ -97,26 +125,16 @@ def serve(control: int, *, parent: int) -> None:
             if flags & (_socket.MSG_TRUNC | _socket.MSG_CTRUNC):
                 raise ValueError("request too large")
             request = marshal.loads(data)
-            if request[0] == "fork":
-                pid = 0
-                if spare is not None:  # hand the session to the child forked ahead
-                    (pid, spare_sock), spare = spare, None
-                    try:
-                        spare_sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _rights(fds))])
-                    except OSError:  # it died: reaped with the next reap of its pid (never asked) below
-                        os.kill(pid, 9)
-                        os.waitpid(pid, 0)
-                        pid = 0
-                    finally:
-                        spare_sock.close()
-                if not pid:
-                    pid = _fork()
-                    if pid == 0:
-                        sock.close()
-                        os.close(pidfd)
-                        os.setpgid(0, 0)  # before its warden: the group is what the warden kills
-                        _become_child(request, fds, prepare(parent))
-                        return
+            if request[0] == "fork":  # the parent holds no spare (the offered one is the parent's)
+                pid = _fork()
+                if pid == 0:
+                    sock.close()
+                    os.close(pidfd)
+                    if spare is not None:
+                        spare[1].close()
+                    os.setpgid(0, 0)  # before its warden: the group is what the warden kills
+                    _become_child(request, fds, prepare(parent))
+                    return
                 reply = ("ok", pid)
             elif request[0] == "spare":
                 reply = ("ok", None if spare is None else spare[0])
@@ -193,9 +211,13 @@ def _spare(parent: int, sock: Any) -> None:
             break
         except InterruptedError:
             continue
-    sock.close()
-    if not data:  # the template ended without a session for it
+    if not data:  # the template and the parent ended without a session for it
         os._exit(0)
+    try:
+        sock.send(b"taken")  # to the template: not dead, do not reap (the parent asks later)
+    except OSError:
+        pass
+    sock.close()
     _become_child(marshal.loads(data), _descriptors(ancillary), 0)
 
 
@@ -230,6 +252,10 @@ def _become_child(request: tuple[Any, ...], fds: list[int], warden_middle: int) 
     package = sys.modules["extradite"]
     if getattr(package, "_template", None) is not None:
         del package._template
+    if log_fd < 0:  # nor, without log forwarding, this one
+        sys.modules.pop("extradite._logforward", None)
+        if getattr(package, "_logforward", None) is not None:
+            del package._logforward
     from ._child import serve
 
     serve(channel, warden_middle=warden_middle, log_fd=log_fd, log_level=log_level, confine=confine)
