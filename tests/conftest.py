@@ -154,16 +154,15 @@ def Matrix() -> Iterator[Any]:
     yield from _proxy_class("targets.matrix:Matrix")
 
 
-@pytest.fixture
-def make() -> Iterator[Callable[..., Any]]:
-    """`make(**options)`: a proxy class of tests/targets/handles.py:Service with those options;
-    every class made is closed after the test."""
+def _classes_of(target: str) -> Iterator[Callable[..., Any]]:
+    """A factory fixture's body: `factory(**options)` makes a proxy class of `target`; every
+    class made is closed after the test."""
     from extradite import extradite
 
     opened: list[Any] = []
 
     def factory(**options: Any) -> Any:
-        cls = extradite("targets.handles:Service", **options)
+        cls = extradite(target, **options)
         opened.append(cls)
         return cls
 
@@ -172,6 +171,19 @@ def make() -> Iterator[Callable[..., Any]]:
     finally:
         for cls in opened:
             cls.close()
+
+
+@pytest.fixture
+def make() -> Iterator[Callable[..., Any]]:
+    """`make(**options)`: a proxy class of tests/targets/handles.py:Service with those options."""
+    yield from _classes_of("targets.handles:Service")
+
+
+@pytest.fixture
+def waiter_class() -> Iterator[Callable[..., Any]]:
+    """`waiter_class(**options)`: a proxy class of tests/targets/waiting.py:Waiter (sync sleeps,
+    coroutines, callbacks, a record of how calls ended) with those options (`concurrency=`...)."""
+    yield from _classes_of("targets.waiting:Waiter")
 
 
 @pytest.fixture
