@@ -238,9 +238,9 @@ class Session:
             return self.revive(self)
         return self
 
-    def call(self, op: int, target: Any, *, name: str | None = None, args: tuple[Any, ...] = (),
-             kwargs: dict[str, Any] | None = None, policy: str | None = None, extra: int = 0,
-             method_policy: str | None = None, defer: bool = False, deadline: Any = None) -> Any:
+    def call(self, op: int, target: Any, deadline: Any = None, *, name: str | None = None,
+             args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, policy: str | None = None,
+             extra: int = 0, method_policy: str | None = None, defer: bool = False) -> Any:
         """Send one request and wait for its result, serving callbacks meanwhile.
 
         The request is `op` on `target` (see `_wire` for what each op does with `name`,
@@ -248,7 +248,8 @@ class Session:
         the method's default, `extra` the `EXTRA_*` flags.
 
         `deadline`: the `_deadline.Deadline` that bounds the call, told its request id (so that
-        only this request is interrupted when it expires).
+        only this request is interrupted when it expires). Positional, not keyword-only: an
+        unbounded call fills it from the defaults tuple, not by a lookup in a dict.
 
         With `defer`, send it and return a `Pending` at once: its `result()` waits. So a
         caller can have the other side work on several requests (served in order)
