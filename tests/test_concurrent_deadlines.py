@@ -99,6 +99,23 @@ def test_threads_mode_a_call_deaf_to_the_interrupt_is_killed_after_the_grace_per
         Slowpoke.close()
 
 
+@pytest.mark.parametrize("mode", ["serial", "threads:4"])
+def test_an_awaited_call_deaf_to_the_interrupt_is_killed_after_the_grace_period(mode: str) -> None:
+    Slowpoke = extradite("tests.targets.slowpoke:Slowpoke", concurrency=mode, timeout_grace=0.3)
+    try:
+        poke = Slowpoke()
+
+        async def main() -> None:
+            with pytest.raises(ExtraditeTimeoutError, match="killed.*grace period.*C code"):
+                await poke.deaf.aio(__extradite_timeout__=SHORT)
+
+        asyncio.run(main())
+        with pytest.raises(ExtraditeProcessError):
+            poke.add(1)
+    finally:
+        Slowpoke.close()
+
+
 _CTRL_C = textwrap.dedent("""
     import threading, time
     from extradite import extradite, extradite_status

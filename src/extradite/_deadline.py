@@ -66,7 +66,7 @@ class Guard:
         self.session = session
         self.pid = pid
         self.grace = grace
-        self._kill = kill
+        self.kill = kill
         self._ping = ping
         import threading  # here: the child imports this module for its handler, never threading
 
@@ -184,7 +184,7 @@ class Guard:
                     cond.wait(min(self._armed.values()) - now if self._armed else None)
                 if self._closed and not kill:
                     return
-            self._kill()  # outside the lock: it waits for the child to end
+            self.kill()  # outside the lock: it waits for the child to end
 
     def abandoned(self, exc: BaseException, rid: int, waiter: _Waiter | None) -> bool:
         """Request `rid` was left by KeyboardInterrupt: interrupt it in the child; kill the child
@@ -208,7 +208,7 @@ class Guard:
         import threading
 
         self.stop(rid)
-        timer = threading.Timer(self.grace, self._kill)
+        timer = threading.Timer(self.grace, self.kill)
         timer.daemon = True
         timer.start()
 
@@ -252,12 +252,7 @@ class Deadline:
         if self.expired and exc is not None and not isinstance(exc, ExtraditeTimeoutError):
             if isinstance(exc, KeyboardInterrupt) and getattr(exc, "_xd_abandoned", False):
                 return  # Ctrl-C in this process, not the deadline
-            raise ExtraditeTimeoutError(
-                f"the call did not finish within {self._seconds:g} s (call_timeout / __extradite_timeout__); "
-                "the child was interrupted" + (
-                    " and killed: the call did not answer within the grace period "
-                    f"({self._guard.grace:g} s), e.g. blocked in C code that ignores the interrupt; "
-                    "every other call in flight on this session failed with it" if self.killed else "")) from exc
+            raise timeout_error(self._seconds, self._guard.grace, self.killed) from exc
 
     def bound(self, call: Callable[..., Any], session: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """`call(session, *args, **kwargs)` with its request id known here while it runs."""
@@ -266,6 +261,16 @@ class Deadline:
             return call(session, *args, deadline=self, **kwargs)
         finally:
             self.rid = outer
+
+
+def timeout_error(seconds: float, grace: float, killed: bool, what: str = "call") -> ExtraditeTimeoutError:
+    """The error of a call that ran past its deadline: interrupted, or killed after `grace` seconds."""
+    return ExtraditeTimeoutError(
+        f"the {what} did not finish within {seconds:g} s (call_timeout / __extradite_timeout__); "
+        "the child was interrupted" + (
+            " and killed: the call did not answer within the grace period "
+            f"({grace:g} s), e.g. blocked in C code that ignores the interrupt; "
+            "every other call in flight on this session failed with it" if killed else ""))
 
 
 def bounded_call(session: Any, seconds: float | None) -> Callable[..., Any]:
