@@ -318,6 +318,28 @@ def wait_gone(pid: int, timeout: float = 5.0) -> bool:
     return process_gone(pid)
 
 
+def ctrl_c_while_ready(code: str, *args: str, after: float = 0.3) -> str:
+    """Run Python `code` (it prints "ready" once it is in the call to interrupt), press Ctrl-C
+    (SIGINT) `after` seconds later; what it printed after "ready"."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True,
+                            env=python_env(), cwd=TESTS.parent)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(after)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    return out
+
+
 def kill_parent_of_a_child(script: Path) -> int:
     """Run `script` (which prints its child's pid, then sleeps), kill -9 it; return the child's pid."""
     import signal

@@ -5,9 +5,6 @@ and succeed, the child is the same process and the session stays usable."""
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
 import textwrap
 import time
 from typing import Any, Callable
@@ -15,7 +12,7 @@ from typing import Any, Callable
 import pytest
 
 from concurrent_calls import Beside
-from conftest import python_env
+from conftest import ctrl_c_while_ready
 from extradite import ExtraditeProcessError, ExtraditeTimeoutError, extradite, extradite_status
 
 SHORT = 0.3  # the deadline of the call that must be interrupted
@@ -139,18 +136,6 @@ _CTRL_C = textwrap.dedent("""
 
 
 def test_threads_mode_ctrl_c_interrupts_the_abandoned_call_only() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", _CTRL_C.format(long=LONG, grace=1.2)],
-                            stdout=subprocess.PIPE, text=True, env=python_env())
-    assert proc.stdout is not None
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(SHORT)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+    out = ctrl_c_while_ready(_CTRL_C.format(long=LONG, grace=1.2), after=SHORT)
     assert out.split("\n")[:2] == [
         "interrupted", "['other'] True 1 ['abandoned interrupted', 'other done']"], out
