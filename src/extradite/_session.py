@@ -252,8 +252,9 @@ class Session:
         unbounded call fills it from the defaults tuple, not by a lookup in a dict.
 
         With `defer`, send it and return a `Pending` at once: its `result()` waits. So a
-        caller can have the other side work on several requests (served in order)
-        while it does its own work; every `Pending` must get `result()` or `cancel()`.
+        caller can have the other side work on several requests (served in order with
+        `concurrency="serial"`; they may overlap in the other modes) while it does its own
+        work; every `Pending` must get `result()` or `cancel()`.
         Until `result()` is called, callbacks of a deferred request run on whichever
         thread reads them (usually the caller, waiting for another of its requests).
 
