@@ -170,16 +170,15 @@ def Busy() -> Iterator[Any]:
     yield from _proxy_class("targets.lineage:Busy")
 
 
-@pytest.fixture
-def make() -> Iterator[Callable[..., Any]]:
-    """`make(**options)`: a proxy class of tests/targets/handles.py:Service with those options;
-    every class made is closed after the test."""
+def _classes_of(target: str) -> Iterator[Callable[..., Any]]:
+    """A factory fixture's body: `factory(**options)` makes a proxy class of `target`; every
+    class made is closed after the test."""
     from extradite import extradite
 
     opened: list[Any] = []
 
     def factory(**options: Any) -> Any:
-        cls = extradite("targets.handles:Service", **options)
+        cls = extradite(target, **options)
         opened.append(cls)
         return cls
 
@@ -188,6 +187,19 @@ def make() -> Iterator[Callable[..., Any]]:
     finally:
         for cls in opened:
             cls.close()
+
+
+@pytest.fixture
+def make() -> Iterator[Callable[..., Any]]:
+    """`make(**options)`: a proxy class of tests/targets/handles.py:Service with those options."""
+    yield from _classes_of("targets.handles:Service")
+
+
+@pytest.fixture
+def waiter_class() -> Iterator[Callable[..., Any]]:
+    """`waiter_class(**options)`: a proxy class of tests/targets/waiting.py:Waiter (sync sleeps,
+    coroutines, callbacks, a record of how calls ended) with those options (`concurrency=`...)."""
+    yield from _classes_of("targets.waiting:Waiter")
 
 
 @pytest.fixture
@@ -320,6 +332,28 @@ def wait_gone(pid: int, timeout: float = 5.0) -> bool:
     while time.monotonic() < deadline and not process_gone(pid):
         time.sleep(0.05)
     return process_gone(pid)
+
+
+def ctrl_c_while_ready(code: str, *args: str, after: float = 0.3) -> str:
+    """Run Python `code` (it prints "ready" once it is in the call to interrupt), press Ctrl-C
+    (SIGINT) `after` seconds later; what it printed after "ready"."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True,
+                            env=python_env(), cwd=TESTS.parent)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(after)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    return out
 
 
 def kill_parent_of_a_child(script: Path) -> int:

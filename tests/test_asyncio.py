@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from concurrent_calls import cancel_midway, in_threads
 from extradite import (
     ExtraditeRemoteError,
     ExtraditeTimeoutError,
@@ -21,12 +21,8 @@ from extradite import (
 
 
 @pytest.fixture
-def Waiter() -> Iterator[Any]:
-    cls = extradite("targets.waiting:Waiter")
-    try:
-        yield cls
-    finally:
-        cls.close()
+def Waiter(waiter_class: Any) -> Any:
+    return waiter_class()
 
 
 async def _worst_gap_while(call: Any) -> tuple[Any, float]:
@@ -176,11 +172,7 @@ def test_cancelling_the_task_interrupts_the_remote_call(Waiter: Any) -> None:
     w = Waiter(1)
 
     async def main() -> int:
-        task = asyncio.create_task(w.steps.aio(30.0, "long"))
-        await asyncio.sleep(0.3)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_midway(w.steps.aio(30.0, "long"), 0.3)
         # the session is usable and the next call does not wait behind the cancelled one
         return await asyncio.wait_for(w.add.aio(1), 10.0)  # type: ignore[no-any-return]
 
@@ -296,19 +288,13 @@ def test_generated_async_variants_run() -> None:
 
 def test_event_loops_in_several_threads_share_a_session(Waiter: Any) -> None:
     w = Waiter()
-    results: dict[int, list[Any]] = {}
 
-    def run(index: int) -> None:
+    def run(index: int) -> list[Any]:
         async def main() -> list[Any]:
             return list(await asyncio.gather(*(w.call_back.aio(lambda x: x + index, i) for i in range(20))))
-        results[index] = asyncio.run(main())
+        return asyncio.run(main())
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert results == {index: [i + index for i in range(20)] for index in range(4)}
+    assert in_threads(4, run) == [[i + index for i in range(20)] for index in range(4)]
 
 
 def test_closing_the_class_fails_an_awaited_call() -> None:

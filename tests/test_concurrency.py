@@ -5,59 +5,28 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from concurrent_calls import cancel_midway, in_threads
 from extradite import ExtraditeSessionConflictError, extradite, prewarm_extradite_session, close_extradite_session
 
 
-def _open(concurrency: str) -> Any:
-    return extradite("targets.waiting:Waiter", concurrency=concurrency)
+@pytest.fixture
+def AsyncMode(waiter_class: Any) -> Any:
+    return waiter_class(concurrency="async")
 
 
 @pytest.fixture
-def AsyncMode() -> Iterator[Any]:
-    cls = _open("async")
-    try:
-        yield cls
-    finally:
-        cls.close()
-
-
-@pytest.fixture
-def ThreadMode() -> Iterator[Any]:
-    cls = _open("threads:8")
-    try:
-        yield cls
-    finally:
-        cls.close()
-
-
-def _in_threads(count: int, work: Any) -> list[Any]:
-    results: list[Any] = [None] * count
-    errors: list[BaseException] = []
-
-    def run(index: int) -> None:
-        try:
-            results[index] = work(index)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
-    return results
+def ThreadMode(waiter_class: Any) -> Any:
+    return waiter_class(concurrency="threads:8")
 
 
 @pytest.mark.parametrize("bad", ["parallel", "threads", "threads:0", "threads:x", "threads:1000", 3])
 def test_a_bad_concurrency_is_refused_before_a_child_starts(bad: object) -> None:
     with pytest.raises((ValueError, TypeError), match="concurrency must be"):
-        _open(bad)  # type: ignore[arg-type]
+        extradite("targets.waiting:Waiter", concurrency=bad)  # type: ignore[arg-type]
 
 
 def test_concurrency_is_part_of_a_shared_session_identity() -> None:
@@ -92,32 +61,28 @@ def test_async_mode_runs_coroutine_methods_concurrently(AsyncMode: Any) -> None:
 def test_async_mode_keeps_sync_methods_one_at_a_time(AsyncMode: Any) -> None:
     w = AsyncMode()
     start = time.monotonic()
-    _in_threads(4, lambda i: w.sleep(0.1))
+    in_threads(4, lambda i: w.sleep(0.1))
     assert time.monotonic() - start >= 4 * 0.1  # a lower bound: they ran one after another
 
 
-def test_serial_mode_runs_coroutine_methods_one_at_a_time() -> None:
-    Serial = _open("serial")
-    try:
-        w = Serial()
+def test_serial_mode_runs_coroutine_methods_one_at_a_time(waiter_class: Any) -> None:
+    w = waiter_class(concurrency="serial")()
 
-        async def main() -> float:
-            start = time.monotonic()
-            await asyncio.gather(*(w.nap.aio(0.1) for _ in range(4)))
-            return time.monotonic() - start
+    async def main() -> float:
+        start = time.monotonic()
+        await asyncio.gather(*(w.nap.aio(0.1) for _ in range(4)))
+        return time.monotonic() - start
 
-        assert asyncio.run(main()) >= 4 * 0.1
-    finally:
-        Serial.close()
+    assert asyncio.run(main()) >= 4 * 0.1
 
 
 def test_threads_mode_runs_sync_calls_on_a_pool(ThreadMode: Any) -> None:
     w = ThreadMode()
     start = time.monotonic()
-    _in_threads(16, lambda i: w.sleep(0.1))
+    in_threads(16, lambda i: w.sleep(0.1))
     took = time.monotonic() - start
     assert took < 8 * 0.1, f"16 sleeps of 0.1 s on 8 threads took {took:.2f} s"
-    assert len(set(_in_threads(16, lambda i: w.call_back(lambda _: None, 0, 0.05) or w.thread()))) > 1
+    assert len(set(in_threads(16, lambda i: w.call_back(lambda _: None, 0, 0.05) or w.thread()))) > 1
 
 
 def test_callbacks_go_back_to_the_calling_thread_under_threads_mode(ThreadMode: Any) -> None:
@@ -128,7 +93,7 @@ def test_callbacks_go_back_to_the_calling_thread_under_threads_mode(ThreadMode: 
         value, thread = w.call_back(lambda x: (x * 2, threading.get_ident()), index, 0.05)
         return bool(value == index * 2 and thread == mine)
 
-    assert all(_in_threads(8, work))
+    assert all(in_threads(8, work))
 
 
 def test_callbacks_go_back_to_the_calling_task_under_async_mode(AsyncMode: Any) -> None:
@@ -153,12 +118,8 @@ def test_cancelling_an_awaited_coroutine_cancels_it_in_the_child(AsyncMode: Any)
     w = AsyncMode()
 
     async def main() -> int:
-        task = asyncio.create_task(w.nap.aio(30.0, "long"))
         other = asyncio.create_task(w.nap.aio(0.3, "other"))
-        await asyncio.sleep(0.2)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_midway(w.nap.aio(30.0, "long"), 0.2)
         assert await other == "other"
         return await asyncio.wait_for(w.add.aio(1), 10.0)  # type: ignore[no-any-return]
 
@@ -170,12 +131,8 @@ def test_cancelling_an_awaited_call_interrupts_its_pool_thread(ThreadMode: Any) 
     w = ThreadMode()
 
     async def main() -> str:
-        task = asyncio.create_task(w.steps.aio(30.0, "long"))
         other = asyncio.create_task(w.steps.aio(0.5, "other"))
-        await asyncio.sleep(0.2)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await cancel_midway(w.steps.aio(30.0, "long"), 0.2)
         return await other  # type: ignore[no-any-return]
 
     assert asyncio.run(main()) == "other"

@@ -4,15 +4,13 @@ session goes on (or is dead, if the child had to be killed); Ctrl-C in the paren
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
+from conftest import ctrl_c_while_ready
 from extradite import ExtraditeError, ExtraditeProcessError, ExtraditeTimeoutError, extradite
 
 TARGET = "tests.targets.slowpoke:Slowpoke"
@@ -83,20 +81,9 @@ _PARENT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("mode", ["call", "callback"])
-def test_sigint_to_the_parent(mode: str, tmp_path: object) -> None:
+def test_sigint_to_the_parent(mode: str) -> None:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-c", _PARENT.format(root=root), mode], stdout=subprocess.PIPE,
-                            text=True, cwd=root)
-    assert proc.stdout is not None
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out = ctrl_c_while_ready(_PARENT.format(root=root), mode)
     assert out.split("\n")[:2] == ["interrupted", "after 2"]
 
 

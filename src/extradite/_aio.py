@@ -16,7 +16,9 @@ goes back to its selector. A session has one `LoopReader` per running loop while
 calls are in flight; the last reply detaches it (the sync path then costs what it did).
 
 Cancelling the awaiting task forgets the waiter (a late reply is dropped by request id)
-and interrupts the request in the child (`Guard.cancel`).
+and interrupts the request in the child (`Guard.cancel`). A deadline (`__extradite_timeout__`,
+`call_timeout`) is kept by the loop (`_Expiry`): the request is interrupted by its id, the task
+waits for it to end, and the child is killed if it does not within the grace period.
 """
 
 from __future__ import annotations
@@ -259,20 +261,56 @@ def _reader(session: Session, loop: asyncio.AbstractEventLoop) -> LoopReader:
 
 def aio_call(session: Session, op: int, target: Any, *, name: str | None = None,
              args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
-             policy: str | None = None, extra: int = 0, method_policy: str | None = None) -> Any:
+             policy: str | None = None, extra: int = 0, method_policy: str | None = None,
+             timeout: object = None) -> Any:
     """`session.call(...)` as a coroutine: the loop is never blocked, no thread is used.
 
     Each awaited call starts a chain of its own: its callbacks run in the awaiting task (the
-    loop's thread; a callback that blocks blocks the loop), in the order the child makes them. The
-    session's `call_timeout` bounds it as it bounds a sync call.
+    loop's thread; a callback that blocks blocks the loop), in the order the child makes them.
+    `timeout` (the `__extradite_timeout__` it was given), else the session's `call_timeout`,
+    bounds it as a sync call is bounded (`_Expiry`).
     """
-    call = _call(session, op, target, name, args, kwargs, policy, extra, method_policy)
-    seconds = session.call_timeout
-    return call if seconds is None else within(call, seconds)
+    if timeout is None:
+        seconds = session.call_timeout
+    else:
+        from ._deadline import TIMEOUT_KEYWORD, check_seconds
+
+        seconds = check_seconds(timeout, TIMEOUT_KEYWORD)
+    return _call(session, op, target, name, args, kwargs, policy, extra, method_policy, seconds)
+
+
+class _Expiry:
+    """The deadline of one awaited call, kept by its loop: when it expires the request is
+    interrupted where it runs in the child (`Guard.stop`, by its id); the child is killed if the
+    call has not ended a grace period later. The awaiting task waits for either, then raises
+    ExtraditeTimeoutError, as a sync call does."""
+
+    __slots__ = ("guard", "rid", "loop", "seconds", "expired", "killed", "handle")
+
+    def __init__(self, guard: Any, rid: int, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self.guard, self.rid, self.loop, self.seconds = guard, rid, loop, seconds
+        self.expired = self.killed = False
+        self.handle = loop.call_later(seconds, self._expire)
+
+    def _expire(self) -> None:
+        self.expired = True
+        self.guard.stop(self.rid)
+        self.handle = self.loop.call_later(self.guard.grace, self._kill)
+
+    def _kill(self) -> None:
+        import threading
+
+        self.killed = True
+        # on a thread: the kill waits for the child to end; its end fails the call (the session breaks)
+        threading.Thread(target=self.guard.kill, name=f"extradite-kill-{self.guard.pid}", daemon=True).start()
+
+    def cancel(self) -> None:
+        self.handle.cancel()
 
 
 async def _call(session: Session, op: int, target: Any, name: str | None, args: tuple[Any, ...],
-                kwargs: dict[str, Any] | None, policy: str | None, extra: int, method_policy: str | None) -> Any:
+                kwargs: dict[str, Any] | None, policy: str | None, extra: int, method_policy: str | None,
+                seconds: float | None) -> Any:
     if session.broken is not None or session.closed or (session.protected and leaked_tree(session.protected)):
         session.check_usable()  # raises the reason
     loop = asyncio.get_running_loop()
@@ -291,10 +329,13 @@ async def _call(session: Session, op: int, target: Any, name: str | None, args: 
         chains = session._serving.get(_get_ident())
         chain = chains[-1] if chains else rid | session._chain_bit
         waiter = session._register(rid, Waiter(chain))
+    expiry = None if seconds is None or session.guard is None else _Expiry(session.guard, rid, loop, seconds)
     try:
         session._send_request(rid, chain, body, data, releases, policy, method_policy)
     except BaseException:
         session._unregister(rid, waiter)
+        if expiry is not None:
+            expiry.cancel()
         raise
     future: asyncio.Future[Any] = loop.create_future()
     reader = _reader(session, loop)
@@ -314,19 +355,20 @@ async def _call(session: Session, op: int, target: Any, name: str | None, args: 
             reader.forget(rid)
             if session.guard is not None and session.broken is None:
                 session.guard.cancel(rid, session.channel)
+            raise
+        if expiry is not None and expiry.expired:  # the remote coroutine, cancelled by the deadline
+            raise timeout_error(expiry) from None
         raise
+    except BaseException as exc:
+        if expiry is not None and expiry.expired:
+            raise timeout_error(expiry) from exc
+        raise
+    finally:
+        if expiry is not None:
+            expiry.cancel()
 
 
+def timeout_error(expiry: _Expiry) -> BaseException:
+    from ._deadline import timeout_error as error
 
-async def within(call: Any, seconds: object) -> Any:
-    """`call` (an `aio_call` coroutine) bounded: ExtraditeTimeoutError after `seconds`, the call interrupted."""
-    from ._deadline import TIMEOUT_KEYWORD, check_seconds
-    from ._errors import ExtraditeTimeoutError
-
-    limit = check_seconds(seconds, TIMEOUT_KEYWORD)
-    try:
-        return await asyncio.wait_for(call, limit)
-    except asyncio.TimeoutError as exc:
-        raise ExtraditeTimeoutError(
-            f"the awaited call did not finish within {limit:g} s; it was cancelled and the child "
-            "interrupted") from exc
+    return error(expiry.seconds, expiry.guard.grace, expiry.killed, "awaited call")

@@ -19,7 +19,8 @@ in "serial" mode, and may overlap in the others (a thread's deferred calls too).
 
 Interrupting one request (`_deadline`, page cancel slots) reaches a task (`task.cancel()`:
 CancelledError inside the coroutine) or a pool thread (KeyboardInterrupt raised in it when it
-next runs Python code; a call blocked in C finishes first).
+next runs Python code; a call blocked in C finishes first, unless the parent kills the
+child when its grace period ends).
 """
 
 from __future__ import annotations

@@ -1,16 +1,25 @@
 """Deadlines and interrupts: a call that runs too long, or that Ctrl-C abandons, is stopped in the child.
 
-    deadline expires  -> SIGINT to the child (its running call raises KeyboardInterrupt and
-                         is answered with an error) -> the call raises ExtraditeTimeoutError
-    no answer within the grace period (C code holding the GIL) -> SIGKILL to the child's
-                         group -> the call raises ExtraditeTimeoutError, the session is dead
-                         (or, with restart=, restarts on the next call: `_restart`)
+    deadline expires  -> the call's request named in the page's cancel slots, SIGINT to the
+                         child (the request raises KeyboardInterrupt where it runs: the main
+                         thread, a pool thread or a task; `install_child_handler`) and is
+                         answered with an error -> the call raises ExtraditeTimeoutError
+    no answer within the grace period (C code holding the GIL or ignoring the interrupt)
+                      -> SIGKILL to the child's group -> the call raises ExtraditeTimeoutError,
+                         the session is dead (or, with restart=, restarts on the next call: `_restart`)
 
-Ctrl-C in the parent abandons the call at once (its late reply is dropped by request id);
-the child is interrupted the same way, and a background ping (served in order, so it
-answers only after the abandoned call ended) cancels the kill. Only SIGINT to the child's
-pid: the warden ignores it, and the child's handler (`install_child_handler`) raises only
-inside a request's handler, never while a frame is being written or read.
+Naming the request is what lets the other calls in flight (`concurrency=` "async" or
+"threads:N") run on: only the bounded one is interrupted. The parent knows its request id
+because the bounded call goes through `bounded_call`, which hands its `Deadline` to
+`Session.call`; an unbounded call pays nothing for it. Without a page (or a request id yet)
+the SIGINT is untargeted: the child interrupts whatever its main thread serves.
+
+Ctrl-C in the parent abandons the call at once (its late reply is dropped); the child is
+interrupted the same way and killed unless it shows within the grace period that the request
+ended: a background ping answered (served in order, so only after the abandoned call) or, when
+requests overlap in the child, the late reply itself (`Session.outlive`). Only SIGINT to the child's pid: the warden ignores
+it, and the child's handler raises only inside a request's handler, never while a frame is
+being written or read.
 """
 
 from __future__ import annotations
@@ -22,6 +31,9 @@ if TYPE_CHECKING:
     import threading
     from types import FrameType, TracebackType
     from typing import Any, Callable
+
+    from ._routing import Waiter
+    from ._session import Session
 
 from ._errors import ExtraditeTimeoutError
 
@@ -41,40 +53,84 @@ def check_seconds(value: object, what: str, *, zero: bool = False) -> float | No
 
 
 class Guard:
-    """Stops the child of one session: interrupt now, kill after the grace period unless it answers.
+    """Stops a request of one session's child: interrupt it now, kill the child after the grace
+    period unless it answers.
 
     One watch thread per session (started by the first deadline) keeps every armed deadline:
     arming and disarming a call costs a lock and a dict entry, not a thread.
     """
 
-    def __init__(self, pid: int, grace: float, kill: Callable[[], None], ping: Callable[[], None]) -> None:
+    def __init__(self, session: Session, pid: int, grace: float, kill: Callable[[], None],
+                 ping: Callable[[], None] | None) -> None:
+        """`ping`: a call the child answers only after every request sent before it ended (one
+        request served at a time, `concurrency="serial"`); None: requests overlap in the child."""
+        self.session = session
         self.pid = pid
         self.grace = grace
-        self._kill = kill
+        self.kill = kill
         self._ping = ping
         import threading  # here: the child imports this module for its handler, never threading
 
         self._cond = threading.Condition()
         self._armed: dict[Deadline, float] = {}  # deadline -> when it interrupts (then: when it kills)
-        self.overriding: set[int] = set()  # threads in a call with a deadline of its own (not call_timeout)
+        # thread -> the deadline of its own (`__extradite_timeout__`) it calls in, which replaces call_timeout
+        self.timed: dict[int, Deadline] = {}
+        self._wrapped = 0  # calls in such deadlines while `bounded_call` stands in for `session.call`
         self._thread: threading.Thread | None = None
         self._closed = False
 
     def interrupt(self) -> None:
+        """SIGINT to the child: it interrupts what its main thread serves, or the requests named."""
         try:
             os.kill(self.pid, _SIGINT)
         except OSError:  # already gone: the session sees its end
             pass
 
-    def cancel(self, rid: int, channel: Any) -> None:
-        """Interrupt request `rid` alone (its awaiting task was cancelled): named in the shared
-        page, then SIGINT; the child interrupts it where it runs, or refuses it when it comes."""
+    def cancel(self, rid: int, channel: Any) -> bool:
+        """Interrupt request `rid` alone: named in the shared page, then SIGINT; the child
+        interrupts it where it runs, or refuses it when it comes. False: it could not be named
+        (no page, every slot taken, the channel closed) and nothing was sent."""
         if channel.closed or not channel.ask_cancel(rid):
-            return  # no page or every slot taken: the reply is dropped, the call runs to its end
+            return False
         self.interrupt()
+        return True
+
+    def stop(self, rid: int) -> None:
+        """Interrupt request `rid` (0: not sent yet), by name when the page allows, else untargeted."""
+        if not (rid and self.cancel(rid, self.session.channel)):
+            self.interrupt()
 
     def within(self, seconds: float) -> Deadline:
         return Deadline(self, seconds)
+
+    def adopt(self, deadline: Deadline) -> Deadline | None:
+        """This thread's calls bounded by `deadline` (its own `__extradite_timeout__`, which replaces
+        call_timeout) until `release`; their request ids reach it through `bounded_call`, which
+        stands in for `session.call` meanwhile. Returns the deadline it replaces, for `release`."""
+        me = _thread.get_ident()
+        session = self.session
+        with self._cond:
+            outer = self.timed.get(me)
+            self.timed[me] = deadline
+            if self._wrapped == 0 and "call" not in vars(session):  # a session without call_timeout
+                session.call = bounded_call(session, None)  # type: ignore[method-assign]
+                self._wrapped = 1
+            elif self._wrapped:
+                self._wrapped += 1
+        return outer
+
+    def release(self, outer: Deadline | None) -> None:
+        """End this thread's `adopt`: `outer` (or call_timeout) bounds its calls again."""
+        me = _thread.get_ident()
+        with self._cond:
+            if outer is None:
+                self.timed.pop(me, None)
+            else:
+                self.timed[me] = outer
+            if self._wrapped:
+                self._wrapped -= 1
+                if self._wrapped == 0:
+                    del self.session.call  # the method again: unbounded calls pay nothing
 
     def arm(self, deadline: Deadline, seconds: float) -> None:
         import time
@@ -120,7 +176,7 @@ class Guard:
                         if not deadline.expired:  # first the interrupt, then the grace period
                             deadline.expired = True
                             self._armed[deadline] = now + self.grace
-                            self.interrupt()
+                            self.stop(deadline.rid)
                         else:
                             del self._armed[deadline]
                             deadline.killed = kill = True
@@ -129,44 +185,63 @@ class Guard:
                     cond.wait(min(self._armed.values()) - now if self._armed else None)
                 if self._closed and not kill:
                     return
-            self._kill()  # outside the lock: it waits for the child to end
+            self.kill()  # outside the lock: it waits for the child to end
 
-    def abandoned(self, exc: BaseException) -> None:
-        """A call was left by KeyboardInterrupt: interrupt the child; kill it unless it answers a ping in time."""
+    def abandoned(self, exc: BaseException, rid: int, waiter: Waiter | None) -> bool:
+        """Request `rid` was left by KeyboardInterrupt: interrupt it in the child; kill the child
+        unless it shows within the grace period that the request ended.
+
+        The proof: with one request served at a time, the answer to a ping (served after it);
+        else the request's own late reply, taken by `waiter` (the call's, which the guard then
+        keeps: True, the caller must not unregister it) or by a new one (`waiter` None: the
+        caller registered none, its session counted the request finished).
+        """
         if getattr(exc, "_xd_abandoned", False):  # seen by an inner call already
-            return
+            return False
         try:
             exc._xd_abandoned = True  # type: ignore[attr-defined]
         except AttributeError:
             pass
+        session, ping = self.session, self._ping
+        late = None if ping is not None else session.outlive(rid, waiter)
+        if late is None and ping is None:  # answered already: nothing runs
+            return False
         import threading
 
-        self.interrupt()
-        timer = threading.Timer(self.grace, self._kill)
+        self.stop(rid)
+        timer = threading.Timer(self.grace, self.kill)
         timer.daemon = True
         timer.start()
 
         def wait_for_answer() -> None:
             try:
-                self._ping()  # served after the abandoned call: its answer means the call ended
+                if late is not None:
+                    session.await_late(rid, late)  # the request ended (or the session did)
+                elif ping is not None:
+                    ping()  # served after the abandoned call: its answer means the call ended
             except BaseException:
                 pass
             finally:
                 timer.cancel()
 
         threading.Thread(target=wait_for_answer, name=f"extradite-interrupt-{self.pid}", daemon=True).start()
+        return late is not None
 
 
 class Deadline:
-    """`with guard.within(s): session.call(...)`: the call raises ExtraditeTimeoutError after `s` seconds."""
+    """`with guard.within(s): session.call(...)`: the call raises ExtraditeTimeoutError after `s` seconds.
 
-    __slots__ = ("_guard", "_seconds", "expired", "killed")
+    `rid`: the request it bounds now (set by `Session.call`, innermost while calls nest).
+    """
+
+    __slots__ = ("_guard", "_seconds", "expired", "killed", "rid")
 
     def __init__(self, guard: Guard, seconds: float) -> None:
         self._guard = guard
         self._seconds = seconds
         self.expired = False
         self.killed = False
+        self.rid = 0
 
     def __enter__(self) -> Deadline:
         self._guard.arm(self, self._seconds)
@@ -178,14 +253,30 @@ class Deadline:
         if self.expired and exc is not None and not isinstance(exc, ExtraditeTimeoutError):
             if isinstance(exc, KeyboardInterrupt) and getattr(exc, "_xd_abandoned", False):
                 return  # Ctrl-C in this process, not the deadline
-            raise ExtraditeTimeoutError(
-                f"the call did not finish within {self._seconds:g} s (call_timeout / __extradite_timeout__); "
-                "the child was interrupted" + (" and killed: it did not answer within the grace period "
-                                               f"({self._guard.grace:g} s)" if self.killed else "")) from exc
+            raise timeout_error(self._seconds, self._guard.grace, self.killed) from exc
+
+    def bound(self, call: Callable[..., Any], session: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """`call(session, *args, **kwargs)` with its request id known here while it runs."""
+        outer = self.rid
+        try:
+            return call(session, *args, deadline=self, **kwargs)
+        finally:
+            self.rid = outer
 
 
-def bounded_call(session: Any, seconds: float) -> Callable[..., Any]:
-    """`session.call` with every call bounded by `seconds` (the `call_timeout` option).
+def timeout_error(seconds: float, grace: float, killed: bool, what: str = "call") -> ExtraditeTimeoutError:
+    """The error of a call that ran past its deadline: interrupted, or killed after `grace` seconds."""
+    return ExtraditeTimeoutError(
+        f"the {what} did not finish within {seconds:g} s (call_timeout / __extradite_timeout__); "
+        "the child was interrupted" + (
+            " and killed: the call did not answer within the grace period "
+            f"({grace:g} s), e.g. blocked in C code that ignores the interrupt; "
+            "every other call in flight on this session failed with it" if killed else ""))
+
+
+def bounded_call(session: Any, seconds: float | None) -> Callable[..., Any]:
+    """`session.call` with every call bounded by `seconds` (the `call_timeout` option; None: only
+    the calls of threads inside a deadline of their own, `Guard.adopt`).
 
     Not the imports and configuration done while a proxy is made: importing a large target
     may take longer than any of its calls should.
@@ -195,13 +286,17 @@ def bounded_call(session: Any, seconds: float) -> Callable[..., Any]:
 
     call = Session.call
     unbounded = (OP_IMPORT, OP_CONFIGURE, OP_WARM_UP)
+    guard = session.guard
+    timed = guard.timed
 
     def call_within(*args: Any, **kwargs: Any) -> Any:
-        guard = session.guard
-        if kwargs.get("defer") or guard is None or args[0] in unbounded or _thread.get_ident() in guard.overriding:
+        own = timed.get(_thread.get_ident()) if timed else None
+        if own is not None:
+            return own.bound(call, session, args, kwargs)
+        if seconds is None or kwargs.get("defer") or args[0] in unbounded:
             return call(session, *args, **kwargs)
-        with session.guard.within(seconds):
-            return call(session, *args, **kwargs)
+        with guard.within(seconds) as deadline:
+            return deadline.bound(call, session, args, kwargs)
 
     return call_within
 
@@ -216,15 +311,13 @@ def call_with_timeout(session: Any, seconds: object, function: Callable[..., Any
     guard = session.guard
     if limit is None or guard is None:
         return function(*args, **kwargs)
-    me = _thread.get_ident()
-    nested = me in guard.overriding
-    guard.overriding.add(me)
+    deadline = guard.within(limit)
+    outer = guard.adopt(deadline)
     try:
-        with guard.within(limit):
+        with deadline:
             return function(*args, **kwargs)
     finally:
-        if not nested:
-            guard.overriding.discard(me)
+        guard.release(outer)
 
 
 # -- the child's side -----------------------------------------------------------------

@@ -300,27 +300,26 @@ class BoundMethod:
         The loop is never blocked and no thread is used (see `_aio`); cancelling the awaiting
         task interrupts the call in the child.
         """
-        from ._aio import aio_call, within
+        from ._aio import aio_call
 
         target, name = self._target, self._name
         seconds = kwargs.pop(TIMEOUT_KEYWORD) if kwargs and TIMEOUT_KEYWORD in kwargs else None
         policy = _pop_policy(kwargs) if kwargs else None
-        call = aio_call(_session(target), OP_CALL if name is None else OP_CALL_METHOD, target, name=name,
+        return aio_call(_session(target), OP_CALL if name is None else OP_CALL_METHOD, target, name=name,
                         args=args, kwargs=kwargs, policy=policy, extra=self._extra,
-                        method_policy=_method_policy(target, name))
-        return call if seconds is None else within(call, seconds)
+                        method_policy=_method_policy(target, name), timeout=seconds)
 
     def aio_batch(self, calls: Iterable[Any], call_policy: str | None = None,
                   call_timeout: float | None = None) -> Any:
         """`await proxy.method.aio_batch(calls)`: `batch` as a coroutine (see `aio`)."""
-        from ._aio import aio_call, within
+        from ._aio import aio_call
 
         if call_policy is not None:
             check_policy(call_policy, "call_policy")
         target = self._target
-        call = aio_call(_session(target), OP_BATCH, target, name=self._name, args=tuple(_check_calls(calls)),
-                        policy=call_policy, extra=self._extra, method_policy=_method_policy(target, self._name))
-        return call if call_timeout is None else within(call, call_timeout)
+        return aio_call(_session(target), OP_BATCH, target, name=self._name, args=tuple(_check_calls(calls)),
+                        policy=call_policy, extra=self._extra, method_policy=_method_policy(target, self._name),
+                        timeout=call_timeout)
 
     def __repr__(self) -> str:
         return f"<extradite bound method {self._name or '__call__'} of {self._target!r}>"

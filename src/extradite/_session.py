@@ -138,18 +138,23 @@ class Session:
             return self.revive(self)
         return self
 
-    def call(self, op: int, target: Any, *, name: str | None = None, args: tuple[Any, ...] = (),
-             kwargs: dict[str, Any] | None = None, policy: str | None = None, extra: int = 0,
-             method_policy: str | None = None, defer: bool = False) -> Any:
+    def call(self, op: int, target: Any, deadline: Any = None, *, name: str | None = None,
+             args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, policy: str | None = None,
+             extra: int = 0, method_policy: str | None = None, defer: bool = False) -> Any:
         """Send one request and wait for its result, serving callbacks meanwhile.
 
         The request is `op` on `target` (see `_wire` for what each op does with `name`,
         `args` and `kwargs`); `policy` is the call's transport policy, `method_policy`
         the method's default, `extra` the `EXTRA_*` flags.
 
+        `deadline`: the `_deadline.Deadline` that bounds the call, told its request id (so that
+        only this request is interrupted when it expires). Positional, not keyword-only: an
+        unbounded call fills it from the defaults tuple, not by a lookup in a dict.
+
         With `defer`, send it and return a `Pending` at once: its `result()` waits. So a
-        caller can have the other side work on several requests (served in order)
-        while it does its own work; every `Pending` must get `result()` or `cancel()`.
+        caller can have the other side work on several requests (served in order with
+        `concurrency="serial"`; they may overlap in the other modes) while it does its own
+        work; every `Pending` must get `result()` or `cancel()`.
         Until `result()` is called, callbacks of a deferred request run on whichever
         thread reads them (usually the caller, waiting for another of its requests).
 
@@ -183,6 +188,8 @@ class Session:
         rid = started % 0x7FFFFFFF or 0x7FFFFFFF  # 1 .. 2**31-1, round and round
         # a new chain takes the id of its first request (ids are unique, chains have their own field)
         chain = chains[-1] if chains else rid | self._chain_bit
+        if deadline is not None:
+            deadline.rid = rid
         if self._reading or self._waiters or defer:  # another call is in flight: the general path
             waiter = Waiter(chain)
             if defer:  # waits for nothing yet: not on its chain's stack (see `Pending.result`)
@@ -208,14 +215,20 @@ class Session:
             lock.release()
             try:
                 self._send_request(rid, chain, body, data, releases, policy, method_policy)
-                message = self._read_one()
-            except BaseException as exc:
+            except BaseException as exc:  # not sent (a KeyboardInterrupt too, as on the general path)
                 self._stop_reading()
-                if type(exc) is KeyboardInterrupt and self.guard is not None:
-                    self.guard.abandoned(exc)
                 if self.revive is not None and getattr(exc, "_xd_unsent", False):  # the child died before it
                     return self.revive(self).call(op, target, name=name, args=args, kwargs=kwargs, policy=policy,
                                                   extra=extra, method_policy=method_policy, defer=defer)
+                raise
+            try:
+                message = self._read_one()
+            except BaseException as exc:
+                try:  # a waiter for the late reply first, while no other thread reads
+                    if type(exc) is KeyboardInterrupt and self.guard is not None:
+                        self.guard.abandoned(exc, rid, None)
+                finally:
+                    self._stop_reading()
                 raise
             if message is not None and message.rid == rid and message.problem is None:
                 kind = message.kind
@@ -242,12 +255,13 @@ class Session:
         """Wait for the reply of `waiter` (registered), unregister it: the result or its error raised."""
         try:
             message = self._wait(waiter)
-        except KeyboardInterrupt as exc:  # abandoned: its late reply is dropped by request id
-            if self.guard is not None:
-                self.guard.abandoned(exc)
+        except BaseException as exc:
+            # abandoned by KeyboardInterrupt: the child is interrupted; the guard may keep the waiter
+            if not (isinstance(exc, KeyboardInterrupt) and self.guard is not None
+                    and self.guard.abandoned(exc, rid, waiter)):
+                self._unregister(rid, waiter)
             raise
-        finally:
-            self._unregister(rid, waiter)
+        self._unregister(rid, waiter)
         if message.problem is not None:  # a local failure (decode error, broken channel)
             raise message.problem
         if message.kind == REPLY:
@@ -274,6 +288,44 @@ class Session:
                 stack.remove(waiter)
                 if not stack:
                     del self._chains[waiter.chain]
+
+    def outlive(self, rid: int, waiter: Waiter | None) -> Waiter | None:
+        """The caller of request `rid` left it (KeyboardInterrupt, `_deadline`): a waiter that takes
+        its late reply alone, or None when the reply is here already. The request counts as finished.
+
+        `waiter`: the caller's own, taken off its chain (callbacks it had not served yet are
+        answered with the interrupt); None: a new one (the fast path registered none).
+        """
+        with self._lock:
+            if waiter is None:
+                waiter = self._waiters[rid] = Waiter(0)
+                return waiter
+            stack = self._chains.get(waiter.chain)
+            if stack and waiter in stack:
+                stack.remove(waiter)
+                if not stack:
+                    del self._chains[waiter.chain]
+            if self._waiters.pop(rid, None) is not None:
+                self._done += 1
+            if waiter.reply is not None:
+                return None
+            self._waiters[rid] = waiter
+            callbacks = list(waiter.inbox)
+            waiter.inbox.clear()
+        for request in callbacks:
+            if self.broken is None:
+                self._send_error(request.rid, request.chain,
+                                 error_record(KeyboardInterrupt("the calling thread was interrupted")))
+        return waiter
+
+    def await_late(self, rid: int, waiter: Waiter) -> None:
+        """Wait for the late reply `outlive` keeps `waiter` for (or the session's end), then forget it."""
+        try:
+            self._wait(waiter)
+        finally:
+            with self._lock:
+                if self._waiters.get(rid) is waiter:
+                    del self._waiters[rid]
 
     def _stop_reading(self) -> None:
         """Give up the reader role after a fast-path call; threads waiting for it wake up."""

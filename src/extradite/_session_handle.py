@@ -148,7 +148,9 @@ class SessionHandle:
             if session.broken is None:  # (a dead child is not restarted from here: by the next call)
                 session.call(OP_STATS, None, defer=True).result()
 
-        session.guard = Guard(process.pid, options.timeout_grace, process.kill, ping)
+        # one request at a time (serial): a ping proves an abandoned call ended; else its late reply does
+        session.guard = Guard(session, process.pid, options.timeout_grace, process.kill,
+                              ping if options.concurrency == "serial" else None)
         if options.call_timeout is not None:
             from ._deadline import bounded_call
 
