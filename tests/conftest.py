@@ -174,15 +174,15 @@ def Busy() -> Iterator[Any]:
     yield from _proxy_class("targets.lineage:Busy")
 
 
-def _classes_of(target: str) -> Iterator[Callable[..., Any]]:
-    """A factory fixture's body: `factory(**options)` makes a proxy class of `target`; every
-    class made is closed after the test."""
+def _classes_of(target: str | None) -> Iterator[Callable[..., Any]]:
+    """A factory fixture's body: `factory(**options)` makes a proxy class of `target` (with no
+    `target`: `factory(target, **options)`); every class made is closed after the test."""
     from extradite import extradite
 
     opened: list[Any] = []
 
-    def factory(**options: Any) -> Any:
-        cls = extradite(target, **options)
+    def factory(*named: str, **options: Any) -> Any:
+        cls = extradite(*(named or (target,)), **options)
         opened.append(cls)
         return cls
 
@@ -191,6 +191,12 @@ def _classes_of(target: str) -> Iterator[Callable[..., Any]]:
     finally:
         for cls in opened:
             cls.close()
+
+
+@pytest.fixture
+def make_class() -> Iterator[Callable[..., Any]]:
+    """`make_class(target, **options)`: a proxy class of any target, closed after the test."""
+    yield from _classes_of(None)
 
 
 @pytest.fixture

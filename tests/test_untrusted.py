@@ -318,3 +318,15 @@ def test_an_executor_runs_untrusted() -> None:
     with ExtraditeExecutor(1, instance="targets.honest:Honest", untrusted=True) as pool:
         assert pool.submit("standard_values").result()["amount"] == decimal.Decimal("1.25")
         assert not isinstance(pool.submit("address").result(), ipaddress.IPv4Address)
+
+
+def test_a_chunk_read_of_a_lent_iterator_is_guarded_like_next(make_class: Any) -> None:
+    """OP_NEXT_CHUNK on a parent's lent iterator (sent raw, as a hostile child could): its items
+    are checked like a `next()` result, so a module in the list is never lent."""
+    rules = {type(iter([])): "reference"}
+    untrusted = make_class("targets.raw_requests:Asker", untrusted=True, transport_type_rules=rules)()
+    assert untrusted.ask(iter([1, 2, 3]), "OP_NEXT_CHUNK", "lent", args=(10,)) == "served: ([1, 2, 3], True)"
+    refused = untrusted.ask(iter([1, os]), "OP_NEXT_CHUNK", "lent", args=(10,))
+    assert refused.startswith("UnsupportedInteractionError: untrusted mode does not lend 'an item': it is a module")
+    trusted = make_class("targets.raw_requests:Asker", transport_type_rules=rules)()  # the control
+    assert "module 'os'" in trusted.ask(iter([1, os]), "OP_NEXT_CHUNK", "lent", args=(10,))
