@@ -19,7 +19,7 @@ from ._wire import ERROR, RELEASE, REPLY, REQUEST
 class Condition:
     """`threading.Condition`'s wait and notify_all over a `_thread` lock.
 
-    A child imports no `threading` (0.7 ms of its start-up here); nothing here waits
+    A child imports no `threading` (it would slow every start-up); nothing here waits
     with a timeout or notifies a single waiter.
     """
 

@@ -166,8 +166,7 @@ class Session:
         """
         if self.broken is not None or self.closed or (self.protected and leaked_tree(self.protected)):
             if self.revive is not None and self.broken is not None and not self.closed:
-                return self.revive(self).call(op, target, name=name, args=args, kwargs=kwargs, policy=policy,
-                                              extra=extra, method_policy=method_policy, defer=defer)
+                return self._call_revived(op, target, name, args, kwargs, policy, extra, method_policy, defer)
             self.check_usable()  # raises the reason
         home = self.codec.home_hid(target)
         if home is not None:
@@ -202,8 +201,7 @@ class Session:
             except BaseException as exc:
                 self._unregister(rid, waiter)
                 if self.revive is not None and getattr(exc, "_xd_unsent", False):  # the child died before it
-                    return self.revive(self).call(op, target, name=name, args=args, kwargs=kwargs, policy=policy,
-                                                  extra=extra, method_policy=method_policy, defer=defer)
+                    return self._call_revived(op, target, name, args, kwargs, policy, extra, method_policy, defer)
                 raise
             if defer:
                 from ._pending import Pending
@@ -218,8 +216,7 @@ class Session:
             except BaseException as exc:  # not sent (a KeyboardInterrupt too, as on the general path)
                 self._stop_reading()
                 if self.revive is not None and getattr(exc, "_xd_unsent", False):  # the child died before it
-                    return self.revive(self).call(op, target, name=name, args=args, kwargs=kwargs, policy=policy,
-                                                  extra=extra, method_policy=method_policy, defer=defer)
+                    return self._call_revived(op, target, name, args, kwargs, policy, extra, method_policy, defer)
                 raise
             try:
                 message = self._read_one()
@@ -251,6 +248,14 @@ class Session:
                 lock.release()
             return self._collect(rid, waiter)
 
+    def _call_revived(self, op: int, target: Any, name: str | None, args: tuple[Any, ...],
+                      kwargs: dict[str, Any] | None, policy: str | None, extra: int,
+                      method_policy: str | None, defer: bool) -> Any:
+        """`call` through the session that replaced this broken one (`restart=`)."""
+        assert self.revive is not None
+        return self.revive(self).call(op, target, name=name, args=args, kwargs=kwargs, policy=policy,
+                                      extra=extra, method_policy=method_policy, defer=defer)
+
     def _collect(self, rid: int, waiter: Waiter) -> Any:
         """Wait for the reply of `waiter` (registered), unregister it: the result or its error raised."""
         try:
@@ -281,13 +286,17 @@ class Session:
     def _unregister(self, rid: int, waiter: Waiter) -> None:
         """Forget a waiter (again: a no-op); a reply that comes for it later is dropped."""
         with self._lock:
-            if self._waiters.pop(rid, None) is not None:
-                self._done += 1
-            stack = self._chains.get(waiter.chain)
-            if stack and waiter in stack:
-                stack.remove(waiter)
-                if not stack:
-                    del self._chains[waiter.chain]
+            self._forget(rid, waiter)
+
+    def _forget(self, rid: int, waiter: Waiter) -> None:
+        """`waiter` off its chain and no longer the one for `rid` (counted as done). Caller holds `_lock`."""
+        if self._waiters.pop(rid, None) is not None:
+            self._done += 1
+        stack = self._chains.get(waiter.chain)
+        if stack and waiter in stack:
+            stack.remove(waiter)
+            if not stack:
+                del self._chains[waiter.chain]
 
     def outlive(self, rid: int, waiter: Waiter | None) -> Waiter | None:
         """The caller of request `rid` left it (KeyboardInterrupt, `_deadline`): a waiter that takes
@@ -300,13 +309,7 @@ class Session:
             if waiter is None:
                 waiter = self._waiters[rid] = Waiter(0)
                 return waiter
-            stack = self._chains.get(waiter.chain)
-            if stack and waiter in stack:
-                stack.remove(waiter)
-                if not stack:
-                    del self._chains[waiter.chain]
-            if self._waiters.pop(rid, None) is not None:
-                self._done += 1
+            self._forget(rid, waiter)
             if waiter.reply is not None:
                 return None
             self._waiters[rid] = waiter
