@@ -125,6 +125,18 @@ def test_a_forked_child_takes_the_parent_context_of_now(sessions: Callable[..., 
     assert context["fds"] == spawned().context("")["fds"]
 
 
+def test_a_forked_child_polls_as_the_session_environment_says(sessions: Callable[..., Any],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """EXTRADITE_SPIN_US is read when `_polling` is imported: in the template, long before the
+    session; a forked child reads the session's value again, as a spawned child would."""
+    for micros, cap in (("0", 0), ("50", 50_000)):
+        monkeypatch.setenv("EXTRADITE_SPIN_US", micros)
+        later = sessions()
+        assert forked(later)
+        assert later().polling_cap_ns() == cap
+        later.close()
+
+
 def test_limits_apply_to_a_forked_child(sessions: Callable[..., Any]) -> None:
     cls = sessions(limits=Limits(open_files=100))
     assert forked(cls)

@@ -15,7 +15,8 @@ Polling is on by default with a cap of SPIN_DEFAULT_US: a peer that answers a sm
 call within the window saves the reader a sleep and a wake-up from another CPU,
 which cost more than the rest of the call; on one shared CPU the yield hands the CPU
 to the peer, and beside CPU-bound processes the load check turns polling off.
-`EXTRADITE_SPIN_US=N` (read when this module is imported, inherited by the child)
+`EXTRADITE_SPIN_US=N` (read when this module is imported, inherited by the child;
+a forked child reads its session's value)
 sets the cap to N microseconds; 0 turns polling off. Without a shared page
 (no memfd) nothing is polled.
 """
@@ -33,6 +34,14 @@ LOAD_EVERY_NS = 50_000_000
 # Bound once: the waiting loop calls them every round.
 yield_cpu = getattr(os, "sched_yield", lambda: None)
 now = time.perf_counter_ns
+
+
+def spin_cap_from_environment() -> int:
+    """Read EXTRADITE_SPIN_US again into SPIN_MAX_NS (a child forked by the fork server's
+    template takes its session's environment after this module was imported); returns it."""
+    global SPIN_MAX_NS
+    SPIN_MAX_NS = _spin_cap_ns()
+    return SPIN_MAX_NS
 
 
 def _spin_cap_ns() -> int:

@@ -246,6 +246,9 @@ def _become_child(request: tuple[Any, ...], fds: list[int], warden_middle: int) 
     os.close(stderr)
     os.chdir(cwd)
     _take_environment(environ)
+    from ._polling import spin_cap_from_environment
+
+    spin_cap_from_environment()  # read at import, in the template: the session's value counts
     sys.path[:] = path
     sys.path_importer_cache.clear()  # directory listings cached by the template: the target finds files of now
     sys.modules.pop(__name__, None)  # a spawned child never imports this module

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import _thread
 import os
-import struct
+import _struct as struct  # `struct` imports this and nothing more: one module less per child
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
     import _socket
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 from ._bodyfile import BodyWriter, Frame
 from ._errors import ExtraditeProtocolError
-from ._polling import SPIN_MAX_NS, SPIN_MIN_NS, machine_quiet, now, yield_cpu
+from . import _polling
+from ._polling import SPIN_MIN_NS, machine_quiet, now, yield_cpu
 from ._ring import (
     CTRL, DIR_OWNER, LENT, RING, RING_MAX, RING_POSSIBLE, TAIL, SharedRing, check_later, corrupt,
 )
@@ -91,8 +92,8 @@ class Channel(SharedRing):
         self._start = 0
         self._end = 0
         self._fds: list[int] = []
-        self.spin_cap_ns = SPIN_MAX_NS  # polling window bound for this channel (0: never poll)
-        self._spin_ns = SPIN_MAX_NS // 4  # current polling window (see _polling)
+        self.spin_cap_ns = _polling.SPIN_MAX_NS  # polling window bound for this channel (0: never poll)
+        self._spin_ns = self.spin_cap_ns // 4  # current polling window (see _polling)
         self.closed = False
         self.max_frame = MAX_FRAME  # a longer announced body is refused before anything is allocated
         self._sent = 0       # frames sent: the next frame's seq

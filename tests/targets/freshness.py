@@ -54,3 +54,7 @@ class Probe:
         import resource
 
         return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def polling_cap_ns(self) -> int:
+        """The bound of this child's polling window (read from EXTRADITE_SPIN_US, see `_polling`)."""
+        return int(sys.modules["extradite._polling"].SPIN_MAX_NS)
