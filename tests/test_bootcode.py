@@ -19,18 +19,38 @@ def test_a_child_imports_only_the_shipped_runtime_modules(Matrix: Any) -> None:
     assert loaded <= set(CHILD_MODULES), f"ship these too (see _bootcode): {sorted(loaded - set(CHILD_MODULES))}"
 
 
-def test_a_child_leaves_heavy_stdlib_modules_unimported() -> None:
+@pytest.mark.parametrize("fork_server", ["0", "1"])
+def test_a_child_leaves_heavy_stdlib_modules_unimported(fork_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each module costs a child ~0.1-0.7 ms of start-up here; these are not needed to serve."""
     from extradite import extradite
 
+    monkeypatch.setenv("EXTRADITE_FORK_SERVER", fork_server)
     Bare = extradite("targets.bare:Bare")
     try:
         loaded = set(Bare().modules())
     finally:
         Bare.close()
     heavy = {"threading", "weakref", "importlib", "warnings", "typing", "collections.abc", "re",
-             "multiprocessing", "subprocess", "asyncio", "inspect", "traceback", "tempfile"}
+             "multiprocessing", "subprocess", "asyncio", "inspect", "traceback", "tempfile",
+             "functools", "collections", "keyword", "operator", "reprlib", "struct"}
     assert not loaded & heavy, f"the child imported {sorted(loaded & heavy)}"
+
+
+@pytest.mark.parametrize("fork_server", ["0", "1"])
+def test_the_target_finds_a_plain_interpreter_after_the_lean_start(fork_server: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime loads `_pickle` without `functools` and takes `deque` and `Struct` from the C
+    modules: the target still imports the real, complete `functools` and `collections`."""
+    from extradite import extradite
+
+    monkeypatch.setenv("EXTRADITE_FORK_SERVER", fork_server)
+    Bare = extradite("targets.bare:Bare")
+    try:
+        bare = Bare()
+        assert bare.partial() == 10
+        assert bare.collector() == [("b", 2), ("a", 1)]
+    finally:
+        Bare.close()
 
 
 # Parent-side modules: routing replies to waiting callers, deferred requests, proxies,

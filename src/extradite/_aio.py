@@ -273,7 +273,8 @@ def aio_call(session: Session, op: int, target: Any, *, name: str | None = None,
     if timeout is None:
         seconds = session.call_timeout
     else:
-        from ._deadline import TIMEOUT_KEYWORD, check_seconds
+        from ._deadline import TIMEOUT_KEYWORD
+        from ._options import check_seconds
 
         seconds = check_seconds(timeout, TIMEOUT_KEYWORD)
     return _call(session, op, target, name, args, kwargs, policy, extra, method_policy, seconds)

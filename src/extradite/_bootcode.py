@@ -68,8 +68,11 @@ def _pyc_is_valid(source: str) -> bool:
     # the import system's own functions: `importlib.util` would cost a first session its import
     external: Any = sys.modules["_frozen_importlib_external"]
     try:
-        with open(external.cache_from_source(source), "rb") as pyc:
-            head = pyc.read(16)
+        fd = os.open(external.cache_from_source(source), os.O_RDONLY | os.O_CLOEXEC)
+        try:  # one read, no file object: a first session checks every child module
+            head = os.read(fd, 16)
+        finally:
+            os.close(fd)
         stat = os.stat(source)
     except (OSError, ValueError, NotImplementedError):
         return False

@@ -50,6 +50,9 @@ def serve(fd: int, *, warden_middle: int = 0, log_fd: int = -1, log_level: int =
           confine: tuple[Any, ...] | None = None) -> None:
     """After `prepare`: serve the channel on `fd` until it ends (arguments: see `main`)."""
     import _socket
+    import gc
+
+    import_pickle()
 
     if log_fd >= 0:  # before the target is imported: it may log while it loads
         from ._logforward import install
@@ -74,11 +77,35 @@ def serve(fd: int, *, warden_middle: int = 0, log_fd: int = -1, log_level: int =
     from ._deadline import install_child_handler
 
     install_child_handler(session)
+    # The runtime lives as long as this process: no collection walks it again.
+    gc.freeze()
+    gc.enable()
     failure = session.serve_forever()
     if failure is not None and not _parent_left(failure):  # the parent quotes our stderr when we die
         sys.stderr.write(f"extradite child {os.getpid()}: {failure}\n")
     session.close()
     sys.stdout.flush()
+
+
+def import_pickle() -> None:
+    """Import `_pickle` without `functools` and the modules that one imports (`collections`,
+    `keyword`, `operator`, `reprlib`, ...): `_pickle` takes only `functools.partial` from it,
+    which is `_functools.partial`. A stand-in module serves that one name while `_pickle`
+    loads and is gone at once, so the target imports the real `functools` as in a plain
+    interpreter. Nothing to do where either is loaded already."""
+    modules = sys.modules
+    if "_pickle" in modules or "functools" in modules:
+        return
+    import _functools  # type: ignore[import-not-found]
+
+    stand_in = type(sys)("functools")
+    stand_in.partial = _functools.partial  # type: ignore[attr-defined]
+    modules["functools"] = stand_in
+    try:
+        import _pickle  # noqa: F401
+    finally:
+        if modules.get("functools") is stand_in:
+            del modules["functools"]
 
 
 def _parent_left(failure: BaseException) -> bool:

@@ -42,16 +42,6 @@ DEFAULT_GRACE = 1.0
 _SIGINT = 2
 
 
-def check_seconds(value: object, what: str, *, zero: bool = False) -> float | None:
-    """`value` as seconds (None stays None); anything else raises naming `what`."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not zero):
-        bound = ">= 0" if zero else "> 0"
-        raise ValueError(f"{what} must be a number of seconds {bound}, or None, not {value!r}")
-    return float(value)
-
-
 class Guard:
     """Stops a request of one session's child: interrupt it now, kill the child after the grace
     period unless it answers.
@@ -305,6 +295,8 @@ def call_with_timeout(session: Any, seconds: object, function: Callable[..., Any
                       **kwargs: Any) -> Any:
     """`function(*args, **kwargs)` (a call through `session`) bounded by the `__extradite_timeout__` it was
     given, which replaces the session's `call_timeout` for that call."""
+    from ._options import check_seconds
+
     limit = check_seconds(seconds, TIMEOUT_KEYWORD)
     if session.broken is not None and getattr(session, "revive", None) is not None:
         session = session.live()  # a restart first: the deadline is the new child's

@@ -13,10 +13,12 @@ round trip each.
 from __future__ import annotations
 
 import _thread
-from collections import deque
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
+    from collections import deque
     from typing import Any
+else:  # the same class without `collections` and what it imports (a child's start-up)
+    from _collections import deque
 
 from ._errors import ExtraditeProtocolError
 

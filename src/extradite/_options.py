@@ -122,8 +122,6 @@ class SessionOptions:
             from ._envs import normalise_requirements
 
             wanted = normalise_requirements(requirements)
-        from ._deadline import check_seconds
-
         timeout = check_seconds(call_timeout, "call_timeout")
         grace = check_seconds(timeout_grace, "timeout_grace", zero=True)
         if grace is None:
@@ -213,3 +211,13 @@ def _check_frame_cap(value: object) -> int | None:
 
 def _listed(requirements: tuple[str, ...] | None) -> str:
     return "None" if requirements is None else repr(list(requirements))
+
+
+def check_seconds(value: object, what: str, *, zero: bool = False) -> float | None:
+    """`value` as seconds (None stays None); anything else raises naming `what`."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (value == 0 and not zero):
+        bound = ">= 0" if zero else "> 0"
+        raise ValueError(f"{what} must be a number of seconds {bound}, or None, not {value!r}")
+    return float(value)

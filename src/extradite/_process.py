@@ -48,10 +48,14 @@ TICK_SECONDS = 0.2  # the watch thread's tick (see `ChildProcess.on_tick`)
 _SIGKILL = 9
 
 
-def _fork_server_enabled() -> bool:
-    from ._forkserver import enabled
+TEMPLATE_DELAY = 0.05  # seconds after a spawned child answered before the template starts (see `start_template`)
 
-    return enabled()
+
+def _fork_server() -> Any:
+    """The fork server's module once a template was started (before that nothing can fork a
+    child, and a first session does not import it ahead of its child's start); else None."""
+    server = sys.modules.get("extradite._forkserver")
+    return server if server is not None and server.enabled() else None
 
 
 def daemon_threads_allowed() -> bool:
@@ -169,12 +173,11 @@ class ChildProcess:
         spec = None if confinement is None else confinement.spec
         # a _spawn.SpawnedProcess (or subprocess.Popen), or a _forkserver.ForkedChild: the same few members
         self.popen: Any = None
-        forking = same_interpreter(python) and _fork_server_enabled()
-        if forking:  # a template of this interpreter forks it (see _forkserver)
-            from ._forkserver import fork_child
-
+        same = same_interpreter(python)
+        server = _fork_server() if same else None
+        if server is not None:  # a template of this interpreter forks it (see _forkserver)
             try:
-                self.popen = fork_child(child_fd, log_write, log_level or 0, spec)
+                self.popen = server.fork_child(child_fd, log_write, log_level or 0, spec)
             except BaseException:
                 for fd in (log_read, log_write):
                     if fd >= 0:
@@ -183,7 +186,7 @@ class ChildProcess:
         self.forked = self.popen is not None
         # Spawned where a template could have forked it: the session's owner starts one once
         # this child is up (`start_template`), so the two never compete for the CPUs.
-        self.template_due = forking and not self.forked
+        self.template_due = same and not self.forked
         if self.popen is None:
             if _ships_code(python):  # the same bytecode: ship it (see _bootcode)
                 from ._bootcode import code_fd as make_code_fd
@@ -246,9 +249,7 @@ class ChildProcess:
             self.template_due = False
             import _thread
 
-            from ._forkserver import start
-
-            _thread.start_new_thread(start, ())
+            _thread.start_new_thread(_start_template_later, ())
 
     @property
     def tail(self) -> deque[str]:
@@ -503,3 +504,14 @@ def socketpair() -> tuple[Any, Any]:
     import _socket
 
     return _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+
+
+def _start_template_later() -> None:
+    """Start the fork server's template a moment after a spawned child answered: the first
+    calls of that session go first (a template's start takes a CPU for milliseconds)."""
+    import time
+
+    time.sleep(TEMPLATE_DELAY)
+    from ._forkserver import start_if_enabled
+
+    start_if_enabled()

@@ -8,10 +8,12 @@ on the session's `Condition` until theirs arrives.
 from __future__ import annotations
 
 import _thread
-from collections import deque
 TYPE_CHECKING = False  # see CONTRIBUTING.md
 if TYPE_CHECKING:
+    from collections import deque
     from typing import Any
+else:  # the same class without `collections` and what it imports (a child's start-up)
+    from _collections import deque
 
 from ._wire import ERROR, RELEASE, REPLY, REQUEST
 

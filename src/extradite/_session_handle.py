@@ -81,9 +81,7 @@ class SessionHandle:
             self._log_level = parent_threshold()
         self.label = label
         self.restarts = 0
-        from ._status import CallClock
-
-        self.clock = CallClock()
+        self.clock: Any = None  # `_status.CallClock`, made once the first child is starting
         self.options = options
         config, protect = options.config, options.protect
         self.config = config
@@ -131,10 +129,13 @@ class SessionHandle:
         try:
             from ._proxy import ProxyFactory
             from ._session import Session
+            from ._status import CallClock
         except BaseException:
             parent_end.close()
             process.kill()
             raise
+        if self.clock is None:  # a restarted child keeps counting on the same clock
+            self.clock = CallClock()
         session = Session(parent_end, is_child=False, factory=ProxyFactory, name=self.label)
         session.codec.config = self.config
         if options.max_frame_bytes is not None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import sys
-from ._child import prepare
+from ._child import import_pickle, prepare
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ def serve(control: int, *, parent: int) -> None:
 
     Returns only in a forked child, which has become a session's child by then.
     """
+    import_pickle()  # as a spawned child does: its children have no `functools` either
     for name in RUNTIME:
         __import__(name)
     runtime = set(sys.modules)

@@ -33,7 +33,7 @@ Release bodies: (releases,)
 
 from __future__ import annotations
 
-import struct
+import _struct as struct  # `struct` imports this and nothing more: one module less per child
 
 VERSION = 9  # changes whenever a frame or a body changes meaning (CHANGELOG.md, "Wire format")
 
