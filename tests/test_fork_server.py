@@ -137,6 +137,17 @@ def test_a_forked_child_polls_as_the_session_environment_says(sessions: Callable
         later.close()
 
 
+@pytest.mark.parametrize("forking", ["0", "1"])  # (not `fork_server`: the conftest's fixture)
+def test_the_target_sees_no_child_of_the_runtime(sessions: Callable[..., Any], forking: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warden's middle process is reaped before the first request: a target's `os.wait()`
+    finds no child, in a spawned and in a forked child alike."""
+    monkeypatch.setenv(_forkserver.ENV_VAR, forking)
+    cls = sessions()
+    assert forked(cls) == (forking == "1")
+    assert not cls().has_children()
+
+
 def test_limits_apply_to_a_forked_child(sessions: Callable[..., Any]) -> None:
     cls = sessions(limits=Limits(open_files=100))
     assert forked(cls)

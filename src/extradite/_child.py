@@ -25,14 +25,19 @@ def main(fd: int, *, parent: int = 0, log_fd: int = -1, log_level: int = 0,
     level up to that descriptor (-1: do not, see `_logforward`); `confine`: a
     `_sandbox.Confinement.spec` applied last before serving.
     """
-    serve(fd, warden_middle=prepare(parent), log_fd=log_fd, log_level=log_level, confine=confine)
+    import gc
+
+    gc.disable()  # start-up allocates much and frees little: no collection until serving (`serve`)
+    prepare(0)
+    serve(fd, parent=parent, log_fd=log_fd, log_level=log_level, confine=confine)
 
 
 def prepare(parent: int) -> int:
-    """What a child does before it knows its channel: its warden, its signals (also a fork
-    server's spare child, ahead of its session). Returns the warden's middle process (0: none)."""
+    """What a child does before it knows its channel: its signals, and its warden where
+    `parent` is given (a fork server's child, whose runtime is loaded already; a spawned
+    child forks it in `serve`). Returns the warden's middle process (0: none)."""
     warden_middle = 0
-    if parent:  # first, while this process has one thread
+    if parent:  # while this process has one thread
         from ._warden import start_warden
 
         warden_middle = start_warden(parent)
@@ -46,9 +51,13 @@ def prepare(parent: int) -> int:
     return warden_middle
 
 
-def serve(fd: int, *, warden_middle: int = 0, log_fd: int = -1, log_level: int = 0,
+def serve(fd: int, *, warden_middle: int = 0, parent: int = 0, log_fd: int = -1, log_level: int = 0,
           confine: tuple[Any, ...] | None = None) -> None:
-    """After `prepare`: serve the channel on `fd` until it ends (arguments: see `main`)."""
+    """After `prepare`: serve the channel on `fd` until it ends (arguments: see `main`).
+
+    `warden_middle`: the middle process of a warden `prepare` forked; `parent`: fork the
+    warden here instead, once the runtime is loaded and before the target is (see `_warden`).
+    """
     import _socket
     import gc
 
@@ -64,12 +73,14 @@ def serve(fd: int, *, warden_middle: int = 0, log_fd: int = -1, log_level: int =
     from ._session import Session
 
     session = Session(sock, is_child=True, factory=_ParentTypesOnFirstUse, name=f"child {os.getpid()}")
+    if parent:  # still one thread; before the hook below, which is not the warden's to run
+        from ._warden import start_warden
+
+        warden_middle = start_warden(parent)
 
     # A process forked by the target (os.fork, multiprocessing's fork start method) must
     # not keep the channel open, or the parent would not see EOF when this child dies.
     os.register_at_fork(after_in_child=session.channel.forget_in_fork)
-    if warden_middle:  # it has forked the warden and exited by now (see `start_warden`)
-        os.waitpid(warden_middle, 0)
     if confine is not None:  # last before serving: the target loads with the first request
         from ._sandbox import confine as apply_confinement
 
@@ -77,6 +88,8 @@ def serve(fd: int, *, warden_middle: int = 0, log_fd: int = -1, log_level: int =
     from ._deadline import install_child_handler
 
     install_child_handler(session)
+    if warden_middle:  # it has forked the warden and exits (see `start_warden`): reaped before any target code
+        os.waitpid(warden_middle, 0)
     # The runtime lives as long as this process: no collection walks it again.
     gc.freeze()
     gc.enable()

@@ -2,8 +2,8 @@
 the parent or the child ends, whatever the child is doing.
 
     parent --Popen(process_group=0)--> child: leader of its own process group
-                                         |-- warden: forked at start-up, before the target
-                                         |   loads; waits on pidfds of the parent and the child
+                                         |-- warden: forked once the runtime is loaded, before
+                                         |   the target; waits on pidfds of the parent and the child
                                          `-- whatever the target starts (same group)
 
 Why a separate process, not PR_SET_PDEATHSIG or a thread in the child:
@@ -13,7 +13,7 @@ Why a separate process, not PR_SET_PDEATHSIG or a thread in the child:
 - A watcher thread in the child needs the GIL to act: a target spinning in C with the
   GIL held would keep it from ever running, and the child would outlive its parent.
 
-The warden is a single-threaded copy of the child made before anything else runs in it.
+The warden is a single-threaded copy of the child made before any target code runs in it.
 It holds no descriptor of the child but two pidfds (it is double-forked, so it is not
 the child's child: the target's `os.wait()` never sees it), sleeps in poll() and, when
 either process ends, sends SIGKILL to the whole group, itself included. The parent
@@ -32,9 +32,11 @@ POLL_SECONDS = 0.1
 def start_warden(parent_pid: int) -> int:
     """Fork the warden of this child, whose parent is `parent_pid` (it is already gone: exit now).
 
-    Called first thing in the child, while it has one thread (forking is safe). Returns the
-    pid of the short-lived middle process (0: none), which the caller reaps with `os.waitpid`
-    once its own start-up is done: the second fork then costs the child's start-up nothing.
+    Called in the child while it has one thread (forking is safe), once the runtime is
+    loaded and before the target is: forked earlier, the warden would share every page the
+    child writes while it loads the runtime, and each such write would copy a page. Returns
+    the pid of the short-lived middle process (0: none), which the caller reaps with
+    `os.waitpid` just before serving, so that the target's `os.wait()` never sees it.
     """
     if os.getppid() != parent_pid and not _alive(parent_pid):  # it died before this child got here
         os._exit(1)

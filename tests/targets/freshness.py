@@ -58,3 +58,12 @@ class Probe:
     def polling_cap_ns(self) -> int:
         """The bound of this child's polling window (read from EXTRADITE_SPIN_US, see `_polling`)."""
         return int(sys.modules["extradite._polling"].SPIN_MAX_NS)
+
+    def has_children(self) -> bool:
+        """Whether this process has a child the target's `os.wait()` could see (the runtime's
+        warden is double-forked: it must not count)."""
+        try:
+            os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        return True
