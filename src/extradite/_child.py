@@ -73,11 +73,13 @@ def serve(fd: int, *, warden_middle: int = 0, parent: int = 0, log_fd: int = -1,
     from ._session import Session
 
     session = Session(sock, is_child=True, factory=_ParentTypesOnFirstUse, name=f"child {os.getpid()}")
-    if parent:  # still one thread; before the hook below, which is not the warden's to run
+    from ._deadline import install_child_handler
+
+    if parent:  # still one thread, SIGINT still ignored; before the hook below, not the warden's to run
         from ._warden import start_warden
 
         warden_middle = start_warden(parent)
-
+    install_child_handler(session)
     # A process forked by the target (os.fork, multiprocessing's fork start method) must
     # not keep the channel open, or the parent would not see EOF when this child dies.
     os.register_at_fork(after_in_child=session.channel.forget_in_fork)
@@ -85,9 +87,6 @@ def serve(fd: int, *, warden_middle: int = 0, parent: int = 0, log_fd: int = -1,
         from ._sandbox import confine as apply_confinement
 
         apply_confinement(confine)
-    from ._deadline import install_child_handler
-
-    install_child_handler(session)
     if warden_middle:  # it has forked the warden and exits (see `start_warden`): reaped before any target code
         os.waitpid(warden_middle, 0)
     # The runtime lives as long as this process: no collection walks it again.
