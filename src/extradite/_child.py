@@ -60,6 +60,7 @@ def serve(fd: int, *, warden_middle: int = 0, parent: int = 0, log_fd: int = -1,
     """
     import _socket
     import gc
+    import mmap  # noqa: F401  (the shared page's, at the first frame: loaded before the warden shares our pages)
 
     import_pickle()
 

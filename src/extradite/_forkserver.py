@@ -1,7 +1,8 @@
 """The fork server: later sessions fork their child from a template instead of starting Python.
 
-    first session:   spawns its child as always (`_process`); once that child has answered,
-                     starts the template (so the two never compete for the CPUs)
+    first session:   spawns its child as always (`_process`); a moment after that child has
+                     answered (`_process.TEMPLATE_DELAY`), starts the template (so the two
+                     never compete for the CPUs, nor the template with the first calls)
     later sessions:  a spare offered? -- ("fork", context) + descriptors --> straight to it
                      (its pid came with the offer: nothing to wait for)
                      else template ready? -- the same request --> the child's pid
