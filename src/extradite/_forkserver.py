@@ -89,12 +89,6 @@ def start() -> None:
 _registered: list[bool] = []
 
 
-def start_if_enabled() -> None:
-    """`start()` where sessions of this interpreter may fork (see `enabled`)."""
-    if enabled():
-        start()
-
-
 def shutdown() -> None:
     """Stop the template (at exit; tests). Children it forked keep running until their sessions end."""
     with _lock:

@@ -51,6 +51,12 @@ _SIGKILL = 9
 TEMPLATE_DELAY = 0.05  # seconds after a spawned child answered before the template starts (see `start_template`)
 
 
+def _fork_server_enabled() -> bool:
+    from ._forkserver import enabled
+
+    return enabled()
+
+
 def _fork_server() -> Any:
     """The fork server's module once a template was started (before that nothing can fork a
     child, and a first session does not import it ahead of its child's start); else None."""
@@ -184,9 +190,6 @@ class ChildProcess:
                         os.close(fd)
                 raise
         self.forked = self.popen is not None
-        # Spawned where a template could have forked it: the session's owner starts one once
-        # this child is up (`start_template`), so the two never compete for the CPUs.
-        self.template_due = same and not self.forked
         if self.popen is None:
             if _ships_code(python):  # the same bytecode: ship it (see _bootcode)
                 from ._bootcode import code_fd as make_code_fd
@@ -212,6 +215,10 @@ class ChildProcess:
                         os.close(fd)
         elif log_write >= 0:
             os.close(log_write)
+        # Spawned where a template could have forked it: the session's owner starts one once
+        # this child is up (`start_template`), so the two never compete for the CPUs. (Asked
+        # only now: the fork server's module loads while the child starts.)
+        self.template_due = same and not self.forked and _fork_server_enabled()
         self.pid = self.popen.pid
         from ._output import StderrForwarder
 
@@ -512,6 +519,6 @@ def _start_template_later() -> None:
     import time
 
     time.sleep(TEMPLATE_DELAY)
-    from ._forkserver import start_if_enabled
+    from ._forkserver import start
 
-    start_if_enabled()
+    start()
