@@ -350,3 +350,62 @@ def test_a_dead_offered_spare_is_bypassed_and_reaped(sessions: Callable[..., Any
     assert forked(cls)  # the template forked it on request instead
     assert session_of(cls).process.pid != spare
     assert cls().bump() == 1
+
+
+def two_cpus() -> set[int]:
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        pytest.skip("needs two CPUs allowed")
+    return allowed
+
+
+def test_steering_a_spare_keeps_it_off_this_cpu_only() -> None:
+    allowed = two_cpus()
+    spare = offered_spare()
+    here = min(allowed)
+    os.sched_setaffinity(0, {here})  # this thread stays on one CPU while it steers
+    try:
+        assert _forkserver.current_cpu() == here
+        assert _forkserver.steer_away(spare, allowed)
+        assert os.sched_getaffinity(spare) == allowed - {here}
+        # one CPU allowed, or this CPU not among them: nothing to steer away from
+        assert not _forkserver.steer_away(spare, {here})
+        assert not _forkserver.steer_away(spare, allowed - {here})
+        assert os.sched_getaffinity(spare) == allowed - {here}
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert not _forkserver.steer_away(2 ** 22 + 1, allowed)  # no such process: a harmless failure
+
+
+def test_a_later_session_steers_the_spare_it_wakes(sessions: Callable[..., Any],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed = two_cpus()
+    steered: list[tuple[int, set[int]]] = []
+    real = _forkserver.steer_away
+
+    def recording(pid: int, cpus: set[int]) -> bool:
+        done = real(pid, cpus)
+        steered.append((pid, os.sched_getaffinity(pid)))
+        return done
+
+    monkeypatch.setattr(_forkserver, "steer_away", recording)
+    spare = offered_spare()
+    cls = sessions()
+    assert session_of(cls).process.pid == spare
+    [(pid, cpus)] = steered
+    assert pid == spare
+    assert len(cpus) == len(allowed) - 1 and cpus < allowed  # off the CPU the session started on
+
+
+def test_a_spare_woken_on_another_cpu_serves_with_the_cpus_of_a_spawned_child(
+        sessions: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed = two_cpus()
+    spare = offered_spare()
+    os.sched_setaffinity(spare, {max(allowed)})  # as steered, or woken while on one CPU only
+    cls = sessions()
+    assert session_of(cls).process.pid == spare
+    from_spare = cls().cpus()
+    monkeypatch.setenv(_forkserver.ENV_VAR, "0")
+    spawned = sessions()
+    assert not forked(spawned)
+    assert from_spare == spawned().cpus() == sorted(allowed)

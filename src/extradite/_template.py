@@ -15,6 +15,12 @@ process to wake up and answer. The spare tells the template "taken" (the templat
 forks the next one, and reaps this one only when asked, as any child); a spare whose
 socket ends without it died unused and is reaped at once.
 
+While it waits, the spare does ahead what needs no session: its warden and signals, and
+its pages. The parent steers
+it off the CPU the parent runs on just before it sends the session (`_forkserver.steer_away`),
+so it wakes beside the parent, which goes on with its own side, instead of queued behind
+it; woken, it takes the template's CPUs again, which are a spawned child's.
+
 A forked child starts where a spawned one would be after its imports: it leads a
 process group of its own, takes the descriptors the parent sent (channel, stderr
 pipe, stdout, log pipe), the parent's current directory, environment and sys.path,
@@ -60,6 +66,7 @@ def serve(control: int, *, parent: int) -> None:
 
     for name in set(sys.modules) - runtime:  # the template's own tools: not in a child's sys.modules
         del sys.modules[name]
+    cpus = os.sched_getaffinity(0)  # the parent's, as a spawned child's (see `_forkserver._startup_state`)
 
     # Everything loaded so far lives as long as the template: no collection in a child walks
     # it (each object it touched would be a page copied into that child).
@@ -85,7 +92,7 @@ def serve(control: int, *, parent: int) -> None:
                 sock.close()
                 spare_sock.close()
                 os.close(pidfd)
-                _spare(parent, theirs)
+                _spare(parent, theirs, cpus)
                 return
             theirs.close()
             spare = (pid, spare_sock)
@@ -188,8 +195,11 @@ def _rights(fds: list[int]) -> bytes:
     return b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
 
 
-def _spare(parent: int, sock: Any) -> None:
-    """A child forked ahead: prepare (warden, signals), then wait for its session and serve it."""
+def _spare(parent: int, sock: Any, cpus: set[int]) -> None:
+    """A child forked ahead: prepare (warden, signals), then wait for its session and serve it.
+
+    The parent may steer it off its own CPU while it sleeps (`_forkserver.steer_away`);
+    woken, it takes `cpus` again, the CPUs a spawned child has."""
     import _socket
     import marshal
 
@@ -213,6 +223,11 @@ def _spare(parent: int, sock: Any) -> None:
             continue
     if not data:  # the template and the parent ended without a session for it
         os._exit(0)
+    if len(cpus) > 1:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError:  # the CPUs allowed changed meanwhile (a cpuset): keep what is left
+            pass
     try:
         sock.send(b"taken")  # to the template: not dead, do not reap (the parent asks later)
     except OSError:
