@@ -74,11 +74,15 @@ def test_a_later_child_is_forked_and_fresh(sessions: Callable[..., Any]) -> None
     assert fresh.counter() == 0  # the previous child's mutation is not here
 
 
+@pytest.mark.parametrize("from_spare", [True, False])
 @pytest.mark.parametrize("forward_logging", [True, False])
 def test_a_forked_child_has_the_modules_of_a_spawned_one(sessions: Callable[..., Any], forward_logging: bool,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                        from_spare: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    spare = offered_spare() if from_spare else None  # a spare built its session ahead: nothing more shows
     from_template = sessions(forward_logging=forward_logging)
     assert forked(from_template)
+    if spare is not None:
+        assert session_of(from_template).process.pid == spare
     monkeypatch.setenv(_forkserver.ENV_VAR, "0")
     spawned = sessions(forward_logging=forward_logging)
     assert not forked(spawned)
@@ -350,6 +354,25 @@ def test_a_dead_offered_spare_is_bypassed_and_reaped(sessions: Callable[..., Any
     assert forked(cls)  # the template forked it on request instead
     assert session_of(cls).process.pid != spare
     assert cls().bump() == 1
+
+
+def test_a_spare_waits_with_its_session_built(sessions: Callable[..., Any]) -> None:
+    """All of the child's session but its socket is built while the spare waits: its SIGINT
+    handler, which needs the session, is installed already (before, SIGINT was ignored until then)."""
+    spare = offered_spare()
+    deadline = time.monotonic() + 5
+    while not signal_caught(spare, signal.SIGINT):
+        assert time.monotonic() < deadline, "the spare never installed its SIGINT handler"
+        time.sleep(0.01)
+    cls = sessions()
+    assert session_of(cls).process.pid == spare
+    assert cls().bump() == 1
+
+
+def signal_caught(pid: int, number: int) -> bool:
+    with open(f"/proc/{pid}/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return bool(int(fields["SigCgt"], 16) >> (number - 1) & 1)
 
 
 def two_cpus() -> set[int]:

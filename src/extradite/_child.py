@@ -15,6 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._session import Session
+
 
 def main(fd: int, *, parent: int = 0, log_fd: int = -1, log_level: int = 0,
          confine: tuple[Any, ...] | None = None) -> None:
@@ -47,8 +49,11 @@ def prepare(parent: int) -> int:
 
 
 def serve(fd: int, *, warden_middle: int = 0, log_fd: int = -1, log_level: int = 0,
-          confine: tuple[Any, ...] | None = None) -> None:
-    """After `prepare`: serve the channel on `fd` until it ends (arguments: see `main`)."""
+          confine: tuple[Any, ...] | None = None, session: Session | None = None) -> None:
+    """After `prepare`: serve the channel on `fd` until it ends (arguments: see `main`).
+
+    `session`: one `new_session` built ahead (a fork server's spare), given the socket here.
+    """
     import _socket
 
     if log_fd >= 0:  # before the target is imported: it may log while it loads
@@ -57,28 +62,36 @@ def serve(fd: int, *, warden_middle: int = 0, log_fd: int = -1, log_level: int =
         install(log_fd, log_level)
     sock = _socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
-
-    from ._session import Session
-
-    session = Session(sock, is_child=True, factory=_ParentTypesOnFirstUse, name=f"child {os.getpid()}")
-
-    # A process forked by the target (os.fork, multiprocessing's fork start method) must
-    # not keep the channel open, or the parent would not see EOF when this child dies.
-    os.register_at_fork(after_in_child=session.channel.forget_in_fork)
+    if session is None:
+        session = new_session()
+    session.channel.sock = sock
     if warden_middle:  # it has forked the warden and exited by now (see `start_warden`)
         os.waitpid(warden_middle, 0)
     if confine is not None:  # last before serving: the target loads with the first request
         from ._sandbox import confine as apply_confinement
 
         apply_confinement(confine)
-    from ._deadline import install_child_handler
-
-    install_child_handler(session)
     failure = session.serve_forever()
     if failure is not None and not _parent_left(failure):  # the parent quotes our stderr when we die
         sys.stderr.write(f"extradite child {os.getpid()}: {failure}\n")
     session.close()
     sys.stdout.flush()
+
+
+def new_session() -> Session:
+    """The child's `Session`, everything of it but its socket (`serve` attaches that): built
+    by a fork server's spare while it waits for a session it does not know yet.
+
+    Its SIGINT handler too (see `_deadline`): it needs the session, not the channel."""
+    from ._deadline import install_child_handler
+    from ._session import Session
+
+    session = Session(None, is_child=True, factory=_ParentTypesOnFirstUse, name=f"child {os.getpid()}")
+    # A process forked by the target (os.fork, multiprocessing's fork start method) must
+    # not keep the channel open, or the parent would not see EOF when this child dies.
+    os.register_at_fork(after_in_child=session.channel.forget_in_fork)
+    install_child_handler(session)
+    return session
 
 
 def _parent_left(failure: BaseException) -> bool:

@@ -15,8 +15,8 @@ process to wake up and answer. The spare tells the template "taken" (the templat
 forks the next one, and reaps this one only when asked, as any child); a spare whose
 socket ends without it died unused and is reaped at once.
 
-While it waits, the spare does ahead what needs no session: its warden and signals, and
-its pages. The parent steers
+While it waits, the spare does ahead what needs no session: its warden and signals, its
+pages, and its child's `Session` but the socket (`_child.new_session`). The parent steers
 it off the CPU the parent runs on just before it sends the session (`_forkserver.steer_away`),
 so it wakes beside the parent, which goes on with its own side, instead of queued behind
 it; woken, it takes the template's CPUs again, which are a spawned child's.
@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import os
 import sys
-from ._child import prepare
+from ._child import new_session, prepare
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from ._session import Session
 
 # What every spawned child imports before its first request (tests compare the two).
 RUNTIME = ("extradite._child", "extradite._session", "extradite._warden", "extradite._pickling", "extradite._logforward",
@@ -207,6 +209,7 @@ def _spare(parent: int, sock: Any, cpus: set[int]) -> None:
     middle = prepare(parent)
     if middle:
         os.waitpid(middle, 0)
+    session = new_session()  # all but its socket: the session's descriptors only come with it
     loaded = set(sys.modules)
     import select
 
@@ -233,7 +236,7 @@ def _spare(parent: int, sock: Any, cpus: set[int]) -> None:
     except OSError:
         pass
     sock.close()
-    _become_child(marshal.loads(data), _descriptors(ancillary), 0)
+    _become_child(marshal.loads(data), _descriptors(ancillary), 0, session)
 
 
 def _descriptors(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
@@ -247,8 +250,9 @@ def _descriptors(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
     return fds
 
 
-def _become_child(request: tuple[Any, ...], fds: list[int], warden_middle: int) -> None:
-    """In the forked process: take the session's descriptors and the parent's context, serve."""
+def _become_child(request: tuple[Any, ...], fds: list[int], warden_middle: int, session: Session | None = None) -> None:
+    """In the forked process: take the session's descriptors and the parent's context, serve
+    (`session`: the one a spare built ahead, see `_child.new_session`)."""
     _, parent, path, cwd, environ, log_level, confine = request
     channel, stderr, stdout = fds[:3]
     log_fd = fds[3] if len(fds) > 3 else -1
@@ -273,7 +277,7 @@ def _become_child(request: tuple[Any, ...], fds: list[int], warden_middle: int) 
             del package._logforward
     from ._child import serve
 
-    serve(channel, warden_middle=warden_middle, log_fd=log_fd, log_level=log_level, confine=confine)
+    serve(channel, warden_middle=warden_middle, log_fd=log_fd, log_level=log_level, confine=confine, session=session)
 
 
 def _take_environment(environ: dict[bytes, bytes]) -> None:
