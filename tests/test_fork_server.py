@@ -129,6 +129,18 @@ def test_a_forked_child_takes_the_parent_context_of_now(sessions: Callable[..., 
     assert context["fds"] == spawned().context("")["fds"]
 
 
+def test_a_forked_child_takes_the_environment_of_now_when_it_changed_back(sessions: Callable[..., Any],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment as the template started with it is told apart by a comparison with the
+    template's copy of it: a variable set, then removed again, is gone in the next child too."""
+    monkeypatch.setenv("XD_FORK_SERVER_PROBE", "set")
+    assert sessions()().context("XD_FORK_SERVER_PROBE")["env"] == "set"
+    monkeypatch.delenv("XD_FORK_SERVER_PROBE")
+    later = sessions()
+    assert forked(later)
+    assert later().context("XD_FORK_SERVER_PROBE")["env"] is None
+
+
 def test_limits_apply_to_a_forked_child(sessions: Callable[..., Any]) -> None:
     cls = sessions(limits=Limits(open_files=100))
     assert forked(cls)

@@ -51,6 +51,7 @@ RUNTIME = ("extradite._child", "extradite._session", "extradite._warden", "extra
 MAX_REQUEST = 256 << 10  # a request holds the environment; a larger one is refused (the parent spawns)
 _MADV_POPULATE_WRITE = 23
 SPARE_DELAY_MS = 10  # quiet this long after a fork: fork the next child ahead (off a session's start)
+_environ: dict[bytes, bytes] = {}  # the environment the template started with (it never changes it)
 
 
 def serve(control: int, *, parent: int) -> None:
@@ -69,6 +70,7 @@ def serve(control: int, *, parent: int) -> None:
     for name in set(sys.modules) - runtime:  # the template's own tools: not in a child's sys.modules
         del sys.modules[name]
     cpus = os.sched_getaffinity(0)  # the parent's, as a spawned child's (see `_forkserver._startup_state`)
+    _environ.update(os.environb)  # a child compares the parent's with this plain dict (`_take_environment`)
 
     # Everything loaded so far lives as long as the template: no collection in a child walks
     # it (each object it touched would be a page copied into that child).
@@ -282,9 +284,9 @@ def _become_child(request: tuple[Any, ...], fds: list[int], warden_middle: int, 
 
 def _take_environment(environ: dict[bytes, bytes]) -> None:
     """Make this process's environment the parent's (the template holds the one it started with)."""
-    current = os.environb
-    if current == environ:
+    if environ == _environ:  # the usual case, told by comparing two dicts (`os.environb` decodes each item)
         return
+    current = os.environb
     for key in [key for key in current if key not in environ]:
         del current[key]
     for key, value in environ.items():
