@@ -67,6 +67,9 @@ def serve(control: int, *, parent: int) -> None:
     import marshal
     import select
 
+    # compile() makes the interpreter's AST types on its first call, which costs more than most
+    # imports: a child compiles when a target has no bytecode cache. Once here, not per child.
+    compile("", "", "exec")
     for name in set(sys.modules) - runtime:  # the template's own tools: not in a child's sys.modules
         del sys.modules[name]
     cpus = os.sched_getaffinity(0)  # the parent's, as a spawned child's (see `_forkserver._startup_state`)
