@@ -74,11 +74,15 @@ def test_a_later_child_is_forked_and_fresh(sessions: Callable[..., Any]) -> None
     assert fresh.counter() == 0  # the previous child's mutation is not here
 
 
+@pytest.mark.parametrize("from_spare", [True, False])
 @pytest.mark.parametrize("forward_logging", [True, False])
 def test_a_forked_child_has_the_modules_of_a_spawned_one(sessions: Callable[..., Any], forward_logging: bool,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                                        from_spare: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    spare = offered_spare() if from_spare else None  # a spare built its session ahead: nothing more shows
     from_template = sessions(forward_logging=forward_logging)
     assert forked(from_template)
+    if spare is not None:
+        assert session_of(from_template).process.pid == spare
     monkeypatch.setenv(_forkserver.ENV_VAR, "0")
     spawned = sessions(forward_logging=forward_logging)
     assert not forked(spawned)
@@ -146,6 +150,18 @@ def test_the_target_sees_no_child_of_the_runtime(sessions: Callable[..., Any], f
     cls = sessions()
     assert forked(cls) == (forking == "1")
     assert not cls().has_children()
+
+
+def test_a_forked_child_takes_the_environment_of_now_when_it_changed_back(sessions: Callable[..., Any],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment as the template started with it is told apart by a comparison with the
+    template's copy of it: a variable set, then removed again, is gone in the next child too."""
+    monkeypatch.setenv("XD_FORK_SERVER_PROBE", "set")
+    assert sessions()().context("XD_FORK_SERVER_PROBE")["env"] == "set"
+    monkeypatch.delenv("XD_FORK_SERVER_PROBE")
+    later = sessions()
+    assert forked(later)
+    assert later().context("XD_FORK_SERVER_PROBE")["env"] is None
 
 
 def test_limits_apply_to_a_forked_child(sessions: Callable[..., Any]) -> None:
@@ -373,3 +389,81 @@ def test_a_dead_offered_spare_is_bypassed_and_reaped(sessions: Callable[..., Any
     assert forked(cls)  # the template forked it on request instead
     assert session_of(cls).process.pid != spare
     assert cls().bump() == 1
+
+
+def test_a_spare_waits_with_its_session_built(sessions: Callable[..., Any]) -> None:
+    """All of the child's session but its socket is built while the spare waits: its SIGINT
+    handler, which needs the session, is installed already (before, SIGINT was ignored until then)."""
+    spare = offered_spare()
+    deadline = time.monotonic() + 5
+    while not signal_caught(spare, signal.SIGINT):
+        assert time.monotonic() < deadline, "the spare never installed its SIGINT handler"
+        time.sleep(0.01)
+    cls = sessions()
+    assert session_of(cls).process.pid == spare
+    assert cls().bump() == 1
+
+
+def signal_caught(pid: int, number: int) -> bool:
+    with open(f"/proc/{pid}/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return bool(int(fields["SigCgt"], 16) >> (number - 1) & 1)
+
+
+def two_cpus() -> set[int]:
+    allowed = os.sched_getaffinity(0)
+    if len(allowed) < 2:
+        pytest.skip("needs two CPUs allowed")
+    return allowed
+
+
+def test_steering_a_spare_keeps_it_off_this_cpu_only() -> None:
+    allowed = two_cpus()
+    spare = offered_spare()
+    here = min(allowed)
+    os.sched_setaffinity(0, {here})  # this thread stays on one CPU while it steers
+    try:
+        assert _forkserver.current_cpu() == here
+        assert _forkserver.steer_away(spare, allowed)
+        assert os.sched_getaffinity(spare) == allowed - {here}
+        # one CPU allowed, or this CPU not among them: nothing to steer away from
+        assert not _forkserver.steer_away(spare, {here})
+        assert not _forkserver.steer_away(spare, allowed - {here})
+        assert os.sched_getaffinity(spare) == allowed - {here}
+    finally:
+        os.sched_setaffinity(0, allowed)
+    assert not _forkserver.steer_away(2 ** 22 + 1, allowed)  # no such process: a harmless failure
+
+
+def test_a_later_session_steers_the_spare_it_wakes(sessions: Callable[..., Any],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed = two_cpus()
+    steered: list[tuple[int, set[int]]] = []
+    real = _forkserver.steer_away
+
+    def recording(pid: int, cpus: set[int]) -> bool:
+        done = real(pid, cpus)
+        steered.append((pid, os.sched_getaffinity(pid)))
+        return done
+
+    monkeypatch.setattr(_forkserver, "steer_away", recording)
+    spare = offered_spare()
+    cls = sessions()
+    assert session_of(cls).process.pid == spare
+    [(pid, cpus)] = steered
+    assert pid == spare
+    assert len(cpus) == len(allowed) - 1 and cpus < allowed  # off the CPU the session started on
+
+
+def test_a_spare_woken_on_another_cpu_serves_with_the_cpus_of_a_spawned_child(
+        sessions: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    allowed = two_cpus()
+    spare = offered_spare()
+    os.sched_setaffinity(spare, {max(allowed)})  # as steered, or woken while on one CPU only
+    cls = sessions()
+    assert session_of(cls).process.pid == spare
+    from_spare = cls().cpus()
+    monkeypatch.setenv(_forkserver.ENV_VAR, "0")
+    spawned = sessions()
+    assert not forked(spawned)
+    assert from_spare == spawned().cpus() == sorted(allowed)

@@ -15,6 +15,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ._session import Session
+
 
 def main(fd: int, *, parent: int = 0, log_fd: int = -1, log_level: int = 0,
          confine: tuple[Any, ...] | None = None) -> None:
@@ -52,11 +54,12 @@ def prepare(parent: int) -> int:
 
 
 def serve(fd: int, *, warden_middle: int = 0, parent: int = 0, log_fd: int = -1, log_level: int = 0,
-          confine: tuple[Any, ...] | None = None) -> None:
+          confine: tuple[Any, ...] | None = None, session: Session | None = None) -> None:
     """After `prepare`: serve the channel on `fd` until it ends (arguments: see `main`).
 
     `warden_middle`: the middle process of a warden `prepare` forked; `parent`: fork the
-    warden here instead, once the runtime is loaded and before the target is (see `_warden`).
+    warden here instead, once the runtime is loaded and before the target is (see `_warden`);
+    `session`: one `new_session` built ahead (a fork server's spare), given the socket here.
     """
     import _socket
     import gc
@@ -70,20 +73,17 @@ def serve(fd: int, *, warden_middle: int = 0, parent: int = 0, log_fd: int = -1,
         install(log_fd, log_level)
     sock = _socket.socket(fileno=fd)
     os.set_inheritable(fd, False)
+    if session is None:
+        # loaded before the warden forks: it shares (and the child then copies) fewer pages
+        from ._deadline import install_child_handler  # noqa: F401
+        from ._session import Session  # noqa: F401
 
-    from ._session import Session
+        if parent:  # still one thread, SIGINT still ignored; the target not loaded yet
+            from ._warden import start_warden
 
-    session = Session(sock, is_child=True, factory=_ParentTypesOnFirstUse, name=f"child {os.getpid()}")
-    from ._deadline import install_child_handler
-
-    if parent:  # still one thread, SIGINT still ignored; before the hook below, not the warden's to run
-        from ._warden import start_warden
-
-        warden_middle = start_warden(parent)
-    install_child_handler(session)
-    # A process forked by the target (os.fork, multiprocessing's fork start method) must
-    # not keep the channel open, or the parent would not see EOF when this child dies.
-    os.register_at_fork(after_in_child=session.channel.forget_in_fork)
+            warden_middle = start_warden(parent)
+        session = new_session()
+    session.channel.sock = sock
     if confine is not None:  # last before serving: the target loads with the first request
         from ._sandbox import confine as apply_confinement
 
@@ -119,6 +119,22 @@ def import_pickle() -> None:
     finally:
         if modules.get("functools") is stand_in:
             del modules["functools"]
+
+
+def new_session() -> Session:
+    """The child's `Session`, everything of it but its socket (`serve` attaches that): built
+    by a fork server's spare while it waits for a session it does not know yet.
+
+    Its SIGINT handler too (see `_deadline`): it needs the session, not the channel."""
+    from ._deadline import install_child_handler
+    from ._session import Session
+
+    session = Session(None, is_child=True, factory=_ParentTypesOnFirstUse, name=f"child {os.getpid()}")
+    # A process forked by the target (os.fork, multiprocessing's fork start method) must
+    # not keep the channel open, or the parent would not see EOF when this child dies.
+    os.register_at_fork(after_in_child=session.channel.forget_in_fork)
+    install_child_handler(session)
+    return session
 
 
 def _parent_left(failure: BaseException) -> bool:

@@ -4,7 +4,8 @@
                      answered (`_process.TEMPLATE_DELAY`), starts the template (so the two
                      never compete for the CPUs, nor the template with the first calls)
     later sessions:  a spare offered? -- ("fork", context) + descriptors --> straight to it
-                     (its pid came with the offer: nothing to wait for)
+                     (its pid came with the offer: nothing to wait for; steered off this
+                     thread's CPU first, so it wakes beside this thread: `steer_away`)
                      else template ready? -- the same request --> the child's pid
                      (no interpreter start, no runtime import: about a millisecond)
                      not ready, gone or refusing -> spawn as always; a dead one is replaced
@@ -181,6 +182,37 @@ def _startup_state() -> tuple[Any, ...]:
                    if key.startswith("PYTHON") and key != "PYTHONPATH"), os.sched_getaffinity(0))
 
 
+def steer_away(pid: int, allowed: set[int]) -> bool:
+    """Keep process `pid` off the CPU this thread runs on now: its CPUs become `allowed` but
+    this one. Whether it was steered: not with one CPU allowed, nor when this thread runs on
+    none of them; a failure (the process is gone, not ours) changes nothing.
+
+    A spare asleep until its session is woken by this thread, which then goes on building its
+    side of the session: a wake-up placed on this CPU would wait for this thread to yield
+    instead of running beside it. The spare restores its CPUs once woken (`_template._spare`).
+    """
+    if len(allowed) < 2:
+        return False
+    try:
+        cpu = current_cpu()
+        if cpu not in allowed:
+            return False
+        os.sched_setaffinity(pid, allowed - {cpu})
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def current_cpu() -> int:
+    """The CPU this thread runs on (the 39th field of its /proc stat; no C call without ctypes)."""
+    fd = os.open("/proc/thread-self/stat", os.O_RDONLY)
+    try:
+        stat = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    return int(stat.rsplit(b")", 1)[1].split()[36])
+
+
 def _rights(fds: list[int]) -> bytes:
     return b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
 
@@ -286,6 +318,7 @@ class Template:
             if self.offer is None:
                 return None
             (pid, spare), self.offer = self.offer, None
+        steer_away(pid, self.startup[1])  # it wakes beside this thread, not queued behind it
         try:
             spare.sendmsg([marshal.dumps(message)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _rights(fds))])
         except OSError:  # it died: the template reaps it

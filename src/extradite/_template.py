@@ -15,6 +15,12 @@ process to wake up and answer. The spare tells the template "taken" (the templat
 forks the next one, and reaps this one only when asked, as any child); a spare whose
 socket ends without it died unused and is reaped at once.
 
+While it waits, the spare does ahead what needs no session: its warden and signals, its
+pages, and its child's `Session` but the socket (`_child.new_session`). The parent steers
+it off the CPU the parent runs on just before it sends the session (`_forkserver.steer_away`),
+so it wakes beside the parent, which goes on with its own side, instead of queued behind
+it; woken, it takes the template's CPUs again, which are a spawned child's.
+
 A forked child starts where a spawned one would be after its imports: it leads a
 process group of its own, takes the descriptors the parent sent (channel, stderr
 pipe, stdout, log pipe), the parent's current directory, environment and sys.path,
@@ -31,11 +37,13 @@ from __future__ import annotations
 
 import os
 import sys
-from ._child import import_pickle, prepare
+from ._child import import_pickle, new_session, prepare
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from ._session import Session
 
 # What every spawned child imports before its first request (tests compare the two).
 RUNTIME = ("extradite._child", "extradite._session", "extradite._warden", "extradite._pickling", "extradite._logforward",
@@ -43,6 +51,7 @@ RUNTIME = ("extradite._child", "extradite._session", "extradite._warden", "extra
 MAX_REQUEST = 256 << 10  # a request holds the environment; a larger one is refused (the parent spawns)
 _MADV_POPULATE_WRITE = 23
 SPARE_DELAY_MS = 10  # quiet this long after a fork: fork the next child ahead (off a session's start)
+_environ: dict[bytes, bytes] = {}  # the environment the template started with (it never changes it)
 
 
 def serve(control: int, *, parent: int) -> None:
@@ -59,8 +68,13 @@ def serve(control: int, *, parent: int) -> None:
     import marshal
     import select
 
+    # compile() makes the interpreter's AST types on its first call, which costs more than most
+    # imports: a child compiles when a target has no bytecode cache. Once here, not per child.
+    compile("", "", "exec")
     for name in set(sys.modules) - runtime:  # the template's own tools: not in a child's sys.modules
         del sys.modules[name]
+    cpus = os.sched_getaffinity(0)  # the parent's, as a spawned child's (see `_forkserver._startup_state`)
+    _environ.update(os.environb)  # a child compares the parent's with this plain dict (`_take_environment`)
 
     # Everything loaded so far lives as long as the template: no collection in a child walks
     # it (each object it touched would be a page copied into that child).
@@ -86,7 +100,7 @@ def serve(control: int, *, parent: int) -> None:
                 sock.close()
                 spare_sock.close()
                 os.close(pidfd)
-                _spare(parent, theirs)
+                _spare(parent, theirs, cpus)
                 return
             theirs.close()
             spare = (pid, spare_sock)
@@ -189,8 +203,11 @@ def _rights(fds: list[int]) -> bytes:
     return b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds)
 
 
-def _spare(parent: int, sock: Any) -> None:
-    """A child forked ahead: prepare (warden, signals), then wait for its session and serve it."""
+def _spare(parent: int, sock: Any, cpus: set[int]) -> None:
+    """A child forked ahead: prepare (warden, signals), then wait for its session and serve it.
+
+    The parent may steer it off its own CPU while it sleeps (`_forkserver.steer_away`);
+    woken, it takes `cpus` again, the CPUs a spawned child has."""
     import _socket
     import marshal
 
@@ -198,6 +215,7 @@ def _spare(parent: int, sock: Any) -> None:
     middle = prepare(parent)
     if middle:
         os.waitpid(middle, 0)
+    session = new_session()  # all but its socket: the session's descriptors only come with it
     loaded = set(sys.modules)
     import select
 
@@ -214,12 +232,17 @@ def _spare(parent: int, sock: Any) -> None:
             continue
     if not data:  # the template and the parent ended without a session for it
         os._exit(0)
+    if len(cpus) > 1:
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError:  # the CPUs allowed changed meanwhile (a cpuset): keep what is left
+            pass
     try:
         sock.send(b"taken")  # to the template: not dead, do not reap (the parent asks later)
     except OSError:
         pass
     sock.close()
-    _become_child(marshal.loads(data), _descriptors(ancillary), 0)
+    _become_child(marshal.loads(data), _descriptors(ancillary), 0, session)
 
 
 def _descriptors(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
@@ -233,8 +256,9 @@ def _descriptors(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
     return fds
 
 
-def _become_child(request: tuple[Any, ...], fds: list[int], warden_middle: int) -> None:
-    """In the forked process: take the session's descriptors and the parent's context, serve."""
+def _become_child(request: tuple[Any, ...], fds: list[int], warden_middle: int, session: Session | None = None) -> None:
+    """In the forked process: take the session's descriptors and the parent's context, serve
+    (`session`: the one a spare built ahead, see `_child.new_session`)."""
     _, parent, path, cwd, environ, log_level, confine = request
     channel, stderr, stdout = fds[:3]
     log_fd = fds[3] if len(fds) > 3 else -1
@@ -262,14 +286,14 @@ def _become_child(request: tuple[Any, ...], fds: list[int], warden_middle: int) 
             del package._logforward
     from ._child import serve
 
-    serve(channel, warden_middle=warden_middle, log_fd=log_fd, log_level=log_level, confine=confine)
+    serve(channel, warden_middle=warden_middle, log_fd=log_fd, log_level=log_level, confine=confine, session=session)
 
 
 def _take_environment(environ: dict[bytes, bytes]) -> None:
     """Make this process's environment the parent's (the template holds the one it started with)."""
-    current = os.environb
-    if current == environ:
+    if environ == _environ:  # the usual case, told by comparing two dicts (`os.environb` decodes each item)
         return
+    current = os.environb
     for key in [key for key in current if key not in environ]:
         del current[key]
     for key, value in environ.items():

@@ -47,6 +47,9 @@ class Probe:
         print(text, flush=True)
         print(text, file=sys.stderr, flush=True)
 
+    def cpus(self) -> list[int]:
+        return sorted(os.sched_getaffinity(0))
+
     def dont_write_bytecode(self) -> bool:
         return bool(sys.flags.dont_write_bytecode)
 
