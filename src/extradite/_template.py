@@ -50,7 +50,7 @@ RUNTIME = ("extradite._child", "extradite._session", "extradite._warden", "extra
            "extradite._deadline", "_pickle", "_socket", "faulthandler", "mmap")
 MAX_REQUEST = 256 << 10  # a request holds the environment; a larger one is refused (the parent spawns)
 _MADV_POPULATE_WRITE = 23
-SPARE_DELAY_MS = 10  # quiet this long after a fork: fork the next child ahead (off a session's start)
+SPARE_DELAY_MS = 3  # quiet this long after a fork: fork the next child ahead (after a session's start, before the next)
 _environ: dict[bytes, bytes] = {}  # the environment the template started with (it never changes it)
 
 
