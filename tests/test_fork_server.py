@@ -132,13 +132,21 @@ def test_a_forked_child_takes_the_parent_context_of_now(sessions: Callable[..., 
 def test_a_forked_child_polls_as_the_session_environment_says(sessions: Callable[..., Any],
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """EXTRADITE_SPIN_US is read when `_polling` is imported: in the template, long before the
-    session; a forked child reads the session's value again, as a spawned child would."""
+    session; a forked child's channel takes the session's value, as a spawned child's does,
+    whether the template forked it on request or it waited as the spare (its channel built
+    ahead)."""
     for micros, cap in (("0", 0), ("50", 50_000)):
         monkeypatch.setenv("EXTRADITE_SPIN_US", micros)
-        later = sessions()
-        assert forked(later)
-        assert later().polling_cap_ns() == cap
-        later.close()
+        for from_spare in (True, False):
+            spare = offered_spare()
+            if not from_spare:  # dead before the session: the template forks one on request
+                os.kill(spare, signal.SIGKILL)
+                wait_gone(spare)
+            later = sessions()
+            assert forked(later)
+            assert (session_of(later).process.pid == spare) == from_spare
+            assert later().polling_cap_ns() == cap
+            later.close()
 
 
 @pytest.mark.parametrize("forking", ["0", "1"])  # (not `fork_server`: the conftest's fixture)

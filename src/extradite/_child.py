@@ -83,7 +83,7 @@ def serve(fd: int, *, warden_middle: int = 0, parent: int = 0, log_fd: int = -1,
 
             warden_middle = start_warden(parent)
         session = new_session()
-    session.channel.sock = sock
+    session.channel.attach(sock)
     if confine is not None:  # last before serving: the target loads with the first request
         from ._sandbox import confine as apply_confinement
 

@@ -78,10 +78,12 @@ class Channel(SharedRing):
     `trusts_peer`: the peer is the parent (see `ArenaMaps.check_seals`).
     """
 
+    spin_cap_ns: int  # polling window bound for this channel (0: never poll), set by `attach`
+    _spin_ns: int  # current polling window (see _polling)
+
     def __init__(self, sock: _socket.socket, *, page_owner: bool = False, trusts_peer: bool = False) -> None:
         if not _ANCILLARY_SIZE:
             _socket_constants()
-        self.sock = sock
         self.send_lock = _thread.allocate_lock()
         self.pool = ArenaPool()
         self.maps = ArenaMaps(check_seals=not trusts_peer)
@@ -92,8 +94,7 @@ class Channel(SharedRing):
         self._start = 0
         self._end = 0
         self._fds: list[int] = []
-        self.spin_cap_ns = _polling.SPIN_MAX_NS  # polling window bound for this channel (0: never poll)
-        self._spin_ns = self.spin_cap_ns // 4  # current polling window (see _polling)
+        self.attach(sock)
         self.closed = False
         self.max_frame = MAX_FRAME  # a longer announced body is refused before anything is allocated
         self._sent = 0       # frames sent: the next frame's seq
@@ -473,6 +474,14 @@ class Channel(SharedRing):
             self.sock.close()
         except OSError:
             pass
+
+    def attach(self, sock: _socket.socket) -> None:
+        """Take the channel's socket, and the polling cap of now (0: never poll): a channel built
+        ahead of its session (a fork server's spare, `_child.new_session`) gets both only then,
+        once the session's environment (EXTRADITE_SPIN_US) is this process's."""
+        self.sock = sock
+        self.spin_cap_ns = _polling.SPIN_MAX_NS
+        self._spin_ns = self.spin_cap_ns // 4
 
     def close(self) -> None:
         if self.closed:

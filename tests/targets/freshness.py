@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 COUNTER = 0  # mutated by one child: a later child must see it pristine
 
@@ -59,8 +60,16 @@ class Probe:
         return resource.getrlimit(resource.RLIMIT_NOFILE)
 
     def polling_cap_ns(self) -> int:
-        """The bound of this child's polling window (read from EXTRADITE_SPIN_US, see `_polling`)."""
-        return int(sys.modules["extradite._polling"].SPIN_MAX_NS)
+        """The bound of this child's channel's polling window (EXTRADITE_SPIN_US, see `_polling`),
+        reached through the SIGINT handler the runtime installed for its session."""
+        import signal
+
+        handler: Any = signal.getsignal(signal.SIGINT)
+        for cell in handler.__closure__:
+            session = cell.cell_contents
+            if type(session).__name__ == "Session":
+                return int(session.channel.spin_cap_ns)
+        raise LookupError("no session behind the SIGINT handler")
 
     def has_children(self) -> bool:
         """Whether this process has a child the target's `os.wait()` could see (the runtime's
