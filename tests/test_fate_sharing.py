@@ -74,6 +74,40 @@ WORK = {
 }
 
 
+def children_of(pid: int) -> list[int]:
+    return [int(child) for task in os.listdir(f"/proc/{pid}/task")
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+
+
+def test_parent_killed_while_the_target_imports_takes_the_child(tmp_path: Path) -> None:
+    """The warden is up before any target code runs: a target whose import never ends still
+    dies with its parent."""
+    script = tmp_path / "parent.py"
+    script.write_text('from extradite import extradite\nextradite("targets.spins_on_import:Never")\n')
+    parent = subprocess.Popen([sys.executable, str(script)], env=python_env())
+    child_pid = 0
+    try:
+        deadline = time.monotonic() + 10
+        while not child_pid and time.monotonic() < deadline:
+            child_pid = next(iter(children_of(parent.pid)), 0)
+            time.sleep(0.02)
+        assert child_pid, "the parent started no child"
+        while len(group_members(child_pid)) < 2 and time.monotonic() < deadline:  # the child and its warden
+            time.sleep(0.02)
+        assert len(group_members(child_pid)) >= 2, group_members(child_pid)
+        time.sleep(0.2)  # the import is under way in the child
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        left = wait_group_gone(child_pid)
+        assert not left, f"processes outlived their killed parent: {left}"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if child_pid:
+            kill_all(group_members(child_pid))
+
+
 @pytest.mark.parametrize("grandchild", [None, "fork", "popen"])
 @pytest.mark.parametrize("work", ["sleep", "spin", "spin_in_c", "idle"])
 def test_parent_killed_takes_the_whole_tree(tmp_path: Path, work: str, grandchild: str | None) -> None:
