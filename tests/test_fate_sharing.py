@@ -74,6 +74,20 @@ WORK = {
 }
 
 
+def kill_parent_once_the_group_is_up(parent: subprocess.Popen[Any], child_pid: int, expected: int) -> None:
+    """Wait for `expected` live members of the child's group, let the work get under way,
+    SIGKILL the parent, and fail if any member outlives it."""
+    deadline = time.monotonic() + 10
+    while len(group_members(child_pid)) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(group_members(child_pid)) >= expected, group_members(child_pid)
+    time.sleep(0.2)  # the work is under way in the child
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait(10)
+    left = wait_group_gone(child_pid)
+    assert not left, f"processes outlived their killed parent: {left}"
+
+
 def children_of(pid: int) -> list[int]:
     return [int(child) for task in os.listdir(f"/proc/{pid}/task")
             for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
@@ -92,14 +106,7 @@ def test_parent_killed_while_the_target_imports_takes_the_child(tmp_path: Path) 
             child_pid = next(iter(children_of(parent.pid)), 0)
             time.sleep(0.02)
         assert child_pid, "the parent started no child"
-        while len(group_members(child_pid)) < 2 and time.monotonic() < deadline:  # the child and its warden
-            time.sleep(0.02)
-        assert len(group_members(child_pid)) >= 2, group_members(child_pid)
-        time.sleep(0.2)  # the import is under way in the child
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait(10)
-        left = wait_group_gone(child_pid)
-        assert not left, f"processes outlived their killed parent: {left}"
+        kill_parent_once_the_group_is_up(parent, child_pid, 2)  # the child and its warden
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -120,16 +127,7 @@ def test_parent_killed_takes_the_whole_tree(tmp_path: Path, work: str, grandchil
     try:
         assert parent.stdout is not None
         child_pid = int(parent.stdout.readline())
-        expected = 3 if grandchild else 2  # the child, its warden and the grandchild
-        deadline = time.monotonic() + 10
-        while len(group_members(child_pid)) < expected and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert len(group_members(child_pid)) >= expected, group_members(child_pid)
-        time.sleep(0.2)  # the call is under way in the child
-        os.kill(parent.pid, signal.SIGKILL)
-        parent.wait(10)
-        left = wait_group_gone(child_pid)
-        assert not left, f"processes outlived their killed parent: {left}"
+        kill_parent_once_the_group_is_up(parent, child_pid, 3 if grandchild else 2)  # + its warden, its grandchild
     finally:
         if parent.poll() is None:
             parent.kill()
